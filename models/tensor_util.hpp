@@ -1,0 +1,25 @@
+#pragma once
+// Small torch helpers shared by models/: dtype mapping and argument checks that throw osd::Error.
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <vector>
+
+#include "models/config.hpp"
+#include "models/error.hpp"
+
+namespace osd {
+
+c10::ScalarType to_scalar_type(DType d);
+DType from_scalar_type(c10::ScalarType t);
+
+// Throws osd::Error("<what>: expected shape [..], got [..]") unless t has `dims` dimensions.
+void check_dims(const at::Tensor& t, int64_t dims, const std::string& what);
+// Throws unless t has scalar type `type`.
+void check_dtype(const at::Tensor& t, c10::ScalarType type, const std::string& what);
+std::string shape_str(const at::Tensor& t);
+
+// Sets libtorch's intra-op threads from the machine's core count (or OSD_THREADS).
+void init_torch_threads();
+
+}  // namespace osd

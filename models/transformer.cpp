@@ -1,0 +1,241 @@
+#include "models/transformer.hpp"
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <cmath>
+
+#include "models/error.hpp"
+#include "models/tensor_util.hpp"
+
+namespace osd {
+namespace F = torch::nn::functional;
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  auto h = x.to(torch::kFloat32);
+  h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * h.to(x.scalar_type());
+}
+
+namespace {
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return b.defined() ? torch::nn::functional::linear(x, w, b) : torch::matmul(x, w.t());
+}
+}  // namespace
+
+Transformer::Transformer(const ModelConfig& config, uint64_t seed, c10::Device device)
+    : config_(config), device_(c10::kCPU) {
+  config_.finalize();
+  if (auto err = config_.validate(); !err.empty()) throw Error("model config: " + err);
+  const auto& c = config_;
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto normal = [&](std::vector<int64_t> shape) {
+    return at::normal(0.0, 0.02, shape, gen, torch::TensorOptions().dtype(torch::kFloat32));
+  };
+  auto ones = [](int64_t n) { return torch::ones({n}); };
+  auto zeros = [](int64_t n) { return torch::zeros({n}); };
+  const int64_t qkv = c.q_dim() + 2 * c.kv_dim();
+  embed_ = register_parameter("embed_tokens", normal({c.vocab_size, c.hidden_size}));
+  // Parameter names: layers.<i>.<name>, the ModuleList giving the dotted prefix.
+  auto list = register_module("layers", torch::nn::ModuleList());
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    auto block = std::make_shared<torch::nn::Module>("Block");
+    auto reg = [&](const char* name, at::Tensor t) { return block->register_parameter(name, t); };
+    LayerWeights w;
+    w.attn_norm = reg("attn_norm", ones(c.hidden_size));
+    w.wqkv = reg("wqkv", normal({qkv, c.hidden_size}));
+    if (c.qkv_bias) w.bqkv = reg("bqkv", zeros(qkv));
+    w.wo = reg("wo", normal({c.hidden_size, c.q_dim()}));
+    if (c.o_bias) w.bo = reg("bo", zeros(c.hidden_size));
+    w.mlp_norm = reg("mlp_norm", ones(c.hidden_size));
+    w.w_gate_up = reg("w_gate_up", normal({2 * c.intermediate_size, c.hidden_size}));
+    if (c.mlp_bias) w.b_gate_up = reg("b_gate_up", zeros(2 * c.intermediate_size));
+    w.w_down = reg("w_down", normal({c.hidden_size, c.intermediate_size}));
+    if (c.mlp_bias) w.b_down = reg("b_down", zeros(c.hidden_size));
+    list->push_back(block);
+    layers_.push_back(w);
+  }
+  norm_ = register_parameter("norm", ones(c.hidden_size));
+  if (!c.tie_word_embeddings) lm_head_ = register_parameter("lm_head", normal({c.vocab_size, c.hidden_size}));
+  rope_ = make_rope_tables(c, c10::Device(c10::kCPU));
+  to_device(device, to_scalar_type(c.dtype));
+}
+
+c10::ScalarType Transformer::dtype() const { return to_scalar_type(config_.dtype); }
+
+void Transformer::to_device(c10::Device device, c10::ScalarType dtype) {
+  // Module::to keeps each parameter's TensorImpl (set_data), so LayerWeights stay valid.
+  this->to(device, dtype);
+  device_ = device;
+  config_.dtype = from_scalar_type(dtype);
+  rope_.cos = rope_.cos.to(device);
+  rope_.sin = rope_.sin.to(device);
+}
+
+KVCache Transformer::make_cache(int64_t num_slots, int64_t max_len) const {
+  return KVCache(config_, num_slots, max_len, device_, dtype());
+}
+
+at::Tensor Transformer::check_tokens(const at::Tensor& tokens, const char* what) const {
+  check_dims(tokens, 2, std::string(what) + " tokens [batch, tokens]");
+  check_dtype(tokens, torch::kInt64, std::string(what) + " tokens");
+  if (tokens.size(0) == 0 || tokens.size(1) == 0)
+    throw Error(std::string(what) + ": empty tokens tensor " + shape_str(tokens));
+  if (tokens.device().is_cpu()) {  // ids from the host are checked; device-side ids come from us
+    auto lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
+    if (lo < 0 || hi >= config_.vocab_size)
+      throw Error(std::string(what) + ": token id " + std::to_string(lo < 0 ? lo : hi) +
+                  " outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
+  }
+  return tokens.to(device_);
+}
+
+at::Tensor Transformer::attention(int64_t l, const at::Tensor& x, const at::Tensor& cos,
+                                  const at::Tensor& sin, const at::Tensor& mask,
+                                  const CacheWrite* cw) {
+  const auto& c = config_;
+  const auto& w = layers_[l];
+  const int64_t B = x.size(0), T = x.size(1), H = c.num_heads, Hkv = c.num_kv_heads,
+                D = c.head_dim, G = H / Hkv;
+  auto qkv = linear(x, w.wqkv, w.bqkv);                                   // [B, T, (H + 2Hkv) D]
+  auto q = qkv.narrow(-1, 0, H * D).view({B, T, H, D});
+  auto k = qkv.narrow(-1, H * D, Hkv * D).view({B, T, Hkv, D});
+  auto v = qkv.narrow(-1, (H + Hkv) * D, Hkv * D).view({B, T, Hkv, D});
+  q = apply_rope(q, cos, sin);
+  k = apply_rope(k, cos, sin);
+
+  at::Tensor keys = k, values = v;                                        // [B, S, Hkv, D]
+  if (cw) {
+    auto& kc = cw->cache->keys(l);                                        // [slots, L, Hkv, D]
+    auto& vc = cw->cache->values(l);
+    kc.index_put_({cw->slot_index, cw->positions}, k);
+    vc.index_put_({cw->slot_index, cw->positions}, v);
+    if (cw->read_slots.defined()) {
+      keys = kc.narrow(1, 0, cw->span).index_select(0, cw->read_slots);
+      values = vc.narrow(1, 0, cw->span).index_select(0, cw->read_slots);
+    } else {
+      keys = kc.narrow(0, cw->first_slot, B).narrow(1, 0, cw->span);
+      values = vc.narrow(0, cw->first_slot, B).narrow(1, 0, cw->span);
+    }
+  }
+  const int64_t S = keys.size(1);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  keys = keys.permute({0, 2, 1, 3});                                      // [B, Hkv, S, D]
+  values = values.permute({0, 2, 1, 3});
+  at::Tensor out;                                                         // [B, T, H * D]
+#if TORCH_VERSION_MAJOR >= 2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 5)
+  if (x.is_cuda()) {
+    auto qh = q.transpose(1, 2);                                          // [B, H, T, D]
+    auto o = at::scaled_dot_product_attention(qh, keys, values, mask, 0.0, false, scale,
+                                              /*enable_gqa=*/G > 1);      // [B, H, T, D]
+    out = o.transpose(1, 2).reshape({B, T, H * D});
+  }
+#endif
+  if (!out.defined()) {
+    // Query heads grouped under their KV head: [B, Hkv, G * T, D]; K/V are never copied per group.
+    auto qg = q.view({B, T, Hkv, G, D}).permute({0, 2, 3, 1, 4}).reshape({B, Hkv, G * T, D});
+    auto scores = torch::matmul(qg, keys.transpose(-1, -2)) * scale;     // [B, Hkv, G*T, S]
+    scores = scores.view({B, Hkv, G, T, S}).masked_fill(mask.unsqueeze(1).logical_not(),
+                                                        -std::numeric_limits<float>::infinity());
+    auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+    auto o = torch::matmul(probs.view({B, Hkv, G * T, S}), values);       // [B, Hkv, G*T, D]
+    out = o.view({B, Hkv, G, T, D}).permute({0, 3, 1, 2, 4}).reshape({B, T, H * D});
+  }
+  return linear(out, w.wo, w.bo);
+}
+
+at::Tensor Transformer::mlp(int64_t l, const at::Tensor& x) {
+  const auto& w = layers_[l];
+  const int64_t I = config_.intermediate_size;
+  auto gu = linear(x, w.w_gate_up, w.b_gate_up);                          // [B, T, 2I]
+  auto h = F::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);            // [B, T, I]
+  return linear(h, w.w_down, w.b_down);
+}
+
+at::Tensor Transformer::run_layers(at::Tensor x, const at::Tensor& positions,
+                                   const at::Tensor& mask, const CacheWrite* cw) {
+  // positions: [B, T] -> cos/sin [B, T, 1, D] in the activation dtype (HF casts after fp32 math).
+  auto pos = positions.clamp_max(config_.max_position_embeddings - 1);
+  auto cos = rope_.cos.index({pos}).to(x.scalar_type()).unsqueeze(2);
+  auto sin = rope_.sin.index({pos}).to(x.scalar_type()).unsqueeze(2);
+  const double eps = config_.rms_norm_eps;
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    x = x + attention(l, rms_norm(x, layers_[l].attn_norm, eps), cos, sin, mask, cw);
+    x = x + mlp(l, rms_norm(x, layers_[l].mlp_norm, eps));
+  }
+  return rms_norm(x, norm_, eps);
+}
+
+at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<int64_t>& slots,
+                                KVCache& cache, const std::vector<int64_t>& num_new_in,
+                                bool last_only) {
+  auto tokens = check_tokens(tokens_in, "forward");
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  if (static_cast<int64_t>(slots.size()) != B)
+    throw Error("forward: " + std::to_string(slots.size()) + " slots for a batch of " +
+                std::to_string(B) + " rows");
+  std::vector<int64_t> num_new = num_new_in.empty() ? std::vector<int64_t>(B, T) : num_new_in;
+  if (static_cast<int64_t>(num_new.size()) != B)
+    throw Error("forward: num_new has " + std::to_string(num_new.size()) + " entries for " +
+                std::to_string(B) + " rows");
+  if (cache.num_layers() != config_.num_layers || cache.device() != device_ ||
+      cache.keys(0).size(2) != config_.num_kv_heads || cache.keys(0).size(3) != config_.head_dim)
+    throw Error("forward: KV cache was made for another model shape or device");
+  cache.check_append(slots, T);
+  std::vector<int64_t> lengths(B);
+  int64_t span = 0;
+  for (int64_t i = 0; i < B; ++i) {
+    if (num_new[i] < 1 || num_new[i] > T)
+      throw Error("forward: num_new[" + std::to_string(i) + "] = " + std::to_string(num_new[i]) +
+                  " outside [1, " + std::to_string(T) + "]");
+    lengths[i] = cache.length(slots[i]);
+    if (lengths[i] + num_new[i] > config_.max_position_embeddings)
+      throw Error("forward: sequence in slot " + std::to_string(slots[i]) + " would reach " +
+                  std::to_string(lengths[i] + num_new[i]) + " positions, past max_position_embeddings " +
+                  std::to_string(config_.max_position_embeddings));
+    span = std::max(span, lengths[i] + T);
+  }
+  torch::NoGradGuard no_grad;
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  auto lens = torch::tensor(lengths, i64).to(device_);                             // [B]
+  auto positions = lens.unsqueeze(1) + torch::arange(T, i64.device(device_)).unsqueeze(0);  // [B, T]
+  auto key_pos = torch::arange(span, i64.device(device_));                        // [S]
+  auto mask = (key_pos.view({1, 1, span}) <= positions.unsqueeze(2)).unsqueeze(1);  // [B, 1, T, S]
+
+  CacheWrite cw;
+  cw.cache = &cache;
+  cw.positions = positions;
+  auto slot_t = torch::tensor(slots, i64);
+  cw.slot_index = slot_t.to(device_).unsqueeze(1);                                // [B, 1]
+  cw.span = span;
+  bool contiguous = true;
+  for (int64_t i = 1; i < B; ++i) contiguous = contiguous && slots[i] == slots[0] + i;
+  if (contiguous) cw.first_slot = slots[0];
+  else cw.read_slots = cw.slot_index.squeeze(1);
+
+  auto x = F::embedding(tokens, embed_);                                          // [B, T, hidden]
+  auto h = run_layers(x, positions, mask, &cw);                                   // [B, T, hidden]
+  if (last_only) {
+    auto last = torch::tensor(num_new, i64).to(device_).sub(1).view({B, 1, 1}).expand({B, 1, h.size(2)});
+    h = h.gather(1, last);                                                        // [B, 1, hidden]
+  }
+  auto logits = torch::matmul(h, lm_head().t()).to(torch::kFloat32);             // [B, *, vocab]
+  cache.commit(slots, num_new);
+  return logits;
+}
+
+at::Tensor Transformer::forward_full(const at::Tensor& tokens_in) {
+  auto tokens = check_tokens(tokens_in, "forward_full");
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  if (T > config_.max_position_embeddings)
+    throw Error("forward_full: " + std::to_string(T) + " tokens exceed max_position_embeddings " +
+                std::to_string(config_.max_position_embeddings));
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device_);
+  auto positions = torch::arange(T, i64).unsqueeze(0).expand({B, T});            // [B, T]
+  auto mask = torch::ones({T, T}, i64.dtype(torch::kBool)).tril().view({1, 1, T, T});
+  auto x = F::embedding(tokens, embed_);
+  auto h = run_layers(x, positions, mask, nullptr);
+  return torch::matmul(h, lm_head().t()).to(torch::kFloat32);                     // [B, T, vocab]
+}
+
+}  // namespace osd

@@ -1,0 +1,101 @@
+#pragma once
+// A Llama-family decoder-only transformer in libtorch (gpt-fast's model.py, in C++).
+//
+//   tokens -> embed -> num_layers x [x + attn(rms_norm(x)); x + mlp(rms_norm(x))] -> norm -> lm_head
+//
+// One forward() serves every mode the engine needs, through the KV cache:
+//   prefill    tokens [B, prompt_len]           (num_new gives each row's real length)
+//   decode     tokens [B, 1]
+//   score      tokens [B, k + 1]                (the verifier: last token + k proposals)
+// Rows continue the sequences held in cache slots; each row's new tokens sit at positions
+// length(slot) .. length(slot) + num_new - 1 and see every cached position before them.
+// Q/K/V and gate/up projections are fused (one GEMM each); checkpoints/ splits them for HF.
+#include <torch/nn/module.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "models/config.hpp"
+#include "models/kv_cache.hpp"
+#include "models/rope.hpp"
+
+namespace osd {
+
+struct LayerWeights {
+  at::Tensor attn_norm;   // [hidden]
+  at::Tensor wqkv;        // [q_dim + 2 * kv_dim, hidden]
+  at::Tensor bqkv;        // [q_dim + 2 * kv_dim] or undefined
+  at::Tensor wo;          // [hidden, q_dim]
+  at::Tensor bo;          // [hidden] or undefined
+  at::Tensor mlp_norm;    // [hidden]
+  at::Tensor w_gate_up;   // [2 * intermediate, hidden]  (gate rows first)
+  at::Tensor b_gate_up;   // [2 * intermediate] or undefined
+  at::Tensor w_down;      // [hidden, intermediate]
+  at::Tensor b_down;      // [hidden] or undefined
+};
+
+class Transformer : public torch::nn::Module {
+ public:
+  // Random initialisation as HF does (normal(0, 0.02), norms 1, biases 0), seeded, on the CPU
+  // in float32; then moved to `device` and config.dtype. Throws osd::Error on a bad config.
+  explicit Transformer(const ModelConfig& config, uint64_t seed = 0,
+                       c10::Device device = c10::Device(c10::kCPU));
+
+  const ModelConfig& config() const { return config_; }
+  c10::Device device() const { return device_; }
+  c10::ScalarType dtype() const;
+
+  // tokens: [B, T] int64 (CPU or the model's device); slots: B distinct allocated slots;
+  // num_new: B counts in [1, T] of real tokens per row (empty: all T); rows are right-padded.
+  // Returns logits [B, T, vocab] float32 (positions past num_new are garbage), or with
+  // last_only [B, 1, vocab] at each row's last real token. Appends num_new[i] positions to
+  // slots[i]. Throws osd::Error, leaving the cache unchanged, on bad shapes, dtypes, token
+  // ids, slots, or positions past max_position_embeddings or the cache's max_len.
+  at::Tensor forward(const at::Tensor& tokens, const std::vector<int64_t>& slots, KVCache& cache,
+                     const std::vector<int64_t>& num_new = {}, bool last_only = false);
+
+  // Full causal forward without a cache (training, references). tokens: [B, T] -> [B, T, vocab].
+  at::Tensor forward_full(const at::Tensor& tokens);
+
+  // A cache shaped for this model, on its device and dtype.
+  KVCache make_cache(int64_t num_slots, int64_t max_len) const;
+
+  // Moves weights and rope tables; keeps config_.dtype in step.
+  void to_device(c10::Device device, c10::ScalarType dtype);
+
+  std::vector<LayerWeights>& layers() { return layers_; }
+  at::Tensor& embed_tokens() { return embed_; }
+  at::Tensor& final_norm() { return norm_; }
+  at::Tensor& lm_head() { return config_.tie_word_embeddings ? embed_ : lm_head_; }
+
+ private:
+  // x: [B, T, hidden]; cos/sin: [B, T, 1, head_dim]; mask: [B, 1, T, S] bool (true = attend).
+  // With a cache, k/v are written at (slot_index, positions) and attention reads [0, S).
+  struct CacheWrite {
+    KVCache* cache = nullptr;
+    at::Tensor slot_index;  // [B, 1] int64
+    at::Tensor positions;   // [B, T] int64
+    at::Tensor read_slots;  // [B] int64, or undefined when slots are one contiguous run
+    int64_t first_slot = 0;
+    int64_t span = 0;       // S: positions attention reads per row
+  };
+  at::Tensor attention(int64_t layer, const at::Tensor& x, const at::Tensor& cos,
+                       const at::Tensor& sin, const at::Tensor& mask, const CacheWrite* cw);
+  at::Tensor mlp(int64_t layer, const at::Tensor& x);
+  at::Tensor run_layers(at::Tensor x, const at::Tensor& positions, const at::Tensor& mask,
+                        const CacheWrite* cw);
+  at::Tensor check_tokens(const at::Tensor& tokens, const char* what) const;
+
+  ModelConfig config_;
+  c10::Device device_;
+  at::Tensor embed_;     // [vocab, hidden]
+  at::Tensor norm_;      // [hidden]
+  at::Tensor lm_head_;   // [vocab, hidden], undefined when tied
+  std::vector<LayerWeights> layers_;
+  RopeTables rope_;
+};
+
+// x: [..., hidden] -> same shape; computed in float32 as HF's LlamaRMSNorm.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+}  // namespace osd

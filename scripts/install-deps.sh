@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package osd's build, tests, benchmarks and demo need. Idempotent; run as root.
+# OpenBLAS matters: without it Debian's libtorch runs fp32 matmul on the reference BLAS (~17x slower).
+set -euo pipefail
+pkgs=(
+  build-essential cmake ninja-build pkg-config git
+  libtorch-dev libopenblas0-openmp
+  libcaf-dev libzmq3-dev cppzmq-dev libspdlog-dev catch2
+  nlohmann-json3-dev libcli11-dev libsentencepiece-dev libonig-dev libutf8proc-dev
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+echo "install-deps: all ${#pkgs[@]} packages present"
