@@ -4,6 +4,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <cstdlib>
 
 #include "models/error.hpp"
 #include "models/tensor_util.hpp"
@@ -18,6 +19,15 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 }
 
 namespace {
+// OSD_ATTENTION=manual forces the hand-written attention on CUDA too (for comparisons).
+bool use_sdpa_on_cuda() {
+  static const bool sdpa = [] {
+    const char* v = std::getenv("OSD_ATTENTION");
+    return !(v && std::string(v) == "manual");
+  }();
+  return sdpa;
+}
+
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   return b.defined() ? torch::nn::functional::linear(x, w, b) : torch::matmul(x, w.t());
 }
@@ -124,7 +134,7 @@ at::Tensor Transformer::attention(int64_t l, const at::Tensor& x, const at::Tens
   values = values.permute({0, 2, 1, 3});
   at::Tensor out;                                                         // [B, T, H * D]
 #if TORCH_VERSION_MAJOR >= 2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 5)
-  if (x.is_cuda()) {
+  if (x.is_cuda() && use_sdpa_on_cuda()) {
     auto qh = q.transpose(1, 2);                                          // [B, H, T, D]
     auto o = at::scaled_dot_product_attention(qh, keys, values, mask, 0.0, false, scale,
                                               /*enable_gqa=*/G > 1);      // [B, H, T, D]
@@ -195,6 +205,9 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
                   std::to_string(config_.max_position_embeddings));
     span = std::max(span, lengths[i] + T);
   }
+  // On CUDA the attention span is rounded up to a multiple of 128 (masked past each row's end):
+  // kernels and their plans (cuDNN's SDPA builds one per shape) see few distinct shapes.
+  if (device_.is_cuda()) span = std::min(cache.max_len(), (span + 127) / 128 * 128);
   torch::NoGradGuard no_grad;
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   auto lens = torch::tensor(lengths, i64).to(device_);                             // [B]

@@ -1,0 +1,105 @@
+// osd-bench model: prefill and decode throughput of the transformer core, random weights, and
+// the decode step against its memory floor (weight bytes / measured copy bandwidth).
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+
+#if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
+#include <torch/csrc/autograd/profiler_legacy.h>
+#define OSD_HAVE_LEGACY_PROFILER 1
+#endif
+
+#include "models/tensor_util.hpp"
+#include "models/transformer.hpp"
+#include "runtime/cli/bench_report.hpp"
+#include "runtime/cli/benches.hpp"
+
+namespace osd::bench {
+
+namespace {
+// Bytes read + written per second by a large device-to-device copy.
+double copy_bandwidth(c10::Device dev) {
+  const int64_t n = dev.is_cuda() ? (int64_t{1} << 28) : (int64_t{1} << 25);  // 1 GiB / 128 MiB
+  auto src = torch::rand({n}, torch::TensorOptions().device(dev));
+  auto dst = torch::empty_like(src);
+  const bool cuda = dev.is_cuda();
+  dst.copy_(src);
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    double t0 = now_synced(cuda);
+    dst.copy_(src);
+    best = std::min(best, now_synced(cuda) - t0);
+  }
+  return 2.0 * n * 4 / best;
+}
+}  // namespace
+
+void add_model_bench(CLI::App& app, bool& json) {
+  auto* cmd = app.add_subcommand("model", "prefill / decode tokens/s of the transformer (random weights)");
+  auto sizes = std::make_shared<std::vector<std::string>>(std::vector<std::string>{"10m", "100m"});
+  auto batches = std::make_shared<std::vector<int64_t>>(std::vector<int64_t>{1, 16});
+  auto device = std::make_shared<std::string>("cpu");
+  auto dtype = std::make_shared<std::string>("float32");
+  auto prompt = std::make_shared<int64_t>(128);
+  auto steps = std::make_shared<int64_t>(32);
+  cmd->add_option("--sizes", *sizes, "model presets")->capture_default_str();
+  cmd->add_option("--batches", *batches, "batch sizes")->capture_default_str();
+  cmd->add_option("--device", *device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--dtype", *dtype, "float32 | bfloat16 | float16")->capture_default_str();
+  cmd->add_option("--prompt", *prompt, "prompt tokens per sequence")->check(CLI::Range(1, 8192))->capture_default_str();
+  cmd->add_option("--steps", *steps, "decode steps timed")->check(CLI::Range(1, 100000))->capture_default_str();
+  cmd->callback([=, &json] {
+    c10::Device dev(*device);
+    auto dt = parse_dtype(*dtype);
+    if (!dt) throw CLI::ValidationError("--dtype", "unknown dtype " + *dtype);
+    const bool cuda = dev.is_cuda();
+    const double bw = copy_bandwidth(dev);
+    Report rep("model", {"model", "params", "batch", "prefill tok/s", "decode tok/s",
+                         "decode step ms", "floor ms", "step/floor"});
+    for (const auto& name : *sizes) {
+      auto cfg = ModelConfig::preset(name);
+      if (!cfg) throw CLI::ValidationError("--sizes", "unknown preset " + name);
+      cfg->dtype = *dt;
+      Transformer model(*cfg, 0, dev);
+      const double weight_bytes = static_cast<double>(cfg->num_parameters()) *
+                                  (*dt == DType::f32 ? 4 : 2);
+      const double floor_s = weight_bytes / bw;
+      for (int64_t B : *batches) {
+        auto cache = model.make_cache(B, *prompt + *steps + 8);
+        std::vector<int64_t> slots;
+        for (int64_t i = 0; i < B; ++i) slots.push_back(cache.allocate_slot());
+        auto tokens = torch::randint(0, cfg->vocab_size, {B, *prompt}, torch::kInt64);
+        auto step_tok = torch::randint(0, cfg->vocab_size, {B, 1}, torch::kInt64).to(dev);
+        // Warm-up: one prefill and a few steps, then roll back.
+        model.forward(tokens, slots, cache, {}, true);
+        for (int i = 0; i < 3; ++i) model.forward(step_tok, slots, cache);
+        for (auto s : slots) cache.truncate(s, 0);
+        double t0 = now_synced(cuda);
+        model.forward(tokens, slots, cache, {}, /*last_only=*/true);
+        double t1 = now_synced(cuda);
+        for (int64_t i = 0; i < *steps; ++i) model.forward(step_tok, slots, cache);
+        double t2 = now_synced(cuda);
+#ifdef OSD_HAVE_LEGACY_PROFILER
+        // OSD_PROFILE=DIR writes a chrome trace of a few more decode steps per model and batch.
+        if (const char* dir = std::getenv("OSD_PROFILE")) {
+          torch::autograd::profiler::RecordProfile guard(std::string(dir) + "/decode-" + name +
+                                                         "-b" + std::to_string(B) + ".json");
+          for (int i = 0; i < 4; ++i) model.forward(step_tok, slots, cache);
+          now_synced(cuda);
+        }
+#endif
+        const double step = (t2 - t1) / *steps;
+        rep.add({name, cfg->num_parameters(), B, B * *prompt / (t1 - t0), B / step, step * 1e3,
+                 floor_s * 1e3, step / floor_s});
+      }
+    }
+    rep.note("device", cuda ? torch_cuda_device_name(dev) : std::string("cpu"));
+    rep.note("dtype", dtype_name(*dt));
+    rep.note("threads", at::get_num_threads());
+    rep.note("copy bandwidth GB/s (read+write)", bw / 1e9);
+    rep.note("prompt tokens", *prompt);
+    rep.print(json);
+  });
+}
+
+}  // namespace osd::bench

@@ -1,0 +1,15 @@
+#pragma once
+// osd-bench subcommands, one registration function per file bench_<name>.cpp.
+#include <CLI/CLI.hpp>
+
+#include <c10/core/Device.h>
+#include <string>
+
+namespace osd::bench {
+
+void add_model_bench(CLI::App& app, bool& json);
+
+// "NVIDIA H100 80GB HBM3" (CUDA builds), "cuda" otherwise.
+std::string torch_cuda_device_name(c10::Device dev);
+
+}  // namespace osd::bench
