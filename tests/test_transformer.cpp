@@ -89,7 +89,7 @@ TEST_CASE("prefill + single-token steps equal a full forward, batch of ragged se
   }
 }
 
-TEST_CASE("prefill + chunks of k tokens equal a full forward; last_only picks each row's end",
+TEST_CASE("prefill + chunks of k tokens equal a full forward, last_only picks each row end",
           "[transformer]") {
   for (const auto& name : {std::string("gqa"), std::string("qwen2-bias")}) {
     Transformer m(variant(name), 11);

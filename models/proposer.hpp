@@ -1,0 +1,59 @@
+#pragma once
+// The proposer role: the draft model proposes up to k tokens for each sequence of a batch.
+//
+// Cache invariant, per sequence: draft cache + pending == the sequence so far. `pending` holds
+// the tokens the draft has not yet run (usually the last emitted token; two after a round in
+// which every draft token was accepted; more after rounds with k = 0). propose() runs the
+// pending tokens as one ragged chunk, then one token per step; commit() truncates the cache back
+// to the accepted prefix and queues what the draft has not seen.
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "models/kv_cache.hpp"
+#include "models/spec_types.hpp"
+#include "models/transformer.hpp"
+
+namespace osd {
+
+class DraftProposer {
+ public:
+  // The draft stays owned by the caller and must outlive the proposer.
+  DraftProposer(std::shared_ptr<Transformer> draft, int64_t num_slots, int64_t max_len);
+
+  // Prefills prompt[0 .. n-2]; prompt.back() becomes pending. Throws when full or too long.
+  void add(SeqId id, const std::vector<int64_t>& prompt, const SamplingParams& params);
+  void remove(SeqId id);
+  bool has(SeqId id) const { return seqs_.count(id) != 0; }
+  size_t size() const { return seqs_.size(); }
+  // Most draft tokens that still fit this sequence's cache and the draft's context.
+  int64_t room(SeqId id) const;
+
+  // ids[i] proposes k[i] tokens (0 allowed). Returns tokens [B, K] and q [B, K, V].
+  Proposals propose(const std::vector<SeqId>& ids, const std::vector<int64_t>& k);
+  // Roll back to the accepted prefix (v.emitted = accepted draft tokens + next token).
+  void commit(const Verdict& v);
+
+  // Swap in new weights (same shape); cached keys/values stay valid approximations, and the
+  // accept rule keeps the output exact whatever q is.
+  void set_model(std::shared_ptr<Transformer> draft) { draft_ = std::move(draft); }
+  const Transformer& model() const { return *draft_; }
+
+ private:
+  struct Seq {
+    int64_t slot = 0;
+    std::vector<int64_t> pending;
+    SamplingParams params;
+    RequestRng rng;
+    int64_t length_before = 0;   // cache length when the last proposal started
+    int64_t proposed = -1;       // k of the proposal awaiting commit, -1: none
+    std::vector<int64_t> drafts; // the proposal awaiting commit
+  };
+  std::shared_ptr<Transformer> draft_;
+  KVCache cache_;
+  std::unordered_map<SeqId, Seq> seqs_;
+};
+
+}  // namespace osd

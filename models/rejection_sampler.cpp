@@ -1,0 +1,62 @@
+#include "models/rejection_sampler.hpp"
+
+#include <torch/torch.h>
+
+#include "models/error.hpp"
+#include "models/sampling.hpp"
+#include "models/tensor_util.hpp"
+
+namespace osd {
+
+RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule) {
+  check_dims(in.draft_tokens, 2, "rejection_sample draft_tokens [B, K]");
+  check_dims(in.q, 3, "rejection_sample q [B, K, V]");
+  check_dims(in.p, 3, "rejection_sample p [B, K + 1, V]");
+  const int64_t B = in.draft_tokens.size(0), K = in.draft_tokens.size(1), V = in.p.size(2);
+  if (in.q.size(0) != B || in.q.size(1) != K || in.p.size(0) != B || in.p.size(1) != K + 1 ||
+      (K > 0 && in.q.size(2) != V))
+    throw Error("rejection_sample: shapes disagree: tokens " + shape_str(in.draft_tokens) +
+                ", q " + shape_str(in.q) + ", p " + shape_str(in.p));
+  if (static_cast<int64_t>(in.k.size()) != B || static_cast<int64_t>(in.u_final.size()) != B ||
+      static_cast<int64_t>(in.u_accept.size()) != B * K)
+    throw Error("rejection_sample: k, u_accept or u_final has the wrong length");
+  for (auto k : in.k)
+    if (k < 0 || k > K) throw Error("rejection_sample: k outside [0, K]");
+  auto dev = in.p.device();
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(dev);
+  auto kt = torch::tensor(in.k, torch::kInt64).to(dev);                           // [B]
+  at::Tensor accepted;                                                            // [B]
+  if (K > 0) {
+    auto idx = in.draft_tokens.to(dev).unsqueeze(-1);                             // [B, K, 1]
+    auto p_x = in.p.narrow(1, 0, K).gather(-1, idx).squeeze(-1).to(torch::kFloat64);  // [B, K]
+    auto q_x = in.q.gather(-1, idx).squeeze(-1).to(torch::kFloat64);                  // [B, K]
+    auto u = torch::tensor(in.u_accept, torch::kFloat64).view({B, K}).to(dev);
+    // accept iff u < min(1, p/q)  <=>  u * q < p   (q > 0 for a token drawn from q)
+    auto ok = rule == AcceptRule::broken_q_over_p ? u * p_x < q_x : u * q_x < p_x;
+    auto valid = torch::arange(K, i64).unsqueeze(0) < kt.unsqueeze(1);            // [B, K]
+    accepted = ok.logical_and(valid).to(torch::kInt64).cumprod(1).sum(1);          // [B]
+  } else {
+    accepted = torch::zeros({B}, i64);
+  }
+  // The distribution of the next token at position `accepted` of each row.
+  auto at_n = accepted.view({B, 1, 1}).expand({B, 1, V});
+  auto p_n = in.p.gather(1, at_n).squeeze(1);                                     // [B, V]
+  at::Tensor final_probs = p_n;
+  if (K > 0 && rule != AcceptRule::broken_resample_from_p) {
+    auto q_n = in.q.gather(1, accepted.clamp_max(K - 1).view({B, 1, 1}).expand({B, 1, V})).squeeze(1);
+    auto residual = (p_n - q_n).clamp_min(0);                                      // [B, V]
+    auto rejected = (accepted < kt).unsqueeze(1);
+    // Mass of exactly 0 cannot be reached by a real rejection; guard against rounding anyway.
+    auto has_mass = residual.sum(-1, true) > 0;
+    final_probs = torch::where(rejected.logical_and(has_mass), residual, p_n);
+  }
+  auto next = sample_from_probs(final_probs, torch::tensor(in.u_final, torch::kFloat64));
+  auto both = torch::stack({accepted, next}).to(torch::kCPU);                     // [2, B]
+  RejectionOutput out;
+  auto a = both[0], n = both[1];
+  out.accepted.assign(a.data_ptr<int64_t>(), a.data_ptr<int64_t>() + B);
+  out.next_token.assign(n.data_ptr<int64_t>(), n.data_ptr<int64_t>() + B);
+  return out;
+}
+
+}  // namespace osd

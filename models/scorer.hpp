@@ -1,0 +1,53 @@
+#pragma once
+// The scorer role: the target scores every proposal of a batch in ONE forward pass over
+// [pending, d_1 .. d_k] per sequence (k + 1 positions), and rolls its cache back afterwards.
+//
+// Cache invariant, per sequence: target cache + pending == the sequence so far, with exactly one
+// pending token (the last one emitted). After a round that accepted n of k draft tokens the cache
+// keeps pending, d_1 .. d_n and the newly emitted token becomes pending.
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "models/kv_cache.hpp"
+#include "models/spec_types.hpp"
+#include "models/transformer.hpp"
+
+namespace osd {
+
+class TargetScorer {
+ public:
+  TargetScorer(std::shared_ptr<Transformer> target, int64_t num_slots, int64_t max_len);
+
+  // Prefills prompt[0 .. n-2]; prompt.back() becomes pending. Throws when full or too long.
+  void add(SeqId id, const std::vector<int64_t>& prompt);
+  void remove(SeqId id);
+  bool has(SeqId id) const { return seqs_.count(id) != 0; }
+  size_t size() const { return seqs_.size(); }
+  size_t free_slots() const { return static_cast<size_t>(cache_.free_slots()); }
+  // Most draft tokens that still fit: scoring k appends k + 1 positions.
+  int64_t room(SeqId id) const;
+
+  // Returns the target's raw logits [B, K + 1, V] float32 for the rows of `proposals`.
+  at::Tensor score(const Proposals& proposals);
+  // Truncates to the accepted prefix; v.emitted.back() becomes pending.
+  void commit(const Verdict& v);
+
+  const Transformer& model() const { return *target_; }
+  int64_t length(SeqId id) const;  // tokens of the sequence so far (cache + pending)
+
+ private:
+  struct Seq {
+    int64_t slot = 0;
+    int64_t pending = 0;
+    int64_t length_before = 0;
+    int64_t scored = -1;  // k of the scored proposal awaiting commit, -1: none
+  };
+  std::shared_ptr<Transformer> target_;
+  KVCache cache_;
+  std::unordered_map<SeqId, Seq> seqs_;
+};
+
+}  // namespace osd

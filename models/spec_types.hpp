@@ -1,0 +1,72 @@
+#pragma once
+// The data that flows between the roles of speculative decoding (vLLM's split):
+//
+//   proposer (draft)  --Proposals-->  scorer (target, one batched pass)  --Scores-->
+//   rejection sampler --Verdicts-->   both sides roll their KV caches back
+//
+// Terms, defined once:
+//   draft tokens     the k tokens the draft proposes for a sequence in one round
+//   accepted tokens  the leading draft tokens the rule keeps (0..k)
+//   recovered token  the token drawn from norm(max(0, p - q)) at the first rejection
+//   bonus token      the token drawn from p at position k + 1 when all k were accepted
+// Every round emits accepted + 1 tokens (the +1 is the recovered or the bonus token).
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/sampling.hpp"
+
+namespace osd {
+
+using SeqId = int64_t;
+
+struct GenerationRequest {
+  std::vector<int64_t> prompt;          // token ids, at least one
+  SamplingParams sampling;
+  int64_t max_new_tokens = 64;
+  std::vector<int64_t> eos_ids;         // generation stops after emitting one of these
+  std::vector<std::string> stop;        // stop strings; may span tokens (needs a detokenizer)
+};
+
+enum class FinishReason { none, length, eos, stop, cancelled, error };
+const char* finish_reason_name(FinishReason r);
+
+// Per-request statistics, with vLLM's meanings.
+struct SpecStats {
+  int64_t num_drafts = 0;                 // rounds in which the draft proposed >= 1 token
+  int64_t num_draft_tokens = 0;           // tokens proposed, summed over rounds
+  int64_t num_accepted_tokens = 0;        // draft tokens accepted, summed over rounds
+  int64_t num_rounds = 0;                 // target passes (k = 0 rounds included)
+  std::vector<int64_t> accepted_per_pos;  // [i]: rounds whose draft token i was accepted
+  // Mean tokens emitted per draft round: 1 + accepted / drafts (vLLM's mean acceptance length).
+  double mean_accepted_length() const {
+    return num_drafts ? 1.0 + double(num_accepted_tokens) / double(num_drafts) : 0.0;
+  }
+  double acceptance_rate() const {
+    return num_draft_tokens ? double(num_accepted_tokens) / double(num_draft_tokens) : 0.0;
+  }
+  void merge(const SpecStats& o);
+};
+
+// Output of the proposer for a batch of sequences (rows), right-padded to K = max k.
+struct Proposals {
+  std::vector<SeqId> ids;       // row -> sequence
+  std::vector<int64_t> k;       // row -> number of draft tokens (0..K)
+  at::Tensor tokens;            // [B, K] int64 (padding: 0)
+  at::Tensor probs;             // [B, K, V] float32: the draft's processed q at each draft token
+  std::vector<std::vector<int64_t>> host_tokens;  // row -> its k draft tokens, on the host
+  double seconds = 0;           // wall time of the proposal (for the cost ratio c)
+  int64_t draft_steps = 0;      // draft forward passes it took
+};
+
+// What the rejection sampler decided for one sequence in one round.
+struct Verdict {
+  SeqId id = 0;
+  int64_t k = 0;                    // draft tokens proposed
+  int64_t accepted = 0;             // leading draft tokens accepted
+  std::vector<int64_t> emitted;     // accepted draft tokens + the recovered/bonus token
+};
+
+}  // namespace osd
