@@ -134,6 +134,7 @@ RoundResult SpecDecoder::step() {
       ++st.num_drafts;
       st.num_draft_tokens += v.k;
       st.num_accepted_tokens += v.accepted;
+      st.num_rejected_drafts += v.accepted < v.k;
       if (static_cast<int64_t>(st.accepted_per_pos.size()) < v.k) st.accepted_per_pos.resize(v.k);
       for (int64_t j = 0; j < v.accepted; ++j) ++st.accepted_per_pos[j];
       a.estimator.observe(v.k, v.accepted);

@@ -39,10 +39,17 @@ struct SpecStats {
   int64_t num_draft_tokens = 0;           // tokens proposed, summed over rounds
   int64_t num_accepted_tokens = 0;        // draft tokens accepted, summed over rounds
   int64_t num_rounds = 0;                 // target passes (k = 0 rounds included)
+  int64_t num_rejected_drafts = 0;        // draft rounds that ended in a rejection (accepted < k)
   std::vector<int64_t> accepted_per_pos;  // [i]: rounds whose draft token i was accepted
   // Mean tokens emitted per draft round: 1 + accepted / drafts (vLLM's mean acceptance length).
   double mean_accepted_length() const {
     return num_drafts ? 1.0 + double(num_accepted_tokens) / double(num_drafts) : 0.0;
+  }
+  // Per-token acceptance alpha of the geometric model (the paper's alpha): the maximum-likelihood
+  // estimate accepted / (accepted + rejections) from truncated runs.
+  double alpha() const {
+    const double d = double(num_accepted_tokens + num_rejected_drafts);
+    return d > 0 ? double(num_accepted_tokens) / d : 0.0;
   }
   double acceptance_rate() const {
     return num_draft_tokens ? double(num_accepted_tokens) / double(num_draft_tokens) : 0.0;

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // --json may come after the subcommand too
   osd::bench::add_model_bench(app, json);
+  osd::bench::add_spec_bench(app, json);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

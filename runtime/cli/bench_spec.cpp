@@ -1,0 +1,146 @@
+// osd-bench spec: tokens/s of target-only vs speculative decoding (fixed k, adaptive k) for two
+// draft qualities, with the measured acceptance alpha, cost ratio c, and the paper's predicted
+// speedup beside the measured one. One run, one machine, batch 1 by default.
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+
+#include "models/spec_decoder.hpp"
+#include "runtime/cli/bench_report.hpp"
+#include "runtime/cli/benches.hpp"
+
+namespace osd::bench {
+
+namespace {
+
+struct PairShape {
+  int64_t vocab = 4096, hidden = 384, layers = 12, draft_layers = 1;
+};
+
+ModelConfig shape(const PairShape& s, int64_t layers) {
+  ModelConfig c;
+  c.name = "bench";
+  c.vocab_size = s.vocab;
+  c.hidden_size = s.hidden;
+  c.intermediate_size = s.hidden * 8 / 3 / 64 * 64;
+  c.num_layers = layers;
+  c.num_heads = s.hidden / 64;
+  c.num_kv_heads = c.num_heads;
+  c.head_dim = 0;
+  return c.finalize();
+}
+
+// Random weights with structure: the embedding and the first `lead` layers decide most of the
+// output; deeper layers add a perturbation of size `depth_std`. A draft made of the target's
+// first layers then agrees often (a "perturbed copy"), a random draft rarely.
+void structure(Transformer& m, uint64_t seed, int64_t lead, double depth_std) {
+  torch::NoGradGuard g;
+  auto gen = at::detail::createCPUGenerator(seed);
+  const double emb_std = 3.0 / std::sqrt(static_cast<double>(m.config().hidden_size));
+  m.embed_tokens().copy_(at::normal(0.0, emb_std, m.embed_tokens().sizes(), gen));
+  if (!m.config().tie_word_embeddings) m.lm_head().copy_(at::normal(0.0, emb_std, m.lm_head().sizes(), gen));
+  for (int64_t l = 0; l < m.config().num_layers; ++l) {
+    auto& w = m.layers()[l];
+    const double s = l < lead ? 0.08 : depth_std;
+    for (auto* t : {&w.wqkv, &w.wo, &w.w_gate_up, &w.w_down}) t->copy_(at::normal(0.0, s, t->sizes(), gen));
+  }
+}
+
+std::shared_ptr<Transformer> truncated_copy(Transformer& target, const ModelConfig& cfg) {
+  auto d = std::make_shared<Transformer>(cfg, 0);
+  torch::NoGradGuard g;
+  d->embed_tokens().copy_(target.embed_tokens());
+  d->lm_head().copy_(target.lm_head());
+  d->final_norm().copy_(target.final_norm());
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    auto &dst = d->layers()[l], &src = target.layers()[l];
+    for (auto [a, b] : {std::pair{&dst.wqkv, &src.wqkv}, {&dst.wo, &src.wo}, {&dst.w_gate_up, &src.w_gate_up},
+                        {&dst.w_down, &src.w_down}, {&dst.attn_norm, &src.attn_norm}, {&dst.mlp_norm, &src.mlp_norm}})
+      a->copy_(*b);
+  }
+  return d;
+}
+
+}  // namespace
+
+void add_spec_bench(CLI::App& app, bool& json) {
+  auto* cmd = app.add_subcommand("spec", "target-only vs speculative decoding on CPU (random structured models)");
+  struct Opts {
+    PairShape shape;
+    int64_t prompts = 8, prompt_len = 16, new_tokens = 64, k = 4, k_max = 8, batch = 1;
+    double temperature = 0, depth_std = 0.02;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--vocab", o->shape.vocab)->capture_default_str();
+  cmd->add_option("--hidden", o->shape.hidden)->capture_default_str();
+  cmd->add_option("--layers", o->shape.layers, "target layers")->capture_default_str();
+  cmd->add_option("--draft-layers", o->shape.draft_layers)->capture_default_str();
+  cmd->add_option("--prompts", o->prompts)->check(CLI::Range(1, 10000))->capture_default_str();
+  cmd->add_option("--prompt-len", o->prompt_len)->check(CLI::Range(1, 4096))->capture_default_str();
+  cmd->add_option("--new-tokens", o->new_tokens)->check(CLI::Range(1, 4096))->capture_default_str();
+  cmd->add_option("--k", o->k, "fixed draft length")->check(CLI::Range(1, 64))->capture_default_str();
+  cmd->add_option("--k-max", o->k_max, "adaptive k bound")->check(CLI::Range(1, 64))->capture_default_str();
+  cmd->add_option("--batch", o->batch, "sequences in flight")->check(CLI::Range(1, 1024))->capture_default_str();
+  cmd->add_option("--temperature", o->temperature, "0: greedy")->check(CLI::Range(0.0, 10.0))->capture_default_str();
+  cmd->add_option("--depth-std", o->depth_std, "weight std of the target's deeper layers (draft quality)")
+      ->capture_default_str();
+  cmd->callback([o, &json] {
+    auto tcfg = shape(o->shape, o->shape.layers), dcfg = shape(o->shape, o->shape.draft_layers);
+    auto target = std::make_shared<Transformer>(tcfg, 1);
+    structure(*target, 1, o->shape.draft_layers, o->depth_std);
+    auto copy = truncated_copy(*target, dcfg);
+    auto unrelated = std::make_shared<Transformer>(dcfg, 2);
+    structure(*unrelated, 2, o->shape.draft_layers, o->depth_std);
+    std::vector<GenerationRequest> reqs(o->prompts);
+    auto gen = at::detail::createCPUGenerator(3);
+    for (int64_t i = 0; i < o->prompts; ++i) {
+      auto t = torch::randint(0, o->shape.vocab, {o->prompt_len}, gen, torch::kInt64);
+      reqs[i].prompt.assign(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + o->prompt_len);
+      reqs[i].max_new_tokens = o->new_tokens;
+      reqs[i].sampling.temperature = o->temperature;
+      reqs[i].sampling.seed = i;
+    }
+    struct Mode { std::string name; std::shared_ptr<Transformer> draft; bool adaptive; };
+    std::vector<Mode> modes = {{"target only", nullptr, false},
+                               {"truncated copy, k=" + std::to_string(o->k), copy, false},
+                               {"truncated copy, adaptive", copy, true},
+                               {"unrelated, k=" + std::to_string(o->k), unrelated, false},
+                               {"unrelated, adaptive", unrelated, true}};
+    Report rep("spec", {"mode", "tok/s", "alpha", "mean k", "c", "predicted x", "measured x", "mean acc len"});
+    double base_tps = 0;
+    for (const auto& m : modes) {
+      SpecOptions so;
+      so.max_batch = o->batch;
+      so.max_len = o->prompt_len + o->new_tokens + 8;
+      so.k = m.draft ? o->k : 0;
+      so.adaptive_k = m.adaptive;
+      so.k_max = o->k_max;
+      SpecDecoder dec(target, m.draft, so);
+      dec.generate({reqs[0]});  // warm-up
+      SpecDecoder timed(target, m.draft, so);
+      const double t0 = now_synced(false);
+      auto outs = timed.generate(reqs);
+      const double secs = now_synced(false) - t0;
+      int64_t tokens = 0;
+      for (const auto& out : outs) tokens += static_cast<int64_t>(out.tokens.size());
+      const double tps = tokens / secs;
+      if (!m.draft) base_tps = tps;
+      const auto& st = timed.total_stats();
+      const double alpha = st.alpha();
+      const double mean_k = st.num_drafts ? double(st.num_draft_tokens) / st.num_drafts : 0.0;
+      const double c = m.draft ? timed.cost_ratio() : 0.0;
+      // The formula at the mean k (rounded) and measured alpha, c.
+      const double predicted = m.draft && mean_k > 0 ? expected_speedup(alpha, std::llround(mean_k), c) : 1.0;
+      rep.add({m.name, tps, alpha, mean_k, c, predicted, base_tps > 0 ? tps / base_tps : 1.0,
+               st.mean_accepted_length()});
+    }
+    rep.note("target", std::to_string(tcfg.num_parameters()) + " params, " + std::to_string(tcfg.num_layers) + " layers");
+    rep.note("draft", std::to_string(dcfg.num_parameters()) + " params, " + std::to_string(dcfg.num_layers) + " layers");
+    rep.note("requests", std::to_string(o->prompts) + " x " + std::to_string(o->new_tokens) + " new tokens, batch " +
+                             std::to_string(o->batch) + (o->temperature == 0 ? ", greedy" : ", sampled"));
+    rep.note("threads", at::get_num_threads());
+    rep.print(json);
+  });
+}
+
+}  // namespace osd::bench
