@@ -121,6 +121,7 @@ RoundResult SpecDecoder::step() {
     cost_measured_ = true;
   }
   r.target_logits = logits;
+  r.target_probs = p;
   for (int64_t i = 0; i < B; ++i) {
     Verdict v{ids[i], ks[i], out.accepted[i], {}};
     v.emitted.assign(prop.host_tokens[i].begin(), prop.host_tokens[i].begin() + v.accepted);
