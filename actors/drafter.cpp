@@ -1,0 +1,55 @@
+#include "actors/drafter.hpp"
+
+#include "actors/messages.hpp"
+#include "models/proposer.hpp"
+
+namespace osd {
+
+namespace {
+
+struct DrafterState {
+  std::unique_ptr<DraftProposer> proposer;
+  static inline const char* name = "osd.drafter";
+};
+
+caf::error as_error(const std::exception& e) { return caf::make_error(caf::sec::runtime_error, e.what()); }
+
+caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<Transformer> draft,
+                      DrafterOptions opt) {
+  self->state.proposer = std::make_unique<DraftProposer>(std::move(draft), opt.num_slots, opt.max_len);
+  return {
+    [=](add_atom, SeqId id, const std::vector<int64_t>& prompt, const SamplingParams& sp) -> caf::result<void> {
+      try {
+        self->state.proposer->add(id, prompt, sp);
+        return caf::unit;
+      } catch (const std::exception& e) {
+        return as_error(e);
+      }
+    },
+    [=](propose_atom, const std::vector<SeqId>& ids, const std::vector<int64_t>& ks) -> caf::result<ProposalsPtr> {
+      try {
+        return std::make_shared<const Proposals>(self->state.proposer->propose(ids, ks));
+      } catch (const std::exception& e) {
+        return as_error(e);
+      }
+    },
+    [=](commit_atom, const VerdictList& verdicts) {
+      for (const auto& v : verdicts) {
+        try {
+          self->state.proposer->commit(v);
+        } catch (const std::exception& e) {
+          CAF_LOG_ERROR("drafter commit:" << e.what());
+        }
+      }
+    },
+    [=](remove_atom, SeqId id) { self->state.proposer->remove(id); },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_drafter(caf::actor_system& sys, std::shared_ptr<Transformer> draft, DrafterOptions opt) {
+  return sys.spawn<caf::detached>(drafter, std::move(draft), opt);
+}
+
+}  // namespace osd

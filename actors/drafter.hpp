@@ -1,0 +1,23 @@
+#pragma once
+// drafter: owns one draft model and its DraftProposer (KV cache, per-sequence pending tokens).
+//   (add_atom, SeqId, prompt, SamplingParams)   -> void     prefill a sequence
+//   (propose_atom, ids, ks)                     -> ProposalsPtr
+//   (commit_atom, VerdictList)                  -> void     roll back to the accepted prefix
+//   (remove_atom, SeqId)                        -> void
+#include <caf/fwd.hpp>
+
+#include <cstdint>
+#include <memory>
+
+namespace osd {
+
+class Transformer;
+
+struct DrafterOptions {
+  int64_t num_slots = 64;
+  int64_t max_len = 2048;
+};
+
+caf::actor spawn_drafter(caf::actor_system& sys, std::shared_ptr<Transformer> draft, DrafterOptions opt);
+
+}  // namespace osd

@@ -1,0 +1,129 @@
+#pragma once
+// Every message type and atom of osd's actors, declared once.
+//
+//   client -> intake      submit_atom, Submission, sink         (sink gets TokenEvent / DoneEvent)
+//   intake -> router      route_atom, Submission, sink
+//   router -> verifier    admit_atom, Submission, draft index, sink
+//   verifier -> drafter   add_atom(id, prompt, params) | propose_atom(ids, ks) -> ProposalsPtr
+//                         commit_atom(verdicts) | remove_atom(id)
+//   verifier -> sink      TokenEvent (streaming), DoneEvent (once per request)
+//   verifier -> intake    release_atom(id)                       (frees a queue place)
+//   anyone -> metrics     RoundMetrics, RequestMetrics; stats_atom -> MetricsSnapshot
+//
+// Plain structs have inspect() overloads so they can cross processes through CAF's middleman.
+// ProposalsPtr (tensors) is whitelisted for local delivery only; its serializer is future work.
+#include <caf/all.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/spec_types.hpp"
+
+namespace osd {
+
+using RequestId = std::string;
+
+// One client request as it travels through the actors.
+struct Submission {
+  RequestId id;
+  GenerationRequest request;
+  std::string domain;  // route hint ("" = automatic)
+  bool stream = true;
+};
+
+// Tokens accepted for one request in one round (streaming).
+struct TokenEvent {
+  RequestId id;
+  std::vector<int64_t> tokens;
+  std::string text;  // decoded text of these tokens ("" without a tokenizer)
+};
+
+// The final answer for one request: exactly one per submission.
+struct DoneEvent {
+  RequestId id;
+  std::vector<int64_t> tokens;
+  std::string text;
+  std::string finish;       // "length", "eos", "stop", "cancelled", "error"
+  std::string error_code;   // set when finish == "error" (e.g. "busy", "invalid_request")
+  std::string error_message;
+  SpecStats stats;
+  double ttft_ms = 0;       // time to first token
+  double total_ms = 0;
+};
+
+// One verification round, for the metrics actor.
+struct RoundMetrics {
+  int64_t batch = 0;
+  int64_t draft_tokens = 0;
+  int64_t accepted = 0;
+  int64_t emitted = 0;
+  double score_ms = 0;     // verifier busy time of this round
+  double wait_ms = 0;      // verifier idle time before it (waiting for proposals)
+  int64_t draft_version = 0;
+};
+
+using ProposalsPtr = std::shared_ptr<const Proposals>;
+using VerdictList = std::vector<Verdict>;
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, SamplingParams& x) {
+  return f(caf::meta::type_name("osd::SamplingParams"), x.temperature, x.top_k, x.top_p, x.seed);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, GenerationRequest& x) {
+  return f(caf::meta::type_name("osd::GenerationRequest"), x.prompt, x.sampling, x.max_new_tokens,
+           x.eos_ids, x.stop);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Submission& x) {
+  return f(caf::meta::type_name("osd::Submission"), x.id, x.request, x.domain, x.stream);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, TokenEvent& x) {
+  return f(caf::meta::type_name("osd::TokenEvent"), x.id, x.tokens, x.text);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, SpecStats& x) {
+  return f(caf::meta::type_name("osd::SpecStats"), x.num_drafts, x.num_draft_tokens,
+           x.num_accepted_tokens, x.num_rounds, x.num_rejected_drafts, x.accepted_per_pos);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, DoneEvent& x) {
+  return f(caf::meta::type_name("osd::DoneEvent"), x.id, x.tokens, x.text, x.finish, x.error_code,
+           x.error_message, x.stats, x.ttft_ms, x.total_ms);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Verdict& x) {
+  return f(caf::meta::type_name("osd::Verdict"), x.id, x.k, x.accepted, x.emitted);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, RoundMetrics& x) {
+  return f(caf::meta::type_name("osd::RoundMetrics"), x.batch, x.draft_tokens, x.accepted, x.emitted,
+           x.score_ms, x.wait_ms, x.draft_version);
+}
+
+}  // namespace osd
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(osd::ProposalsPtr)
+
+CAF_BEGIN_TYPE_ID_BLOCK(osd, caf::first_custom_type_id)
+CAF_ADD_TYPE_ID(osd, (osd::Submission))
+CAF_ADD_TYPE_ID(osd, (osd::TokenEvent))
+CAF_ADD_TYPE_ID(osd, (osd::DoneEvent))
+CAF_ADD_TYPE_ID(osd, (osd::RoundMetrics))
+CAF_ADD_TYPE_ID(osd, (osd::Verdict))
+CAF_ADD_TYPE_ID(osd, (osd::SamplingParams))
+CAF_ADD_ATOM(osd, osd, submit_atom, "submit")
+CAF_ADD_ATOM(osd, osd, route_atom, "route")
+CAF_ADD_ATOM(osd, osd, admit_atom, "admit")
+CAF_ADD_ATOM(osd, osd, add_atom, "add")
+CAF_ADD_ATOM(osd, osd, propose_atom, "propose")
+CAF_ADD_ATOM(osd, osd, commit_atom, "commit")
+CAF_ADD_ATOM(osd, osd, remove_atom, "remove")
+CAF_ADD_ATOM(osd, osd, release_atom, "release")
+CAF_ADD_ATOM(osd, osd, cancel_atom, "cancel")
+CAF_ADD_ATOM(osd, osd, stats_atom, "stats")
+CAF_ADD_ATOM(osd, osd, drain_atom, "drain")
+CAF_ADD_ATOM(osd, osd, close_atom, "close")
+CAF_END_TYPE_ID_BLOCK(osd)

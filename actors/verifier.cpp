@@ -1,0 +1,312 @@
+#include "actors/verifier.hpp"
+
+#include <chrono>
+#include <deque>
+#include <set>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "actors/messages.hpp"
+#include "models/adaptive_k.hpp"
+#include "models/rejection_sampler.hpp"
+#include "models/scorer.hpp"
+#include "models/stop_conditions.hpp"
+
+namespace osd {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+struct Seq {
+  Submission sub;
+  caf::actor sink;
+  RequestRng rng;
+  StopChecker stop;
+  AcceptanceEstimator estimator;
+  SpecStats stats;
+  size_t group = 0;
+  bool cancelled = false;
+  Clock::time_point start = Clock::now();
+  double ttft_ms = -1;
+};
+
+struct Group {
+  std::vector<SeqId> members;
+  bool busy = false;
+};
+
+struct VerifierState {
+  std::unique_ptr<TargetScorer> scorer;
+  std::shared_ptr<Transformer> target;
+  caf::actor drafter, intake, metrics;
+  VerifierOptions opt;
+  std::map<SeqId, Seq> seqs;
+  std::map<RequestId, SeqId> by_id;
+  std::deque<std::pair<Submission, caf::actor>> waiting;
+  std::set<RequestId> early_cancels;  // cancels that overtook their submission (bounded)
+  std::vector<Group> groups;
+  SeqId next_sid = 1;
+  double cost_ratio = 0.1;
+  int64_t busy_groups = 0;
+  Clock::time_point idle_since = Clock::now(), started = Clock::now();
+  double busy_ms = 0, idle_ms = 0;
+  static inline const char* name = "osd.verifier";
+};
+
+using Self = caf::stateful_actor<VerifierState>;
+
+void start_rounds(Self* self);
+
+void finish_seq(Self* self, SeqId sid, const std::string& finish, const std::string& code = "",
+                const std::string& message = "") {
+  auto& st = self->state;
+  auto it = st.seqs.find(sid);
+  if (it == st.seqs.end()) return;
+  Seq& s = it->second;
+  DoneEvent done{s.sub.id, s.stop.tokens(), s.stop.text(), finish, code, message, s.stats,
+                 std::max(0.0, s.ttft_ms), ms_since(s.start)};
+  if (st.metrics) self->send(st.metrics, done);
+  self->send(s.sink, std::move(done));
+  if (st.intake) self->send(st.intake, release_atom_v, s.sub.id);
+  st.scorer->remove(sid);
+  if (st.drafter) self->send(st.drafter, remove_atom_v, sid);
+  auto& members = st.groups[s.group].members;
+  members.erase(std::remove(members.begin(), members.end(), sid), members.end());
+  st.by_id.erase(s.sub.id);
+  st.seqs.erase(it);
+}
+
+// Admit waiting submissions into free slots, joining the smallest idle group.
+void admit_waiting(Self* self) {
+  auto& st = self->state;
+  while (!st.waiting.empty() && st.scorer->free_slots() > 0) {
+    auto [sub, sink] = std::move(st.waiting.front());
+    st.waiting.pop_front();
+    const SeqId sid = st.next_sid++;
+    try {
+      st.scorer->add(sid, sub.request.prompt);
+    } catch (const std::exception& e) {
+      DoneEvent done{sub.id, {}, "", "error", "invalid_request", e.what(), {}, 0, 0};
+      self->send(sink, std::move(done));
+      if (st.intake) self->send(st.intake, release_atom_v, sub.id);
+      continue;
+    }
+    if (st.drafter) self->send(st.drafter, add_atom_v, sid, sub.request.prompt, sub.request.sampling);
+    size_t g = 0;
+    for (size_t i = 1; i < st.groups.size(); ++i) {
+      auto load = [&](size_t j) { return st.groups[j].members.size() + (st.groups[j].busy ? 1000 : 0); };
+      if (load(i) < load(g)) g = i;
+    }
+    Seq s{sub, sink, RequestRng(sub.request.sampling.seed), StopChecker(sub.request, st.opt.token_text), {}, {}, g};
+    st.by_id[sub.id] = sid;
+    st.seqs.emplace(sid, std::move(s));
+    st.groups[g].members.push_back(sid);
+  }
+}
+
+void verify_round(Self* self, size_t g, const Proposals& prop) {
+  auto& st = self->state;
+  const auto t0 = Clock::now();
+  const int64_t B = static_cast<int64_t>(prop.ids.size());
+  const int64_t K = prop.tokens.size(1);
+  const int64_t V = st.target->config().vocab_size;
+  std::vector<Seq*> rows(B);
+  std::vector<SamplingParams> params;
+  for (int64_t i = 0; i < B; ++i) {
+    rows[i] = &st.seqs.at(prop.ids[i]);
+    for (int64_t j = 0; j <= K; ++j) params.push_back(rows[i]->sub.request.sampling);
+  }
+  auto logits = st.scorer->score(prop);                                        // [B, K + 1, V]
+  auto p = processed_probs(logits.view({B * (K + 1), V}), params).view({B, K + 1, V});
+  RejectionInput in{prop.tokens, prop.probs.to(p.device()), p, prop.k, {}, {}};
+  for (int64_t i = 0; i < B; ++i) {
+    for (int64_t j = 0; j < K; ++j) in.u_accept.push_back(j < prop.k[i] ? rows[i]->rng.uniform() : 0.5);
+    in.u_final.push_back(rows[i]->rng.uniform());
+  }
+  auto out = rejection_sample(in);
+  VerdictList verdicts;
+  RoundMetrics rm;
+  rm.batch = B;
+  std::vector<SeqId> done;
+  for (int64_t i = 0; i < B; ++i) {
+    Seq& s = *rows[i];
+    Verdict v{prop.ids[i], prop.k[i], out.accepted[i], {}};
+    v.emitted.assign(prop.host_tokens[i].begin(), prop.host_tokens[i].begin() + v.accepted);
+    v.emitted.push_back(out.next_token[i]);
+    st.scorer->commit(v);
+    ++s.stats.num_rounds;
+    if (v.k > 0) {
+      ++s.stats.num_drafts;
+      s.stats.num_draft_tokens += v.k;
+      s.stats.num_accepted_tokens += v.accepted;
+      s.stats.num_rejected_drafts += v.accepted < v.k;
+      if (static_cast<int64_t>(s.stats.accepted_per_pos.size()) < v.k) s.stats.accepted_per_pos.resize(v.k);
+      for (int64_t j = 0; j < v.accepted; ++j) ++s.stats.accepted_per_pos[j];
+      s.estimator.observe(v.k, v.accepted);
+    }
+    rm.draft_tokens += v.k;
+    rm.accepted += v.accepted;
+    const size_t before_text = s.stop.text().size();
+    const size_t kept = s.stop.feed(v.emitted);
+    rm.emitted += static_cast<int64_t>(kept);
+    if (kept > 0) {
+      if (s.ttft_ms < 0) s.ttft_ms = ms_since(s.start);
+      if (s.sub.stream)
+        self->send(s.sink, TokenEvent{s.sub.id, std::vector<int64_t>(v.emitted.begin(), v.emitted.begin() + kept),
+                                      s.stop.text().substr(std::min(before_text, s.stop.text().size()))});
+    }
+    verdicts.push_back(std::move(v));
+    if (s.stop.finished() != FinishReason::none || s.cancelled) done.push_back(prop.ids[i]);
+  }
+  if (st.drafter) self->send(st.drafter, commit_atom_v, std::move(verdicts));
+  for (auto sid : done) {
+    auto& s = st.seqs.at(sid);
+    finish_seq(self, sid, s.cancelled ? "cancelled" : finish_reason_name(s.stop.finished()));
+  }
+  rm.score_ms = ms_since(t0);
+  st.busy_ms += rm.score_ms;
+  if (prop.draft_steps > 0) {
+    const double c = (prop.seconds * 1e3 / prop.draft_steps) / std::max(rm.score_ms, 1e-6);
+    st.cost_ratio = 0.9 * st.cost_ratio + 0.1 * c;
+  }
+  if (st.metrics) self->send(st.metrics, rm);
+  st.groups[g].busy = false;
+  --st.busy_groups;
+}
+
+void run_group(Self* self, size_t g) {
+  auto& st = self->state;
+  auto& grp = st.groups[g];
+  if (grp.busy || grp.members.empty()) return;
+  std::vector<SeqId> ids = grp.members;
+  std::vector<int64_t> ks;
+  for (auto sid : ids) {
+    Seq& s = st.seqs.at(sid);
+    int64_t k = 0;
+    if (st.drafter) {
+      k = st.opt.adaptive_k ? s.estimator.choose(st.opt.k_max, st.cost_ratio) : st.opt.k;
+      k = std::max<int64_t>(0, std::min({k, s.stop.remaining() - 1, st.scorer->room(sid)}));
+    }
+    ks.push_back(k);
+  }
+  grp.busy = true;
+  if (st.busy_groups++ == 0) st.idle_ms += ms_since(st.idle_since);
+  auto after = [=](const Proposals& prop) {
+    try {
+      verify_round(self, g, prop);
+    } catch (const std::exception& e) {
+      auto& s2 = self->state;
+      s2.groups[g].busy = false;
+      --s2.busy_groups;
+      for (auto sid : std::vector<SeqId>(s2.groups[g].members)) finish_seq(self, sid, "error", "internal", e.what());
+    }
+    if (self->state.busy_groups == 0) self->state.idle_since = Clock::now();
+    admit_waiting(self);
+    start_rounds(self);
+  };
+  if (st.drafter) {
+    self->request(st.drafter, caf::infinite, propose_atom_v, ids, ks)
+        .then([=](const ProposalsPtr& prop) { after(*prop); },
+              [=](caf::error& err) {
+                // The drafter failed: finish the round without drafts (plain decoding).
+                auto& s2 = self->state;
+                s2.groups[g].busy = false;
+                --s2.busy_groups;
+                for (auto sid : std::vector<SeqId>(s2.groups[g].members))
+                  finish_seq(self, sid, "error", "drafter_failed", self->system().render(err));
+                if (s2.busy_groups == 0) s2.idle_since = Clock::now();
+                start_rounds(self);
+              });
+  } else {
+    auto prop = std::make_shared<Proposals>();
+    prop->ids = ids;
+    prop->k = ks;
+    prop->host_tokens.assign(ids.size(), {});
+    prop->tokens = torch::zeros({static_cast<int64_t>(ids.size()), 0}, torch::kInt64);
+    prop->probs = torch::zeros({static_cast<int64_t>(ids.size()), 0, st.target->config().vocab_size});
+    after(*prop);
+  }
+}
+
+void start_rounds(Self* self) {
+  for (size_t g = 0; g < self->state.groups.size(); ++g) run_group(self, g);
+}
+
+caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::actor drafter, caf::actor intake,
+                       caf::actor metrics, VerifierOptions opt) {
+  auto& st = self->state;
+  st.target = target;
+  st.scorer = std::make_unique<TargetScorer>(target, opt.num_slots, opt.max_len);
+  st.drafter = drafter;
+  st.intake = intake;
+  st.metrics = metrics;
+  st.opt = opt;
+  st.groups.resize(std::max<int64_t>(1, opt.groups));
+  return {
+    [=](admit_atom, Submission& sub, caf::actor& sink) {
+      if (self->state.early_cancels.erase(sub.id)) {
+        self->send(sink, DoneEvent{sub.id, {}, "", "cancelled", "", "", {}, 0, 0});
+        if (self->state.intake) self->send(self->state.intake, release_atom_v, sub.id);
+        return;
+      }
+      self->state.waiting.emplace_back(std::move(sub), std::move(sink));
+      admit_waiting(self);
+      start_rounds(self);
+    },
+    [=](cancel_atom, const RequestId& id) {
+      auto& s = self->state;
+      if (id == "*") {  // shutdown without finishing: cancel everything
+        for (auto& w : s.waiting) {
+          self->send(w.second, DoneEvent{w.first.id, {}, "", "cancelled", "", "", {}, 0, 0});
+          if (s.intake) self->send(s.intake, release_atom_v, w.first.id);
+        }
+        s.waiting.clear();
+        for (auto& [sid, seq] : s.seqs) seq.cancelled = true;
+        std::vector<SeqId> idle;
+        for (auto& [sid, seq] : s.seqs) if (!s.groups[seq.group].busy) idle.push_back(sid);
+        for (auto sid : idle) finish_seq(self, sid, "cancelled");
+        return;
+      }
+      for (auto it = s.waiting.begin(); it != s.waiting.end(); ++it) {
+        if (it->first.id == id) {
+          DoneEvent done{id, {}, "", "cancelled", "", "", {}, 0, 0};
+          self->send(it->second, std::move(done));
+          if (s.intake) self->send(s.intake, release_atom_v, id);
+          s.waiting.erase(it);
+          return;
+        }
+      }
+      auto f = s.by_id.find(id);
+      if (f == s.by_id.end()) {
+        if (s.early_cancels.size() > 10000) s.early_cancels.clear();
+        s.early_cancels.insert(id);
+        return;
+      }
+      Seq& seq = s.seqs.at(f->second);
+      seq.cancelled = true;
+      if (!s.groups[seq.group].busy) finish_seq(self, f->second, "cancelled");
+    },
+    [=](stats_atom) -> std::string {
+      auto& s = self->state;
+      double idle = s.idle_ms + (s.busy_groups == 0 ? ms_since(s.idle_since) : 0.0);
+      double total = ms_since(s.started);
+      nlohmann::json j = {{"in_flight", s.seqs.size()}, {"waiting", s.waiting.size()},
+                          {"verifier_busy_ms", s.busy_ms}, {"verifier_no_round_ms", idle},
+                          {"verifier_idle_fraction", total > 0 ? 1.0 - s.busy_ms / total : 0.0},
+                          {"cost_ratio", s.cost_ratio}};
+      return j.dump();
+    },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_verifier(caf::actor_system& sys, std::shared_ptr<Transformer> target, caf::actor drafter,
+                          caf::actor intake, caf::actor metrics, VerifierOptions opt) {
+  return sys.spawn<caf::detached>(verifier, std::move(target), std::move(drafter), std::move(intake),
+                                  std::move(metrics), std::move(opt));
+}
+
+}  // namespace osd

@@ -1,0 +1,163 @@
+#include "runtime/runtime.hpp"
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "actors/client_bridge.hpp"
+#include "actors/drafter.hpp"
+#include "actors/intake.hpp"
+#include "actors/messages.hpp"
+#include "actors/metrics.hpp"
+#include "actors/router.hpp"
+#include "actors/verifier.hpp"
+#include "models/transformer.hpp"
+
+namespace osd {
+
+struct Runtime::Impl {
+  RuntimeOptions opt;
+  std::unique_ptr<caf::actor_system_config> cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::actor metrics, intake, drafter, verifier, router, bridge;
+  std::atomic<int64_t> next_id{1};
+  std::atomic<bool> stopped{false};
+};
+
+namespace {
+GenerateResult to_result(const DoneEvent& d) {
+  GenerateResult r;
+  r.id = d.id;
+  r.tokens = d.tokens;
+  r.text = d.text;
+  r.finish = d.finish;
+  r.error_code = d.error_code;
+  r.error_message = d.error_message;
+  r.num_drafts = d.stats.num_drafts;
+  r.num_draft_tokens = d.stats.num_draft_tokens;
+  r.num_accepted_tokens = d.stats.num_accepted_tokens;
+  r.accepted_per_position = d.stats.accepted_per_pos;
+  r.ttft_ms = d.ttft_ms;
+  r.total_ms = d.total_ms;
+  return r;
+}
+}  // namespace
+
+RequestHandle::RequestHandle(std::string id, std::shared_future<GenerateResult> done, Runtime* rt)
+    : id_(std::move(id)), done_(std::move(done)), runtime_(rt) {}
+
+GenerateResult RequestHandle::get() { return done_.get(); }
+
+bool RequestHandle::wait_for(std::chrono::milliseconds t) {
+  return done_.wait_for(t) == std::future_status::ready;
+}
+
+void RequestHandle::cancel() { runtime_->cancel(id_); }
+
+Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
+  auto fail = [&](const std::string& msg) -> std::unique_ptr<Runtime> {
+    if (error) *error = msg;
+    return nullptr;
+  };
+  if (!o.target) return fail("RuntimeOptions.target is required");
+  if (o.draft && o.draft->config().vocab_size != o.target->config().vocab_size)
+    return fail("draft and target vocabularies differ");
+  if (o.max_batch < 1 || o.max_batch > 4096) return fail("max_batch must be in [1, 4096]");
+  if (o.max_len < 2 || o.max_len > (1 << 20)) return fail("max_len must be in [2, 2^20]");
+  if (o.k < 0 || o.k > 64 || o.k_max < 0 || o.k_max > 64) return fail("k and k_max must be in [0, 64]");
+  if (o.groups < 1 || o.groups > 16) return fail("groups must be in [1, 16]");
+  if (o.max_in_flight < 1) return fail("max_in_flight must be >= 1");
+  auto impl = std::make_unique<Impl>();
+  impl->opt = o;
+  impl->cfg = std::make_unique<caf::actor_system_config>();
+  const int threads = o.threads > 0 ? o.threads : std::max(2u, std::thread::hardware_concurrency());
+  impl->cfg->set("scheduler.max-threads", threads);
+  impl->sys = std::make_unique<caf::actor_system>(*impl->cfg);
+  auto& sys = *impl->sys;
+  const int64_t context = std::min(o.max_len, o.target->config().max_position_embeddings);
+  IntakeOptions io;
+  io.max_in_flight = o.max_in_flight;
+  io.max_new_tokens = o.max_new_tokens_limit;
+  io.vocab_size = o.target->config().vocab_size;
+  io.context = context;
+  io.has_tokenizer = static_cast<bool>(o.token_text);
+  impl->metrics = spawn_metrics(sys);
+  impl->intake = spawn_intake(sys, io);
+  if (o.draft) impl->drafter = spawn_drafter(sys, o.draft, DrafterOptions{o.max_batch, o.max_len});
+  VerifierOptions vo;
+  vo.num_slots = o.max_batch;
+  vo.max_len = o.max_len;
+  vo.groups = o.groups;
+  vo.k = o.k;
+  vo.adaptive_k = o.adaptive_k;
+  vo.k_max = o.k_max;
+  vo.token_text = o.token_text;
+  impl->verifier = spawn_verifier(sys, o.target, impl->drafter, impl->intake, impl->metrics, vo);
+  impl->router = spawn_router(sys, impl->verifier);
+  caf::anon_send(impl->intake, route_atom_v, impl->router);
+  impl->bridge = spawn_client_bridge(sys, impl->intake);
+  return std::unique_ptr<Runtime>(new Runtime(std::move(impl)));
+}
+
+Runtime::~Runtime() { shutdown(true); }
+
+std::shared_ptr<RequestHandle> Runtime::submit(GenerateParams p, std::function<void(const TokenChunk&)> on_tokens) {
+  Submission sub;
+  sub.id = p.id.empty() ? "api-" + std::to_string(impl_->next_id++) : p.id;
+  sub.request.prompt = std::move(p.prompt_tokens);
+  sub.request.max_new_tokens = p.max_new_tokens;
+  sub.request.sampling = SamplingParams{p.temperature, p.top_k, p.top_p, p.seed};
+  sub.request.eos_ids = std::move(p.eos_ids);
+  sub.request.stop = std::move(p.stop);
+  sub.domain = std::move(p.domain);
+  sub.stream = p.stream;
+  auto call = std::make_shared<ClientCall>();
+  if (on_tokens)
+    call->on_tokens = [cb = std::move(on_tokens)](const TokenEvent& ev) { cb(TokenChunk{ev.id, ev.tokens, ev.text}); };
+  auto promise = std::make_shared<std::promise<GenerateResult>>();
+  call->on_done = [promise](DoneEvent&& d) { promise->set_value(to_result(d)); };
+  std::shared_future<GenerateResult> fut = promise->get_future().share();
+  auto handle = std::shared_ptr<RequestHandle>(new RequestHandle(sub.id, fut, this));
+  if (impl_->stopped) {
+    call->on_done(DoneEvent{sub.id, {}, "", "error", "shutting_down", "the runtime has shut down", {}, 0, 0});
+    return handle;
+  }
+  caf::anon_send(impl_->bridge, submit_atom_v, std::move(sub), std::move(call));
+  return handle;
+}
+
+void Runtime::cancel(const std::string& id) {
+  if (!impl_->stopped) caf::anon_send(impl_->verifier, cancel_atom_v, id);
+}
+
+std::string Runtime::stats_json() {
+  if (impl_->stopped) return "{}";
+  caf::scoped_actor self{*impl_->sys};
+  nlohmann::json out = nlohmann::json::object();
+  auto ask = [&](const caf::actor& a, const char* key) {
+    self->request(a, std::chrono::seconds(10), stats_atom_v)
+        .receive([&](const std::string& s) { out[key] = nlohmann::json::parse(s); },
+                 [&](caf::error&) { out[key] = nullptr; });
+  };
+  ask(impl_->metrics, "metrics");
+  ask(impl_->intake, "intake");
+  ask(impl_->verifier, "verifier");
+  return out.dump();
+}
+
+void Runtime::shutdown(bool finish_in_flight) {
+  if (impl_->stopped.exchange(true)) return;
+  {
+    caf::scoped_actor self{*impl_->sys};
+    self->request(impl_->bridge, caf::infinite, close_atom_v).receive([](int64_t) {}, [](caf::error&) {});
+    if (!finish_in_flight) self->send(impl_->verifier, cancel_atom_v, std::string("*"));
+    self->request(impl_->bridge, caf::infinite, drain_atom_v).receive([](int64_t) {}, [](caf::error&) {});
+    for (auto* a : {&impl_->bridge, &impl_->router, &impl_->verifier, &impl_->drafter, &impl_->intake, &impl_->metrics})
+      if (*a) self->send_exit(*a, caf::exit_reason::user_shutdown);
+  }
+  impl_->sys->await_all_actors_done();
+}
+
+}  // namespace osd

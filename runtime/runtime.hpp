@@ -1,0 +1,108 @@
+#pragma once
+// osd's embedding API. A service builds one Runtime, submits generation requests from any
+// thread, streams tokens through a callback, and waits on a handle for the final result.
+// No torch or CAF types appear here.
+//
+//   std::string err;
+//   auto rt = osd::Runtime::create(options, &err);       // null + err on bad options
+//   auto h = rt->submit(params, [](const osd::TokenChunk& c) { std::cout << c.text; });
+//   osd::GenerateResult r = h->get();                     // r.finish: length|eos|stop|cancelled|error
+//   rt->shutdown();                                       // finishes in-flight work first
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace osd {
+
+class Transformer;
+
+struct RuntimeOptions {
+  std::shared_ptr<Transformer> target;  // required
+  std::shared_ptr<Transformer> draft;   // optional; null: target-only decoding
+  int64_t max_batch = 32;               // sequences in flight on the verifier (KV cache slots)
+  int64_t max_len = 1024;               // KV cache positions per sequence (context limit)
+  int64_t k = 4;                        // draft tokens per round when adaptive_k is off
+  bool adaptive_k = true;
+  int64_t k_max = 8;
+  int64_t groups = 2;                   // verification groups in flight (>= 2 overlaps drafting)
+  int64_t max_in_flight = 256;          // admitted, unfinished requests; beyond: error "busy"
+  int64_t max_new_tokens_limit = 4096;
+  int threads = 0;                      // CAF scheduler threads; 0: number of cores
+  std::function<std::string(int64_t)> token_text;  // token -> text piece; empty: no text
+};
+
+struct GenerateParams {
+  std::string id;                       // optional; unique among requests in flight
+  std::vector<int64_t> prompt_tokens;
+  int64_t max_new_tokens = 64;
+  double temperature = 1.0;             // 0: greedy
+  int64_t top_k = 0;                    // 0: off
+  double top_p = 1.0;
+  uint64_t seed = 0;
+  std::vector<int64_t> eos_ids;
+  std::vector<std::string> stop;
+  std::string domain;                   // route hint
+  bool stream = true;                   // call on_tokens as tokens are accepted
+};
+
+struct GenerateResult {
+  std::string id;
+  std::vector<int64_t> tokens;
+  std::string text;
+  std::string finish;                   // length | eos | stop | cancelled | error
+  std::string error_code, error_message;
+  int64_t num_drafts = 0, num_draft_tokens = 0, num_accepted_tokens = 0;
+  std::vector<int64_t> accepted_per_position;
+  double ttft_ms = 0, total_ms = 0;
+  bool ok() const { return finish != "error"; }
+};
+
+struct TokenChunk {
+  std::string id;
+  std::vector<int64_t> tokens;
+  std::string text;
+};
+
+class Runtime;
+
+class RequestHandle {
+ public:
+  const std::string& id() const { return id_; }
+  GenerateResult get();  // waits for the result (idempotent)
+  bool wait_for(std::chrono::milliseconds timeout);
+  void cancel();
+
+ private:
+  friend class Runtime;
+  RequestHandle(std::string id, std::shared_future<GenerateResult> done, Runtime* rt);
+  std::string id_;
+  std::shared_future<GenerateResult> done_;
+  Runtime* runtime_;
+};
+
+class Runtime {
+ public:
+  static std::unique_ptr<Runtime> create(RuntimeOptions options, std::string* error);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  std::shared_ptr<RequestHandle> submit(GenerateParams params,
+                                        std::function<void(const TokenChunk&)> on_tokens = {});
+  void cancel(const std::string& id);
+  std::string stats_json();  // metrics + intake + verifier, one JSON object
+  // Refuses new work, then finishes (or, with false, cancels) everything in flight, then stops
+  // the actors. Every submitted request gets exactly one result either way.
+  void shutdown(bool finish_in_flight = true);
+
+ private:
+  struct Impl;
+  explicit Runtime(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace osd

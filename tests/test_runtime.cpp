@@ -1,0 +1,198 @@
+// The actor runtime through its embedding API: many concurrent clients get exactly target-only
+// greedy output, each request is answered exactly once, streaming matches the result, cancel
+// and shutdown lose nothing, bad input gets an error code and the runtime keeps serving.
+#include "tests/test_common.hpp"
+
+#include <atomic>
+#include <mutex>
+#include <random>
+#include <set>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "runtime/runtime.hpp"
+#include "tests/spec_fixtures.hpp"
+
+using namespace osd;
+using namespace osd::test;
+
+namespace {
+
+struct Pair {
+  std::shared_ptr<Transformer> target, draft;
+};
+Pair& models() {
+  static Pair p = [] {
+    auto t = peaked_model(tiny_config(256, 64, 2), 1);
+    return Pair{t, perturbed_copy(*t, 2, 0.003)};
+  }();
+  return p;
+}
+
+std::unique_ptr<Runtime> make_runtime(bool with_draft, int64_t max_in_flight = 256) {
+  RuntimeOptions o;
+  o.target = models().target;
+  o.draft = with_draft ? models().draft : nullptr;
+  o.max_batch = 8;
+  o.max_len = 96;
+  o.max_in_flight = max_in_flight;
+  o.threads = 2;
+  o.token_text = [](int64_t t) { return std::string(1, static_cast<char>(t)); };
+  std::string err;
+  auto rt = Runtime::create(o, &err);
+  REQUIRE(rt != nullptr);
+  return rt;
+}
+
+GenerateParams greedy(std::vector<int64_t> prompt, int64_t n) {
+  GenerateParams p;
+  p.prompt_tokens = std::move(prompt);
+  p.max_new_tokens = n;
+  p.temperature = 0;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("runtime: 16 client threads x 8 requests, greedy equals target-only, each answered once",
+          "[runtime]") {
+  for (bool with_draft : {true, false}) {
+    DYNAMIC_SECTION((with_draft ? "speculative" : "target only")) {
+      auto rt = make_runtime(with_draft);
+      const int clients = 16, per_client = 8;
+      std::vector<std::vector<int64_t>> prompts;
+      std::mt19937_64 rng(5);
+      for (int i = 0; i < clients * per_client; ++i) {
+        std::vector<int64_t> p(1 + rng() % 10);
+        for (auto& t : p) t = static_cast<int64_t>(rng() % 256);
+        prompts.push_back(p);
+      }
+      std::vector<GenerateResult> results(prompts.size());
+      std::vector<std::string> streamed(prompts.size());
+      std::vector<std::thread> threads;
+      std::mutex mu;
+      for (int c = 0; c < clients; ++c)
+        threads.emplace_back([&, c] {
+          for (int r = 0; r < per_client; ++r) {
+            const int i = c * per_client + r;
+            auto h = rt->submit(greedy(prompts[i], 12), [&, i](const TokenChunk& ch) {
+              std::lock_guard<std::mutex> g(mu);  // the test's own bookkeeping, not the runtime's
+              for (auto t : ch.tokens) streamed[i].push_back(static_cast<char>(t));
+            });
+            results[i] = h->get();
+          }
+        });
+      for (auto& t : threads) t.join();
+      int wrong = 0, not_ok = 0, stream_mismatch = 0;
+      std::set<std::string> ids;
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        not_ok += !results[i].ok();
+        wrong += results[i].tokens != greedy_reference(*models().target, prompts[i], 12);
+        std::string text;
+        for (auto t : results[i].tokens) text.push_back(static_cast<char>(t));
+        stream_mismatch += streamed[i] != text;
+        ids.insert(results[i].id);
+      }
+      CHECK(not_ok == 0);
+      CHECK(wrong == 0);
+      CHECK(stream_mismatch == 0);
+      CHECK(ids.size() == prompts.size());
+      auto stats = nlohmann::json::parse(rt->stats_json());
+      CHECK(stats["metrics"]["requests_finished"]["length"] == static_cast<int>(prompts.size()));
+      if (with_draft) CHECK(stats["metrics"]["num_accepted_tokens"].get<int64_t>() > 0);
+      rt->shutdown();
+    }
+  }
+}
+
+TEST_CASE("runtime: cancel mid-stream, shutdown without finishing, bad input", "[runtime][errors]") {
+  auto rt = make_runtime(true);
+  SECTION("cancel mid-stream") {
+    std::shared_ptr<RequestHandle> h;
+    std::atomic<int> chunks{0};
+    std::promise<void> first;
+    h = rt->submit(greedy({1, 2, 3}, 80), [&](const TokenChunk&) {
+      if (chunks++ == 0) first.set_value();
+    });
+    first.get_future().wait();
+    h->cancel();
+    auto r = h->get();
+    CHECK(r.finish == "cancelled");
+    CHECK(r.tokens.size() < 80);
+    CHECK(rt->submit(greedy({4, 5}, 5))->get().ok());  // the runtime still serves
+  }
+  SECTION("each bad input gets its error code; a normal request right after succeeds") {
+    auto expect = [&](GenerateParams p, const std::string& code) {
+      auto r = rt->submit(std::move(p))->get();
+      INFO(r.error_message);
+      CHECK(r.finish == "error");
+      CHECK(r.error_code == code);
+      CHECK(rt->submit(greedy({7, 8}, 3))->get().ok());
+    };
+    expect(greedy({}, 5), "invalid_request");
+    expect(greedy({1, 999}, 5), "invalid_request");
+    expect(greedy({1}, 1000000000), "invalid_request");
+    expect(greedy(std::vector<int64_t>(200, 1), 5), "prompt_too_long");
+    auto bad = greedy({1}, 5);
+    bad.temperature = -1;
+    expect(bad, "invalid_request");
+    bad = greedy({1}, 5);
+    bad.top_p = 1.5;
+    expect(bad, "invalid_request");
+    bad = greedy({1}, 5);
+    bad.top_k = -3;
+    expect(bad, "invalid_request");
+    bad = greedy({1}, 5);
+    bad.stop = {""};
+    expect(bad, "invalid_request");
+  }
+  SECTION("duplicate ids in flight are refused") {
+    auto a = greedy({1, 2}, 60);
+    a.id = "same";
+    auto h1 = rt->submit(a);
+    auto r2 = rt->submit(a)->get();
+    CHECK(r2.error_code == "duplicate_id");
+    CHECK(h1->get().ok());
+  }
+  SECTION("shutdown(false) cancels in-flight work; every request gets one result") {
+    std::vector<std::shared_ptr<RequestHandle>> hs;
+    for (int i = 0; i < 20; ++i) hs.push_back(rt->submit(greedy({static_cast<int64_t>(i + 1)}, 60)));
+    rt->shutdown(false);
+    int answered = 0;
+    for (auto& h : hs) {
+      REQUIRE(h->wait_for(std::chrono::seconds(30)));
+      auto r = h->get();
+      answered += r.finish == "cancelled" || r.finish == "length";
+    }
+    CHECK(answered == 20);
+    CHECK(rt->submit(greedy({1}, 2))->get().error_code == "shutting_down");
+  }
+}
+
+TEST_CASE("runtime: a full queue answers busy instead of growing", "[runtime][errors]") {
+  auto rt = make_runtime(true, /*max_in_flight=*/2);
+  std::vector<std::shared_ptr<RequestHandle>> hs;
+  for (int i = 0; i < 12; ++i) hs.push_back(rt->submit(greedy({static_cast<int64_t>(i + 1)}, 40)));
+  int busy = 0, ok = 0;
+  for (auto& h : hs) {
+    auto r = h->get();
+    busy += r.error_code == "busy";
+    ok += r.ok();
+    if (r.error_code == "busy") CHECK(r.error_message.find("retry after") != std::string::npos);
+  }
+  CHECK(busy > 0);
+  CHECK(ok >= 2);
+  CHECK(busy + ok == 12);
+  CHECK(rt->submit(greedy({3}, 4))->get().ok());
+}
+
+TEST_CASE("runtime: bad options are errors as values", "[runtime][errors]") {
+  std::string err;
+  RuntimeOptions o;
+  CHECK(Runtime::create(o, &err) == nullptr);
+  CHECK(err.find("target") != std::string::npos);
+  o.target = models().target;
+  o.max_batch = 0;
+  CHECK(Runtime::create(o, &err) == nullptr);
+  CHECK(err.find("max_batch") != std::string::npos);
+}
