@@ -103,7 +103,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
 
 Runtime::~Runtime() { shutdown(true); }
 
-std::shared_ptr<RequestHandle> Runtime::submit(GenerateParams p, std::function<void(const TokenChunk&)> on_tokens) {
+std::shared_ptr<RequestHandle> Runtime::submit(GenerateParams p, std::function<void(const TokenChunk&)> on_tokens,
+                                               std::function<void(const GenerateResult&)> on_done) {
   Submission sub;
   sub.id = p.id.empty() ? "api-" + std::to_string(impl_->next_id++) : p.id;
   sub.request.prompt = std::move(p.prompt_tokens);
@@ -117,7 +118,11 @@ std::shared_ptr<RequestHandle> Runtime::submit(GenerateParams p, std::function<v
   if (on_tokens)
     call->on_tokens = [cb = std::move(on_tokens)](const TokenEvent& ev) { cb(TokenChunk{ev.id, ev.tokens, ev.text}); };
   auto promise = std::make_shared<std::promise<GenerateResult>>();
-  call->on_done = [promise](DoneEvent&& d) { promise->set_value(to_result(d)); };
+  call->on_done = [promise, cb = std::move(on_done)](DoneEvent&& d) {
+    auto r = to_result(d);
+    if (cb) cb(r);
+    promise->set_value(std::move(r));
+  };
   std::shared_future<GenerateResult> fut = promise->get_future().share();
   auto handle = std::shared_ptr<RequestHandle>(new RequestHandle(sub.id, fut, this));
   if (impl_->stopped) {

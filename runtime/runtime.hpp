@@ -91,8 +91,11 @@ class Runtime {
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
+  // on_tokens and on_done run on the runtime's client thread, in order, never concurrently with
+  // each other; on_done runs exactly once per submission (before the handle's result is ready).
   std::shared_ptr<RequestHandle> submit(GenerateParams params,
-                                        std::function<void(const TokenChunk&)> on_tokens = {});
+                                        std::function<void(const TokenChunk&)> on_tokens = {},
+                                        std::function<void(const GenerateResult&)> on_done = {});
   void cancel(const std::string& id);
   std::string stats_json();  // metrics + intake + verifier, one JSON object
   // Refuses new work, then finishes (or, with false, cancels) everything in flight, then stops

@@ -6,6 +6,8 @@
 
 #include "models/transformer.hpp"
 
+#include <random>
+
 namespace osd::test {
 
 inline ModelConfig tiny_config(int64_t vocab, int64_t hidden, int64_t layers) {
@@ -55,6 +57,35 @@ inline std::vector<int64_t> greedy_reference(Transformer& m, std::vector<int64_t
     if (std::find(eos.begin(), eos.end(), t) != eos.end()) break;
   }
   return out;
+}
+
+// The smallest gap between the target's top-2 logits along a greedy trajectory. Greedy output
+// is exactly defined only where this gap exceeds float rounding (batched and single forwards
+// differ by ~1e-6): tests draw prompts whose trajectories keep a margin.
+inline double min_top2_gap(Transformer& m, std::vector<int64_t> prompt, const std::vector<int64_t>& greedy) {
+  prompt.insert(prompt.end(), greedy.begin(), greedy.end());
+  auto logits = m.forward_full(torch::tensor(prompt).view({1, -1}))[0];                 // [T, V]
+  const int64_t first = static_cast<int64_t>(prompt.size() - greedy.size()) - 1;
+  auto top = std::get<0>(logits.narrow(0, first, greedy.size()).topk(2, -1));          // [n, 2]
+  return (top.select(1, 0) - top.select(1, 1)).min().item<double>();
+}
+
+// Random prompts (lengths 1..max_len) whose greedy trajectories of n tokens keep a top-2 logit
+// margin of at least 1e-4, with their reference outputs.
+inline std::pair<std::vector<std::vector<int64_t>>, std::vector<std::vector<int64_t>>> greedy_cases(
+    Transformer& m, int count, int max_len, int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<int64_t>> prompts, refs;
+  const int64_t V = m.config().vocab_size;
+  while (static_cast<int>(prompts.size()) < count) {
+    std::vector<int64_t> p(1 + rng() % max_len);
+    for (auto& t : p) t = static_cast<int64_t>(rng() % V);
+    auto ref = greedy_reference(m, p, n);
+    if (min_top2_gap(m, p, ref) < 1e-4) continue;
+    prompts.push_back(p);
+    refs.push_back(ref);
+  }
+  return {prompts, refs};
 }
 
 }  // namespace osd::test

@@ -60,13 +60,7 @@ TEST_CASE("runtime: 16 client threads x 8 requests, greedy equals target-only, e
     DYNAMIC_SECTION((with_draft ? "speculative" : "target only")) {
       auto rt = make_runtime(with_draft);
       const int clients = 16, per_client = 8;
-      std::vector<std::vector<int64_t>> prompts;
-      std::mt19937_64 rng(5);
-      for (int i = 0; i < clients * per_client; ++i) {
-        std::vector<int64_t> p(1 + rng() % 10);
-        for (auto& t : p) t = static_cast<int64_t>(rng() % 256);
-        prompts.push_back(p);
-      }
+      auto [prompts, refs] = greedy_cases(*models().target, clients * per_client, 10, 12, 5);
       std::vector<GenerateResult> results(prompts.size());
       std::vector<std::string> streamed(prompts.size());
       std::vector<std::thread> threads;
@@ -87,7 +81,7 @@ TEST_CASE("runtime: 16 client threads x 8 requests, greedy equals target-only, e
       std::set<std::string> ids;
       for (size_t i = 0; i < prompts.size(); ++i) {
         not_ok += !results[i].ok();
-        wrong += results[i].tokens != greedy_reference(*models().target, prompts[i], 12);
+        wrong += results[i].tokens != refs[i];
         std::string text;
         for (auto t : results[i].tokens) text.push_back(static_cast<char>(t));
         stream_mismatch += streamed[i] != text;
