@@ -9,6 +9,7 @@ namespace {
 
 struct DrafterState {
   std::unique_ptr<DraftProposer> proposer;
+  int64_t proposals = 0;
   static inline const char* name = "osd.drafter";
 };
 
@@ -27,6 +28,7 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
       }
     },
     [=](propose_atom, const std::vector<SeqId>& ids, const std::vector<int64_t>& ks) -> caf::result<ProposalsPtr> {
+      if (++self->state.proposals == opt.fail_on_proposal) throw std::runtime_error("injected drafter failure");
       try {
         return std::make_shared<const Proposals>(self->state.proposer->propose(ids, ks));
       } catch (const std::exception& e) {

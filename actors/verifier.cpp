@@ -48,6 +48,11 @@ struct VerifierState {
   std::set<RequestId> early_cancels;  // cancels that overtook their submission (bounded)
   std::vector<Group> groups;
   SeqId next_sid = 1;
+  int64_t drafter_generation = 0;  // bumped at every drafter restart
+  int64_t rounds = 0;
+  int64_t drafter_restarts = 0, round_recoveries = 0;
+  std::vector<int64_t> group_failures;
+  std::set<caf::actor_addr> drafters;  // every drafter this verifier used (linked)
   double cost_ratio = 0.1;
   int64_t busy_groups = 0;
   Clock::time_point idle_since = Clock::now(), started = Clock::now();
@@ -106,6 +111,53 @@ void admit_waiting(Self* self) {
   }
 }
 
+std::vector<int64_t> tokens_so_far(const Seq& s) {
+  auto t = s.sub.request.prompt;
+  t.insert(t.end(), s.stop.tokens().begin(), s.stop.tokens().end());
+  return t;
+}
+
+// A new drafter, rebuilt from what the verifier knows: every live sequence's tokens so far.
+void restart_drafter(Self* self) {
+  auto& st = self->state;
+  st.drafter = st.opt.drafter_factory();
+  self->monitor(st.drafter);
+  self->link_to(st.drafter);
+  st.drafters.insert(st.drafter.address());
+  ++st.drafter_generation;
+  ++st.drafter_restarts;
+  for (auto& [sid, seq] : st.seqs) self->send(st.drafter, add_atom_v, sid, tokens_so_far(seq), seq.sub.request.sampling);
+}
+
+// A round threw: rebuild its sequences in both caches from their tokens so far.
+void rebuild(Self* self, const std::vector<SeqId>& ids) {
+  auto& st = self->state;
+  ++st.round_recoveries;
+  for (auto sid : ids) {
+    auto it = st.seqs.find(sid);
+    if (it == st.seqs.end()) continue;
+    auto tokens = tokens_so_far(it->second);
+    st.scorer->remove(sid);
+    st.scorer->add(sid, tokens);
+    if (st.drafter) {
+      self->send(st.drafter, remove_atom_v, sid);
+      self->send(st.drafter, add_atom_v, sid, tokens, it->second.sub.request.sampling);
+    }
+  }
+}
+
+// The group's round failed: retry it, or after too many failures answer its requests.
+void round_failed(Self* self, size_t g, const std::string& code, const std::string& message) {
+  auto& st = self->state;
+  st.groups[g].busy = false;
+  --st.busy_groups;
+  if (++st.group_failures[g] > st.opt.max_round_retries) {
+    st.group_failures[g] = 0;
+    for (auto sid : std::vector<SeqId>(st.groups[g].members)) finish_seq(self, sid, "error", code, message);
+  }
+  if (st.busy_groups == 0) st.idle_since = Clock::now();
+}
+
 void verify_round(Self* self, size_t g, const Proposals& prop) {
   auto& st = self->state;
   const auto t0 = Clock::now();
@@ -119,6 +171,7 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
     for (int64_t j = 0; j <= K; ++j) params.push_back(rows[i]->sub.request.sampling);
   }
   auto logits = st.scorer->score(prop);                                        // [B, K + 1, V]
+  if (++st.rounds == st.opt.fail_on_round) throw std::runtime_error("injected verifier failure");
   auto p = processed_probs(logits.view({B * (K + 1), V}), params).view({B, K + 1, V});
   RejectionInput in{prop.tokens, prop.probs.to(p.device()), p, prop.k, {}, {}};
   for (int64_t i = 0; i < B; ++i) {
@@ -173,6 +226,7 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   }
   if (st.metrics) self->send(st.metrics, rm);
   st.groups[g].busy = false;
+  st.group_failures[g] = 0;
   --st.busy_groups;
 }
 
@@ -197,26 +251,27 @@ void run_group(Self* self, size_t g) {
     try {
       verify_round(self, g, prop);
     } catch (const std::exception& e) {
-      auto& s2 = self->state;
-      s2.groups[g].busy = false;
-      --s2.busy_groups;
-      for (auto sid : std::vector<SeqId>(s2.groups[g].members)) finish_seq(self, sid, "error", "internal", e.what());
+      round_failed(self, g, "internal", e.what());
+      rebuild(self, prop.ids);
     }
     if (self->state.busy_groups == 0) self->state.idle_since = Clock::now();
     admit_waiting(self);
     start_rounds(self);
   };
   if (st.drafter) {
+    const int64_t generation = st.drafter_generation;
     self->request(st.drafter, caf::infinite, propose_atom_v, ids, ks)
         .then([=](const ProposalsPtr& prop) { after(*prop); },
               [=](caf::error& err) {
-                // The drafter failed: finish the round without drafts (plain decoding).
                 auto& s2 = self->state;
-                s2.groups[g].busy = false;
-                --s2.busy_groups;
-                for (auto sid : std::vector<SeqId>(s2.groups[g].members))
-                  finish_seq(self, sid, "error", "drafter_failed", self->system().render(err));
-                if (s2.busy_groups == 0) s2.idle_since = Clock::now();
+                // The drafter failed: respawn it once per failure, then run the round again.
+                if (s2.opt.drafter_factory && generation == s2.drafter_generation) restart_drafter(self);
+                round_failed(self, g, "drafter_failed", self->system().render(err));
+                if (!s2.opt.drafter_factory) {
+                  for (auto sid : std::vector<SeqId>(s2.groups[g].members))
+                    finish_seq(self, sid, "error", "drafter_failed", self->system().render(err));
+                }
+                admit_waiting(self);
                 start_rounds(self);
               });
   } else {
@@ -244,6 +299,20 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::act
   st.metrics = metrics;
   st.opt = opt;
   st.groups.resize(std::max<int64_t>(1, opt.groups));
+  st.group_failures.assign(st.groups.size(), 0);
+  if (drafter) {
+    self->monitor(drafter);
+    self->link_to(drafter);  // drafters end with the verifier
+    st.drafters.insert(drafter.address());
+  }
+  // A drafter's death is handled by the down handler; any other exit ends the verifier.
+  self->set_exit_handler([=](caf::exit_msg& m) {
+    if (!self->state.drafters.count(m.source)) self->quit(m.reason);
+  });
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& s2 = self->state;
+    if (s2.drafter && dm.source == s2.drafter.address() && s2.opt.drafter_factory) restart_drafter(self);
+  });
   return {
     [=](admit_atom, Submission& sub, caf::actor& sink) {
       if (self->state.early_cancels.erase(sub.id)) {
@@ -295,7 +364,8 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::act
       nlohmann::json j = {{"in_flight", s.seqs.size()}, {"waiting", s.waiting.size()},
                           {"verifier_busy_ms", s.busy_ms}, {"verifier_no_round_ms", idle},
                           {"verifier_idle_fraction", total > 0 ? 1.0 - s.busy_ms / total : 0.0},
-                          {"cost_ratio", s.cost_ratio}};
+                          {"cost_ratio", s.cost_ratio}, {"drafter_restarts", s.drafter_restarts},
+                          {"round_recoveries", s.round_recoveries}};
       return j.dump();
     },
   };

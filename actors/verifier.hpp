@@ -5,6 +5,12 @@
 //   propose (drafter) -> score + verify (here) -> commit (both sides) -> propose ...
 // so while the verifier scores one group, the drafter proposes for the other. Sequences join a
 // group between its rounds and leave when they finish or are cancelled.
+//
+// Supervision: the verifier monitors the drafter. When it dies (or a proposal fails) a new one
+// is spawned and every live sequence is re-added with its tokens so far; the failed rounds run
+// again. When a verification round throws, the group's sequences are rebuilt in both caches
+// from their tokens so far and the round is retried. Either way no request is lost and none is
+// answered twice (the verifier alone answers).
 //   (admit_atom, Submission, sink)   sink receives TokenEvent* and exactly one DoneEvent
 //   (cancel_atom, RequestId)
 //   (stats_atom)                     -> std::string (JSON: in flight, waiting, idle fraction)
@@ -27,6 +33,10 @@ struct VerifierOptions {
   bool adaptive_k = true;
   int64_t k_max = 8;
   std::function<std::string(int64_t)> token_text;  // detokenizer piece; empty: no text
+  // Spawns a fresh drafter (from the current draft weights) when the running one dies.
+  std::function<caf::actor()> drafter_factory;
+  int64_t fail_on_round = -1;   // tests: throw inside this verification round (1-based)
+  int64_t max_round_retries = 3;  // a round that keeps failing fails its requests
 };
 
 // drafter may be invalid: target-only decoding. intake gets (release_atom, id) per finished

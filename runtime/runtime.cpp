@@ -85,7 +85,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   io.has_tokenizer = static_cast<bool>(o.token_text);
   impl->metrics = spawn_metrics(sys);
   impl->intake = spawn_intake(sys, io);
-  if (o.draft) impl->drafter = spawn_drafter(sys, o.draft, DrafterOptions{o.max_batch, o.max_len});
+  if (o.draft) impl->drafter = spawn_drafter(sys, o.draft, DrafterOptions{o.max_batch, o.max_len, o.inject_drafter_failure});
   VerifierOptions vo;
   vo.num_slots = o.max_batch;
   vo.max_len = o.max_len;
@@ -94,6 +94,13 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   vo.adaptive_k = o.adaptive_k;
   vo.k_max = o.k_max;
   vo.token_text = o.token_text;
+  vo.fail_on_round = o.inject_verifier_failure;
+  if (o.draft) {
+    caf::actor_system* sys_ptr = impl->sys.get();
+    auto draft = o.draft;
+    DrafterOptions fresh{o.max_batch, o.max_len, -1};
+    vo.drafter_factory = [sys_ptr, draft, fresh] { return spawn_drafter(*sys_ptr, draft, fresh); };
+  }
   impl->verifier = spawn_verifier(sys, o.target, impl->drafter, impl->intake, impl->metrics, vo);
   impl->router = spawn_router(sys, impl->verifier);
   caf::anon_send(impl->intake, route_atom_v, impl->router);

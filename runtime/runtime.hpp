@@ -33,6 +33,10 @@ struct RuntimeOptions {
   int64_t max_new_tokens_limit = 4096;
   int threads = 0;                      // CAF scheduler threads; 0: number of cores
   std::function<std::string(int64_t)> token_text;  // token -> text piece; empty: no text
+  // Fault injection for tests (1-based; -1: never): the first drafter throws on this proposal,
+  // the verifier throws inside this round. Both are recovered from without losing requests.
+  int64_t inject_drafter_failure = -1;
+  int64_t inject_verifier_failure = -1;
 };
 
 struct GenerateParams {

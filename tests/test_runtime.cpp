@@ -9,6 +9,7 @@
 #include <set>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <tuple>
 
 #include "runtime/runtime.hpp"
 #include "tests/spec_fixtures.hpp"
@@ -189,4 +190,41 @@ TEST_CASE("runtime: bad options are errors as values", "[runtime][errors]") {
   o.max_batch = 0;
   CHECK(Runtime::create(o, &err) == nullptr);
   CHECK(err.find("max_batch") != std::string::npos);
+}
+
+TEST_CASE("runtime: a drafter that throws mid-run is restarted, a failing round is recovered; all requests complete correctly",
+          "[runtime][supervision]") {
+  for (auto [name, drafter_fail, verifier_fail] :
+       {std::tuple{"drafter throws", int64_t{5}, int64_t{-1}}, {"verifier round throws", int64_t{-1}, int64_t{7}},
+        {"both", int64_t{3}, int64_t{11}}}) {
+    DYNAMIC_SECTION(name) {
+      RuntimeOptions o;
+      o.target = models().target;
+      o.draft = models().draft;
+      o.max_batch = 8;
+      o.max_len = 96;
+      o.threads = 2;
+      o.inject_drafter_failure = drafter_fail;
+      o.inject_verifier_failure = verifier_fail;
+      std::string err;
+      auto rt = Runtime::create(o, &err);
+      REQUIRE(rt);
+      auto [prompts, refs] = greedy_cases(*models().target, 24, 8, 12, 77);
+      std::vector<std::shared_ptr<RequestHandle>> hs;
+      for (auto& p : prompts) hs.push_back(rt->submit(greedy(p, 12)));
+      int wrong = 0, not_ok = 0;
+      for (size_t i = 0; i < hs.size(); ++i) {
+        auto r = hs[i]->get();
+        not_ok += !r.ok();
+        wrong += r.tokens != refs[i];
+      }
+      CHECK(not_ok == 0);
+      CHECK(wrong == 0);
+      auto stats = nlohmann::json::parse(rt->stats_json());
+      if (drafter_fail > 0) CHECK(stats["verifier"]["drafter_restarts"] == 1);
+      if (verifier_fail > 0) CHECK(stats["verifier"]["round_recoveries"] == 1);
+      CHECK(stats["metrics"]["requests_finished"]["length"] == 24);
+      rt->shutdown();
+    }
+  }
 }
