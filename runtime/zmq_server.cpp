@@ -8,6 +8,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "runtime/prometheus.hpp"
 #include "runtime/runtime.hpp"
 
 namespace osd {
@@ -68,6 +69,8 @@ struct ZmqServer::Impl {
   std::shared_ptr<ReplyChannel> channel = std::make_shared<ReplyChannel>();
   zmq::socket_t router{channel->ctx, zmq::socket_type::router};
   zmq::socket_t pull{channel->ctx, zmq::socket_type::pull};
+  zmq::socket_t http{channel->ctx, zmq::socket_type::stream};  // raw TCP: GET /metrics
+  std::string metrics_bound;
   std::string bound;
   std::atomic<bool> running{true};
   std::thread thread;
@@ -81,7 +84,29 @@ struct ZmqServer::Impl {
   void generate(const std::string& identity, const json& j);
   void send(const std::string& identity, const json& j);
   void deliver(const std::string& internal, const std::string& payload, bool final);
+  void serve_http();
 };
+
+// One HTTP/1.0 exchange per connection on a ZMQ_STREAM socket: answer, then close.
+void ZmqServer::Impl::serve_http() {
+  std::vector<zmq::message_t> parts;
+  if (!zmq::recv_multipart(http, std::back_inserter(parts), zmq::recv_flags::dontwait) || parts.size() != 2) return;
+  const std::string peer = parts[0].to_string(), req = parts[1].to_string();
+  if (req.empty()) return;  // connect / disconnect notification
+  std::string status = "200 OK", body;
+  if (req.rfind("GET /metrics", 0) == 0) {
+    body = prometheus_text(json::parse(rt->stats_json()));
+  } else {
+    status = "404 Not Found";
+    body = "osd serves GET /metrics\n";
+  }
+  const std::string resp = "HTTP/1.0 " + status + "\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " +
+                           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  http.send(zmq::buffer(peer), zmq::send_flags::sndmore);
+  http.send(zmq::buffer(resp), zmq::send_flags::none);
+  http.send(zmq::buffer(peer), zmq::send_flags::sndmore);
+  http.send(zmq::message_t(), zmq::send_flags::none);  // empty frame: close the connection
+}
 
 void ZmqServer::Impl::send(const std::string& identity, const json& j) {
   try {
@@ -243,9 +268,18 @@ void ZmqServer::Impl::handle(const std::string& identity, const std::string& fra
 }
 
 void ZmqServer::Impl::loop() {
-  zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {pull.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
+                             {pull.handle(), 0, ZMQ_POLLIN, 0},
+                             {http.handle(), 0, ZMQ_POLLIN, 0}};
+  const int n_items = metrics_bound.empty() ? 2 : 3;
   while (running) {
-    zmq::poll(items, 2, std::chrono::milliseconds(50));
+    zmq::poll(items, n_items, std::chrono::milliseconds(50));
+    if (n_items == 3 && (items[2].revents & ZMQ_POLLIN)) {
+      try {
+        serve_http();
+      } catch (const std::exception&) {
+      }
+    }
     if (items[1].revents & ZMQ_POLLIN) {
       for (int i = 0; i < 256; ++i) {
         std::vector<zmq::message_t> parts;
@@ -292,6 +326,11 @@ std::unique_ptr<ZmqServer> ZmqServer::start(Runtime& rt, ZmqServerOptions opt, s
     impl->bound = impl->router.get(zmq::sockopt::last_endpoint);
     const std::string inproc = "inproc://osd-replies-" + std::to_string(reinterpret_cast<uintptr_t>(impl.get()));
     impl->pull.bind(inproc);
+    if (!opt.metrics_endpoint.empty()) {
+      impl->http.set(zmq::sockopt::linger, 0);
+      impl->http.bind(opt.metrics_endpoint);
+      impl->metrics_bound = impl->http.get(zmq::sockopt::last_endpoint);
+    }
     impl->channel->push.set(zmq::sockopt::linger, 0);
     impl->channel->push.set(zmq::sockopt::sndhwm, 0);
     impl->pull.set(zmq::sockopt::rcvhwm, 0);
@@ -306,6 +345,7 @@ std::unique_ptr<ZmqServer> ZmqServer::start(Runtime& rt, ZmqServerOptions opt, s
 }
 
 std::string ZmqServer::endpoint() const { return impl_->bound; }
+std::string ZmqServer::metrics_endpoint() const { return impl_->metrics_bound; }
 
 void ZmqServer::stop() {
   impl_->channel->open = false;

@@ -19,6 +19,8 @@ struct ZmqServerOptions {
   std::string endpoint = "tcp://127.0.0.1:5555";  // tcp://127.0.0.1:* picks a free port
   size_t max_frame_bytes = 1 << 20;                // larger frames get error "frame_too_large"
   int64_t retry_after_ms = 200;                    // hint sent with "busy"
+  // Prometheus text at GET /metrics on this endpoint (e.g. tcp://127.0.0.1:9464); "" = off.
+  std::string metrics_endpoint;
   // Prompt text -> token ids; empty: requests must send "tokens".
   std::function<std::vector<int64_t>(const std::string&)> encode;
 };
@@ -28,7 +30,8 @@ class ZmqServer {
   // Binds and starts serving; null + *error on failure (e.g. the address is in use).
   static std::unique_ptr<ZmqServer> start(Runtime& runtime, ZmqServerOptions options, std::string* error);
   ~ZmqServer();
-  std::string endpoint() const;  // as bound (with the real port)
+  std::string endpoint() const;          // as bound (with the real port)
+  std::string metrics_endpoint() const;  // as bound, "" when off
   void stop();                   // stops receiving; idempotent
 
  private:

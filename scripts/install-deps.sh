@@ -7,6 +7,7 @@ pkgs=(
   libtorch-dev libopenblas0-openmp
   libcaf-dev libzmq3-dev cppzmq-dev libspdlog-dev catch2
   nlohmann-json3-dev libcli11-dev libsentencepiece-dev libonig-dev libutf8proc-dev
+  python3-zmq
 )
 missing=()
 for p in "${pkgs[@]}"; do

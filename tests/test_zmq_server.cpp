@@ -9,6 +9,11 @@
 #include <random>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "runtime/runtime.hpp"
 #include "runtime/zmq_server.hpp"
 #include "tests/spec_fixtures.hpp"
@@ -31,6 +36,26 @@ struct Served {
   }
 };
 
+// GET a path over plain TCP (the test's own minimal HTTP client).
+std::string http_get(const std::string& endpoint, const std::string& path) {
+  // endpoint: tcp://127.0.0.1:PORT
+  const int port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return "";
+  const std::string req = "GET " + path + " HTTP/1.0\r\n\r\n";
+  if (::write(fd, req.data(), req.size()) < 0) return "";
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
 std::unique_ptr<Served> serve(int64_t max_in_flight = 1024) {
   auto s = std::make_unique<Served>();
   s->target = peaked_model(tiny_config(256, 64, 2), 1);
@@ -49,6 +74,7 @@ std::unique_ptr<Served> serve(int64_t max_in_flight = 1024) {
   ZmqServerOptions zo;
   zo.endpoint = "tcp://127.0.0.1:*";
   zo.max_frame_bytes = 64 * 1024;
+  zo.metrics_endpoint = "tcp://127.0.0.1:*";
   zo.encode = [](const std::string& text) {
     std::vector<int64_t> ids;
     for (unsigned char c : text) ids.push_back(c);
@@ -230,4 +256,17 @@ TEST_CASE("zmq: a full queue answers busy with a retry hint", "[zmq][errors]") {
   }
   CHECK(busy > 0);
   CHECK(done >= 2);
+}
+
+TEST_CASE("zmq: Prometheus text on the metrics endpoint", "[zmq]") {
+  auto s = serve();
+  JsonClient cl(s->ctx, s->server->endpoint());
+  REQUIRE(cl.generate(greedy_request("m", {1, 2, 3}, 6))["event"] == "done");
+  auto page = http_get(s->server->metrics_endpoint(), "/metrics");
+  INFO(page.substr(0, 400));
+  CHECK(page.rfind("HTTP/1.0 200 OK", 0) == 0);
+  CHECK(page.find("osd_num_accepted_tokens_total{draft=\"0\"}") != std::string::npos);
+  CHECK(page.find("osd_requests_finished_total{reason=\"length\"} 1") != std::string::npos);
+  CHECK(page.find("osd_ttft_ms{quantile=\"0.5\"}") != std::string::npos);
+  CHECK(http_get(s->server->metrics_endpoint(), "/nope").rfind("HTTP/1.0 404", 0) == 0);
 }
