@@ -1,0 +1,48 @@
+#pragma once
+// osd-serve's configuration, through CAF's actor_system_config: every key lives in the group
+// `osd` (the CAF runtime's own keys, e.g. scheduler.max-threads, keep their groups), can be set
+// in a config file (conf/osd.conf lists each with its default) or on the command line
+// (--osd.k=6), and `osd-serve --help` lists them. Unknown keys are errors.
+#include <caf/actor_system_config.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace osd {
+
+struct ServeSettings {
+  // models
+  std::string target = "tiny";          // preset name (see ModelConfig::preset_names)
+  std::string draft = "tiny-draft";     // preset name, or "none" for target-only decoding
+  std::string device = "cpu";           // cpu | cuda | cuda:N
+  std::string dtype = "float32";        // float32 | bfloat16 | float16
+  int64_t weights_seed = 0;             // seed of the random weights of presets
+  // speculation
+  int64_t k = 4;
+  bool adaptive_k = true;
+  int64_t k_max = 8;
+  int64_t groups = 2;
+  // limits
+  int64_t max_batch = 32;
+  int64_t max_len = 1024;
+  int64_t max_in_flight = 256;
+  int64_t max_new_tokens = 4096;
+  int64_t max_frame_bytes = 1 << 20;
+  // endpoints and threads
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  std::string metrics_endpoint;         // "" = off, e.g. tcp://127.0.0.1:9464
+  int64_t torch_threads = 0;            // 0: number of cores
+};
+
+class ServeConfig : public caf::actor_system_config {
+ public:
+  ServeConfig();
+  // Parses the command line and the config file (--config-file, default conf/osd.conf when it
+  // exists). Returns "" and fills `out`, or what is wrong. `help_printed` is set after --help.
+  std::string load(int argc, char** argv, ServeSettings& out, bool& help_printed);
+
+ private:
+  ServeSettings defaults_;
+};
+
+}  // namespace osd

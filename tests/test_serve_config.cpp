@@ -1,0 +1,59 @@
+// osd-serve's configuration: conf/osd.conf lists every key with its default; unknown keys,
+// wrong types and absurd values are errors that name the key.
+#include "tests/test_common.hpp"
+
+#include <fstream>
+
+#include "runtime/serve_config.hpp"
+
+using namespace osd;
+
+namespace {
+std::string load(std::vector<std::string> args, ServeSettings& out) {
+  args.insert(args.begin(), "osd-serve");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  ServeConfig cfg;
+  bool help = false;
+  return cfg.load(static_cast<int>(argv.size()), argv.data(), out, help);
+}
+std::string write(const std::string& text) {
+  static int n = 0;
+  std::string path = "/tmp/osd-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".conf";
+  std::ofstream(path) << text;
+  return path;
+}
+}  // namespace
+
+TEST_CASE("conf/osd.conf holds every key at its default", "[config]") {
+  const std::string path = std::string(OSD_SOURCE_DIR) + "/conf/osd.conf";
+  ServeSettings s;
+  REQUIRE(load({"--config-file=" + path}, s) == "");
+  ServeSettings d;
+  CHECK(s.target == d.target);
+  CHECK(s.draft == d.draft);
+  CHECK(s.k == d.k);
+  CHECK(s.adaptive_k == d.adaptive_k);
+  CHECK(s.max_frame_bytes == d.max_frame_bytes);
+  CHECK(s.endpoint == d.endpoint);
+  // Every declared key appears in the file.
+  std::ifstream f(path);
+  std::string text((std::istreambuf_iterator<char>(f)), {});
+  for (const char* key : {"target", "draft", "device", "dtype", "weights-seed", "k", "adaptive-k", "k-max", "groups",
+                          "max-batch", "max-len", "max-in-flight", "max-new-tokens", "max-frame-bytes", "endpoint",
+                          "metrics-endpoint", "torch-threads"})
+    CHECK(text.find(std::string("\n  ") + key + " = ") != std::string::npos);
+}
+
+TEST_CASE("configuration errors name the key", "[config][errors]") {
+  ServeSettings s;
+  CHECK(load({"--osd.k=6"}, s) == "");
+  CHECK(s.k == 6);
+  CHECK(load({"--osd.bogus=1"}, s).find("bogus") != std::string::npos);
+  CHECK(load({"--osd.k=100"}, s).find("osd.k must be in [0, 64]") != std::string::npos);
+  CHECK(load({"--config-file=" + write("osd {\n  nope = 1\n}\n")}, s).find("unknown key 'osd.nope'") != std::string::npos);
+  CHECK(load({"--config-file=" + write("foo {\n  x = 1\n}\n")}, s).find("unknown group or key 'foo'") != std::string::npos);
+  CHECK(load({"--config-file=" + write("osd {\n  k = \"seven\"\n}\n")}, s).find("osd.k must be an integer") != std::string::npos);
+  CHECK(load({"--config-file=" + write("osd {\n  max-batch = 0\n}\n")}, s).find("osd.max-batch") != std::string::npos);
+  CHECK(load({"--config-file=" + write("osd {\n  adaptive-k = 3\n}\n")}, s).find("true or false") != std::string::npos);
+}
