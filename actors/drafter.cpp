@@ -27,10 +27,10 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
         return as_error(e);
       }
     },
-    [=](propose_atom, const std::vector<SeqId>& ids, const std::vector<int64_t>& ks) -> caf::result<ProposalsPtr> {
+    [=](propose_atom, const std::vector<SeqId>& ids, const std::vector<int64_t>& ks) -> caf::result<Proposals> {
       if (++self->state.proposals == opt.fail_on_proposal) throw std::runtime_error("injected drafter failure");
       try {
-        return std::make_shared<const Proposals>(self->state.proposer->propose(ids, ks));
+        return self->state.proposer->propose(ids, ks);
       } catch (const std::exception& e) {
         return as_error(e);
       }

@@ -1,7 +1,7 @@
 #pragma once
 // drafter: owns one draft model and its DraftProposer (KV cache, per-sequence pending tokens).
 //   (add_atom, SeqId, prompt, SamplingParams)   -> void     prefill a sequence
-//   (propose_atom, ids, ks)                     -> ProposalsPtr
+//   (propose_atom, ids, ks)                     -> Proposals
 //   (commit_atom, VerdictList)                  -> void     roll back to the accepted prefix
 //   (remove_atom, SeqId)                        -> void
 // An exception escaping a handler kills the actor; the verifier monitors it and respawns it.

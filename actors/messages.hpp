@@ -4,14 +4,15 @@
 //   client -> intake      submit_atom, Submission, sink         (sink gets TokenEvent / DoneEvent)
 //   intake -> router      route_atom, Submission, sink
 //   router -> verifier    admit_atom, Submission, draft index, sink
-//   verifier -> drafter   add_atom(id, prompt, params) | propose_atom(ids, ks) -> ProposalsPtr
+//   verifier -> drafter   add_atom(id, prompt, params) | propose_atom(ids, ks) -> Proposals
 //                         commit_atom(verdicts) | remove_atom(id)
 //   verifier -> sink      TokenEvent (streaming), DoneEvent (once per request)
 //   verifier -> intake    release_atom(id)                       (frees a queue place)
 //   anyone -> metrics     RoundMetrics, RequestMetrics; stats_atom -> MetricsSnapshot
 //
-// Plain structs have inspect() overloads so they can cross processes through CAF's middleman.
-// ProposalsPtr (tensors) is whitelisted for local delivery only; its serializer is future work.
+// Every message type has an inspect() overload, so any actor could live in another process
+// (CAF's middleman). Tensors travel as bytes (torch's pickle format) when serialized; between
+// local actors CAF moves the message and no tensor is copied.
 #include <caf/all.hpp>
 
 #include <memory>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "models/spec_types.hpp"
+#include "models/tensor_util.hpp"
 
 namespace osd {
 
@@ -63,7 +65,6 @@ struct RoundMetrics {
   int64_t draft_version = 0;
 };
 
-using ProposalsPtr = std::shared_ptr<const Proposals>;
 using VerdictList = std::vector<Verdict>;
 
 template <class Inspector>
@@ -98,14 +99,28 @@ typename Inspector::result_type inspect(Inspector& f, Verdict& x) {
   return f(caf::meta::type_name("osd::Verdict"), x.id, x.k, x.accepted, x.emitted);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Proposals& x) {
+  std::vector<char> tokens, probs;  // the tensors' bytes, filled only while (de)serializing
+  auto save = [&]() -> caf::error {
+    tokens = tensor_to_bytes(x.tokens);
+    probs = tensor_to_bytes(x.probs);
+    return caf::none;
+  };
+  auto load = [&]() -> caf::error {
+    x.tokens = tensor_from_bytes(tokens);
+    x.probs = tensor_from_bytes(probs);
+    return caf::none;
+  };
+  return f(caf::meta::type_name("osd::Proposals"), caf::meta::save_callback(save), x.ids, x.k, x.host_tokens,
+           x.seconds, x.draft_steps, tokens, probs, caf::meta::load_callback(load));
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, RoundMetrics& x) {
   return f(caf::meta::type_name("osd::RoundMetrics"), x.batch, x.draft_tokens, x.accepted, x.emitted,
            x.score_ms, x.wait_ms, x.draft_version);
 }
 
 }  // namespace osd
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(osd::ProposalsPtr)
 
 CAF_BEGIN_TYPE_ID_BLOCK(osd, caf::first_custom_type_id)
 CAF_ADD_TYPE_ID(osd, (osd::Submission))
@@ -114,6 +129,7 @@ CAF_ADD_TYPE_ID(osd, (osd::DoneEvent))
 CAF_ADD_TYPE_ID(osd, (osd::RoundMetrics))
 CAF_ADD_TYPE_ID(osd, (osd::Verdict))
 CAF_ADD_TYPE_ID(osd, (osd::SamplingParams))
+CAF_ADD_TYPE_ID(osd, (osd::Proposals))
 CAF_ADD_ATOM(osd, osd, submit_atom, "submit")
 CAF_ADD_ATOM(osd, osd, route_atom, "route")
 CAF_ADD_ATOM(osd, osd, admit_atom, "admit")

@@ -261,7 +261,7 @@ void run_group(Self* self, size_t g) {
   if (st.drafter) {
     const int64_t generation = st.drafter_generation;
     self->request(st.drafter, caf::infinite, propose_atom_v, ids, ks)
-        .then([=](const ProposalsPtr& prop) { after(*prop); },
+        .then([=](const Proposals& prop) { after(prop); },
               [=](caf::error& err) {
                 auto& s2 = self->state;
                 // The drafter failed: respawn it once per failure, then run the round again.

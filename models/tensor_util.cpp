@@ -1,6 +1,7 @@
 #include "models/tensor_util.hpp"
 
 #include <torch/torch.h>
+#include <torch/csrc/jit/serialization/pickle.h>
 
 #include <cstdlib>
 #include <sstream>
@@ -43,6 +44,20 @@ void check_dtype(const at::Tensor& t, c10::ScalarType type, const std::string& w
   if (t.scalar_type() != type)
     throw Error(what + ": expected dtype " + std::string(c10::toString(type)) + ", got " +
                 std::string(c10::toString(t.scalar_type())));
+}
+
+std::vector<char> tensor_to_bytes(const at::Tensor& t) {
+  if (!t.defined()) return {};
+  return torch::jit::pickle_save(t.cpu());
+}
+
+at::Tensor tensor_from_bytes(const std::vector<char>& bytes) {
+  if (bytes.empty()) return {};
+  try {
+    return torch::jit::pickle_load(bytes).toTensor();
+  } catch (const std::exception& e) {
+    throw Error(std::string("cannot decode a serialized tensor: ") + e.what());
+  }
 }
 
 void init_torch_threads() {

@@ -19,6 +19,11 @@ void check_dims(const at::Tensor& t, int64_t dims, const std::string& what);
 void check_dtype(const at::Tensor& t, c10::ScalarType type, const std::string& what);
 std::string shape_str(const at::Tensor& t);
 
+// A tensor as bytes (torch's pickle format, via the CPU) and back; undefined <-> empty. This is
+// how tensors in actor messages cross processes.
+std::vector<char> tensor_to_bytes(const at::Tensor& t);
+at::Tensor tensor_from_bytes(const std::vector<char>& bytes);
+
 // Sets libtorch's intra-op threads from the machine's core count (or OSD_THREADS).
 void init_torch_threads();
 
