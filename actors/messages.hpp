@@ -32,6 +32,7 @@ struct Submission {
   GenerationRequest request;
   std::string domain;  // route hint ("" = automatic)
   bool stream = true;
+  double submitted_us = 0;  // steady-clock microseconds at submission (latencies start here)
 };
 
 // Tokens accepted for one request in one round (streaming).
@@ -78,7 +79,7 @@ typename Inspector::result_type inspect(Inspector& f, GenerationRequest& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Submission& x) {
-  return f(caf::meta::type_name("osd::Submission"), x.id, x.request, x.domain, x.stream);
+  return f(caf::meta::type_name("osd::Submission"), x.id, x.request, x.domain, x.stream, x.submitted_us);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TokenEvent& x) {
@@ -112,7 +113,7 @@ typename Inspector::result_type inspect(Inspector& f, Proposals& x) {
     return caf::none;
   };
   return f(caf::meta::type_name("osd::Proposals"), caf::meta::save_callback(save), x.ids, x.k, x.host_tokens,
-           x.seconds, x.draft_steps, tokens, probs, caf::meta::load_callback(load));
+           x.seconds, x.start_us, x.draft_steps, tokens, probs, caf::meta::load_callback(load));
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, RoundMetrics& x) {
@@ -142,4 +143,6 @@ CAF_ADD_ATOM(osd, osd, cancel_atom, "cancel")
 CAF_ADD_ATOM(osd, osd, stats_atom, "stats")
 CAF_ADD_ATOM(osd, osd, drain_atom, "drain")
 CAF_ADD_ATOM(osd, osd, close_atom, "close")
+CAF_ADD_ATOM(osd, osd, trace_atom, "trace")
+CAF_ADD_ATOM(osd, osd, round_atom, "round")
 CAF_END_TYPE_ID_BLOCK(osd)

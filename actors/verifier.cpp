@@ -53,6 +53,7 @@ struct VerifierState {
   int64_t drafter_restarts = 0, round_recoveries = 0;
   std::vector<int64_t> group_failures;
   std::set<caf::actor_addr> drafters;  // every drafter this verifier used (linked)
+  nlohmann::json trace = nlohmann::json::array();  // Chrome trace events (opt.trace)
   double cost_ratio = 0.1;
   int64_t busy_groups = 0;
   Clock::time_point idle_since = Clock::now(), started = Clock::now();
@@ -105,6 +106,9 @@ void admit_waiting(Self* self) {
       if (load(i) < load(g)) g = i;
     }
     Seq s{sub, sink, RequestRng(sub.request.sampling.seed), StopChecker(sub.request, st.opt.token_text), {}, {}, g};
+    if (sub.submitted_us > 0)  // latencies count from submission, queueing included
+      s.start = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double, std::micro>(sub.submitted_us)));
     st.by_id[sub.id] = sid;
     st.seqs.emplace(sid, std::move(s));
     st.groups[g].members.push_back(sid);
@@ -220,6 +224,16 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   }
   rm.score_ms = ms_since(t0);
   st.busy_ms += rm.score_ms;
+  if (st.opt.trace && st.trace.size() < 200000) {
+    const double v_start = std::chrono::duration<double, std::micro>(t0.time_since_epoch()).count();
+    if (prop.draft_steps > 0)
+      st.trace.push_back({{"name", "propose g" + std::to_string(g)}, {"ph", "X"}, {"pid", 1}, {"tid", "drafter"},
+                          {"ts", prop.start_us}, {"dur", prop.seconds * 1e6},
+                          {"args", {{"batch", B}, {"steps", prop.draft_steps}}}});
+    st.trace.push_back({{"name", "verify g" + std::to_string(g)}, {"ph", "X"}, {"pid", 1}, {"tid", "verifier"},
+                        {"ts", v_start}, {"dur", rm.score_ms * 1e3},
+                        {"args", {{"batch", B}, {"draft_tokens", rm.draft_tokens}, {"accepted", rm.accepted}}}});
+  }
   if (prop.draft_steps > 0) {
     const double c = (prop.seconds * 1e3 / prop.draft_steps) / std::max(rm.score_ms, 1e-6);
     st.cost_ratio = 0.9 * st.cost_ratio + 0.1 * c;
@@ -228,6 +242,18 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   st.groups[g].busy = false;
   st.group_failures[g] = 0;
   --st.busy_groups;
+}
+
+void verify_and_continue(Self* self, size_t g, const Proposals& prop) {
+  try {
+    verify_round(self, g, prop);
+  } catch (const std::exception& e) {
+    round_failed(self, g, "internal", e.what());
+    rebuild(self, prop.ids);
+  }
+  if (self->state.busy_groups == 0) self->state.idle_since = Clock::now();
+  admit_waiting(self);
+  start_rounds(self);
 }
 
 void run_group(Self* self, size_t g) {
@@ -247,17 +273,7 @@ void run_group(Self* self, size_t g) {
   }
   grp.busy = true;
   if (st.busy_groups++ == 0) st.idle_ms += ms_since(st.idle_since);
-  auto after = [=](const Proposals& prop) {
-    try {
-      verify_round(self, g, prop);
-    } catch (const std::exception& e) {
-      round_failed(self, g, "internal", e.what());
-      rebuild(self, prop.ids);
-    }
-    if (self->state.busy_groups == 0) self->state.idle_since = Clock::now();
-    admit_waiting(self);
-    start_rounds(self);
-  };
+  auto after = [=](const Proposals& prop) { verify_and_continue(self, g, prop); };
   if (st.drafter) {
     const int64_t generation = st.drafter_generation;
     self->request(st.drafter, caf::infinite, propose_atom_v, ids, ks)
@@ -275,13 +291,9 @@ void run_group(Self* self, size_t g) {
                 start_rounds(self);
               });
   } else {
-    auto prop = std::make_shared<Proposals>();
-    prop->ids = ids;
-    prop->k = ks;
-    prop->host_tokens.assign(ids.size(), {});
-    prop->tokens = torch::zeros({static_cast<int64_t>(ids.size()), 0}, torch::kInt64);
-    prop->probs = torch::zeros({static_cast<int64_t>(ids.size()), 0, st.target->config().vocab_size});
-    after(*prop);
+    // Target-only: run the round from the mailbox, so admissions and cancels interleave with
+    // rounds (and rounds never recurse).
+    self->send(self, round_atom_v, static_cast<int64_t>(g), ids, ks);
   }
 }
 
@@ -357,6 +369,36 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::act
       seq.cancelled = true;
       if (!s.groups[seq.group].busy) finish_seq(self, f->second, "cancelled");
     },
+    [=](round_atom, int64_t g, std::vector<SeqId>& ids, std::vector<int64_t>& ks) {
+      Proposals prop;  // target-only: no draft tokens
+      prop.tokens = torch::zeros({static_cast<int64_t>(ids.size()), 0}, torch::kInt64);
+      prop.probs = torch::zeros({static_cast<int64_t>(ids.size()), 0, self->state.target->config().vocab_size});
+      prop.host_tokens.assign(ids.size(), {});
+      prop.ids = std::move(ids);
+      prop.k = std::move(ks);
+      // Sequences cancelled or finished since the round was scheduled are dropped from it.
+      std::vector<size_t> keep;
+      for (size_t i = 0; i < prop.ids.size(); ++i)
+        if (self->state.seqs.count(prop.ids[i])) keep.push_back(i);
+      if (keep.size() != prop.ids.size()) {
+        Proposals kept;
+        kept.tokens = torch::zeros({static_cast<int64_t>(keep.size()), 0}, torch::kInt64);
+        kept.probs = torch::zeros({static_cast<int64_t>(keep.size()), 0, self->state.target->config().vocab_size});
+        kept.host_tokens.assign(keep.size(), {});
+        for (auto i : keep) kept.ids.push_back(prop.ids[i]), kept.k.push_back(prop.k[i]);
+        prop = std::move(kept);
+      }
+      if (prop.ids.empty()) {
+        auto& st = self->state;
+        st.groups[g].busy = false;
+        if (--st.busy_groups == 0) st.idle_since = Clock::now();
+        admit_waiting(self);
+        start_rounds(self);
+        return;
+      }
+      verify_and_continue(self, static_cast<size_t>(g), prop);
+    },
+    [=](trace_atom) -> std::string { return nlohmann::json{{"traceEvents", self->state.trace}}.dump(); },
     [=](stats_atom) -> std::string {
       auto& s = self->state;
       double idle = s.idle_ms + (s.busy_groups == 0 ? ms_since(s.idle_since) : 0.0);

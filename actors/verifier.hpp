@@ -14,6 +14,7 @@
 //   (admit_atom, Submission, sink)   sink receives TokenEvent* and exactly one DoneEvent
 //   (cancel_atom, RequestId)
 //   (stats_atom)                     -> std::string (JSON: in flight, waiting, idle fraction)
+//   (trace_atom)                     -> std::string (Chrome trace JSON of recorded rounds)
 #include <caf/fwd.hpp>
 
 #include <cstdint>
@@ -37,6 +38,7 @@ struct VerifierOptions {
   std::function<caf::actor()> drafter_factory;
   int64_t fail_on_round = -1;   // tests: throw inside this verification round (1-based)
   int64_t max_round_retries = 3;  // a round that keeps failing fails its requests
+  bool trace = false;             // record per-round draft / verify intervals (trace_atom)
 };
 
 // drafter may be invalid: target-only decoding. intake gets (release_atom, id) per finished

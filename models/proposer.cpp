@@ -64,6 +64,7 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
     rows[i] = &it->second;
   }
   Proposals out;
+  out.start_us = std::chrono::duration<double, std::micro>(t0.time_since_epoch()).count();
   out.ids = ids;
   out.k = k;
   out.host_tokens.assign(B, {});

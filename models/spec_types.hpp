@@ -65,6 +65,7 @@ struct Proposals {
   at::Tensor probs;             // [B, K, V] float32: the draft's processed q at each draft token
   std::vector<std::vector<int64_t>> host_tokens;  // row -> its k draft tokens, on the host
   double seconds = 0;           // wall time of the proposal (for the cost ratio c)
+  double start_us = 0;          // steady-clock microseconds when the proposal started (traces)
   int64_t draft_steps = 0;      // draft forward passes it took
 };
 

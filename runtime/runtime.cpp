@@ -20,6 +20,7 @@ struct Runtime::Impl {
   std::unique_ptr<caf::actor_system_config> cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::actor metrics, intake, drafter, verifier, router, bridge;
+  std::vector<caf::actor> stages;
   std::atomic<int64_t> next_id{1};
   std::atomic<bool> stopped{false};
 };
@@ -89,12 +90,13 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   VerifierOptions vo;
   vo.num_slots = o.max_batch;
   vo.max_len = o.max_len;
-  vo.groups = o.groups;
+  vo.groups = o.draft ? o.groups : 1;  // groups exist to overlap drafting; without a draft one batch is best
   vo.k = o.k;
   vo.adaptive_k = o.adaptive_k;
   vo.k_max = o.k_max;
   vo.token_text = o.token_text;
   vo.fail_on_round = o.inject_verifier_failure;
+  vo.trace = o.trace;
   if (o.draft) {
     caf::actor_system* sys_ptr = impl->sys.get();
     auto draft = o.draft;
@@ -103,7 +105,14 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   }
   impl->verifier = spawn_verifier(sys, o.target, impl->drafter, impl->intake, impl->metrics, vo);
   impl->router = spawn_router(sys, impl->verifier);
-  caf::anon_send(impl->intake, route_atom_v, impl->router);
+  // User stages, spawned back to front so each knows its next hop: intake -> s0 -> ... -> router.
+  caf::actor next = impl->router;
+  for (auto it = o.stages.rbegin(); it != o.stages.rend(); ++it) {
+    next = (*it)(sys, next);
+    if (!next) return fail("a pipeline stage factory returned no actor");
+    impl->stages.push_back(next);
+  }
+  caf::anon_send(impl->intake, route_atom_v, next);
   impl->bridge = spawn_client_bridge(sys, impl->intake);
   return std::unique_ptr<Runtime>(new Runtime(std::move(impl)));
 }
@@ -121,6 +130,7 @@ std::shared_ptr<RequestHandle> Runtime::submit(GenerateParams p, std::function<v
   sub.request.stop = std::move(p.stop);
   sub.domain = std::move(p.domain);
   sub.stream = p.stream;
+  sub.submitted_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
   auto call = std::make_shared<ClientCall>();
   if (on_tokens)
     call->on_tokens = [cb = std::move(on_tokens)](const TokenEvent& ev) { cb(TokenChunk{ev.id, ev.tokens, ev.text}); };
@@ -159,6 +169,15 @@ std::string Runtime::stats_json() {
   return out.dump();
 }
 
+std::string Runtime::trace_json() {
+  if (impl_->stopped) return "{\"traceEvents\":[]}";
+  caf::scoped_actor self{*impl_->sys};
+  std::string out = "{\"traceEvents\":[]}";
+  self->request(impl_->verifier, std::chrono::seconds(10), trace_atom_v)
+      .receive([&](const std::string& s) { out = s; }, [&](caf::error&) {});
+  return out;
+}
+
 void Runtime::shutdown(bool finish_in_flight) {
   if (impl_->stopped.exchange(true)) return;
   {
@@ -168,6 +187,7 @@ void Runtime::shutdown(bool finish_in_flight) {
     self->request(impl_->bridge, caf::infinite, drain_atom_v).receive([](int64_t) {}, [](caf::error&) {});
     for (auto* a : {&impl_->bridge, &impl_->router, &impl_->verifier, &impl_->drafter, &impl_->intake, &impl_->metrics})
       if (*a) self->send_exit(*a, caf::exit_reason::user_shutdown);
+    for (auto& a : impl_->stages) self->send_exit(a, caf::exit_reason::user_shutdown);
   }
   impl_->sys->await_all_actors_done();
 }

@@ -8,6 +8,8 @@
 //   auto h = rt->submit(params, [](const osd::TokenChunk& c) { std::cout << c.text; });
 //   osd::GenerateResult r = h->get();                     // r.finish: length|eos|stop|cancelled|error
 //   rt->shutdown();                                       // finishes in-flight work first
+#include <caf/fwd.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -19,6 +21,12 @@
 namespace osd {
 
 class Transformer;
+
+// A user-written actor placed in the pipeline between intake and the router. It is spawned with
+// the next hop and receives (route_atom, Submission, sink) for every admitted request; it
+// forwards them to `next` (changed or not) or answers the sink itself with a DoneEvent (and then
+// must not forward). Message types: actors/messages.hpp. See examples/request_logger.cpp.
+using StageFactory = std::function<caf::actor(caf::actor_system& sys, caf::actor next)>;
 
 struct RuntimeOptions {
   std::shared_ptr<Transformer> target;  // required
@@ -37,6 +45,8 @@ struct RuntimeOptions {
   // the verifier throws inside this round. Both are recovered from without losing requests.
   int64_t inject_drafter_failure = -1;
   int64_t inject_verifier_failure = -1;
+  bool trace = false;  // record per-round drafting / verification intervals (trace_json)
+  std::vector<StageFactory> stages;  // user actors between intake and router, in order
 };
 
 struct GenerateParams {
@@ -102,6 +112,9 @@ class Runtime {
                                         std::function<void(const GenerateResult&)> on_done = {});
   void cancel(const std::string& id);
   std::string stats_json();  // metrics + intake + verifier, one JSON object
+  // Chrome trace (chrome://tracing, Perfetto) of recorded rounds: one track per actor, one
+  // slice per proposal and per verification. Empty unless RuntimeOptions.trace.
+  std::string trace_json();
   // Refuses new work, then finishes (or, with false, cancels) everything in flight, then stops
   // the actors. Every submitted request gets exactly one result either way.
   void shutdown(bool finish_in_flight = true);

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   app.fallthrough();  // --json may come after the subcommand too
   osd::bench::add_model_bench(app, json);
   osd::bench::add_spec_bench(app, json);
+  osd::bench::add_serve_bench(app, json);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
