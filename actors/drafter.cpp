@@ -10,6 +10,7 @@ namespace {
 struct DrafterState {
   std::unique_ptr<DraftProposer> proposer;
   int64_t proposals = 0;
+  int64_t version = 0;
   static inline const char* name = "osd.drafter";
 };
 
@@ -17,6 +18,7 @@ caf::error as_error(const std::exception& e) { return caf::make_error(caf::sec::
 
 caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<Transformer> draft,
                       DrafterOptions opt) {
+  self->state.version = opt.version;
   self->state.proposer = std::make_unique<DraftProposer>(std::move(draft), opt.num_slots, opt.max_len);
   return {
     [=](add_atom, SeqId id, const std::vector<int64_t>& prompt, const SamplingParams& sp) -> caf::result<void> {
@@ -30,7 +32,9 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
     [=](propose_atom, const std::vector<SeqId>& ids, const std::vector<int64_t>& ks) -> caf::result<Proposals> {
       if (++self->state.proposals == opt.fail_on_proposal) throw std::runtime_error("injected drafter failure");
       try {
-        return self->state.proposer->propose(ids, ks);
+        auto p = self->state.proposer->propose(ids, ks);
+        p.draft_version = self->state.version;
+        return p;
       } catch (const std::exception& e) {
         return as_error(e);
       }
@@ -45,6 +49,13 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
       }
     },
     [=](remove_atom, SeqId id) { self->state.proposer->remove(id); },
+    // New weights between steps. Snapshots are immutable; forward() only reads the weights (it is
+    // non-const because torch::nn::Module's API is).
+    [=](swap_atom, const WeightsSnapshot& snap) {
+      if (!snap.model || snap.version <= self->state.version) return;
+      self->state.proposer->set_model(std::const_pointer_cast<Transformer>(snap.model));
+      self->state.version = snap.version;
+    },
   };
 }
 

@@ -4,6 +4,7 @@
 //   (propose_atom, ids, ks)                     -> Proposals
 //   (commit_atom, VerdictList)                  -> void     roll back to the accepted prefix
 //   (remove_atom, SeqId)                        -> void
+//   (swap_atom, WeightsSnapshot)                            new draft weights, used from the next proposal
 // An exception escaping a handler kills the actor; the verifier monitors it and respawns it.
 #include <caf/fwd.hpp>
 
@@ -18,6 +19,7 @@ struct DrafterOptions {
   int64_t num_slots = 64;
   int64_t max_len = 2048;
   int64_t fail_on_proposal = -1;  // tests: throw (uncaught) on this proposal, 1-based; -1 never
+  int64_t version = 0;            // version of the weights it starts with
 };
 
 caf::actor spawn_drafter(caf::actor_system& sys, std::shared_ptr<Transformer> draft, DrafterOptions opt);

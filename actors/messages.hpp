@@ -8,7 +8,10 @@
 //                         commit_atom(verdicts) | remove_atom(id)
 //   verifier -> sink      TokenEvent (streaming), DoneEvent (once per request)
 //   verifier -> intake    release_atom(id)                       (frees a queue place)
-//   anyone -> metrics     RoundMetrics, RequestMetrics; stats_atom -> MetricsSnapshot
+//   verifier -> buffer    records_atom(vector<DistillRecord>)   target distributions it verified
+//   distiller -> buffer   sample_atom(n, min_new) -> DistillBatch  (answered once min_new are new)
+//   distiller -> verifier swap_atom(WeightsSnapshot)            -> drafter: swap_atom(WeightsSnapshot)
+//   anyone -> metrics     RoundMetrics, DoneEvent, DistillMetrics; stats_atom -> JSON
 //
 // Every message type has an inspect() overload, so any actor could live in another process
 // (CAF's middleman). Tensors travel as bytes (torch's pickle format) when serialized; between
@@ -19,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "models/distill_buffer.hpp"
+#include "models/model_bytes.hpp"
 #include "models/spec_types.hpp"
 #include "models/tensor_util.hpp"
 
@@ -68,6 +73,31 @@ struct RoundMetrics {
 
 using VerdictList = std::vector<Verdict>;
 
+// Immutable draft weights with a version, from the distiller to the verifier and drafter. The
+// model is never modified after it is published; actors share it read-only.
+struct WeightsSnapshot {
+  int64_t version = 0;
+  int64_t route = 0;
+  std::shared_ptr<const Transformer> model;
+};
+
+// A training batch for the distiller: the newest records and the held-out slice of its route.
+struct DistillBatch {
+  std::vector<DistillRecord> train;
+  std::vector<DistillRecord> heldout;
+};
+
+// One distiller decision, for the metrics actor and the log.
+struct DistillMetrics {
+  int64_t route = 0;
+  int64_t version = 0;
+  bool published = false;
+  std::string decision;
+  double loss = 0;
+  double acceptance_candidate = -1, acceptance_current = -1;
+  int64_t steps = 0, discarded_steps = 0;
+};
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SamplingParams& x) {
   return f(caf::meta::type_name("osd::SamplingParams"), x.temperature, x.top_k, x.top_p, x.seed);
@@ -100,6 +130,34 @@ typename Inspector::result_type inspect(Inspector& f, Verdict& x) {
   return f(caf::meta::type_name("osd::Verdict"), x.id, x.k, x.accepted, x.emitted);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, DistillRecord& x) {
+  return f(caf::meta::type_name("osd::DistillRecord"), x.context, x.top_ids, x.top_probs, x.tail, x.route);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, DistillBatch& x) {
+  return f(caf::meta::type_name("osd::DistillBatch"), x.train, x.heldout);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, DistillMetrics& x) {
+  return f(caf::meta::type_name("osd::DistillMetrics"), x.route, x.version, x.published, x.decision, x.loss,
+           x.acceptance_candidate, x.acceptance_current, x.steps, x.discarded_steps);
+}
+// Weights cross processes as their config and parameters (model_to_bytes / model_from_bytes).
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, WeightsSnapshot& x) {
+  std::vector<char> bytes;
+  auto save = [&]() -> caf::error {
+    bytes = x.model ? model_to_bytes(*x.model) : std::vector<char>{};
+    return caf::none;
+  };
+  auto load = [&]() -> caf::error {
+    x.model = bytes.empty() ? nullptr : model_from_bytes(bytes);
+    return caf::none;
+  };
+  return f(caf::meta::type_name("osd::WeightsSnapshot"), caf::meta::save_callback(save), x.version, x.route, bytes,
+           caf::meta::load_callback(load));
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Proposals& x) {
   std::vector<char> tokens, probs;  // the tensors' bytes, filled only while (de)serializing
   auto save = [&]() -> caf::error {
@@ -113,7 +171,7 @@ typename Inspector::result_type inspect(Inspector& f, Proposals& x) {
     return caf::none;
   };
   return f(caf::meta::type_name("osd::Proposals"), caf::meta::save_callback(save), x.ids, x.k, x.host_tokens,
-           x.seconds, x.start_us, x.draft_steps, tokens, probs, caf::meta::load_callback(load));
+           x.seconds, x.start_us, x.draft_steps, x.draft_version, tokens, probs, caf::meta::load_callback(load));
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, RoundMetrics& x) {
@@ -131,6 +189,10 @@ CAF_ADD_TYPE_ID(osd, (osd::RoundMetrics))
 CAF_ADD_TYPE_ID(osd, (osd::Verdict))
 CAF_ADD_TYPE_ID(osd, (osd::SamplingParams))
 CAF_ADD_TYPE_ID(osd, (osd::Proposals))
+CAF_ADD_TYPE_ID(osd, (osd::WeightsSnapshot))
+CAF_ADD_TYPE_ID(osd, (osd::DistillBatch))
+CAF_ADD_TYPE_ID(osd, (osd::DistillMetrics))
+CAF_ADD_TYPE_ID(osd, (osd::DistillRecord))
 CAF_ADD_ATOM(osd, osd, submit_atom, "submit")
 CAF_ADD_ATOM(osd, osd, route_atom, "route")
 CAF_ADD_ATOM(osd, osd, admit_atom, "admit")
@@ -145,4 +207,7 @@ CAF_ADD_ATOM(osd, osd, drain_atom, "drain")
 CAF_ADD_ATOM(osd, osd, close_atom, "close")
 CAF_ADD_ATOM(osd, osd, trace_atom, "trace")
 CAF_ADD_ATOM(osd, osd, round_atom, "round")
+CAF_ADD_ATOM(osd, osd, records_atom, "records")
+CAF_ADD_ATOM(osd, osd, sample_atom, "sample")
+CAF_ADD_ATOM(osd, osd, swap_atom, "swap")
 CAF_END_TYPE_ID_BLOCK(osd)

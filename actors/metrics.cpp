@@ -17,6 +17,8 @@ struct MetricsState {
   double score_ms = 0;
   std::vector<double> ttft_ms, tpot_ms;     // last 10k requests
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  std::map<std::string, int64_t> distill_decisions;
+  DistillMetrics last_distill;
   static inline const char* name = "osd.metrics";
 };
 
@@ -39,7 +41,7 @@ caf::behavior metrics(caf::stateful_actor<MetricsState>* self) {
       st.batch_sum += r.batch;
       st.emitted += r.emitted;
       st.score_ms += r.score_ms;
-      st.draft_version = r.draft_version;
+      st.draft_version = std::max(st.draft_version, r.draft_version);
     },
     [=](const DoneEvent& d) {
       auto& st = self->state;
@@ -49,6 +51,12 @@ caf::behavior metrics(caf::stateful_actor<MetricsState>* self) {
         keep_last(st.ttft_ms, d.ttft_ms);
         if (d.tokens.size() > 1) keep_last(st.tpot_ms, (d.total_ms - d.ttft_ms) / double(d.tokens.size() - 1));
       }
+    },
+    [=](const DistillMetrics& d) {
+      auto& st = self->state;
+      ++st.distill_decisions[d.published ? "published" : d.decision];
+      st.last_distill = d;
+      if (d.published) st.draft_version = d.version;
     },
     [=](stats_atom) -> std::string {
       auto& st = self->state;
@@ -72,6 +80,9 @@ caf::behavior metrics(caf::stateful_actor<MetricsState>* self) {
           {"tpot_ms", {{"p50", percentile(st.tpot_ms, 0.5)}, {"p90", percentile(st.tpot_ms, 0.9)},
                        {"p99", percentile(st.tpot_ms, 0.99)}}},
           {"draft_version", st.draft_version},
+          {"distill", {{"decisions", st.distill_decisions}, {"version", st.last_distill.version},
+                       {"last_loss", st.last_distill.loss},
+                       {"last_heldout_acceptance", st.last_distill.acceptance_candidate}}},
           {"uptime_s", secs}};
       return j.dump();
     },

@@ -8,6 +8,7 @@
 
 #include "actors/messages.hpp"
 #include "models/adaptive_k.hpp"
+#include "models/distill_buffer.hpp"
 #include "models/rejection_sampler.hpp"
 #include "models/scorer.hpp"
 #include "models/stop_conditions.hpp"
@@ -40,7 +41,9 @@ struct Group {
 struct VerifierState {
   std::unique_ptr<TargetScorer> scorer;
   std::shared_ptr<Transformer> target;
-  caf::actor drafter, intake, metrics;
+  caf::actor drafter, intake, metrics, buffer;
+  std::shared_ptr<const Transformer> latest_draft;  // the newest snapshot (for restarts)
+  int64_t draft_version = 0;
   VerifierOptions opt;
   std::map<SeqId, Seq> seqs;
   std::map<RequestId, SeqId> by_id;
@@ -124,7 +127,7 @@ std::vector<int64_t> tokens_so_far(const Seq& s) {
 // A new drafter, rebuilt from what the verifier knows: every live sequence's tokens so far.
 void restart_drafter(Self* self) {
   auto& st = self->state;
-  st.drafter = st.opt.drafter_factory();
+  st.drafter = st.opt.drafter_factory(st.latest_draft, st.draft_version);
   self->monitor(st.drafter);
   self->link_to(st.drafter);
   st.drafters.insert(st.drafter.address());
@@ -162,6 +165,35 @@ void round_failed(Self* self, size_t g, const std::string& code, const std::stri
   if (st.busy_groups == 0) st.idle_since = Clock::now();
 }
 
+// The target's distributions at verified positions go to the buffer: the logits are the ones
+// this round already computed (no extra target pass). Position j's context is the sequence so
+// far plus the first j draft tokens.
+void send_records(Self* self, const Proposals& prop, const at::Tensor& logits, const std::vector<int64_t>& accepted,
+                  const std::vector<Seq*>& rows) {
+  auto& st = self->state;
+  std::vector<int64_t> flat;  // row * (K + 1) + position
+  std::vector<std::vector<int64_t>> contexts;
+  const int64_t K1 = logits.size(1);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const int64_t k = prop.k[i], n = accepted[i];
+    if (k == 0) continue;
+    const int64_t from = st.opt.record_all_positions ? 0 : n, to = n;  // inclusive
+    if (!st.opt.record_all_positions && n == k) continue;             // nothing was rejected
+    for (int64_t j = from; j <= to; ++j) {
+      auto ctx = tokens_so_far(*rows[i]);
+      ctx.insert(ctx.end(), prop.host_tokens[i].begin(), prop.host_tokens[i].begin() + j);
+      contexts.push_back(std::move(ctx));
+      flat.push_back(static_cast<int64_t>(i) * K1 + j);
+    }
+  }
+  if (flat.empty()) return;
+  auto sel = torch::tensor(flat).to(logits.device());
+  auto probs = torch::softmax(logits.view({-1, logits.size(2)}).index_select(0, sel), -1);  // [M, V]
+  auto records = compact_distributions(probs, st.opt.record_top_k);
+  for (size_t m = 0; m < records.size(); ++m) records[m].context = std::move(contexts[m]);
+  self->send(st.buffer, records_atom_v, std::move(records));
+}
+
 void verify_round(Self* self, size_t g, const Proposals& prop) {
   auto& st = self->state;
   const auto t0 = Clock::now();
@@ -183,6 +215,7 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
     in.u_final.push_back(rows[i]->rng.uniform());
   }
   auto out = rejection_sample(in);
+  if (st.buffer) send_records(self, prop, logits, out.accepted, rows);
   VerdictList verdicts;
   RoundMetrics rm;
   rm.batch = B;
@@ -223,6 +256,7 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
     finish_seq(self, sid, s.cancelled ? "cancelled" : finish_reason_name(s.stop.finished()));
   }
   rm.score_ms = ms_since(t0);
+  rm.draft_version = prop.draft_version;
   st.busy_ms += rm.score_ms;
   if (st.opt.trace && st.trace.size() < 200000) {
     const double v_start = std::chrono::duration<double, std::micro>(t0.time_since_epoch()).count();
@@ -302,13 +336,14 @@ void start_rounds(Self* self) {
 }
 
 caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::actor drafter, caf::actor intake,
-                       caf::actor metrics, VerifierOptions opt) {
+                       caf::actor metrics, caf::actor buffer, VerifierOptions opt) {
   auto& st = self->state;
   st.target = target;
   st.scorer = std::make_unique<TargetScorer>(target, opt.num_slots, opt.max_len);
   st.drafter = drafter;
   st.intake = intake;
   st.metrics = metrics;
+  st.buffer = buffer;
   st.opt = opt;
   st.groups.resize(std::max<int64_t>(1, opt.groups));
   st.group_failures.assign(st.groups.size(), 0);
@@ -398,6 +433,13 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::act
       }
       verify_and_continue(self, static_cast<size_t>(g), prop);
     },
+    [=](swap_atom, WeightsSnapshot& snap) {
+      auto& s = self->state;
+      if (!snap.model || snap.version <= s.draft_version) return;
+      s.draft_version = snap.version;
+      s.latest_draft = snap.model;
+      if (s.drafter) self->send(s.drafter, swap_atom_v, std::move(snap));
+    },
     [=](trace_atom) -> std::string { return nlohmann::json{{"traceEvents", self->state.trace}}.dump(); },
     [=](stats_atom) -> std::string {
       auto& s = self->state;
@@ -407,7 +449,7 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::act
                           {"verifier_busy_ms", s.busy_ms}, {"verifier_no_round_ms", idle},
                           {"verifier_idle_fraction", total > 0 ? 1.0 - s.busy_ms / total : 0.0},
                           {"cost_ratio", s.cost_ratio}, {"drafter_restarts", s.drafter_restarts},
-                          {"round_recoveries", s.round_recoveries}};
+                          {"round_recoveries", s.round_recoveries}, {"draft_version", s.draft_version}};
       return j.dump();
     },
   };
@@ -416,9 +458,9 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::act
 }  // namespace
 
 caf::actor spawn_verifier(caf::actor_system& sys, std::shared_ptr<Transformer> target, caf::actor drafter,
-                          caf::actor intake, caf::actor metrics, VerifierOptions opt) {
+                          caf::actor intake, caf::actor metrics, caf::actor buffer, VerifierOptions opt) {
   return sys.spawn<caf::detached>(verifier, std::move(target), std::move(drafter), std::move(intake),
-                                  std::move(metrics), std::move(opt));
+                                  std::move(metrics), std::move(buffer), std::move(opt));
 }
 
 }  // namespace osd

@@ -34,16 +34,21 @@ struct VerifierOptions {
   bool adaptive_k = true;
   int64_t k_max = 8;
   std::function<std::string(int64_t)> token_text;  // detokenizer piece; empty: no text
-  // Spawns a fresh drafter (from the current draft weights) when the running one dies.
-  std::function<caf::actor()> drafter_factory;
+  // Spawns a fresh drafter with the given weights and version when the running one dies.
+  std::function<caf::actor(std::shared_ptr<const Transformer>, int64_t version)> drafter_factory;
+  // Online distillation: which verified positions go to the buffer, and how compactly.
+  bool record_all_positions = false;  // false: only the position of the first rejection
+  int64_t record_top_k = 64;          // 0: full distributions
   int64_t fail_on_round = -1;   // tests: throw inside this verification round (1-based)
   int64_t max_round_retries = 3;  // a round that keeps failing fails its requests
   bool trace = false;             // record per-round draft / verify intervals (trace_atom)
 };
 
 // drafter may be invalid: target-only decoding. intake gets (release_atom, id) per finished
-// request; metrics gets RoundMetrics per round.
+// request; metrics gets RoundMetrics per round; buffer (may be invalid) gets the target's
+// distributions at verified positions.
+//   (swap_atom, WeightsSnapshot)   new draft weights: kept for restarts, passed to the drafter
 caf::actor spawn_verifier(caf::actor_system& sys, std::shared_ptr<Transformer> target, caf::actor drafter,
-                          caf::actor intake, caf::actor metrics, VerifierOptions opt);
+                          caf::actor intake, caf::actor metrics, caf::actor buffer, VerifierOptions opt);
 
 }  // namespace osd

@@ -67,6 +67,7 @@ struct Proposals {
   double seconds = 0;           // wall time of the proposal (for the cost ratio c)
   double start_us = 0;          // steady-clock microseconds when the proposal started (traces)
   int64_t draft_steps = 0;      // draft forward passes it took
+  int64_t draft_version = 0;    // version of the draft weights that proposed
 };
 
 // What the rejection sampler decided for one sequence in one round.

@@ -82,6 +82,27 @@ void Transformer::to_device(c10::Device device, c10::ScalarType dtype) {
   rope_.sin = rope_.sin.to(device);
 }
 
+std::shared_ptr<Transformer> Transformer::clone(c10::Device device, c10::ScalarType dtype) const {
+  auto cfg = config_;
+  cfg.dtype = from_scalar_type(dtype);
+  auto out = std::make_shared<Transformer>(cfg, 0, c10::Device(c10::kCPU));
+  out->copy_weights_from(*this);
+  out->to_device(device, dtype);
+  for (auto& p : out->parameters()) p.set_requires_grad(false);
+  return out;
+}
+
+void Transformer::copy_weights_from(const Transformer& other) {
+  torch::NoGradGuard g;
+  auto src = other.named_parameters();
+  for (auto& p : named_parameters()) {
+    auto* s = src.find(p.key());
+    if (!s || s->sizes() != p.value().sizes())
+      throw Error("copy_weights_from: parameter " + p.key() + " missing or of another shape");
+    p.value().copy_(s->to(p.value().device(), p.value().scalar_type()));
+  }
+}
+
 KVCache Transformer::make_cache(int64_t num_slots, int64_t max_len) const {
   return KVCache(config_, num_slots, max_len, device_, dtype());
 }

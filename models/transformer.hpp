@@ -60,6 +60,11 @@ class Transformer : public torch::nn::Module {
   // A cache shaped for this model, on its device and dtype.
   KVCache make_cache(int64_t num_slots, int64_t max_len) const;
 
+  // A deep copy of the weights as a new model on `device` in `dtype` (gradients off).
+  std::shared_ptr<Transformer> clone(c10::Device device, c10::ScalarType dtype) const;
+  // Copies another model's weights (same shape) into this one.
+  void copy_weights_from(const Transformer& other);
+
   // Moves weights and rope tables; keeps config_.dtype in step.
   void to_device(c10::Device device, c10::ScalarType dtype);
 

@@ -37,6 +37,12 @@ std::string prometheus_text(const nlohmann::json& s) {
          num(v.value("verifier_idle_fraction", 0)));
   metric("osd_draft_version", "gauge", "Version of the draft weights in use.", num(m.value("draft_version", 0)), draft);
   metric("osd_drafter_restarts_total", "counter", "Drafters respawned after a failure.", num(v.value("drafter_restarts", 0)));
+  o << "# HELP osd_distill_updates_total Distiller decisions (published, rejected by guard, discarded).\n"
+       "# TYPE osd_distill_updates_total counter\n";
+  const auto distill = m.value("distill", nlohmann::json::object());
+  const auto decisions = distill.value("decisions", nlohmann::json::object());
+  for (const auto& [decision, n] : decisions.items())
+    o << "osd_distill_updates_total{draft=\"0\",decision=\"" << decision << "\"} " << num(n) << "\n";
   for (const char* key : {"ttft_ms", "tpot_ms"}) {
     const std::string name = std::string("osd_") + key;
     o << "# HELP " << name << " " << (key[1] == 't' ? "Time to first token" : "Time per output token")

@@ -4,14 +4,19 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "actors/buffer.hpp"
 #include "actors/client_bridge.hpp"
+#include "actors/distiller.hpp"
 #include "actors/drafter.hpp"
 #include "actors/intake.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
 #include "actors/router.hpp"
 #include "actors/verifier.hpp"
+#include "models/losses.hpp"
 #include "models/transformer.hpp"
+
+#include <optional>
 
 namespace osd {
 
@@ -19,7 +24,7 @@ struct Runtime::Impl {
   RuntimeOptions opt;
   std::unique_ptr<caf::actor_system_config> cfg;
   std::unique_ptr<caf::actor_system> sys;
-  caf::actor metrics, intake, drafter, verifier, router, bridge;
+  caf::actor metrics, intake, drafter, verifier, router, bridge, buffer, distiller;
   std::vector<caf::actor> stages;
   std::atomic<int64_t> next_id{1};
   std::atomic<bool> stopped{false};
@@ -70,6 +75,15 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   if (o.k < 0 || o.k > 64 || o.k_max < 0 || o.k_max > 64) return fail("k and k_max must be in [0, 64]");
   if (o.groups < 1 || o.groups > 16) return fail("groups must be in [1, 16]");
   if (o.max_in_flight < 1) return fail("max_in_flight must be >= 1");
+  std::optional<DistillLoss> loss = parse_distill_loss(o.online.loss);
+  if (o.online.enabled) {
+    if (!o.draft) return fail("online distillation needs a draft model");
+    if (!loss) return fail("online.loss must be fkl, rkl, jsd or tvd (got '" + o.online.loss + "')");
+    if (!(o.online.lr > 0) || o.online.lr > 1e6) return fail("online.lr must be in (0, 1e6]");
+    if (o.online.batch < 1 || o.online.steps_per_update < 1 || o.online.min_new_records < 1)
+      return fail("online.batch, steps_per_update and min_new_records must be >= 1");
+    if (o.online.buffer_bytes < 1024) return fail("online.buffer_bytes must be >= 1024");
+  }
   auto impl = std::make_unique<Impl>();
   impl->opt = o;
   impl->cfg = std::make_unique<caf::actor_system_config>();
@@ -97,13 +111,28 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   vo.token_text = o.token_text;
   vo.fail_on_round = o.inject_verifier_failure;
   vo.trace = o.trace;
+  vo.record_all_positions = o.online.record_all_positions;
+  vo.record_top_k = o.online.record_top_k;
+  if (o.online.enabled)
+    impl->buffer = spawn_buffer(sys, BufferOptions{static_cast<size_t>(o.online.buffer_bytes), o.online.heldout_every, 512});
   if (o.draft) {
     caf::actor_system* sys_ptr = impl->sys.get();
     auto draft = o.draft;
-    DrafterOptions fresh{o.max_batch, o.max_len, -1};
-    vo.drafter_factory = [sys_ptr, draft, fresh] { return spawn_drafter(*sys_ptr, draft, fresh); };
+    vo.drafter_factory = [sys_ptr, draft, o](std::shared_ptr<const Transformer> latest, int64_t version) {
+      // The newest published snapshot if there is one (immutable; forward() only reads it).
+      auto weights = latest ? std::const_pointer_cast<Transformer>(latest) : draft;
+      return spawn_drafter(*sys_ptr, weights, DrafterOptions{o.max_batch, o.max_len, -1, version});
+    };
   }
-  impl->verifier = spawn_verifier(sys, o.target, impl->drafter, impl->intake, impl->metrics, vo);
+  impl->verifier = spawn_verifier(sys, o.target, impl->drafter, impl->intake, impl->metrics, impl->buffer, vo);
+  if (o.online.enabled) {
+    DistillerOptions dopt;
+    const auto& on = o.online;
+    dopt.train = DistillOptions{*loss, on.jsd_beta, on.lr, on.weight_decay, on.warmup_steps, on.clip, on.batch,
+                                on.steps_per_update, on.guard_margin, on.min_heldout, on.inject_nan};
+    dopt.min_new_records = on.min_new_records;
+    impl->distiller = spawn_distiller(sys, o.draft, dopt, impl->buffer, impl->verifier, impl->metrics);
+  }
   impl->router = spawn_router(sys, impl->verifier);
   // User stages, spawned back to front so each knows its next hop: intake -> s0 -> ... -> router.
   caf::actor next = impl->router;
@@ -166,6 +195,8 @@ std::string Runtime::stats_json() {
   ask(impl_->metrics, "metrics");
   ask(impl_->intake, "intake");
   ask(impl_->verifier, "verifier");
+  if (impl_->buffer) ask(impl_->buffer, "buffer");
+  if (impl_->distiller) ask(impl_->distiller, "distiller");
   return out.dump();
 }
 
@@ -175,6 +206,16 @@ std::string Runtime::trace_json() {
   std::string out = "{\"traceEvents\":[]}";
   self->request(impl_->verifier, std::chrono::seconds(10), trace_atom_v)
       .receive([&](const std::string& s) { out = s; }, [&](caf::error&) {});
+  if (impl_->distiller) {  // the distiller's updates on a track of their own
+    auto merged = nlohmann::json::parse(out);
+    self->request(impl_->distiller, std::chrono::seconds(10), trace_atom_v)
+        .receive(
+            [&](const std::string& s) {
+              for (auto& e : nlohmann::json::parse(s)) merged["traceEvents"].push_back(e);
+            },
+            [&](caf::error&) {});
+    out = merged.dump();
+  }
   return out;
 }
 
@@ -185,7 +226,8 @@ void Runtime::shutdown(bool finish_in_flight) {
     self->request(impl_->bridge, caf::infinite, close_atom_v).receive([](int64_t) {}, [](caf::error&) {});
     if (!finish_in_flight) self->send(impl_->verifier, cancel_atom_v, std::string("*"));
     self->request(impl_->bridge, caf::infinite, drain_atom_v).receive([](int64_t) {}, [](caf::error&) {});
-    for (auto* a : {&impl_->bridge, &impl_->router, &impl_->verifier, &impl_->drafter, &impl_->intake, &impl_->metrics})
+    for (auto* a : {&impl_->distiller, &impl_->buffer, &impl_->bridge, &impl_->router, &impl_->verifier,
+                    &impl_->drafter, &impl_->intake, &impl_->metrics})
       if (*a) self->send_exit(*a, caf::exit_reason::user_shutdown);
     for (auto& a : impl_->stages) self->send_exit(a, caf::exit_reason::user_shutdown);
   }

@@ -28,6 +28,28 @@ class Transformer;
 // must not forward). Message types: actors/messages.hpp. See examples/request_logger.cpp.
 using StageFactory = std::function<caf::actor(caf::actor_system& sys, caf::actor next)>;
 
+// Online distillation: the draft learns from the target's distributions at verified positions
+// while serving (buffer + distiller actors; docs/ARCHITECTURE.md).
+struct OnlineOptions {
+  bool enabled = false;
+  std::string loss = "fkl";          // fkl | rkl | jsd | tvd
+  double jsd_beta = 0.5;
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  int64_t warmup_steps = 10;
+  double clip = 1.0;                 // max gradient norm
+  int64_t batch = 64;                // records per gradient step
+  int64_t steps_per_update = 4;
+  int64_t min_new_records = 32;      // an update starts once this many records are new
+  bool record_all_positions = false; // false: only the position of the first rejection
+  int64_t record_top_k = 64;         // 0: store full distributions
+  int64_t buffer_bytes = 64 << 20;   // buffer memory budget (oldest records evicted first)
+  int64_t heldout_every = 10;        // every n-th record is held out for the guard
+  double guard_margin = 0.02;        // publish unless held-out acceptance drops by more
+  int64_t min_heldout = 8;
+  bool inject_nan = false;           // tests: every training loss is NaN
+};
+
 struct RuntimeOptions {
   std::shared_ptr<Transformer> target;  // required
   std::shared_ptr<Transformer> draft;   // optional; null: target-only decoding
@@ -47,6 +69,7 @@ struct RuntimeOptions {
   int64_t inject_verifier_failure = -1;
   bool trace = false;  // record per-round drafting / verification intervals (trace_json)
   std::vector<StageFactory> stages;  // user actors between intake and router, in order
+  OnlineOptions online;
 };
 
 struct GenerateParams {

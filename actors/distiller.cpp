@@ -1,0 +1,93 @@
+#include "actors/distiller.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/messages.hpp"
+
+namespace osd {
+
+namespace {
+
+struct DistillerState {
+  std::unique_ptr<OnlineDistiller> core;
+  c10::Device serve_device = c10::Device(c10::kCPU);
+  c10::ScalarType serve_dtype = c10::kFloat;
+  int64_t published = 0, rejected = 0, discarded = 0, deferred = 0, updates = 0;
+  nlohmann::json trace = nlohmann::json::array();  // one slice per update (Chrome trace)
+  UpdateReport last;
+  static inline const char* name = "osd.distiller";
+};
+
+using Self = caf::stateful_actor<DistillerState>;
+
+void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor verifier, caf::actor metrics) {
+  const int64_t n = opt.train.batch * opt.train.steps_per_update;
+  self->request(buffer, caf::infinite, sample_atom_v, n, opt.min_new_records, opt.route)
+      .then([=](DistillBatch& batch) {
+        auto& st = self->state;
+        UpdateReport rep;
+        const auto t0 = std::chrono::steady_clock::now();
+        try {
+          rep = st.core->update(batch.train, batch.heldout);
+        } catch (const std::exception& e) {
+          rep.decision = std::string("failed: ") + e.what();
+        }
+        const auto t1 = std::chrono::steady_clock::now();
+        if (st.trace.size() < 100000)
+          st.trace.push_back({{"name", "distill update"}, {"ph", "X"}, {"pid", 1}, {"tid", "distiller"},
+                              {"ts", std::chrono::duration<double, std::micro>(t0.time_since_epoch()).count()},
+                              {"dur", std::chrono::duration<double, std::micro>(t1 - t0).count()},
+                              {"args", {{"decision", rep.decision}, {"version", rep.version}}}});
+        ++st.updates;
+        if (rep.published) ++st.published;
+        else if (rep.decision == "rejected by guard") ++st.rejected;
+        else if (rep.decision.rfind("deferred", 0) == 0) ++st.deferred;
+        else ++st.discarded;
+        st.last = rep;
+        spdlog::info("distiller route {}: {} (version {}, loss {:.4f}, held-out acceptance {:.3f} vs {:.3f}, "
+                     "{} steps, {} discarded)", opt.route, rep.decision, rep.version, rep.loss,
+                     rep.acceptance_candidate, rep.acceptance_current, rep.steps, rep.discarded_steps);
+        if (metrics)
+          self->send(metrics, DistillMetrics{opt.route, rep.version, rep.published, rep.decision, rep.loss,
+                                             rep.acceptance_candidate, rep.acceptance_current, rep.steps,
+                                             rep.discarded_steps});
+        if (rep.published)
+          self->send(verifier, swap_atom_v,
+                     WeightsSnapshot{rep.version, opt.route, st.core->snapshot(st.serve_device, st.serve_dtype)});
+        next_update(self, opt, buffer, verifier, metrics);
+      });
+}
+
+caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, DistillerOptions opt, caf::actor buffer,
+                        caf::actor verifier, caf::actor metrics) {
+  auto& st = self->state;
+  st.core = std::make_unique<OnlineDistiller>(*draft, opt.train, draft->device());  // trains where the draft runs
+  st.serve_device = draft->device();
+  st.serve_dtype = draft->dtype();
+  next_update(self, opt, buffer, verifier, metrics);
+  return {
+    [=](trace_atom) -> std::string { return self->state.trace.dump(); },
+    [=](stats_atom) -> std::string {
+      auto& s = self->state;
+      return nlohmann::json{{"version", s.core->version()}, {"updates", s.updates}, {"published", s.published},
+                            {"rejected_by_guard", s.rejected}, {"discarded", s.discarded}, {"deferred", s.deferred},
+                            {"steps", s.core->total_steps()}, {"last_decision", s.last.decision},
+                            {"last_loss", s.last.loss}, {"last_heldout_acceptance", s.last.acceptance_candidate}}
+          .dump();
+    },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_distiller(caf::actor_system& sys, std::shared_ptr<const Transformer> draft, DistillerOptions opt,
+                           caf::actor buffer, caf::actor verifier, caf::actor metrics) {
+  return sys.spawn<caf::detached>(distiller, std::move(draft), opt, std::move(buffer), std::move(verifier),
+                                  std::move(metrics));
+}
+
+}  // namespace osd

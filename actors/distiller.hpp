@@ -1,0 +1,27 @@
+#pragma once
+// distiller: owns a trainable copy of one draft (models/online_distiller.hpp) and trains it on
+// the buffer's records while serving goes on, on its own thread. Each update asks the buffer for
+// a batch (answered once enough records are new), takes a few AdamW steps, guards the candidate
+// on the held-out slice, and publishes an accepted update as an immutable, versioned
+// WeightsSnapshot to the verifier (which hands it to the drafter). Every decision goes to the
+// log and to the metrics actor.
+//   (stats_atom) -> std::string   JSON: version, updates published / rejected / discarded
+//   (trace_atom) -> std::string   JSON array of Chrome trace slices, one per update
+#include <caf/fwd.hpp>
+
+#include <memory>
+
+#include "models/online_distiller.hpp"
+
+namespace osd {
+
+struct DistillerOptions {
+  DistillOptions train;
+  int64_t route = 0;
+  int64_t min_new_records = 32;  // an update starts once this many records are new
+};
+
+caf::actor spawn_distiller(caf::actor_system& sys, std::shared_ptr<const Transformer> draft, DistillerOptions opt,
+                           caf::actor buffer, caf::actor verifier, caf::actor metrics);
+
+}  // namespace osd

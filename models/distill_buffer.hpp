@@ -1,0 +1,63 @@
+#pragma once
+// The online distillation buffer (the data; actors/buffer.cpp is its actor).
+//
+// A record holds a context and the target's distribution over the next token, as computed by
+// the verifier (no extra target pass). Distributions are stored compactly: the top-k token ids
+// and probabilities plus the tail mass, which is spread uniformly over the other tokens when the
+// distribution is rebuilt (top_k = 0 stores the full distribution).
+//
+// Memory: bounded by budget_bytes. Eviction policy: oldest training records first (FIFO); the
+// held-out slice (every heldout_every-th record) is a ring of heldout_max records.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+namespace osd {
+
+struct DistillRecord {
+  std::vector<int64_t> context;  // the teacher distribution is for the token after these
+  std::vector<int64_t> top_ids;
+  std::vector<float> top_probs;
+  float tail = 0;                // mass outside top_ids
+  int64_t route = 0;             // which draft (domain) the record belongs to
+  size_t bytes() const {
+    return sizeof(DistillRecord) + context.size() * 8 + top_ids.size() * 8 + top_probs.size() * 4;
+  }
+};
+
+// probs: [N, V] float32 rows -> records (contexts filled by the caller). top_k = 0: full rows.
+std::vector<DistillRecord> compact_distributions(const at::Tensor& probs, int64_t top_k);
+// The teacher distributions of records: [N, V] float32 on the CPU.
+at::Tensor rebuild_distributions(const std::vector<DistillRecord>& records, int64_t vocab);
+
+class DistillBuffer {
+ public:
+  struct Options {
+    size_t budget_bytes = 64u << 20;
+    int64_t heldout_every = 10;  // every n-th record goes to the held-out slice (0: none)
+    size_t heldout_max = 512;
+  };
+  DistillBuffer() = default;
+  explicit DistillBuffer(Options o) : opt_(o) {}
+
+  void add(DistillRecord r);
+  // The newest n training records (copies); resets new_records().
+  std::vector<DistillRecord> take_recent(size_t n);
+  int64_t new_records() const { return new_; }
+  std::vector<DistillRecord> heldout(int64_t route) const;
+  size_t size() const { return train_.size(); }
+  size_t heldout_size() const { return heldout_.size(); }
+  size_t bytes() const { return bytes_; }
+  int64_t evicted() const { return evicted_; }
+  int64_t added() const { return added_; }
+
+ private:
+  Options opt_;
+  std::deque<DistillRecord> train_, heldout_;
+  size_t bytes_ = 0;
+  int64_t new_ = 0, evicted_ = 0, added_ = 0;
+};
+
+}  // namespace osd

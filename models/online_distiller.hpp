@@ -1,0 +1,76 @@
+#pragma once
+// The training side of online distillation (plain libtorch; actors/distiller.cpp drives it).
+//
+// It owns a trainable float32 copy of one draft and its AdamW optimizer. update() takes a batch
+// of buffered records, runs a few gradient steps of the chosen loss (linear warm-up, then
+// constant lr as in the paper; gradient clipping), then guards the candidate: on the held-out
+// records it compares the expected acceptance sum_x min(p, q) of the candidate with the
+// published draft's, and publishes only if it is not worse by more than guard_margin. A step
+// whose loss or gradient is not finite is discarded before it touches the weights; a rejected
+// candidate is rolled back to the published weights (optimizer moments reset).
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/distill_buffer.hpp"
+#include "models/losses.hpp"
+#include "models/transformer.hpp"
+
+namespace torch::optim {
+class AdamW;
+}
+
+namespace osd {
+
+struct DistillOptions {
+  DistillLoss loss = DistillLoss::forward_kl;
+  double jsd_beta = 0.5;
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  int64_t warmup_steps = 10;
+  double clip = 1.0;             // max gradient norm
+  int64_t batch = 64;            // records per gradient step
+  int64_t steps_per_update = 4;  // gradient steps per update
+  double guard_margin = 0.02;    // publish unless held-out acceptance drops by more than this
+  int64_t min_heldout = 8;       // fewer held-out records: keep training, publish nothing yet
+  bool inject_nan = false;       // tests: every loss becomes NaN
+};
+
+struct UpdateReport {
+  bool published = false;
+  std::string decision;          // published | rejected by guard | deferred: ... | discarded: ...
+  double loss = 0;               // mean loss of the finite steps
+  double acceptance_candidate = -1, acceptance_current = -1;  // on held-out (-1: not evaluated)
+  int64_t version = 0;           // published version after this update
+  int64_t steps = 0, discarded_steps = 0;
+};
+
+class OnlineDistiller {
+ public:
+  OnlineDistiller(const Transformer& draft, DistillOptions options, c10::Device device = c10::Device(c10::kCPU),
+                  int64_t start_version = 0);
+  ~OnlineDistiller();
+
+  UpdateReport update(const std::vector<DistillRecord>& batch, const std::vector<DistillRecord>& heldout);
+  // The published weights as a new immutable model for the drafter.
+  std::shared_ptr<Transformer> snapshot(c10::Device device, c10::ScalarType dtype) const;
+  int64_t version() const { return version_; }
+  int64_t total_steps() const { return step_; }
+  // Held-out expected acceptance of a model on records.
+  static double heldout_acceptance(Transformer& model, const std::vector<DistillRecord>& records);
+  // Student logits at each record's last context position: [N, V].
+  static at::Tensor student_logits(Transformer& model, const std::vector<DistillRecord>& records);
+
+ private:
+  void reset_optimizer();
+  DistillOptions opt_;
+  c10::Device device_;
+  std::shared_ptr<Transformer> trainable_;  // float32, requires grad
+  std::shared_ptr<Transformer> published_;  // float32 copy of the last published weights
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  int64_t version_ = 0, step_ = 0;
+};
+
+}  // namespace osd

@@ -1,0 +1,116 @@
+// models/losses, models/distill_buffer, models/online_distiller: the losses' defining
+// properties, the buffer's budget / eviction / held-out slice, compact distributions, and an
+// offline check that distillation raises expected acceptance.
+#include "tests/test_common.hpp"
+
+#include "models/distill_buffer.hpp"
+#include "models/losses.hpp"
+#include "models/online_distiller.hpp"
+#include "tests/spec_fixtures.hpp"
+
+using namespace osd;
+
+TEST_CASE("losses: zero at p == q, positive otherwise, TVD = 1 - acceptance, JSD <= ln 2", "[distill]") {
+  auto logits = torch::randn({6, 10});
+  auto q = torch::softmax(logits, -1);
+  auto other = torch::softmax(torch::randn({6, 10}) * 3, -1);
+  for (auto kind : {DistillLoss::forward_kl, DistillLoss::reverse_kl, DistillLoss::jsd, DistillLoss::tvd}) {
+    INFO(distill_loss_name(kind));
+    CHECK(distill_loss(kind, logits, q).item<double>() == Approx(0).margin(1e-5));
+    CHECK(distill_loss(kind, logits, other).item<double>() > 1e-3);
+  }
+  CHECK(distill_loss(DistillLoss::tvd, logits, other).item<double>() ==
+        Approx(1 - expected_acceptance(q, other)).epsilon(1e-4));
+  CHECK(distill_loss(DistillLoss::jsd, logits, other).item<double>() <= std::log(2.0) + 1e-6);
+  // Forward KL's gradient step moves q toward p: every loss falls after a few SGD steps.
+  for (auto kind : {DistillLoss::forward_kl, DistillLoss::reverse_kl, DistillLoss::jsd, DistillLoss::tvd}) {
+    auto x = logits.clone().set_requires_grad(true);
+    INFO(distill_loss_name(kind));
+    const double before = distill_loss(kind, x, other).item<double>();
+    for (int i = 0; i < 200; ++i) {
+      auto l = distill_loss(kind, x, other);
+      l.backward();
+      torch::NoGradGuard g;
+      x -= 0.5 * x.grad();
+      x.grad().zero_();
+    }
+    CHECK(distill_loss(kind, x, other).item<double>() < before * 0.9);
+  }
+  CHECK_THROWS_WITH(distill_loss(DistillLoss::jsd, logits, other, 1.5), Catch::Contains("beta"));
+  CHECK_THROWS_WITH(distill_loss(DistillLoss::tvd, logits, torch::rand({3, 10})), Catch::Contains("differ"));
+  CHECK(!parse_distill_loss("mse").has_value());
+}
+
+TEST_CASE("buffer: compact distributions, budget with FIFO eviction, held-out slice", "[distill]") {
+  auto probs = torch::softmax(torch::randn({3, 50}) * 2, -1);
+  auto recs = compact_distributions(probs, 8);
+  REQUIRE(recs.size() == 3);
+  CHECK(recs[0].top_ids.size() == 8);
+  auto rebuilt = rebuild_distributions(recs, 50);
+  CHECK(osd::test::max_abs_diff(rebuilt.sum(-1), torch::ones({3})) < 1e-5);
+  // The top-8 entries are exact; the tail is spread evenly.
+  CHECK(rebuilt[0][recs[0].top_ids[0]].item<float>() == Approx(probs[0][recs[0].top_ids[0]].item<float>()).epsilon(1e-4));
+  CHECK(osd::test::max_abs_diff(rebuild_distributions(compact_distributions(probs, 0), 50), probs) < 1e-6);
+
+  DistillBuffer buf({/*budget_bytes=*/4000, /*heldout_every=*/5, /*heldout_max=*/3});
+  for (int i = 0; i < 100; ++i) {
+    auto r = recs[i % 3];
+    r.context = {i, i + 1};
+    buf.add(r);
+  }
+  CHECK(buf.bytes() <= 4000);
+  CHECK(buf.evicted() > 0);
+  CHECK(buf.heldout_size() == 3);
+  auto recent = buf.take_recent(2);
+  REQUIRE(recent.size() == 2);
+  CHECK(recent.back().context[0] == 98);  // newest kept (99 went to the held-out slice); oldest evicted first
+  CHECK(buf.new_records() == 0);
+  CHECK_THROWS_WITH(rebuild_distributions({DistillRecord{{1}, {70}, {1.f}, 0, 0}}, 50), Catch::Contains("outside"));
+}
+
+TEST_CASE("online distiller: updates raise held-out acceptance; guard and NaN paths", "[distill]") {
+  auto target = osd::test::peaked_model(osd::test::tiny_config(64, 32, 2), 3);
+  auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 32, 1), 4);
+  // Records: the target's distributions after 16 contexts of one "domain" (served traffic
+  // repeats its contexts); the held-out slice holds other records of the same contexts.
+  std::vector<DistillRecord> train, heldout;
+  auto gen = at::detail::createCPUGenerator(8);
+  for (int i = 0; i < 16; ++i) {
+    auto ctx = torch::randint(0, 64, {6}, gen, torch::kInt64);
+    auto p = torch::softmax(target->forward_full(ctx.view({1, -1}))[0][-1], -1).unsqueeze(0);
+    auto r = compact_distributions(p, 0)[0];
+    r.context.assign(ctx.data_ptr<int64_t>(), ctx.data_ptr<int64_t>() + 6);
+    for (int c = 0; c < 8; ++c) train.push_back(r);
+    heldout.push_back(r);
+  }
+  DistillOptions o;
+  o.lr = 1e-2;
+  o.batch = 32;
+  o.steps_per_update = 10;
+  OnlineDistiller d(*draft, o);
+  const double start = OnlineDistiller::heldout_acceptance(*draft, heldout);
+  UpdateReport last;
+  for (int u = 0; u < 6; ++u) last = d.update(train, heldout);
+  auto snap = d.snapshot(c10::Device(c10::kCPU), torch::kFloat32);
+  const double end = OnlineDistiller::heldout_acceptance(*snap, heldout);
+  WARN("held-out acceptance " << start << " -> " << end << " after " << d.total_steps() << " steps, version "
+                              << d.version());
+  CHECK(end > start + 0.05);
+  CHECK(d.version() >= 1);
+  // Sabotage: a huge learning rate is rejected and the published weights stay.
+  DistillOptions bad = o;
+  bad.lr = 1e3;
+  OnlineDistiller sab(*snap, bad);
+  auto rep = sab.update(train, heldout);
+  CHECK(rep.decision == "rejected by guard");
+  CHECK(sab.version() == 0);
+  CHECK(OnlineDistiller::heldout_acceptance(*sab.snapshot(c10::Device(c10::kCPU), torch::kFloat32), heldout) ==
+        Approx(end).margin(1e-6));
+  DistillOptions nan = o;
+  nan.inject_nan = true;
+  OnlineDistiller nd(*snap, nan);
+  auto nrep = nd.update(train, heldout);
+  CHECK(nrep.discarded_steps == o.steps_per_update);
+  CHECK(!nrep.published);
+  CHECK_THROWS_WITH(OnlineDistiller(*draft, DistillOptions{DistillLoss::tvd, 0.5, -1.0}), Catch::Contains("lr"));
+}
