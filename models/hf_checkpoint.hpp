@@ -1,0 +1,28 @@
+#pragma once
+// Hugging Face checkpoint folders: config.json + model.safetensors with HF tensor names
+// (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM). osd fuses Q/K/V and gate/up; these
+// functions split and join them, so any HF tool loads what osd writes and osd loads HF folders.
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "models/config.hpp"
+
+namespace osd {
+
+class Transformer;
+
+nlohmann::json hf_config_json(const ModelConfig& config);
+// Throws osd::Error naming the file and key on a missing, mistyped or unsupported field.
+ModelConfig config_from_hf_json(const nlohmann::json& j, const std::string& file);
+
+// Writes dir/config.json and dir/model.safetensors (creating dir).
+void save_hf_checkpoint(const std::string& dir, const Transformer& model);
+// Loads dir/config.json + dir/model.safetensors to `device` in `dtype` (default: the config's).
+std::shared_ptr<Transformer> load_hf_checkpoint(const std::string& dir, c10::Device device = c10::Device(c10::kCPU),
+                                                std::optional<DType> dtype = std::nullopt);
+
+}  // namespace osd

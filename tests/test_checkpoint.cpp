@@ -1,0 +1,164 @@
+// HF checkpoints: save -> load is bit-exact for every dtype and config variant; corrupt files
+// and configs give errors that name the file and the tensor or key.
+#include "tests/test_common.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+#include "models/hf_checkpoint.hpp"
+#include "models/safetensors.hpp"
+#include "models/transformer.hpp"
+
+using namespace osd;
+namespace fs = std::filesystem;
+
+namespace {
+std::string tmpdir(const std::string& name) {
+  auto d = fs::temp_directory_path() / ("osd-ckpt-" + std::to_string(::getpid()) + "-" + name);
+  fs::remove_all(d);
+  return d.string();
+}
+ModelConfig variant(const std::string& v) {
+  ModelConfig c = *ModelConfig::preset("tiny");
+  if (v == "tied") c.tie_word_embeddings = true;
+  if (v == "qwen2") c.qkv_bias = true;
+  if (v == "llama-bias") c.qkv_bias = c.o_bias = c.mlp_bias = true;
+  if (v == "llama3") {
+    c.rope_scaling.type = RopeScalingType::llama3;
+    c.rope_scaling.factor = 8;
+    c.rope_scaling.original_max_position_embeddings = 64;
+  }
+  return c;
+}
+std::string slurp(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), {});
+}
+void spit(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary | std::ios::trunc) << s; }
+}  // namespace
+
+TEST_CASE("checkpoint: save -> load is bit-exact for every dtype and variant", "[checkpoint]") {
+  for (auto dt : {DType::f32, DType::bf16, DType::f16}) {
+    for (const std::string v : {"gqa", "tied", "qwen2", "llama-bias", "llama3"}) {
+      DYNAMIC_SECTION(dtype_name(dt) << " " << v) {
+        auto cfg = variant(v);
+        cfg.dtype = dt;
+        Transformer m(cfg, 9);
+        {
+          torch::NoGradGuard g;
+          for (auto& p : m.named_parameters()) p.value().normal_(0, 0.5);  // biases and norms too
+        }
+        const auto dir = tmpdir(std::string(dtype_name(dt)) + v);
+        save_hf_checkpoint(dir, m);
+        auto back = load_hf_checkpoint(dir);
+        CHECK(back->config().dtype == dt);
+        CHECK(back->config().tie_word_embeddings == cfg.tie_word_embeddings);
+        CHECK(back->config().qkv_bias == cfg.qkv_bias);
+        CHECK(back->config().rope_scaling.type == cfg.rope_scaling.type);
+        auto a = m.named_parameters(), b = back->named_parameters();
+        REQUIRE(a.size() == b.size());
+        int differ = 0;
+        for (const auto& p : a) differ += !torch::equal(p.value(), b[p.key()]);
+        CHECK(differ == 0);
+        if (dt == DType::f32) {
+          auto t = torch::randint(0, 256, {1, 7}, torch::kInt64);
+          CHECK(torch::equal(m.forward_full(t), back->forward_full(t)));
+        }
+        fs::remove_all(dir);
+      }
+    }
+  }
+}
+
+TEST_CASE("checkpoint: corrupt files and configs are clear errors", "[checkpoint][errors]") {
+  Transformer m(variant("gqa"), 1);
+  const auto dir = tmpdir("bad");
+  save_hf_checkpoint(dir, m);
+  const std::string st = dir + "/model.safetensors", cj = dir + "/config.json";
+  const std::string good = slurp(st), good_cfg = slurp(cj);
+  auto expect = [&](const std::string& needle) {
+    try {
+      load_hf_checkpoint(dir);
+      FAIL("loaded; expected an error mentioning " << needle);
+    } catch (const osd::Error& e) {
+      INFO(e.what());
+      CHECK(std::string(e.what()).find(needle) != std::string::npos);
+    }
+    spit(st, good);
+    spit(cj, good_cfg);
+  };
+  auto header_len = [&](uint64_t n) {
+    std::string s = good;
+    for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
+    return s;
+  };
+  uint64_t hl = 0;
+  for (int i = 7; i >= 0; --i) hl = (hl << 8) | static_cast<unsigned char>(good[i]);
+  const std::string header = good.substr(8, hl);
+  auto with_header = [&](const std::string& h) {  // same data section, edited header
+    std::string s(8, '\0');
+    for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((uint64_t(h.size()) >> (8 * i)) & 0xFF);
+    return s + h + good.substr(8 + hl);
+  };
+  auto edit = [&](const std::string& from, const std::string& to) {
+    std::string h = header;
+    auto pos = h.find(from);
+    REQUIRE(pos != std::string::npos);
+    h.replace(pos, from.size(), to);
+    return with_header(h);
+  };
+  spit(st, good.substr(0, 5)); expect("truncated");
+  spit(st, header_len(good.size())); expect("past the end of the file");
+  spit(st, good.substr(0, 8 + hl + 100)); expect("past the end of the file");   // data truncated
+  spit(st, with_header("{not json")); expect("not valid JSON");
+  spit(st, edit("\"F32\"", "\"Q99\"")); expect("unknown dtype 'Q99'");
+  spit(st, edit("\"model.embed_tokens.weight\"", "\"model.embed_tokenz.weight\"")); expect("missing tensor 'model.embed_tokens.weight'");
+  {
+    // Shape that disagrees with the bytes.
+    auto pos = header.find("\"model.norm.weight\"");
+    auto sh = header.find("[64]", pos);
+    REQUIRE(sh != std::string::npos);
+    std::string h = header;
+    h.replace(sh, 4, "[65]");
+    spit(st, with_header(h));
+    expect("do not match shape and dtype");
+  }
+  {
+    // Overlapping and out-of-range offsets: point norm's range at embed's.
+    auto j = nlohmann::json::parse(header);
+    j["model.norm.weight"]["data_offsets"] = j["model.embed_tokens.weight"]["data_offsets"];
+    j["model.norm.weight"]["shape"] = j["model.embed_tokens.weight"]["shape"];
+    spit(st, with_header(j.dump()));
+    expect("overlap");
+    j = nlohmann::json::parse(header);
+    auto off = j["model.norm.weight"]["data_offsets"];
+    uint64_t len = off[1].get<uint64_t>() - off[0].get<uint64_t>();
+    j["model.norm.weight"]["data_offsets"] = {uint64_t{1} << 40, (uint64_t{1} << 40) + len};
+    spit(st, with_header(j.dump()));
+    expect("past the end of the file");
+  }
+  // Shape that disagrees with config.json.
+  {
+    auto j = nlohmann::json::parse(good_cfg);
+    j["intermediate_size"] = 200;
+    spit(cj, j.dump());
+    expect("config.json implies");
+  }
+  {
+    auto j = nlohmann::json::parse(good_cfg);
+    j["architectures"] = {"GPT2LMHeadModel"};
+    spit(cj, j.dump());
+    expect("unsupported architecture 'GPT2LMHeadModel'");
+  }
+  {
+    auto j = nlohmann::json::parse(good_cfg);
+    j.erase("hidden_size");
+    spit(cj, j.dump());
+    expect("missing key 'hidden_size'");
+  }
+  spit(cj, "{broken"); expect("invalid JSON");
+  fs::remove(cj); expect("cannot open");
+  CHECK(torch::equal(load_hf_checkpoint(dir)->forward_full(torch::ones({1, 3}, torch::kInt64)),
+                     m.forward_full(torch::ones({1, 3}, torch::kInt64))));  // restored files load again
+  fs::remove_all(dir);
+}
