@@ -24,6 +24,15 @@ struct DistillerState {
 
 using Self = caf::stateful_actor<DistillerState>;
 
+void save(Self* self, const DistillerOptions& opt) {
+  try {
+    self->state.core->save(opt.state_dir);
+    spdlog::info("distiller route {}: saved version {} to {}", opt.route, self->state.core->version(), opt.state_dir);
+  } catch (const std::exception& e) {
+    spdlog::error("distiller route {}: cannot save to {}: {}", opt.route, opt.state_dir, e.what());
+  }
+}
+
 void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor verifier, caf::actor metrics) {
   const int64_t n = opt.train.batch * opt.train.steps_per_update;
   self->request(buffer, caf::infinite, sample_atom_v, n, opt.min_new_records, opt.route)
@@ -55,9 +64,14 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
           self->send(metrics, DistillMetrics{opt.route, rep.version, rep.published, rep.decision, rep.loss,
                                              rep.acceptance_candidate, rep.acceptance_current, rep.steps,
                                              rep.discarded_steps});
+        if (rep.published && !opt.state_dir.empty() && st.published % opt.save_every == 0) save(self, opt);
         if (rep.published)
           self->send(verifier, swap_atom_v,
                      WeightsSnapshot{rep.version, opt.route, st.core->snapshot(st.serve_device, st.serve_dtype)});
+        if (opt.max_updates > 0 && st.published >= opt.max_updates) {
+          spdlog::info("distiller route {}: {} updates published, training stops (max_updates)", opt.route, st.published);
+          return;
+        }
         next_update(self, opt, buffer, verifier, metrics);
       });
 }
@@ -65,12 +79,20 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
 caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, DistillerOptions opt, caf::actor buffer,
                         caf::actor verifier, caf::actor metrics) {
   auto& st = self->state;
-  st.core = std::make_unique<OnlineDistiller>(*draft, opt.train, draft->device());  // trains where the draft runs
+  // Trains where the draft runs; resumes from state_dir when it holds a saved state.
+  if (!opt.state_dir.empty() && OnlineDistiller::saved_version(opt.state_dir) >= 0)
+    st.core = OnlineDistiller::restore(opt.state_dir, opt.train, draft->device());
+  else
+    st.core = std::make_unique<OnlineDistiller>(*draft, opt.train, draft->device());
   st.serve_device = draft->device();
   st.serve_dtype = draft->dtype();
   next_update(self, opt, buffer, verifier, metrics);
   return {
     [=](trace_atom) -> std::string { return self->state.trace.dump(); },
+    [=](save_atom) -> int64_t {
+      if (!opt.state_dir.empty()) save(self, opt);
+      return self->state.core->version();
+    },
     [=](stats_atom) -> std::string {
       auto& s = self->state;
       return nlohmann::json{{"version", s.core->version()}, {"updates", s.updates}, {"published", s.published},

@@ -7,9 +7,11 @@
 // log and to the metrics actor.
 //   (stats_atom) -> std::string   JSON: version, updates published / rejected / discarded
 //   (trace_atom) -> std::string   JSON array of Chrome trace slices, one per update
+//   (save_atom) -> int64_t        saves now (when state_dir is set); replies the saved version
 #include <caf/fwd.hpp>
 
 #include <memory>
+#include <string>
 
 #include "models/online_distiller.hpp"
 
@@ -19,6 +21,9 @@ struct DistillerOptions {
   DistillOptions train;
   int64_t route = 0;
   int64_t min_new_records = 32;  // an update starts once this many records are new
+  std::string state_dir;         // "" = no persistence; else saved here every save_every updates
+  int64_t save_every = 10;       // published updates between saves (and at shutdown)
+  int64_t max_updates = 0;       // stop training after this many published updates (0: never)
 };
 
 caf::actor spawn_distiller(caf::actor_system& sys, std::shared_ptr<const Transformer> draft, DistillerOptions opt,

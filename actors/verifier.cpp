@@ -345,6 +345,7 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::act
   st.metrics = metrics;
   st.buffer = buffer;
   st.opt = opt;
+  st.draft_version = opt.draft_version;
   st.groups.resize(std::max<int64_t>(1, opt.groups));
   st.group_failures.assign(st.groups.size(), 0);
   if (drafter) {

@@ -39,6 +39,7 @@ struct VerifierOptions {
   // Online distillation: which verified positions go to the buffer, and how compactly.
   bool record_all_positions = false;  // false: only the position of the first rejection
   int64_t record_top_k = 64;          // 0: full distributions
+  int64_t draft_version = 0;          // version of the draft weights at start
   int64_t fail_on_round = -1;   // tests: throw inside this verification round (1-based)
   int64_t max_round_retries = 3;  // a round that keeps failing fails its requests
   bool trace = false;             // record per-round draft / verify intervals (trace_atom)

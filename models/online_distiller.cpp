@@ -3,6 +3,10 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "models/hf_checkpoint.hpp"
 
 #include "models/error.hpp"
 
@@ -111,6 +115,44 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
   rep.version = ++version_;
   rep.decision = "published";
   return rep;
+}
+
+void OnlineDistiller::save(const std::string& dir) const {
+  save_hf_checkpoint(dir, *published_);
+  torch::save(*optimizer_, dir + "/optimizer.pt");
+  std::ofstream(dir + "/state.json") << nlohmann::json{{"version", version_}, {"steps", step_}}.dump() << "\n";
+}
+
+int64_t OnlineDistiller::saved_version(const std::string& dir) {
+  std::ifstream f(dir + "/state.json");
+  if (!f) return -1;
+  try {
+    nlohmann::json j;
+    f >> j;
+    return j.at("version").get<int64_t>();
+  } catch (const std::exception& e) {
+    throw Error(dir + "/state.json: " + e.what());
+  }
+}
+
+std::unique_ptr<OnlineDistiller> OnlineDistiller::restore(const std::string& dir, DistillOptions options,
+                                                          c10::Device device) {
+  auto weights = load_hf_checkpoint(dir, device, DType::f32);
+  std::ifstream f(dir + "/state.json");
+  nlohmann::json j;
+  try {
+    f >> j;
+  } catch (const std::exception& e) {
+    throw Error(dir + "/state.json: " + e.what());
+  }
+  auto d = std::make_unique<OnlineDistiller>(*weights, options, device, j.at("version").get<int64_t>());
+  d->step_ = j.value("steps", int64_t{0});
+  try {
+    torch::load(*d->optimizer_, dir + "/optimizer.pt");
+  } catch (const std::exception& e) {
+    throw Error(dir + "/optimizer.pt: cannot load optimizer state: " + e.what());
+  }
+  return d;
 }
 
 std::shared_ptr<Transformer> OnlineDistiller::snapshot(c10::Device device, c10::ScalarType dtype) const {

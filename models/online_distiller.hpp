@@ -58,6 +58,14 @@ class OnlineDistiller {
   std::shared_ptr<Transformer> snapshot(c10::Device device, c10::ScalarType dtype) const;
   int64_t version() const { return version_; }
   int64_t total_steps() const { return step_; }
+
+  // Persistence: dir/config.json + dir/model.safetensors (the published draft, HF format),
+  // dir/optimizer.pt (AdamW state of the trainable copy) and dir/state.json (version, steps).
+  void save(const std::string& dir) const;
+  // Restores a distiller saved by save(); throws osd::Error naming the file on failure.
+  static std::unique_ptr<OnlineDistiller> restore(const std::string& dir, DistillOptions options, c10::Device device);
+  // The version saved in dir/state.json, or -1 when dir holds no saved state.
+  static int64_t saved_version(const std::string& dir);
   // Held-out expected acceptance of a model on records.
   static double heldout_acceptance(Transformer& model, const std::vector<DistillRecord>& records);
   // Student logits at each record's last context position: [N, V].

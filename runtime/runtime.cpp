@@ -13,7 +13,9 @@
 #include "actors/metrics.hpp"
 #include "actors/router.hpp"
 #include "actors/verifier.hpp"
+#include "models/hf_checkpoint.hpp"
 #include "models/losses.hpp"
+#include "models/online_distiller.hpp"
 #include "models/transformer.hpp"
 
 #include <optional>
@@ -84,6 +86,19 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       return fail("online.batch, steps_per_update and min_new_records must be >= 1");
     if (o.online.buffer_bytes < 1024) return fail("online.buffer_bytes must be >= 1024");
   }
+  // A saved online-distillation state replaces the draft's weights and sets its version.
+  int64_t draft_version = 0;
+  if (o.online.enabled && !o.online.state_dir.empty()) {
+    try {
+      const std::string dir = o.online.state_dir + "/route-0";
+      if (OnlineDistiller::saved_version(dir) >= 0) {
+        draft_version = OnlineDistiller::saved_version(dir);
+        o.draft = load_hf_checkpoint(dir, o.draft->device(), o.draft->config().dtype);
+      }
+    } catch (const std::exception& e) {
+      return fail(std::string("cannot restore the online draft: ") + e.what());
+    }
+  }
   auto impl = std::make_unique<Impl>();
   impl->opt = o;
   impl->cfg = std::make_unique<caf::actor_system_config>();
@@ -100,7 +115,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   io.has_tokenizer = static_cast<bool>(o.token_text);
   impl->metrics = spawn_metrics(sys);
   impl->intake = spawn_intake(sys, io);
-  if (o.draft) impl->drafter = spawn_drafter(sys, o.draft, DrafterOptions{o.max_batch, o.max_len, o.inject_drafter_failure});
+  if (o.draft)
+    impl->drafter = spawn_drafter(sys, o.draft, DrafterOptions{o.max_batch, o.max_len, o.inject_drafter_failure, draft_version});
   VerifierOptions vo;
   vo.num_slots = o.max_batch;
   vo.max_len = o.max_len;
@@ -113,6 +129,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   vo.trace = o.trace;
   vo.record_all_positions = o.online.record_all_positions;
   vo.record_top_k = o.online.record_top_k;
+  vo.draft_version = draft_version;
   if (o.online.enabled)
     impl->buffer = spawn_buffer(sys, BufferOptions{static_cast<size_t>(o.online.buffer_bytes), o.online.heldout_every, 512});
   if (o.draft) {
@@ -131,6 +148,9 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     dopt.train = DistillOptions{*loss, on.jsd_beta, on.lr, on.weight_decay, on.warmup_steps, on.clip, on.batch,
                                 on.steps_per_update, on.guard_margin, on.min_heldout, on.inject_nan};
     dopt.min_new_records = on.min_new_records;
+    if (!on.state_dir.empty()) dopt.state_dir = on.state_dir + "/route-0";
+    dopt.save_every = std::max<int64_t>(1, on.save_every);
+    dopt.max_updates = on.max_updates;
     impl->distiller = spawn_distiller(sys, o.draft, dopt, impl->buffer, impl->verifier, impl->metrics);
   }
   impl->router = spawn_router(sys, impl->verifier);
@@ -223,6 +243,8 @@ void Runtime::shutdown(bool finish_in_flight) {
   if (impl_->stopped.exchange(true)) return;
   {
     caf::scoped_actor self{*impl_->sys};
+    if (impl_->distiller)  // persist what was learned
+      self->request(impl_->distiller, std::chrono::seconds(60), save_atom_v).receive([](int64_t) {}, [](caf::error&) {});
     self->request(impl_->bridge, caf::infinite, close_atom_v).receive([](int64_t) {}, [](caf::error&) {});
     if (!finish_in_flight) self->send(impl_->verifier, cancel_atom_v, std::string("*"));
     self->request(impl_->bridge, caf::infinite, drain_atom_v).receive([](int64_t) {}, [](caf::error&) {});

@@ -48,6 +48,11 @@ struct OnlineOptions {
   double guard_margin = 0.02;        // publish unless held-out acceptance drops by more
   int64_t min_heldout = 8;
   bool inject_nan = false;           // tests: every training loss is NaN
+  // Persistence: the draft (HF format), optimizer state and version are saved here every
+  // save_every published updates and at shutdown, and restored at start ("" = off).
+  std::string state_dir;
+  int64_t save_every = 10;
+  int64_t max_updates = 0;           // stop training after this many published updates (0: never)
 };
 
 struct RuntimeOptions {

@@ -3,6 +3,7 @@
 #include "tests/test_common.hpp"
 
 #include <nlohmann/json.hpp>
+#include <filesystem>
 #include <tuple>
 
 #include "models/losses.hpp"
@@ -170,4 +171,33 @@ TEST_CASE("online: training overlaps serving (trace)", "[online][trace]") {
                       << " of them inside an update");
   CHECK(distill.size() >= 1);
   CHECK(during >= 1);
+}
+
+TEST_CASE("online: learning survives a restart; the version continues", "[online][restart]") {
+  namespace fs = std::filesystem;
+  const auto dir = (fs::temp_directory_path() / ("osd-online-" + std::to_string(::getpid()))).string();
+  fs::remove_all(dir);
+  auto prompts = domain_prompts(11, 8);
+  auto o = online_options(true);
+  o.online.state_dir = dir;
+  o.online.max_updates = 3;  // learning stops after 3 updates, so the tail runs on the final weights
+  auto first = serve(o, prompts, 240);  // learns, saves at shutdown
+  const double before = mean(first.acceptance, 240 - 32, 240);
+  const int64_t saved = OnlineDistiller::saved_version(dir + "/route-0");
+  REQUIRE(saved >= 1);
+  // Restart from the saved state; no update happens while measuring.
+  auto again = o;
+  again.online.min_new_records = 1000000;
+  std::string err;
+  auto rt = Runtime::create(again, &err);
+  REQUIRE(rt);
+  auto stats = nlohmann::json::parse(rt->stats_json());
+  CHECK(stats["verifier"]["draft_version"].get<int64_t>() == saved);
+  rt->shutdown();
+  auto second = serve(again, prompts, 32);
+  const double after = mean(second.acceptance, 0, 32);
+  WARN("acceptance before restart " << before << ", right after " << after << " (version " << saved << ")");
+  CHECK(std::abs(after - before) < 0.05);
+  CHECK(after > mean(first.acceptance, 0, 16) + 0.2);
+  fs::remove_all(dir);
 }
