@@ -68,7 +68,7 @@ TEST_CASE("buffer: compact distributions, budget with FIFO eviction, held-out sl
   CHECK_THROWS_WITH(rebuild_distributions({DistillRecord{{1}, {70}, {1.f}, 0, 0}}, 50), Catch::Contains("outside"));
 }
 
-TEST_CASE("online distiller: updates raise held-out acceptance; guard and NaN paths", "[distill]") {
+TEST_CASE("online distiller: updates raise held-out acceptance, guard and NaN paths", "[distill]") {
   auto target = osd::test::peaked_model(osd::test::tiny_config(64, 32, 2), 3);
   auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 32, 1), 4);
   // Records: the target's distributions after 16 contexts of one "domain" (served traffic

@@ -192,7 +192,7 @@ TEST_CASE("runtime: bad options are errors as values", "[runtime][errors]") {
   CHECK(err.find("max_batch") != std::string::npos);
 }
 
-TEST_CASE("runtime: a drafter that throws mid-run is restarted, a failing round is recovered; all requests complete correctly",
+TEST_CASE("runtime: a drafter that throws mid-run is restarted, a failing round is recovered, all requests complete correctly",
           "[runtime][supervision]") {
   for (auto [name, drafter_fail, verifier_fail] :
        {std::tuple{"drafter throws", int64_t{5}, int64_t{-1}}, {"verifier round throws", int64_t{-1}, int64_t{7}},

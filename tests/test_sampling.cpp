@@ -98,7 +98,7 @@ TEST_CASE("seeded sampling is reproducible and seeds differ", "[sampling]") {
   CHECK(run(42) != run(43));
 }
 
-TEST_CASE("inverse-CDF draws match their probabilities; a biased sampler is rejected",
+TEST_CASE("inverse-CDF draws match their probabilities, a biased sampler is rejected",
           "[sampling][stats]") {
   const int64_t V = 16, n = 200000;
   auto probs = processed_probs(random_logits(1, V, 5), {SamplingParams{}});
