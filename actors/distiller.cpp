@@ -1,12 +1,12 @@
 #include "actors/distiller.hpp"
 
-#include <spdlog/spdlog.h>
 
 #include <chrono>
 
 #include <nlohmann/json.hpp>
 
 #include "actors/messages.hpp"
+#include "runtime/logging/log.hpp"
 
 namespace osd {
 
@@ -27,9 +27,10 @@ using Self = caf::stateful_actor<DistillerState>;
 void save(Self* self, const DistillerOptions& opt) {
   try {
     self->state.core->save(opt.state_dir);
-    spdlog::info("distiller route {}: saved version {} to {}", opt.route, self->state.core->version(), opt.state_dir);
+    log::info(log::cat("distiller route ", opt.route, ": saved version ", self->state.core->version(), " to ",
+                       opt.state_dir));
   } catch (const std::exception& e) {
-    spdlog::error("distiller route {}: cannot save to {}: {}", opt.route, opt.state_dir, e.what());
+    log::error(log::cat("distiller route ", opt.route, ": cannot save to ", opt.state_dir, ": ", e.what()));
   }
 }
 
@@ -57,9 +58,9 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
         else if (rep.decision.rfind("deferred", 0) == 0) ++st.deferred;
         else ++st.discarded;
         st.last = rep;
-        spdlog::info("distiller route {}: {} (version {}, loss {:.4f}, held-out acceptance {:.3f} vs {:.3f}, "
-                     "{} steps, {} discarded)", opt.route, rep.decision, rep.version, rep.loss,
-                     rep.acceptance_candidate, rep.acceptance_current, rep.steps, rep.discarded_steps);
+        log::info(log::cat("distiller route ", opt.route, ": ", rep.decision, " (version ", rep.version, ", loss ",
+                           rep.loss, ", held-out acceptance ", rep.acceptance_candidate, " vs ", rep.acceptance_current,
+                           ", ", rep.steps, " steps, ", rep.discarded_steps, " discarded)"));
         if (metrics)
           self->send(metrics, DistillMetrics{opt.route, rep.version, rep.published, rep.decision, rep.loss,
                                              rep.acceptance_candidate, rep.acceptance_current, rep.steps,
@@ -69,7 +70,8 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
           self->send(verifier, swap_atom_v,
                      WeightsSnapshot{rep.version, opt.route, st.core->snapshot(st.serve_device, st.serve_dtype)});
         if (opt.max_updates > 0 && st.published >= opt.max_updates) {
-          spdlog::info("distiller route {}: {} updates published, training stops (max_updates)", opt.route, st.published);
+          log::info(log::cat("distiller route ", opt.route, ": ", st.published,
+                             " updates published, training stops (max_updates)"));
           return;
         }
         next_update(self, opt, buffer, verifier, metrics);

@@ -1,18 +1,17 @@
 // A user-written actor in osd's pipeline: a request logger that also enforces a policy.
 //
 // It sits between intake and the router (RuntimeOptions::stages), sees every admitted request,
-// logs it with spdlog, counts requests per domain, and answers requests whose prompt contains a
+// logs it (osd::log, spdlog underneath), counts requests per domain, and answers requests whose prompt contains a
 // banned token itself (an error DoneEvent) instead of forwarding them. Its state is its own;
 // it talks to the rest of osd only through messages (actors/messages.hpp).
 // Runs as a test: exit code 0 when the logger saw every request and the policy held.
 #include <torch/torch.h>
 
-#include <spdlog/spdlog.h>
-
 #include <iostream>
 
 #include "actors/messages.hpp"
 #include "models/transformer.hpp"
+#include "runtime/logging/log.hpp"
 #include "runtime/runtime.hpp"
 
 namespace {
@@ -31,8 +30,8 @@ caf::behavior request_logger(caf::stateful_actor<LoggerState>* self, caf::actor 
       auto& st = self->state;
       const std::string domain = sub.domain.empty() ? "(none)" : sub.domain;
       ++st.per_domain[domain];
-      spdlog::info("request {} domain={} prompt={} tokens max_new={}", sub.id, domain, sub.request.prompt.size(),
-                   sub.request.max_new_tokens);
+      osd::log::info(osd::log::cat("request ", sub.id, " domain=", domain, " prompt=", sub.request.prompt.size(),
+                                   " tokens max_new=", sub.request.max_new_tokens));
       const auto& p = sub.request.prompt;
       if (std::find(p.begin(), p.end(), kBannedToken) != p.end()) {
         ++st.refused;

@@ -2,17 +2,16 @@
 
 #include <torch/torch.h>
 
-#include <filesystem>
 #include <fstream>
 
 #include "models/error.hpp"
+#include "models/files.hpp"
 #include "models/safetensors.hpp"
 #include "models/tensor_util.hpp"
 #include "models/transformer.hpp"
 
 namespace osd {
 
-namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 json hf_config_json(const ModelConfig& c) {
@@ -141,9 +140,7 @@ std::vector<Piece> pieces(const ModelConfig& c) {
 }  // namespace
 
 void save_hf_checkpoint(const std::string& dir, const Transformer& model) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw Error(dir + ": cannot create: " + ec.message());
+  files::make_dirs(dir);
   auto params = model.named_parameters();
   std::map<std::string, at::Tensor> tensors;
   for (const auto& p : pieces(model.config())) {
@@ -152,7 +149,7 @@ void save_hf_checkpoint(const std::string& dir, const Transformer& model) {
   }
   const std::string tmp = dir + "/model.safetensors.tmp";
   write_safetensors(tmp, tensors, {{"format", "pt"}});
-  fs::rename(tmp, dir + "/model.safetensors");
+  files::rename(tmp, dir + "/model.safetensors");
   std::ofstream(dir + "/config.json") << hf_config_json(model.config()).dump(2) << "\n";
 }
 

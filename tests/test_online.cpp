@@ -2,11 +2,13 @@
 // not without distillation); the guard rejects sabotaged updates; training overlaps serving.
 #include "tests/test_common.hpp"
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
-#include <filesystem>
 #include <thread>
 #include <tuple>
 
+#include "models/files.hpp"
 #include "models/losses.hpp"
 #include "models/online_distiller.hpp"
 #include "runtime/runtime.hpp"
@@ -181,9 +183,8 @@ TEST_CASE("online: training overlaps serving (trace)", "[online][trace]") {
 }
 
 TEST_CASE("online: learning survives a restart and the version continues", "[online][restart]") {
-  namespace fs = std::filesystem;
-  const auto dir = (fs::temp_directory_path() / ("osd-online-" + std::to_string(::getpid()))).string();
-  fs::remove_all(dir);
+  const auto dir = files::temp_dir() + "/osd-online-" + std::to_string(::getpid());
+  files::remove_tree(dir);
   auto prompts = domain_prompts(11, 8);
   auto o = online_options(true);
   o.online.state_dir = dir;
@@ -206,5 +207,5 @@ TEST_CASE("online: learning survives a restart and the version continues", "[onl
   WARN("acceptance before restart " << before << ", right after " << after << " (version " << saved << ")");
   CHECK(std::abs(after - before) < 0.05);
   CHECK(after > mean(first.acceptance, 0, 16) + 0.2);
-  fs::remove_all(dir);
+  files::remove_tree(dir);
 }

@@ -2,6 +2,8 @@
 // wrong types and absurd values are errors that name the key.
 #include "tests/test_common.hpp"
 
+#include <unistd.h>
+
 #include <fstream>
 
 #include "runtime/serve_config.hpp"

@@ -1,0 +1,15 @@
+#pragma once
+// Small POSIX file helpers. osd avoids std::filesystem: pip's libtorch.so exports its own copies
+// of std::filesystem symbols, and calls from osd resolved to them crashed (remove_all, seen on
+// the GPU host with torch 2.11).
+#include <string>
+
+namespace osd::files {
+
+void make_dirs(const std::string& path);                        // mkdir -p; throws osd::Error
+void rename(const std::string& from, const std::string& to);    // throws osd::Error
+void remove_tree(const std::string& path);                      // rm -rf; missing is fine
+bool exists(const std::string& path);
+std::string temp_dir();                                          // $TMPDIR or /tmp
+
+}  // namespace osd::files
