@@ -14,7 +14,7 @@ import tempfile
 import torch
 from transformers import AutoModelForCausalLM
 
-VARIANTS = ["llama", "gqa", "mqa", "tied", "qwen2", "llama-bias", "llama3-rope", "linear-rope"]
+VARIANTS = ["llama", "mha", "mqa", "tied", "qwen2", "llama-bias", "llama3-rope", "linear-rope"]
 
 
 def main() -> int:

@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> tokens;
   auto* random = app.add_subcommand("random", "write a random-weight checkpoint");
   random->add_option("--preset", preset)->capture_default_str();
-  random->add_option("--variant", variant, "llama | tied | qwen2 | llama-bias | llama3-rope | linear-rope | gqa | mqa")
+  random->add_option("--variant", variant, "llama | tied | qwen2 | llama-bias | llama3-rope | linear-rope | gqa | mha | mqa")
       ->capture_default_str();
   random->add_option("--seed", seed)->capture_default_str();
   random->add_option("--std", stddev, "weight std (larger: peakier distributions)")->capture_default_str();
@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
       else if (variant == "llama-bias") cfg->qkv_bias = cfg->o_bias = cfg->mlp_bias = true;
       else if (variant == "gqa") cfg->num_kv_heads = std::max<int64_t>(1, cfg->num_heads / 2);
       else if (variant == "mqa") cfg->num_kv_heads = 1;
+      else if (variant == "mha") cfg->num_kv_heads = cfg->num_heads;
       else if (variant == "llama3-rope") {
         cfg->rope_scaling.type = osd::RopeScalingType::llama3;
         cfg->rope_scaling.factor = 8;
