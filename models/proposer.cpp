@@ -20,16 +20,7 @@ DraftProposer::DraftProposer(std::shared_ptr<Transformer> draft, int64_t num_slo
 void DraftProposer::add(SeqId id, const std::vector<int64_t>& prompt, const SamplingParams& params) {
   if (prompt.empty()) throw Error("draft: empty prompt");
   if (seqs_.count(id)) throw Error("draft: sequence " + std::to_string(id) + " already present");
-  const int64_t slot = cache_.allocate_slot();
-  try {
-    if (prompt.size() > 1) {
-      auto t = torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end() - 1)).view({1, -1});
-      draft_->forward(t, {slot}, cache_, {}, /*last_only=*/true);
-    }
-  } catch (...) {
-    cache_.free_slot(slot);
-    throw;
-  }
+  const int64_t slot = draft_->prefill_slot(cache_, std::vector<int64_t>(prompt.begin(), prompt.end() - 1));
   Seq s{slot, {prompt.back()}, params, RequestRng(draft_seed(params.seed))};
   seqs_.emplace(id, std::move(s));
 }

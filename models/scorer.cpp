@@ -18,16 +18,7 @@ void TargetScorer::add(SeqId id, const std::vector<int64_t>& prompt) {
   if (static_cast<int64_t>(prompt.size()) >= limit)
     throw Error("prompt of " + std::to_string(prompt.size()) + " tokens leaves no room to generate (context " +
                 std::to_string(limit) + ")");
-  const int64_t slot = cache_.allocate_slot();
-  try {
-    if (prompt.size() > 1) {
-      auto t = torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end() - 1)).view({1, -1});
-      target_->forward(t, {slot}, cache_, {}, /*last_only=*/true);
-    }
-  } catch (...) {
-    cache_.free_slot(slot);
-    throw;
-  }
+  const int64_t slot = target_->prefill_slot(cache_, std::vector<int64_t>(prompt.begin(), prompt.end() - 1));
   seqs_.emplace(id, Seq{slot, prompt.back()});
 }
 

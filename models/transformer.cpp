@@ -258,6 +258,18 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   return logits;
 }
 
+int64_t Transformer::prefill_slot(KVCache& cache, const std::vector<int64_t>& tokens) {
+  const int64_t slot = cache.allocate_slot();
+  try {
+    if (!tokens.empty())
+      forward(torch::tensor(tokens).view({1, -1}), {slot}, cache, {}, /*last_only=*/true);
+  } catch (...) {
+    cache.free_slot(slot);
+    throw;
+  }
+  return slot;
+}
+
 at::Tensor Transformer::forward_full(const at::Tensor& tokens_in) {
   auto tokens = check_tokens(tokens_in, "forward_full");
   const int64_t B = tokens.size(0), T = tokens.size(1);

@@ -54,6 +54,10 @@ class Transformer : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& tokens, const std::vector<int64_t>& slots, KVCache& cache,
                      const std::vector<int64_t>& num_new = {}, bool last_only = false);
 
+  // Allocates a cache slot and runs `tokens` into it (none: an empty slot). On failure the slot
+  // is freed and the error rethrown, so the cache is unchanged. Returns the slot.
+  int64_t prefill_slot(KVCache& cache, const std::vector<int64_t>& tokens);
+
   // Full causal forward without a cache (training, references). tokens: [B, T] -> [B, T, vocab].
   at::Tensor forward_full(const at::Tensor& tokens);
 
