@@ -108,7 +108,7 @@ void admit_waiting(Self* self) {
       auto load = [&](size_t j) { return st.groups[j].members.size() + (st.groups[j].busy ? 1000 : 0); };
       if (load(i) < load(g)) g = i;
     }
-    Seq s{sub, sink, RequestRng(sub.request.sampling.seed), StopChecker(sub.request, st.opt.token_text), {}, {}, g};
+    Seq s{sub, sink, RequestRng(sub.request.sampling.seed), StopChecker(sub.request, st.opt.token_text), AcceptanceEstimator(), {}, g};
     if (sub.submitted_us > 0)  // latencies count from submission, queueing included
       s.start = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double, std::micro>(sub.submitted_us)));
@@ -198,23 +198,18 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   auto& st = self->state;
   const auto t0 = Clock::now();
   const int64_t B = static_cast<int64_t>(prop.ids.size());
-  const int64_t K = prop.tokens.size(1);
-  const int64_t V = st.target->config().vocab_size;
   std::vector<Seq*> rows(B);
   std::vector<SamplingParams> params;
+  std::vector<RequestRng*> rngs;
   for (int64_t i = 0; i < B; ++i) {
     rows[i] = &st.seqs.at(prop.ids[i]);
-    for (int64_t j = 0; j <= K; ++j) params.push_back(rows[i]->sub.request.sampling);
+    params.push_back(rows[i]->sub.request.sampling);
+    rngs.push_back(&rows[i]->rng);
   }
   auto logits = st.scorer->score(prop);                                        // [B, K + 1, V]
   if (++st.rounds == st.opt.fail_on_round) throw std::runtime_error("injected verifier failure");
-  auto p = processed_probs(logits.view({B * (K + 1), V}), params).view({B, K + 1, V});
-  RejectionInput in{prop.tokens, prop.probs.to(p.device()), p, prop.k, {}, {}};
-  for (int64_t i = 0; i < B; ++i) {
-    for (int64_t j = 0; j < K; ++j) in.u_accept.push_back(j < prop.k[i] ? rows[i]->rng.uniform() : 0.5);
-    in.u_final.push_back(rows[i]->rng.uniform());
-  }
-  auto out = rejection_sample(in);
+  auto verified = verify_round(prop, logits, params, rngs);
+  const auto& out = verified.out;
   if (st.buffer) send_records(self, prop, logits, out.accepted, rows);
   VerdictList verdicts;
   RoundMetrics rm;
@@ -222,20 +217,10 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   std::vector<SeqId> done;
   for (int64_t i = 0; i < B; ++i) {
     Seq& s = *rows[i];
-    Verdict v{prop.ids[i], prop.k[i], out.accepted[i], {}};
-    v.emitted.assign(prop.host_tokens[i].begin(), prop.host_tokens[i].begin() + v.accepted);
-    v.emitted.push_back(out.next_token[i]);
+    Verdict& v = verified.verdicts[i];
     st.scorer->commit(v);
-    ++s.stats.num_rounds;
-    if (v.k > 0) {
-      ++s.stats.num_drafts;
-      s.stats.num_draft_tokens += v.k;
-      s.stats.num_accepted_tokens += v.accepted;
-      s.stats.num_rejected_drafts += v.accepted < v.k;
-      if (static_cast<int64_t>(s.stats.accepted_per_pos.size()) < v.k) s.stats.accepted_per_pos.resize(v.k);
-      for (int64_t j = 0; j < v.accepted; ++j) ++s.stats.accepted_per_pos[j];
-      s.estimator.observe(v.k, v.accepted);
-    }
+    s.stats.record(v);
+    if (v.k > 0) s.estimator.observe(v.k, v.accepted);
     rm.draft_tokens += v.k;
     rm.accepted += v.accepted;
     const size_t before_text = s.stop.text().size();
@@ -406,24 +391,14 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::act
       if (!s.groups[seq.group].busy) finish_seq(self, f->second, "cancelled");
     },
     [=](round_atom, int64_t g, std::vector<SeqId>& ids, std::vector<int64_t>& ks) {
-      Proposals prop;  // target-only: no draft tokens
-      prop.tokens = torch::zeros({static_cast<int64_t>(ids.size()), 0}, torch::kInt64);
-      prop.probs = torch::zeros({static_cast<int64_t>(ids.size()), 0, self->state.target->config().vocab_size});
-      prop.host_tokens.assign(ids.size(), {});
-      prop.ids = std::move(ids);
-      prop.k = std::move(ks);
-      // Sequences cancelled or finished since the round was scheduled are dropped from it.
-      std::vector<size_t> keep;
-      for (size_t i = 0; i < prop.ids.size(); ++i)
-        if (self->state.seqs.count(prop.ids[i])) keep.push_back(i);
-      if (keep.size() != prop.ids.size()) {
-        Proposals kept;
-        kept.tokens = torch::zeros({static_cast<int64_t>(keep.size()), 0}, torch::kInt64);
-        kept.probs = torch::zeros({static_cast<int64_t>(keep.size()), 0, self->state.target->config().vocab_size});
-        kept.host_tokens.assign(keep.size(), {});
-        for (auto i : keep) kept.ids.push_back(prop.ids[i]), kept.k.push_back(prop.k[i]);
-        prop = std::move(kept);
-      }
+      // Target-only: no draft tokens. Sequences cancelled or finished since the round was
+      // scheduled are dropped from it.
+      std::vector<SeqId> live_ids;
+      std::vector<int64_t> live_ks;
+      for (size_t i = 0; i < ids.size(); ++i)
+        if (self->state.seqs.count(ids[i])) live_ids.push_back(ids[i]), live_ks.push_back(ks[i]);
+      auto prop = Proposals::none(std::move(live_ids), std::move(live_ks), self->state.target->config().vocab_size,
+                                  self->state.target->device());
       if (prop.ids.empty()) {
         auto& st = self->state;
         st.groups[g].busy = false;

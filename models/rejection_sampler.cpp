@@ -59,4 +59,30 @@ RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule) {
   return out;
 }
 
+RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
+                               const std::vector<SamplingParams>& row_params, const std::vector<RequestRng*>& row_rngs,
+                               AcceptRule rule) {
+  const int64_t B = logits.size(0), K1 = logits.size(1), V = logits.size(2), K = K1 - 1;
+  std::vector<SamplingParams> params;
+  params.reserve(B * K1);
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t j = 0; j < K1; ++j) params.push_back(row_params[i]);
+  RoundVerification r;
+  r.target_probs = processed_probs(logits.view({B * K1, V}), params).view({B, K1, V});
+  RejectionInput in{prop.tokens, prop.probs.to(r.target_probs.device()), r.target_probs, prop.k, {}, {}};
+  in.u_accept.reserve(B * K);
+  for (int64_t i = 0; i < B; ++i) {
+    for (int64_t j = 0; j < K; ++j) in.u_accept.push_back(j < prop.k[i] ? row_rngs[i]->uniform() : 0.5);
+    in.u_final.push_back(row_rngs[i]->uniform());
+  }
+  r.out = rejection_sample(in, rule);
+  for (int64_t i = 0; i < B; ++i) {
+    Verdict v{prop.ids[i], prop.k[i], r.out.accepted[i], {}};
+    v.emitted.assign(prop.host_tokens[i].begin(), prop.host_tokens[i].begin() + v.accepted);
+    v.emitted.push_back(r.out.next_token[i]);
+    r.verdicts.push_back(std::move(v));
+  }
+  return r;
+}
+
 }  // namespace osd

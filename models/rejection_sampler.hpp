@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "models/spec_types.hpp"
+
 namespace osd {
 
 // The rule. The broken_* variants exist only so the statistical test can show that it rejects
@@ -33,5 +35,17 @@ struct RejectionOutput {
 
 // One host synchronisation (reading the small result). Throws osd::Error on bad shapes.
 RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule = AcceptRule::exact);
+
+// One verification of a round, as the engine and the verifier actor both run it: processes the
+// target's logits [B, K + 1, V] with each row's sampling params, draws each row's uniforms from
+// its RequestRng (k accept tests, then one final draw), applies the rule, and builds the verdicts.
+struct RoundVerification {
+  at::Tensor target_probs;        // [B, K + 1, V] processed p
+  RejectionOutput out;
+  std::vector<Verdict> verdicts;  // emitted = accepted draft tokens + the next token
+};
+RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
+                               const std::vector<SamplingParams>& row_params, const std::vector<RequestRng*>& row_rngs,
+                               AcceptRule rule = AcceptRule::exact);
 
 }  // namespace osd

@@ -84,31 +84,15 @@ RoundResult SpecDecoder::step() {
   }
   const int64_t B = static_cast<int64_t>(ids.size());
   const int64_t V = target_->config().vocab_size;
-  const int64_t K = *std::max_element(ks.begin(), ks.end());
   auto t0 = std::chrono::steady_clock::now();
-  Proposals prop;
-  if (draft_) {
-    prop = draft_->propose(ids, ks);  // k = 0 rows record a null proposal
-  } else {
-    prop.ids = ids;
-    prop.k = ks;
-    prop.host_tokens.assign(B, {});
-    prop.tokens = torch::zeros({B, 0}, torch::kInt64);
-    prop.probs = torch::zeros({B, 0, V}, torch::TensorOptions().device(target_->device()));
-  }
+  // k = 0 rows of a drafter still record a (null) proposal there.
+  Proposals prop = draft_ ? draft_->propose(ids, ks) : Proposals::none(ids, ks, V, target_->device());
   auto t1 = std::chrono::steady_clock::now();
   auto logits = scorer_.score(prop);                                            // [B, K + 1, V]
   std::vector<SamplingParams> params;
-  for (int64_t i = 0; i < B; ++i)
-    for (int64_t j = 0; j <= K; ++j) params.push_back(rows[i]->request.sampling);
-  auto p = processed_probs(logits.view({B * (K + 1), V}), params).view({B, K + 1, V});
-  RejectionInput in{prop.tokens, prop.probs.to(p.device()), p, ks, {}, {}};
-  in.u_accept.reserve(B * K);
-  for (int64_t i = 0; i < B; ++i) {
-    for (int64_t j = 0; j < K; ++j) in.u_accept.push_back(j < ks[i] ? rows[i]->rng.uniform() : 0.5);
-    in.u_final.push_back(rows[i]->rng.uniform());
-  }
-  auto out = rejection_sample(in, opt_.rule);
+  std::vector<RequestRng*> rngs;
+  for (auto* a : rows) params.push_back(a->request.sampling), rngs.push_back(&a->rng);
+  auto verified = verify_round(prop, logits, params, rngs, opt_.rule);
   auto t2 = std::chrono::steady_clock::now();
   r.draft_seconds = std::chrono::duration<double>(t1 - t0).count();
   r.target_seconds = std::chrono::duration<double>(t2 - t1).count();
@@ -121,25 +105,14 @@ RoundResult SpecDecoder::step() {
     cost_measured_ = true;
   }
   r.target_logits = logits;
-  r.target_probs = p;
+  r.target_probs = verified.target_probs;
   for (int64_t i = 0; i < B; ++i) {
-    Verdict v{ids[i], ks[i], out.accepted[i], {}};
-    v.emitted.assign(prop.host_tokens[i].begin(), prop.host_tokens[i].begin() + v.accepted);
-    v.emitted.push_back(out.next_token[i]);
+    Verdict& v = verified.verdicts[i];
     scorer_.commit(v);
     if (draft_) draft_->commit(v);
     Active& a = *rows[i];
-    auto& st = a.out.stats;
-    ++st.num_rounds;
-    if (v.k > 0) {
-      ++st.num_drafts;
-      st.num_draft_tokens += v.k;
-      st.num_accepted_tokens += v.accepted;
-      st.num_rejected_drafts += v.accepted < v.k;
-      if (static_cast<int64_t>(st.accepted_per_pos.size()) < v.k) st.accepted_per_pos.resize(v.k);
-      for (int64_t j = 0; j < v.accepted; ++j) ++st.accepted_per_pos[j];
-      a.estimator.observe(v.k, v.accepted);
-    }
+    a.out.stats.record(v);
+    if (v.k > 0) a.estimator.observe(v.k, v.accepted);
     const size_t kept = a.stop.feed(v.emitted);
     r.kept.emplace_back(v.emitted.begin(), v.emitted.begin() + kept);
     r.verdicts.push_back(std::move(v));

@@ -11,6 +11,7 @@
 //   bonus token      the token drawn from p at position k + 1 when all k were accepted
 // Every round emits accepted + 1 tokens (the +1 is the recovered or the bonus token).
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <cstdint>
 #include <string>
@@ -55,6 +56,7 @@ struct SpecStats {
     return num_draft_tokens ? double(num_accepted_tokens) / double(num_draft_tokens) : 0.0;
   }
   void merge(const SpecStats& o);
+  void record(const struct Verdict& v);  // one round of this request
 };
 
 // Output of the proposer for a batch of sequences (rows), right-padded to K = max k.
@@ -68,6 +70,9 @@ struct Proposals {
   double start_us = 0;          // steady-clock microseconds when the proposal started (traces)
   int64_t draft_steps = 0;      // draft forward passes it took
   int64_t draft_version = 0;    // version of the draft weights that proposed
+
+  // No draft tokens for these rows (target-only rounds): tokens [B, 0], probs [B, 0, vocab].
+  static Proposals none(std::vector<SeqId> ids, std::vector<int64_t> k, int64_t vocab, c10::Device device);
 };
 
 // What the rejection sampler decided for one sequence in one round.
