@@ -2,11 +2,13 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "models/hf_checkpoint.hpp"
+#include "models/optim.hpp"
 
 #include "models/error.hpp"
 
@@ -25,33 +27,57 @@ OnlineDistiller::OnlineDistiller(const Transformer& draft, DistillOptions o, c10
 OnlineDistiller::~OnlineDistiller() = default;
 
 void OnlineDistiller::reset_optimizer() {
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
-      trainable_->parameters(), torch::optim::AdamWOptions(opt_.lr).weight_decay(opt_.weight_decay));
+  optimizer_ = make_adamw(trainable_->parameters(), opt_.lr, opt_.weight_decay);
 }
 
 at::Tensor OnlineDistiller::student_logits(Transformer& model, const std::vector<DistillRecord>& records) {
+  // Records of one request are prefixes of its final text (accepted draft tokens are the target's
+  // tokens), so one forward over the longest context serves them all: sort the contexts; an
+  // extension of a context follows it directly, so each record is hosted by its successor's host
+  // when it is a prefix of the successor.
   const int64_t N = static_cast<int64_t>(records.size());
-  int64_t T = 1;
-  for (const auto& r : records) T = std::max<int64_t>(T, r.context.size());
-  auto tokens = torch::zeros({N, T}, torch::kInt64);
-  auto acc = tokens.accessor<int64_t, 2>();
-  std::vector<int64_t> last(N);
+  std::vector<int64_t> order(N);
   for (int64_t i = 0; i < N; ++i) {
-    const auto& c = records[i].context;
-    if (c.empty()) throw Error("distillation record with an empty context");
-    for (size_t t = 0; t < c.size(); ++t) acc[i][t] = c[t];
-    last[i] = static_cast<int64_t>(c.size()) - 1;
+    if (records[i].context.empty()) throw Error("distillation record with an empty context");
+    order[i] = i;
   }
-  auto logits = model.forward_full(tokens);                                      // [N, T, V] (right padding is causal-safe)
-  auto idx = torch::tensor(last).to(logits.device()).view({N, 1, 1}).expand({N, 1, logits.size(2)});
-  return logits.gather(1, idx).squeeze(1);                                       // [N, V]
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return records[a].context < records[b].context; });
+  std::vector<int64_t> host(N, -1), hosts;  // host[i]: row of the forward batch
+  for (int64_t s = N - 1; s >= 0; --s) {
+    const auto& c = records[order[s]].context;
+    if (s + 1 < N) {
+      const auto& next = records[order[s + 1]].context;
+      if (next.size() >= c.size() && std::equal(c.begin(), c.end(), next.begin())) {
+        host[order[s]] = host[order[s + 1]];
+        continue;
+      }
+    }
+    host[order[s]] = static_cast<int64_t>(hosts.size());
+    hosts.push_back(order[s]);
+  }
+  const int64_t H = static_cast<int64_t>(hosts.size());
+  int64_t T = 1;
+  for (auto h : hosts) T = std::max<int64_t>(T, records[h].context.size());
+  auto tokens = torch::zeros({H, T}, torch::kInt64);
+  auto acc = tokens.accessor<int64_t, 2>();
+  for (int64_t r = 0; r < H; ++r) {
+    const auto& c = records[hosts[r]].context;
+    for (size_t t = 0; t < c.size(); ++t) acc[r][t] = c[t];
+  }
+  std::vector<int64_t> flat(N);  // row * T + last position of each record
+  for (int64_t i = 0; i < N; ++i) flat[i] = host[i] * T + static_cast<int64_t>(records[i].context.size()) - 1;
+  auto logits = model.forward_full(tokens.to(model.device()));                   // [H, T, V] (right padding is causal-safe)
+  auto idx = torch::tensor(flat).to(logits.device());
+  return logits.reshape({H * T, logits.size(2)}).index_select(0, idx);           // [N, V]
 }
 
 double OnlineDistiller::heldout_acceptance(Transformer& model, const std::vector<DistillRecord>& records) {
   torch::NoGradGuard g;
   auto q = torch::softmax(student_logits(model, records), -1);
   auto p = rebuild_distributions(records, model.config().vocab_size).to(q.device());
-  return expected_acceptance(q, p);
+  std::vector<bool> greedy;
+  for (const auto& r : records) greedy.push_back(r.greedy);
+  return traffic_acceptance(q, p, greedy);
 }
 
 UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, const std::vector<DistillRecord>& heldout) {
@@ -70,23 +96,13 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
     auto teacher = rebuild_distributions(mb, V).to(device_);
     auto loss = distill_loss(opt_.loss, student_logits(*trainable_, mb), teacher, opt_.jsd_beta);
     if (opt_.inject_nan) loss = loss * std::numeric_limits<float>::quiet_NaN();
-    optimizer_->zero_grad();
-    const double lv = loss.item<double>();
-    bool finite = std::isfinite(lv);
-    if (finite) {
-      loss.backward();
-      const double norm = torch::nn::utils::clip_grad_norm_(trainable_->parameters(), opt_.clip);
-      finite = std::isfinite(norm);
-    }
-    if (!finite) {  // discard: the weights and the optimizer's moments are untouched
-      optimizer_->zero_grad();
-      ++rep.discarded_steps;
+    double lv = 0;
+    if (!backward_clipped(*optimizer_, loss, trainable_->parameters(), opt_.clip, &lv, nullptr)) {
+      ++rep.discarded_steps;  // discard: the weights and the optimizer's moments are untouched
       continue;
     }
     ++step_;
-    const double warm = opt_.warmup_steps > 0 ? std::min(1.0, double(step_) / double(opt_.warmup_steps)) : 1.0;
-    for (auto& group : optimizer_->param_groups())
-      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(opt_.lr * warm);
+    set_learning_rate(*optimizer_, scheduled_lr(step_, opt_.warmup_steps, 0, opt_.lr, 1.0));
     optimizer_->step();
     loss_sum += lv;
     ++rep.steps;

@@ -4,8 +4,8 @@
 // It owns a trainable float32 copy of one draft and its AdamW optimizer. update() takes a batch
 // of buffered records, runs a few gradient steps of the chosen loss (linear warm-up, then
 // constant lr as in the paper; gradient clipping), then guards the candidate: on the held-out
-// records it compares the expected acceptance sum_x min(p, q) of the candidate with the
-// published draft's, and publishes only if it is not worse by more than guard_margin. A step
+// records it compares the acceptance the traffic sees (sum_x min(p, q) for sampled requests,
+// argmax agreement for greedy ones) of the candidate with the published draft's, and publishes only if it is not worse by more than guard_margin. A step
 // whose loss or gradient is not finite is discarded before it touches the weights; a rejected
 // candidate is rolled back to the published weights (optimizer moments reset).
 #include <ATen/core/Tensor.h>
@@ -66,7 +66,7 @@ class OnlineDistiller {
   static std::unique_ptr<OnlineDistiller> restore(const std::string& dir, DistillOptions options, c10::Device device);
   // The version saved in dir/state.json, or -1 when dir holds no saved state.
   static int64_t saved_version(const std::string& dir);
-  // Held-out expected acceptance of a model on records.
+  // Held-out acceptance of a model on records, as the traffic sees it (traffic_acceptance).
   static double heldout_acceptance(Transformer& model, const std::vector<DistillRecord>& records);
   // Student logits at each record's last context position: [N, V].
   static at::Tensor student_logits(Transformer& model, const std::vector<DistillRecord>& records);

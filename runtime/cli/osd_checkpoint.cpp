@@ -3,6 +3,7 @@
 // (scripts/hf_parity.py) and to make test models.
 //   osd-checkpoint random --preset tiny --variant qwen2 --seed 3 --out DIR
 //   osd-checkpoint logits --dir DIR --tokens 1 2 3
+//   osd-checkpoint convert --dir DIR --dtype bfloat16 --out DIR2   (weights only, HF format)
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
@@ -32,6 +33,10 @@ int main(int argc, char** argv) {
   auto* logits = app.add_subcommand("logits", "print logits [T, V] of a checkpoint for tokens, as JSON");
   logits->add_option("--dir", dir)->required();
   logits->add_option("--tokens", tokens)->required();
+  auto* convert = app.add_subcommand("convert", "rewrite a checkpoint's weights in another dtype");
+  convert->add_option("--dir", dir)->required();
+  convert->add_option("--dtype", dtype)->required();
+  convert->add_option("--out", out)->required();
   CLI11_PARSE(app, argc, argv);
   try {
     if (*random) {
@@ -64,6 +69,11 @@ int main(int argc, char** argv) {
                                                : 1.0 + at::normal(0.0, 0.1, p.value().sizes(), gen));
       }
       osd::save_hf_checkpoint(out, m);
+      std::cout << out << "\n";
+    } else if (*convert) {
+      auto dt = osd::parse_dtype(dtype);
+      if (!dt) throw osd::Error("unknown dtype " + dtype);
+      osd::save_hf_checkpoint(out, *osd::load_hf_checkpoint(dir, c10::Device(c10::kCPU), *dt));
       std::cout << out << "\n";
     } else {
       auto m = osd::load_hf_checkpoint(dir);
