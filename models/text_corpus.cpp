@@ -13,7 +13,8 @@ namespace osd {
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 void append_text(std::vector<int64_t>& out, const std::string& text) {
@@ -24,8 +25,8 @@ void append_text(std::vector<int64_t>& out, const std::string& text) {
   for (unsigned char c : text) out.push_back(c);
 }
 
-TokenBatch windows(const std::vector<const std::vector<int64_t>*>& streams, const std::vector<int64_t>& starts,
-                   int64_t T) {
+TokenBatch windows(const std::vector<const std::vector<int64_t>*>& streams,
+                   const std::vector<int64_t>& starts, int64_t T) {
   const int64_t B = static_cast<int64_t>(starts.size());
   auto all = torch::empty({B, T + 1}, torch::kInt64);
   auto a = all.accessor<int64_t, 2>();
@@ -61,8 +62,8 @@ std::vector<int64_t> TextCorpus::read_tokens(const std::string& path) {
   return out;
 }
 
-TextCorpus TextCorpus::load(const std::vector<CorpusFile>& train, const std::vector<CorpusFile>& eval,
-                            double eval_fraction) {
+TextCorpus TextCorpus::load(const std::vector<CorpusFile>& train,
+                            const std::vector<CorpusFile>& eval, double eval_fraction) {
   if (train.empty()) throw Error("no training files");
   if (!(eval_fraction > 0 && eval_fraction < 1)) throw Error("eval fraction must be in (0, 1)");
   TextCorpus c;
@@ -108,8 +109,8 @@ TokenBatch TextCorpus::sample_batch(int64_t B, int64_t T, std::mt19937_64& rng) 
       continue;
     }
     if (static_cast<int64_t>(d.train.size()) < T + 1)
-      throw Error("domain '" + d.name + "' has " + std::to_string(d.train.size()) + " training tokens; a window needs " +
-                  std::to_string(T + 1));
+      throw Error("domain '" + d.name + "' has " + std::to_string(d.train.size()) +
+                  " training tokens; a window needs " + std::to_string(T + 1));
     weights.push_back(static_cast<double>(d.train.size()));
   }
   if (train_tokens() == 0) throw Error("no training text");
@@ -139,7 +140,8 @@ std::vector<TokenBatch> TextCorpus::eval_batches(int64_t B, int64_t T, int64_t n
   std::vector<TokenBatch> out;
   for (size_t i = 0; i < starts.size(); i += B) {
     const size_t end = std::min(starts.size(), i + B);
-    out.push_back(windows({streams.begin() + i, streams.begin() + end}, {starts.begin() + i, starts.begin() + end}, T));
+    out.push_back(windows({streams.begin() + i, streams.begin() + end},
+                          {starts.begin() + i, starts.begin() + end}, T));
   }
   return out;
 }

@@ -4,8 +4,9 @@
 // object per line); documents are joined with a blank line. Tokens are bytes (byte-level
 // models: token t < 256 is the byte t), so any file is valid input.
 //
-//   auto corpus = TextCorpus::load({{"python", "python.train.txt"}}, {{"python", "python.eval.txt"}});
-//   Batch b = corpus.sample_batch(16, 256, rng);   // b.inputs, b.targets: [16, 256] int64
+//   auto corpus = TextCorpus::load({{"python", "python.train.txt"}}, {{"python",
+//   "python.eval.txt"}}); Batch b = corpus.sample_batch(16, 256, rng);   // b.inputs, b.targets:
+//   [16, 256] int64
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>

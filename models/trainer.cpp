@@ -17,7 +17,8 @@
 namespace osd {
 namespace {
 
-// bf16 autocast on CUDA for the scope of one forward/backward (torch >= 2 API; 1.13 is CPU-only here).
+// bf16 autocast on CUDA for the scope of one forward/backward (torch >= 2 API; 1.13 is CPU-only
+// here).
 class CudaAutocast {
  public:
   explicit CudaAutocast(bool on) : on_(on) {
@@ -43,7 +44,9 @@ class CudaAutocast {
   bool on_;
 };
 
-std::string trainer_dir(const std::string& dir) { return dir + "/trainer"; }
+std::string trainer_dir(const std::string& dir) {
+  return dir + "/trainer";
+}
 
 }  // namespace
 
@@ -57,24 +60,32 @@ void TrainOptions::validate() const {
   if (warmup < 0) throw Error("warmup must be >= 0");
   if (!(weight_decay >= 0 && weight_decay < 10)) throw Error("weight_decay must be in [0, 10)");
   if (!positive(clip)) throw Error("clip must be a positive number");
-  if (eval_every < 0 || eval_batches < 1) throw Error("eval_every must be >= 0 and eval_batches >= 1");
-  if (loss != "ce" && !parse_distill_loss(loss)) throw Error("unknown loss '" + loss + "' (ce, fkl, rkl, jsd, tvd)");
+  if (eval_every < 0 || eval_batches < 1)
+    throw Error("eval_every must be >= 0 and eval_batches >= 1");
+  if (loss != "ce" && !parse_distill_loss(loss))
+    throw Error("unknown loss '" + loss + "' (ce, fkl, rkl, jsd, tvd)");
   if (!(jsd_beta > 0 && jsd_beta < 1)) throw Error("jsd_beta must be in (0, 1)");
 }
 
 Trainer::Trainer(std::shared_ptr<Transformer> model, TrainOptions options, const TextCorpus& corpus,
                  std::shared_ptr<Transformer> teacher)
-    : model_(std::move(model)), teacher_(std::move(teacher)), opt_(std::move(options)), corpus_(corpus), rng_(opt_.seed) {
+    : model_(std::move(model)),
+      teacher_(std::move(teacher)),
+      opt_(std::move(options)),
+      corpus_(corpus),
+      rng_(opt_.seed) {
   opt_.validate();
   if (!model_) throw Error("no model to train");
-  if (model_->dtype() != torch::kFloat32) throw Error("the trained model must hold float32 weights");
+  if (model_->dtype() != torch::kFloat32)
+    throw Error("the trained model must hold float32 weights");
   const bool distil = opt_.loss != "ce";
   if (distil && !teacher_) throw Error("loss '" + opt_.loss + "' distils from a teacher: give one");
   if (teacher_ && teacher_->config().vocab_size != model_->config().vocab_size)
-    throw Error("teacher vocabulary " + std::to_string(teacher_->config().vocab_size) + " != student vocabulary " +
-                std::to_string(model_->config().vocab_size));
+    throw Error("teacher vocabulary " + std::to_string(teacher_->config().vocab_size) +
+                " != student vocabulary " + std::to_string(model_->config().vocab_size));
   if (opt_.seq_len > model_->config().max_position_embeddings)
-    throw Error("seq_len " + std::to_string(opt_.seq_len) + " exceeds the model's max_position_embeddings " +
+    throw Error("seq_len " + std::to_string(opt_.seq_len) +
+                " exceeds the model's max_position_embeddings " +
                 std::to_string(model_->config().max_position_embeddings));
   for (auto& p : model_->parameters()) p.set_requires_grad(true);
   optimizer_ = make_adamw(model_->parameters(), opt_.lr, opt_.weight_decay);
@@ -85,7 +96,7 @@ Trainer::~Trainer() = default;
 at::Tensor Trainer::loss_on(const TokenBatch& batch) {
   const auto dev = model_->device();
   auto inputs = batch.inputs.to(dev);
-  auto logits = model_->forward_full(inputs);                       // [B, T, V]
+  auto logits = model_->forward_full(inputs);  // [B, T, V]
   const int64_t V = logits.size(-1);
   if (opt_.loss == "ce")
     return torch::nn::functional::cross_entropy(logits.reshape({-1, V}).to(torch::kFloat32),
@@ -93,9 +104,11 @@ at::Tensor Trainer::loss_on(const TokenBatch& batch) {
   at::Tensor teacher_probs;
   {
     torch::NoGradGuard g;
-    teacher_probs = torch::softmax(teacher_->forward_full(inputs).to(torch::kFloat32), -1).reshape({-1, V});  // [B*T, V]
+    teacher_probs = torch::softmax(teacher_->forward_full(inputs).to(torch::kFloat32), -1)
+                        .reshape({-1, V});  // [B*T, V]
   }
-  return distill_loss(*parse_distill_loss(opt_.loss), logits.reshape({-1, V}), teacher_probs, opt_.jsd_beta);
+  return distill_loss(*parse_distill_loss(opt_.loss), logits.reshape({-1, V}), teacher_probs,
+                      opt_.jsd_beta);
 }
 
 StepReport Trainer::train_step() {
@@ -109,7 +122,8 @@ StepReport Trainer::train_step() {
     CudaAutocast ac(opt_.bf16 && model_->device().is_cuda());
     loss = loss_on(batch);
   }
-  const bool ok = backward_clipped(*optimizer_, loss, model_->parameters(), opt_.clip, &r.loss, &r.grad_norm);
+  const bool ok =
+      backward_clipped(*optimizer_, loss, model_->parameters(), opt_.clip, &r.loss, &r.grad_norm);
   if (ok) optimizer_->step();
   r.skipped = !ok;
   step_ = r.step;  // a skipped step still consumes its batch and schedule slot
@@ -130,7 +144,8 @@ Trainer::EvalReport Trainer::evaluate() {
     int64_t windows = 0;
     for (int64_t i = 0; i < opt_.eval_batches && bi < batches.size(); ++i, ++bi) {
       const auto& b = batches[bi];
-      auto logits = model_->forward_full(b.inputs.to(model_->device())).to(torch::kFloat32);  // [B, T, V]
+      auto logits =
+          model_->forward_full(b.inputs.to(model_->device())).to(torch::kFloat32);  // [B, T, V]
       auto ce = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
                                                      b.targets.to(model_->device()).reshape({-1}));
       sum += ce.item<double>() * b.inputs.size(0);
@@ -157,14 +172,21 @@ void Trainer::save(const std::string& dir) const {
   nlohmann::json state{{"step", step_},
                        {"rng", rng_state.str()},
                        {"options",
-                        {{"steps", opt_.steps}, {"batch", opt_.batch}, {"seq_len", opt_.seq_len}, {"lr", opt_.lr},
-                         {"warmup", opt_.warmup}, {"seed", opt_.seed}, {"loss", opt_.loss}}}};
+                        {{"steps", opt_.steps},
+                         {"batch", opt_.batch},
+                         {"seq_len", opt_.seq_len},
+                         {"lr", opt_.lr},
+                         {"warmup", opt_.warmup},
+                         {"seed", opt_.seed},
+                         {"loss", opt_.loss}}}};
   std::ofstream(trainer_dir(tmp) + "/state.json") << state.dump(2) << "\n";
   files::remove_tree(dir);
   files::rename(tmp, dir);
 }
 
-bool Trainer::has_trainer_state(const std::string& dir) { return files::exists(trainer_dir(dir) + "/state.json"); }
+bool Trainer::has_trainer_state(const std::string& dir) {
+  return files::exists(trainer_dir(dir) + "/state.json");
+}
 
 void Trainer::resume(const std::string& dir) {
   const std::string file = trainer_dir(dir) + "/state.json";

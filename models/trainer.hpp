@@ -27,20 +27,20 @@ namespace osd {
 
 struct TrainOptions {
   int64_t steps = 1000;
-  int64_t batch = 16;         // windows per step
-  int64_t seq_len = 256;      // tokens per window
+  int64_t batch = 16;     // windows per step
+  int64_t seq_len = 256;  // tokens per window
   double lr = 3e-3;
   double min_lr_ratio = 0.1;  // cosine decays to lr * this
   int64_t warmup = 50;
   double weight_decay = 0.1;
   double clip = 1.0;
-  int64_t eval_every = 100;   // 0: only at the end
-  int64_t eval_batches = 4;   // per domain
+  int64_t eval_every = 100;  // 0: only at the end
+  int64_t eval_batches = 4;  // per domain
   uint64_t seed = 0;
   // "ce" (pretraining) or a distillation loss (fkl, rkl, jsd, tvd), which needs a teacher.
   std::string loss = "ce";
   double jsd_beta = 0.5;
-  bool bf16 = true;           // autocast to bf16 on CUDA (CPU trains in float32)
+  bool bf16 = true;  // autocast to bf16 on CUDA (CPU trains in float32)
   // Throws osd::Error on the first unusable value.
   void validate() const;
 };
@@ -48,7 +48,7 @@ struct TrainOptions {
 struct StepReport {
   int64_t step = 0;
   double loss = 0, lr = 0, grad_norm = 0;
-  bool skipped = false;        // non-finite loss or gradient: the step was not applied
+  bool skipped = false;  // non-finite loss or gradient: the step was not applied
 };
 
 class Trainer {

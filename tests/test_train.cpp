@@ -20,8 +20,8 @@ std::string temp_path(const std::string& name) {
 
 // Regular text a tiny model learns in seconds: numbered lines of a few fixed sentences.
 std::string write_text(const std::string& name, int lines, uint64_t seed) {
-  static const char* sentences[] = {"the cat sat on the mat.", "a dog ran in the park.", "we write code in c++.",
-                                    "def add(a, b): return a + b"};
+  static const char* sentences[] = {"the cat sat on the mat.", "a dog ran in the park.",
+                                    "we write code in c++.", "def add(a, b): return a + b"};
   std::string path = temp_path(name);
   std::ofstream f(path);
   std::mt19937_64 rng(seed);
@@ -58,7 +58,8 @@ double mean_kl_to(Transformer& teacher, Transformer& student, const TextCorpus& 
   torch::NoGradGuard g;
   auto b = corpus.eval_batches(8, 32, 1).at(0);
   auto p = torch::softmax(teacher.forward_full(b.inputs), -1).reshape({-1, 256});
-  return distill_loss(DistillLoss::forward_kl, student.forward_full(b.inputs).reshape({-1, 256}), p).item<double>();
+  return distill_loss(DistillLoss::forward_kl, student.forward_full(b.inputs).reshape({-1, 256}), p)
+      .item<double>();
 }
 
 }  // namespace
@@ -95,27 +96,33 @@ TEST_CASE("train: bad inputs are clear errors", "[train][errors]") {
     }
     return std::string("no error");
   };
-  CHECK(msg([&] { TextCorpus::load({{"a", "/nonexistent/x.txt"}}, {}); }).find("/nonexistent/x.txt: cannot open") !=
-        std::string::npos);
-  CHECK(msg([&] { TextCorpus::load({{"a", bad}}, {}); }).find(bad + ":2: expected {\"text\": string}") !=
-        std::string::npos);
+  CHECK(msg([&] {
+          TextCorpus::load({{"a", "/nonexistent/x.txt"}}, {});
+        }).find("/nonexistent/x.txt: cannot open") != std::string::npos);
+  CHECK(msg([&] {
+          TextCorpus::load({{"a", bad}}, {});
+        }).find(bad + ":2: expected {\"text\": string}") != std::string::npos);
   const std::string tiny = temp_path("tiny.txt");
   std::ofstream(tiny) << "abc";
   std::mt19937_64 rng(0);
-  CHECK(msg([&] { TextCorpus::load({{"a", tiny}}, {}).sample_batch(1, 64, rng); }).find("a window needs 65") !=
-        std::string::npos);
+  CHECK(msg([&] {
+          TextCorpus::load({{"a", tiny}}, {}).sample_batch(1, 64, rng);
+        }).find("a window needs 65") != std::string::npos);
   auto corpus = TextCorpus::load({{"a", write_text("e.txt", 100, 2)}}, {});
   auto model = std::make_shared<Transformer>(tiny_config(16, 1), 0);
   auto opt = quick_options(10);
   opt.loss = "fkl";
-  CHECK(msg([&] { Trainer(model, opt, corpus); }).find("distils from a teacher") != std::string::npos);
-  opt = quick_options(10);
-  opt.seq_len = 1000;
-  CHECK(msg([&] { Trainer(model, opt, corpus); }).find("exceeds the model's max_position_embeddings") !=
+  CHECK(msg([&] { Trainer(model, opt, corpus); }).find("distils from a teacher") !=
         std::string::npos);
   opt = quick_options(10);
+  opt.seq_len = 1000;
+  CHECK(msg([&] {
+          Trainer(model, opt, corpus);
+        }).find("exceeds the model's max_position_embeddings") != std::string::npos);
+  opt = quick_options(10);
   opt.lr = -1;
-  CHECK(msg([&] { Trainer(model, opt, corpus); }).find("lr must be in (0, 1]") != std::string::npos);
+  CHECK(msg([&] { Trainer(model, opt, corpus); }).find("lr must be in (0, 1]") !=
+        std::string::npos);
   opt = quick_options(10);
   opt.loss = "mse";
   CHECK(msg([&] { Trainer(model, opt, corpus); }).find("unknown loss 'mse'") != std::string::npos);
@@ -123,13 +130,17 @@ TEST_CASE("train: bad inputs are clear errors", "[train][errors]") {
   auto other_vocab = tiny_config(16, 1);
   other_vocab.vocab_size = 300;
   opt.loss = "fkl";
-  CHECK(msg([&] { Trainer(std::make_shared<Transformer>(other_vocab, 0), opt, corpus, teacher); })
-            .find("teacher vocabulary 256 != student vocabulary 300") != std::string::npos);
-  CHECK(msg([&] { Trainer t(model, quick_options(10), corpus); t.resume("/nonexistent"); })
-            .find("/nonexistent/trainer/state.json: cannot open") != std::string::npos);
+  CHECK(msg([&] {
+          Trainer(std::make_shared<Transformer>(other_vocab, 0), opt, corpus, teacher);
+        }).find("teacher vocabulary 256 != student vocabulary 300") != std::string::npos);
+  CHECK(msg([&] {
+          Trainer t(model, quick_options(10), corpus);
+          t.resume("/nonexistent");
+        }).find("/nonexistent/trainer/state.json: cannot open") != std::string::npos);
 }
 
-TEST_CASE("train: a tiny model learns in seconds, its checkpoint reloads, resume continues exactly", "[train]") {
+TEST_CASE("train: a tiny model learns in seconds, its checkpoint reloads, resume continues exactly",
+          "[train]") {
   auto corpus = TextCorpus::load({{"text", write_text("t.txt", 3000, 5)}}, {});
   auto model = std::make_shared<Transformer>(tiny_config(32, 1), 7);
   Trainer trainer(model, quick_options(60), corpus);
@@ -163,7 +174,8 @@ TEST_CASE("train: a tiny model learns in seconds, its checkpoint reloads, resume
   while (resumed.step() < 60) resumed.train_step();
   {
     torch::NoGradGuard g;
-    const double diff = test::max_abs_diff(resumed_model->forward_full(tokens), model->forward_full(tokens));
+    const double diff =
+        test::max_abs_diff(resumed_model->forward_full(tokens), model->forward_full(tokens));
     INFO("resumed vs uninterrupted max |diff| " << diff);
     CHECK(diff < 1e-4);
   }
@@ -173,7 +185,8 @@ TEST_CASE("train: a tiny model learns in seconds, its checkpoint reloads, resume
   while (fresh.step() < 20) fresh.train_step();
   {
     torch::NoGradGuard g;
-    CHECK(test::max_abs_diff(fresh_model->forward_full(tokens), model->forward_full(tokens)) > 1e-3);
+    CHECK(test::max_abs_diff(fresh_model->forward_full(tokens), model->forward_full(tokens)) >
+          1e-3);
   }
   files::remove_tree(dir);
 }

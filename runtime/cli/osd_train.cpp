@@ -30,35 +30,41 @@ osd::CorpusFile parse_file_arg(const std::string& arg) {
 std::string human_duration(double s) {
   char buf[32];
   if (s < 0 || !std::isfinite(s)) return "?";
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
-  else std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(s) % 60);
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%dh%02dm", int(s / 3600), int(s / 60) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%dm%02ds", int(s / 60), int(s) % 60);
   return buf;
 }
 
 // One line, redrawn in place on a terminal; on a pipe, printed every `every` steps.
-void progress(const osd::StepReport& r, int64_t total, double tok_per_s, double eta_s, double eval_loss, bool tty) {
+void progress(const osd::StepReport& r, int64_t total, double tok_per_s, double eta_s,
+              double eval_loss, bool tty) {
   const int width = 24;
   const int filled = static_cast<int>(width * r.step / total);
   std::string bar(filled, '#');
   bar.resize(width, '.');
   char line[256];
-  std::snprintf(line, sizeof line, "[%s] %lld/%lld loss %.3f%s lr %.2e %.0f tok/s ETA %s", bar.c_str(),
-                static_cast<long long>(r.step), static_cast<long long>(total), r.loss, r.skipped ? " (skipped)" : "",
-                r.lr, tok_per_s, human_duration(eta_s).c_str());
+  std::snprintf(line, sizeof line, "[%s] %lld/%lld loss %.3f%s lr %.2e %.0f tok/s ETA %s",
+                bar.c_str(), static_cast<long long>(r.step), static_cast<long long>(total), r.loss,
+                r.skipped ? " (skipped)" : "", r.lr, tok_per_s, human_duration(eta_s).c_str());
   std::string s = line;
   if (std::isfinite(eval_loss)) {
     char ev[48];
     std::snprintf(ev, sizeof ev, " eval %.3f", eval_loss);
     s += ev;
   }
-  if (tty) std::cerr << "\r" << s << "\033[K" << std::flush;
-  else std::cerr << s << "\n";
+  if (tty)
+    std::cerr << "\r" << s << "\033[K" << std::flush;
+  else
+    std::cerr << s << "\n";
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"osd-train: pretrain a byte-level model or distil a draft offline; writes HF checkpoints"};
+  CLI::App app{
+      "osd-train: pretrain a byte-level model or distil a draft offline; writes HF checkpoints"};
   std::vector<std::string> data_args, eval_args;
   std::string out, init, teacher_dir, preset, device = "cpu", tokenizer = "bytes";
   osd::ModelConfig cfg;
@@ -74,9 +80,11 @@ int main(int argc, char** argv) {
   int64_t save_every = 0, threads = 0, model_seed = -1;
   double eval_fraction = 0.05;
   bool resume = false, no_bf16 = false, json = false;
-  app.add_option("--data", data_args, "training text: [domain=]FILE (.txt or .jsonl with {\"text\": ...}); repeat")
+  app.add_option("--data", data_args,
+                 "training text: [domain=]FILE (.txt or .jsonl with {\"text\": ...}); repeat")
       ->required();
-  app.add_option("--eval", eval_args, "held-out text: [domain=]FILE; domains without one hold out --eval-fraction");
+  app.add_option("--eval", eval_args,
+                 "held-out text: [domain=]FILE; domains without one hold out --eval-fraction");
   app.add_option("--eval-fraction", eval_fraction)->capture_default_str();
   app.add_option("--out", out, "checkpoint folder (HF format)")->required();
   app.add_option("--tokenizer", tokenizer, "bytes (HF tokenizers: issue 3)")->capture_default_str();
@@ -105,20 +113,25 @@ int main(int argc, char** argv) {
   app.add_option("--clip", opt.clip)->capture_default_str();
   app.add_option("--eval-every", opt.eval_every)->capture_default_str();
   app.add_option("--eval-batches", opt.eval_batches, "per domain")->capture_default_str();
-  app.add_option("--save-every", save_every, "steps between checkpoints (0: at the end only)")->capture_default_str();
+  app.add_option("--save-every", save_every, "steps between checkpoints (0: at the end only)")
+      ->capture_default_str();
   app.add_option("--seed", opt.seed)->capture_default_str();
   app.add_option("--device", device, "cpu | cuda | cuda:N")->capture_default_str();
   app.add_flag("--no-bf16", no_bf16, "train in float32 on CUDA too");
-  app.add_flag("--resume", resume, "continue the run saved in --out (weights, optimizer, step, data order)");
+  app.add_flag("--resume", resume,
+               "continue the run saved in --out (weights, optimizer, step, data order)");
   app.add_option("--threads", threads, "libtorch threads (0: cores)")->capture_default_str();
   app.add_flag("--json", json, "print a JSON summary as the last line");
   CLI11_PARSE(app, argc, argv);
-  if (threads > 0) at::set_num_threads(static_cast<int>(threads));
-  else osd::init_torch_threads();
+  if (threads > 0)
+    at::set_num_threads(static_cast<int>(threads));
+  else
+    osd::init_torch_threads();
   opt.bf16 = !no_bf16;
   const bool tty = isatty(STDERR_FILENO);
   try {
-    if (tokenizer != "bytes") throw osd::Error("tokenizer '" + tokenizer + "' is not supported yet (use bytes)");
+    if (tokenizer != "bytes")
+      throw osd::Error("tokenizer '" + tokenizer + "' is not supported yet (use bytes)");
     std::vector<osd::CorpusFile> train, eval;
     for (const auto& a : data_args) train.push_back(parse_file_arg(a));
     for (const auto& a : eval_args) eval.push_back(parse_file_arg(a));
@@ -136,25 +149,29 @@ int main(int argc, char** argv) {
       } else {
         cfg.name = "osd-train";
         if (cfg.num_kv_heads == 0) cfg.num_kv_heads = cfg.num_heads;
-        if (cfg.intermediate_size == 0) cfg.intermediate_size = (cfg.hidden_size * 8 / 3 + 31) / 32 * 32;
+        if (cfg.intermediate_size == 0)
+          cfg.intermediate_size = (cfg.hidden_size * 8 / 3 + 31) / 32 * 32;
       }
       cfg.dtype = osd::DType::f32;
       cfg.finalize();
       if (auto err = cfg.validate(); !err.empty()) throw osd::Error("model: " + err);
-      model = std::make_shared<osd::Transformer>(cfg, model_seed >= 0 ? uint64_t(model_seed) : opt.seed, dev);
+      model = std::make_shared<osd::Transformer>(
+          cfg, model_seed >= 0 ? uint64_t(model_seed) : opt.seed, dev);
     }
     if (model->config().vocab_size < 256) throw osd::Error("a byte-level model needs vocab >= 256");
     std::shared_ptr<osd::Transformer> teacher;
     if (!teacher_dir.empty()) {
-      teacher = osd::load_hf_checkpoint(teacher_dir, dev, dev.is_cuda() ? osd::DType::bf16 : osd::DType::f32);
+      teacher = osd::load_hf_checkpoint(teacher_dir, dev,
+                                        dev.is_cuda() ? osd::DType::bf16 : osd::DType::f32);
       for (auto& p : teacher->parameters()) p.set_requires_grad(false);
     }
     osd::Trainer trainer(model, opt, corpus, teacher);
     if (resuming) trainer.resume(out);
     std::cerr << "osd-train: " << model->config().num_parameters() << " parameters ("
-              << model->config().num_layers << " layers, dim " << model->config().hidden_size << "), "
-              << corpus.train_tokens() << " training tokens in " << corpus.domains().size() << " domain(s), loss "
-              << opt.loss << ", " << device << (resuming ? ", resumed at step " + std::to_string(trainer.step()) : "")
+              << model->config().num_layers << " layers, dim " << model->config().hidden_size
+              << "), " << corpus.train_tokens() << " training tokens in " << corpus.domains().size()
+              << " domain(s), loss " << opt.loss << ", " << device
+              << (resuming ? ", resumed at step " + std::to_string(trainer.step()) : "")
               << std::endl;
 
     auto save = [&] { trainer.save(out); };  // float32 weights: resume continues exactly
@@ -167,32 +184,42 @@ int main(int argc, char** argv) {
       auto r = trainer.train_step();
       skipped += r.skipped;
       if (!r.skipped) last_loss = r.loss;
-      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double done = double(trainer.step() - start_step);
       const double tok_s = done * opt.batch * opt.seq_len / std::max(1e-9, elapsed);
       const double eta = elapsed / std::max(1.0, done) * double(opt.steps - trainer.step());
-      const bool eval_now = (opt.eval_every > 0 && trainer.step() % opt.eval_every == 0) || trainer.step() == opt.steps;
+      const bool eval_now = (opt.eval_every > 0 && trainer.step() % opt.eval_every == 0) ||
+                            trainer.step() == opt.steps;
       if (eval_now) eval_loss = trainer.evaluate().loss;
-      if (tty || eval_now || trainer.step() % print_every == 0) progress(r, opt.steps, tok_s, eta, eval_loss, tty);
+      if (tty || eval_now || trainer.step() % print_every == 0)
+        progress(r, opt.steps, tok_s, eta, eval_loss, tty);
       if (save_every > 0 && trainer.step() % save_every == 0 && trainer.step() < opt.steps) save();
     }
     if (tty) std::cerr << "\n";
     save();
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto ev = trainer.evaluate();
-    std::cout << "osd-train: wrote " << out << " after " << trainer.step() << " steps (" << trainer.tokens_seen()
-              << " tokens) in " << human_duration(elapsed) << "\n";
+    std::cout << "osd-train: wrote " << out << " after " << trainer.step() << " steps ("
+              << trainer.tokens_seen() << " tokens) in " << human_duration(elapsed) << "\n";
     std::cout << "  domain        eval loss (nats/byte)   bits/byte\n";
     nlohmann::json per;
     for (const auto& [name, l] : ev.per_domain) {
-      std::printf("  %-12s  %10.4f              %6.3f\n", name.empty() ? "(all)" : name.c_str(), l, l / std::log(2.0));
+      std::printf("  %-12s  %10.4f              %6.3f\n", name.empty() ? "(all)" : name.c_str(), l,
+                  l / std::log(2.0));
       per[name] = l;
     }
     std::printf("  %-12s  %10.4f              %6.3f\n", "total", ev.loss, ev.loss / std::log(2.0));
     if (json)
-      std::cout << nlohmann::json{{"out", out},         {"steps", trainer.step()},  {"tokens", trainer.tokens_seen()},
-                                  {"seconds", elapsed}, {"train_loss", last_loss}, {"eval_loss", ev.loss},
-                                  {"eval_loss_per_domain", per}, {"skipped_steps", skipped},
+      std::cout << nlohmann::json{{"out", out},
+                                  {"steps", trainer.step()},
+                                  {"tokens", trainer.tokens_seen()},
+                                  {"seconds", elapsed},
+                                  {"train_loss", last_loss},
+                                  {"eval_loss", ev.loss},
+                                  {"eval_loss_per_domain", per},
+                                  {"skipped_steps", skipped},
                                   {"parameters", model->config().num_parameters()}}
                        .dump()
                 << std::endl;
