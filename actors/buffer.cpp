@@ -21,7 +21,8 @@ struct BufferState {
 
 DistillBatch batch_of(DistillBuffer& b, int64_t n, int64_t route) {
   DistillBatch out;
-  out.train = b.take_recent(static_cast<size_t>(n));
+  // Half new records, half replay of the whole buffer.
+  out.train = b.take_batch(static_cast<size_t>(n), 0.5, static_cast<uint64_t>(b.added()));
   out.heldout = b.heldout(route);
   return out;
 }

@@ -66,7 +66,7 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
                                              rep.acceptance_candidate, rep.acceptance_current, rep.steps,
                                              rep.discarded_steps});
         if (rep.published && !opt.state_dir.empty() && st.published % opt.save_every == 0) save(self, opt);
-        if (rep.published)
+        if (rep.published && !opt.shadow)
           self->send(verifier, swap_atom_v,
                      WeightsSnapshot{rep.version, opt.route, st.core->snapshot(st.serve_device, st.serve_dtype)});
         if (opt.max_updates > 0 && st.published >= opt.max_updates) {

@@ -24,6 +24,7 @@ struct DistillerOptions {
   std::string state_dir;         // "" = no persistence; else saved here every save_every updates
   int64_t save_every = 10;       // published updates between saves (and at shutdown)
   int64_t max_updates = 0;       // stop training after this many published updates (0: never)
+  bool shadow = false;           // train and guard, never publish (measures the distiller's cost)
 };
 
 caf::actor spawn_distiller(caf::actor_system& sys, std::shared_ptr<const Transformer> draft, DistillerOptions opt,

@@ -1,5 +1,7 @@
 #include "actors/drafter.hpp"
 
+#include <torch/torch.h>
+
 #include "actors/messages.hpp"
 #include "models/proposer.hpp"
 
@@ -49,6 +51,26 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
       }
     },
     [=](remove_atom, SeqId id) { self->state.proposer->remove(id); },
+    // How often this draft's greedy choice equals tokens[t] for t >= from (the router's
+    // evaluation of which draft fits a finished request best). Reads the weights only.
+    [=](score_atom, const std::vector<int64_t>& tokens, int64_t from) -> caf::result<double> {
+      try {
+        auto& model = const_cast<Transformer&>(self->state.proposer->model());
+        const int64_t limit = model.config().max_position_embeddings;
+        int64_t start = std::max<int64_t>(0, static_cast<int64_t>(tokens.size()) - limit);
+        from = std::max(from, start + 1);
+        if (from >= static_cast<int64_t>(tokens.size())) return 0.0;
+        torch::NoGradGuard g;
+        auto t = torch::tensor(std::vector<int64_t>(tokens.begin() + start, tokens.end()), torch::kInt64)
+                     .view({1, -1}).to(model.device());
+        auto pred = model.forward_full(t)[0].argmax(-1);                             // [T]
+        const int64_t T = t.size(1), n = static_cast<int64_t>(tokens.size()) - from;
+        auto hits = pred.narrow(0, T - n - 1, n).eq(t[0].narrow(0, T - n, n));       // [n]
+        return hits.to(torch::kFloat64).mean().item<double>();
+      } catch (const std::exception& e) {
+        return as_error(e);
+      }
+    },
     // New weights between steps. Snapshots are immutable; forward() only reads the weights (it is
     // non-const because torch::nn::Module's API is).
     [=](swap_atom, const WeightsSnapshot& snap) {

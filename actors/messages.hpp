@@ -3,7 +3,9 @@
 //
 //   client -> intake      submit_atom, Submission, sink         (sink gets TokenEvent / DoneEvent)
 //   intake -> router      route_atom, Submission, sink
-//   router -> verifier    admit_atom, Submission, draft index, sink
+//   router -> verifier    admit_atom, Submission (route set), sink
+//   verifier -> router    RouteOutcome                          (automatically routed requests)
+//   verifier -> drafter   score_atom(tokens, from) -> double    (greedy agreement, router evaluation)
 //   verifier -> drafter   add_atom(id, prompt, params) | propose_atom(ids, ks) -> Proposals
 //                         commit_atom(verdicts) | remove_atom(id)
 //   verifier -> sink      TokenEvent (streaming), DoneEvent (once per request)
@@ -37,6 +39,9 @@ struct Submission {
   GenerationRequest request;
   std::string domain;  // route hint ("" = automatic)
   bool stream = true;
+  int64_t route = 0;   // the draft route the router chose (index into the runtime's routes)
+  bool auto_routed = false;  // chosen by the automatic router (no matching domain label)
+  bool evaluate_routes = false;  // score the finished text with every route's draft (router learning)
   double submitted_us = 0;  // steady-clock microseconds at submission (latencies start here)
 };
 
@@ -58,6 +63,7 @@ struct DoneEvent {
   SpecStats stats;
   double ttft_ms = 0;       // time to first token
   double total_ms = 0;
+  std::string route;        // name of the draft route that served it ("" without a draft)
 };
 
 // One verification round, for the metrics actor.
@@ -87,6 +93,16 @@ struct DistillBatch {
   std::vector<DistillRecord> heldout;
 };
 
+// What the verifier learned about an automatically routed request, for the router: the chosen
+// route's acceptance and, when the request was sampled for evaluation, every route's greedy
+// agreement with the target's output (empty otherwise).
+struct RouteOutcome {
+  RequestId id;
+  int64_t route = 0;
+  double acceptance = 0;
+  std::vector<double> agreement;  // per route; empty: not evaluated
+};
+
 // One distiller decision, for the metrics actor and the log.
 struct DistillMetrics {
   int64_t route = 0;
@@ -109,7 +125,8 @@ typename Inspector::result_type inspect(Inspector& f, GenerationRequest& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Submission& x) {
-  return f(caf::meta::type_name("osd::Submission"), x.id, x.request, x.domain, x.stream, x.submitted_us);
+  return f(caf::meta::type_name("osd::Submission"), x.id, x.request, x.domain, x.stream, x.submitted_us, x.route,
+           x.auto_routed, x.evaluate_routes);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TokenEvent& x) {
@@ -123,7 +140,7 @@ typename Inspector::result_type inspect(Inspector& f, SpecStats& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, DoneEvent& x) {
   return f(caf::meta::type_name("osd::DoneEvent"), x.id, x.tokens, x.text, x.finish, x.error_code,
-           x.error_message, x.stats, x.ttft_ms, x.total_ms);
+           x.error_message, x.stats, x.ttft_ms, x.total_ms, x.route);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Verdict& x) {
@@ -131,11 +148,16 @@ typename Inspector::result_type inspect(Inspector& f, Verdict& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, DistillRecord& x) {
-  return f(caf::meta::type_name("osd::DistillRecord"), x.context, x.top_ids, x.top_probs, x.tail, x.route);
+  return f(caf::meta::type_name("osd::DistillRecord"), x.context, x.top_ids, x.top_probs, x.tail, x.route,
+           x.source, x.greedy);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, DistillBatch& x) {
   return f(caf::meta::type_name("osd::DistillBatch"), x.train, x.heldout);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, RouteOutcome& x) {
+  return f(caf::meta::type_name("osd::RouteOutcome"), x.id, x.route, x.acceptance, x.agreement);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, DistillMetrics& x) {
@@ -193,6 +215,7 @@ CAF_ADD_TYPE_ID(osd, (osd::WeightsSnapshot))
 CAF_ADD_TYPE_ID(osd, (osd::DistillBatch))
 CAF_ADD_TYPE_ID(osd, (osd::DistillMetrics))
 CAF_ADD_TYPE_ID(osd, (osd::DistillRecord))
+CAF_ADD_TYPE_ID(osd, (osd::RouteOutcome))
 CAF_ADD_ATOM(osd, osd, submit_atom, "submit")
 CAF_ADD_ATOM(osd, osd, route_atom, "route")
 CAF_ADD_ATOM(osd, osd, admit_atom, "admit")
@@ -211,4 +234,5 @@ CAF_ADD_ATOM(osd, osd, records_atom, "records")
 CAF_ADD_ATOM(osd, osd, sample_atom, "sample")
 CAF_ADD_ATOM(osd, osd, swap_atom, "swap")
 CAF_ADD_ATOM(osd, osd, save_atom, "save")
+CAF_ADD_ATOM(osd, osd, score_atom, "score")
 CAF_END_TYPE_ID_BLOCK(osd)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "actors/messages.hpp"
@@ -14,6 +15,8 @@ struct MetricsState {
   SpecStats totals;
   std::map<std::string, int64_t> finished;  // by finish reason
   int64_t rounds = 0, batch_sum = 0, emitted = 0, draft_version = 0;
+  std::map<std::string, SpecStats> per_route;      // acceptance per draft route
+  std::map<std::string, int64_t> route_requests;
   double score_ms = 0;
   std::vector<double> ttft_ms, tpot_ms;     // last 10k requests
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
@@ -47,6 +50,10 @@ caf::behavior metrics(caf::stateful_actor<MetricsState>* self) {
       auto& st = self->state;
       ++st.finished[d.finish];
       st.totals.merge(d.stats);
+      if (!d.route.empty()) {
+        st.per_route[d.route].merge(d.stats);
+        ++st.route_requests[d.route];
+      }
       if (!d.tokens.empty()) {
         keep_last(st.ttft_ms, d.ttft_ms);
         if (d.tokens.size() > 1) keep_last(st.tpot_ms, (d.total_ms - d.ttft_ms) / double(d.tokens.size() - 1));
@@ -84,6 +91,11 @@ caf::behavior metrics(caf::stateful_actor<MetricsState>* self) {
                        {"last_loss", st.last_distill.loss},
                        {"last_heldout_acceptance", st.last_distill.acceptance_candidate}}},
           {"uptime_s", secs}};
+      nlohmann::json routes = nlohmann::json::object();
+      for (const auto& [name, stats] : st.per_route)
+        routes[name] = {{"requests", st.route_requests[name]}, {"acceptance_rate", stats.acceptance_rate()},
+                        {"num_draft_tokens", stats.num_draft_tokens}, {"num_accepted_tokens", stats.num_accepted_tokens}};
+      j["routes"] = routes;
       return j.dump();
     },
   };

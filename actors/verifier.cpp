@@ -28,6 +28,7 @@ struct Seq {
   AcceptanceEstimator estimator;
   SpecStats stats;
   size_t group = 0;
+  int64_t route = 0;
   bool cancelled = false;
   Clock::time_point start = Clock::now();
   double ttft_ms = -1;
@@ -35,15 +36,25 @@ struct Seq {
 
 struct Group {
   std::vector<SeqId> members;
+  int64_t route = 0;  // a group's sequences share one draft route (one drafter per round)
   bool busy = false;
+};
+
+// One draft route: its drafter, its share of the distillation buffer, its newest weights.
+struct Route {
+  std::string name;
+  caf::actor drafter, buffer;
+  std::shared_ptr<const Transformer> latest;  // the newest snapshot (for restarts)
+  int64_t version = 0;
+  int64_t generation = 0;  // bumped at every restart of this route's drafter
 };
 
 struct VerifierState {
   std::unique_ptr<TargetScorer> scorer;
   std::shared_ptr<Transformer> target;
-  caf::actor drafter, intake, metrics, buffer;
-  std::shared_ptr<const Transformer> latest_draft;  // the newest snapshot (for restarts)
-  int64_t draft_version = 0;
+  caf::actor intake, metrics, router;
+  std::vector<Route> routes;
+  bool speculative = false;  // routes have drafters (false: target-only decoding)
   VerifierOptions opt;
   std::map<SeqId, Seq> seqs;
   std::map<RequestId, SeqId> by_id;
@@ -51,7 +62,6 @@ struct VerifierState {
   std::set<RequestId> early_cancels;  // cancels that overtook their submission (bounded)
   std::vector<Group> groups;
   SeqId next_sid = 1;
-  int64_t drafter_generation = 0;  // bumped at every drafter restart
   int64_t rounds = 0;
   int64_t drafter_restarts = 0, round_recoveries = 0;
   std::vector<int64_t> group_failures;
@@ -68,6 +78,41 @@ using Self = caf::stateful_actor<VerifierState>;
 
 void start_rounds(Self* self);
 
+std::vector<int64_t> tokens_so_far(const Seq& s) {
+  auto t = s.sub.request.prompt;
+  t.insert(t.end(), s.stop.tokens().begin(), s.stop.tokens().end());
+  return t;
+}
+
+// Tell the router how its automatic choice went; for sampled requests first score the finished
+// text with every route's draft (each drafter answers between its proposals).
+void report_outcome(Self* self, const Seq& s) {
+  auto& st = self->state;
+  RouteOutcome o;
+  o.id = s.sub.id;
+  o.route = s.route;
+  o.acceptance = s.stats.num_draft_tokens > 0 ? double(s.stats.num_accepted_tokens) / s.stats.num_draft_tokens : 0.0;
+  const int64_t R = static_cast<int64_t>(st.routes.size());
+  if (!s.sub.evaluate_routes || R < 2 || s.stop.tokens().empty()) {
+    self->send(st.router, std::move(o));
+    return;
+  }
+  auto pending = std::make_shared<RouteOutcome>(std::move(o));
+  pending->agreement.assign(R, 0.0);
+  auto left = std::make_shared<int64_t>(R);
+  auto router = st.router;
+  const auto tokens = tokens_so_far(s);
+  const int64_t from = static_cast<int64_t>(s.sub.request.prompt.size());
+  for (int64_t r = 0; r < R; ++r) {
+    auto done_one = [=](double a) {
+      pending->agreement[r] = a;
+      if (--*left == 0) self->send(router, std::move(*pending));
+    };
+    self->request(st.routes[r].drafter, std::chrono::seconds(60), score_atom_v, tokens, from)
+        .then([=](double a) { done_one(a); }, [=](caf::error&) { done_one(-1.0); });
+  }
+}
+
 void finish_seq(Self* self, SeqId sid, const std::string& finish, const std::string& code = "",
                 const std::string& message = "") {
   auto& st = self->state;
@@ -75,12 +120,13 @@ void finish_seq(Self* self, SeqId sid, const std::string& finish, const std::str
   if (it == st.seqs.end()) return;
   Seq& s = it->second;
   DoneEvent done{s.sub.id, s.stop.tokens(), s.stop.text(), finish, code, message, s.stats,
-                 std::max(0.0, s.ttft_ms), ms_since(s.start)};
+                 std::max(0.0, s.ttft_ms), ms_since(s.start), st.speculative ? st.routes[s.route].name : ""};
   if (st.metrics) self->send(st.metrics, done);
+  if (st.router && s.sub.auto_routed && finish != "error") report_outcome(self, s);
   self->send(s.sink, std::move(done));
   if (st.intake) self->send(st.intake, release_atom_v, s.sub.id);
   st.scorer->remove(sid);
-  if (st.drafter) self->send(st.drafter, remove_atom_v, sid);
+  if (st.speculative) self->send(st.routes[s.route].drafter, remove_atom_v, sid);
   auto& members = st.groups[s.group].members;
   members.erase(std::remove(members.begin(), members.end(), sid), members.end());
   st.by_id.erase(s.sub.id);
@@ -102,13 +148,15 @@ void admit_waiting(Self* self) {
       if (st.intake) self->send(st.intake, release_atom_v, sub.id);
       continue;
     }
-    if (st.drafter) self->send(st.drafter, add_atom_v, sid, sub.request.prompt, sub.request.sampling);
-    size_t g = 0;
-    for (size_t i = 1; i < st.groups.size(); ++i) {
-      auto load = [&](size_t j) { return st.groups[j].members.size() + (st.groups[j].busy ? 1000 : 0); };
-      if (load(i) < load(g)) g = i;
-    }
-    Seq s{sub, sink, RequestRng(sub.request.sampling.seed), StopChecker(sub.request, st.opt.token_text), AcceptanceEstimator(), {}, g};
+    const int64_t route =
+        st.speculative && sub.route >= 0 && sub.route < static_cast<int64_t>(st.routes.size()) ? sub.route : 0;
+    if (st.speculative) self->send(st.routes[route].drafter, add_atom_v, sid, sub.request.prompt, sub.request.sampling);
+    // The least loaded group of the route (busy groups count as full).
+    size_t g = st.groups.size();
+    auto load = [&](size_t j) { return st.groups[j].members.size() + (st.groups[j].busy ? 1000 : 0); };
+    for (size_t i = 0; i < st.groups.size(); ++i)
+      if (st.groups[i].route == route && (g == st.groups.size() || load(i) < load(g))) g = i;
+    Seq s{sub, sink, RequestRng(sub.request.sampling.seed), StopChecker(sub.request, st.opt.token_text), AcceptanceEstimator(), {}, g, route};
     if (sub.submitted_us > 0)  // latencies count from submission, queueing included
       s.start = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double, std::micro>(sub.submitted_us)));
@@ -118,22 +166,19 @@ void admit_waiting(Self* self) {
   }
 }
 
-std::vector<int64_t> tokens_so_far(const Seq& s) {
-  auto t = s.sub.request.prompt;
-  t.insert(t.end(), s.stop.tokens().begin(), s.stop.tokens().end());
-  return t;
-}
-
-// A new drafter, rebuilt from what the verifier knows: every live sequence's tokens so far.
-void restart_drafter(Self* self) {
+// A new drafter for a route, rebuilt from what the verifier knows: the tokens so far of every
+// live sequence of that route.
+void restart_drafter(Self* self, int64_t r) {
   auto& st = self->state;
-  st.drafter = st.opt.drafter_factory(st.latest_draft, st.draft_version);
-  self->monitor(st.drafter);
-  self->link_to(st.drafter);
-  st.drafters.insert(st.drafter.address());
-  ++st.drafter_generation;
+  auto& route = st.routes[r];
+  route.drafter = st.opt.drafter_factory(r, route.latest, route.version);
+  self->monitor(route.drafter);
+  self->link_to(route.drafter);
+  st.drafters.insert(route.drafter.address());
+  ++route.generation;
   ++st.drafter_restarts;
-  for (auto& [sid, seq] : st.seqs) self->send(st.drafter, add_atom_v, sid, tokens_so_far(seq), seq.sub.request.sampling);
+  for (auto& [sid, seq] : st.seqs)
+    if (seq.route == r) self->send(route.drafter, add_atom_v, sid, tokens_so_far(seq), seq.sub.request.sampling);
 }
 
 // A round threw: rebuild its sequences in both caches from their tokens so far.
@@ -146,9 +191,10 @@ void rebuild(Self* self, const std::vector<SeqId>& ids) {
     auto tokens = tokens_so_far(it->second);
     st.scorer->remove(sid);
     st.scorer->add(sid, tokens);
-    if (st.drafter) {
-      self->send(st.drafter, remove_atom_v, sid);
-      self->send(st.drafter, add_atom_v, sid, tokens, it->second.sub.request.sampling);
+    if (st.speculative) {
+      const auto& d = st.routes[it->second.route].drafter;
+      self->send(d, remove_atom_v, sid);
+      self->send(d, add_atom_v, sid, tokens, it->second.sub.request.sampling);
     }
   }
 }
@@ -168,11 +214,13 @@ void round_failed(Self* self, size_t g, const std::string& code, const std::stri
 // The target's distributions at verified positions go to the buffer: the logits are the ones
 // this round already computed (no extra target pass). Position j's context is the sequence so
 // far plus the first j draft tokens.
-void send_records(Self* self, const Proposals& prop, const at::Tensor& logits, const std::vector<int64_t>& accepted,
-                  const std::vector<Seq*>& rows) {
+void send_records(Self* self, int64_t route, const caf::actor& buffer, const Proposals& prop, const at::Tensor& logits,
+                  const std::vector<int64_t>& accepted, const std::vector<Seq*>& rows) {
   auto& st = self->state;
   std::vector<int64_t> flat;  // row * (K + 1) + position
   std::vector<std::vector<int64_t>> contexts;
+  std::vector<int64_t> sources;
+  std::vector<bool> greedy;
   const int64_t K1 = logits.size(1);
   for (size_t i = 0; i < rows.size(); ++i) {
     const int64_t k = prop.k[i], n = accepted[i];
@@ -183,6 +231,8 @@ void send_records(Self* self, const Proposals& prop, const at::Tensor& logits, c
       auto ctx = tokens_so_far(*rows[i]);
       ctx.insert(ctx.end(), prop.host_tokens[i].begin(), prop.host_tokens[i].begin() + j);
       contexts.push_back(std::move(ctx));
+      sources.push_back(prop.ids[i]);
+      greedy.push_back(rows[i]->sub.request.sampling.temperature <= 0);
       flat.push_back(static_cast<int64_t>(i) * K1 + j);
     }
   }
@@ -190,8 +240,13 @@ void send_records(Self* self, const Proposals& prop, const at::Tensor& logits, c
   auto sel = torch::tensor(flat).to(logits.device());
   auto probs = torch::softmax(logits.view({-1, logits.size(2)}).index_select(0, sel), -1);  // [M, V]
   auto records = compact_distributions(probs, st.opt.record_top_k);
-  for (size_t m = 0; m < records.size(); ++m) records[m].context = std::move(contexts[m]);
-  self->send(st.buffer, records_atom_v, std::move(records));
+  for (size_t m = 0; m < records.size(); ++m) {
+    records[m].context = std::move(contexts[m]);
+    records[m].route = route;
+    records[m].source = sources[m];
+    records[m].greedy = greedy[m];
+  }
+  self->send(buffer, records_atom_v, std::move(records));
 }
 
 void verify_round(Self* self, size_t g, const Proposals& prop) {
@@ -210,7 +265,8 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   if (++st.rounds == st.opt.fail_on_round) throw std::runtime_error("injected verifier failure");
   auto verified = verify_round(prop, logits, params, rngs);
   const auto& out = verified.out;
-  if (st.buffer) send_records(self, prop, logits, out.accepted, rows);
+  const int64_t route = st.groups[g].route;
+  if (st.speculative && st.routes[route].buffer) send_records(self, route, st.routes[route].buffer, prop, logits, out.accepted, rows);
   VerdictList verdicts;
   RoundMetrics rm;
   rm.batch = B;
@@ -235,7 +291,7 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
     verdicts.push_back(std::move(v));
     if (s.stop.finished() != FinishReason::none || s.cancelled) done.push_back(prop.ids[i]);
   }
-  if (st.drafter) self->send(st.drafter, commit_atom_v, std::move(verdicts));
+  if (st.speculative) self->send(st.routes[route].drafter, commit_atom_v, std::move(verdicts));
   for (auto sid : done) {
     auto& s = st.seqs.at(sid);
     finish_seq(self, sid, s.cancelled ? "cancelled" : finish_reason_name(s.stop.finished()));
@@ -284,7 +340,7 @@ void run_group(Self* self, size_t g) {
   for (auto sid : ids) {
     Seq& s = st.seqs.at(sid);
     int64_t k = 0;
-    if (st.drafter) {
+    if (st.speculative) {
       k = st.opt.adaptive_k ? s.estimator.choose(st.opt.k_max, st.cost_ratio) : st.opt.k;
       k = std::max<int64_t>(0, std::min({k, s.stop.remaining() - 1, st.scorer->room(sid)}));
     }
@@ -293,14 +349,15 @@ void run_group(Self* self, size_t g) {
   grp.busy = true;
   if (st.busy_groups++ == 0) st.idle_ms += ms_since(st.idle_since);
   auto after = [=](const Proposals& prop) { verify_and_continue(self, g, prop); };
-  if (st.drafter) {
-    const int64_t generation = st.drafter_generation;
-    self->request(st.drafter, caf::infinite, propose_atom_v, ids, ks)
+  if (st.speculative) {
+    const int64_t r = grp.route;
+    const int64_t generation = st.routes[r].generation;
+    self->request(st.routes[r].drafter, caf::infinite, propose_atom_v, ids, ks)
         .then([=](const Proposals& prop) { after(prop); },
               [=](caf::error& err) {
                 auto& s2 = self->state;
                 // The drafter failed: respawn it once per failure, then run the round again.
-                if (s2.opt.drafter_factory && generation == s2.drafter_generation) restart_drafter(self);
+                if (s2.opt.drafter_factory && generation == s2.routes[r].generation) restart_drafter(self, r);
                 round_failed(self, g, "drafter_failed", self->system().render(err));
                 if (!s2.opt.drafter_factory) {
                   for (auto sid : std::vector<SeqId>(s2.groups[g].members))
@@ -320,31 +377,40 @@ void start_rounds(Self* self) {
   for (size_t g = 0; g < self->state.groups.size(); ++g) run_group(self, g);
 }
 
-caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::actor drafter, caf::actor intake,
-                       caf::actor metrics, caf::actor buffer, VerifierOptions opt) {
+caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vector<caf::actor> drafters,
+                       caf::actor intake, caf::actor metrics, std::vector<caf::actor> buffers, VerifierOptions opt) {
   auto& st = self->state;
   st.target = target;
   st.scorer = std::make_unique<TargetScorer>(target, opt.num_slots, opt.max_len);
-  st.drafter = drafter;
   st.intake = intake;
   st.metrics = metrics;
-  st.buffer = buffer;
   st.opt = opt;
-  st.draft_version = opt.draft_version;
-  st.groups.resize(std::max<int64_t>(1, opt.groups));
-  st.group_failures.assign(st.groups.size(), 0);
-  if (drafter) {
-    self->monitor(drafter);
-    self->link_to(drafter);  // drafters end with the verifier
-    st.drafters.insert(drafter.address());
+  st.speculative = !drafters.empty();
+  for (size_t r = 0; r < drafters.size(); ++r) {
+    Route route;
+    route.name = r < opt.route_names.size() ? opt.route_names[r] : "route-" + std::to_string(r);
+    route.drafter = drafters[r];
+    if (r < buffers.size()) route.buffer = buffers[r];
+    route.version = r < opt.draft_versions.size() ? opt.draft_versions[r] : 0;
+    self->monitor(route.drafter);
+    self->link_to(route.drafter);  // drafters end with the verifier
+    st.drafters.insert(route.drafter.address());
+    st.routes.push_back(std::move(route));
   }
+  // groups per route (one set of groups without a draft)
+  const int64_t per_route = std::max<int64_t>(1, opt.groups);
+  for (int64_t r = 0; r < std::max<int64_t>(1, static_cast<int64_t>(st.routes.size())); ++r)
+    for (int64_t i = 0; i < per_route; ++i) st.groups.push_back(Group{{}, r, false});
+  st.group_failures.assign(st.groups.size(), 0);
   // A drafter's death is handled by the down handler; any other exit ends the verifier.
   self->set_exit_handler([=](caf::exit_msg& m) {
     if (!self->state.drafters.count(m.source)) self->quit(m.reason);
   });
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& s2 = self->state;
-    if (s2.drafter && dm.source == s2.drafter.address() && s2.opt.drafter_factory) restart_drafter(self);
+    if (!s2.opt.drafter_factory) return;
+    for (size_t r = 0; r < s2.routes.size(); ++r)
+      if (dm.source == s2.routes[r].drafter.address()) restart_drafter(self, static_cast<int64_t>(r));
   });
   return {
     [=](admit_atom, Submission& sub, caf::actor& sink) {
@@ -411,11 +477,14 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::act
     },
     [=](swap_atom, WeightsSnapshot& snap) {
       auto& s = self->state;
-      if (!snap.model || snap.version <= s.draft_version) return;
-      s.draft_version = snap.version;
-      s.latest_draft = snap.model;
-      if (s.drafter) self->send(s.drafter, swap_atom_v, std::move(snap));
+      if (snap.route < 0 || snap.route >= static_cast<int64_t>(s.routes.size())) return;
+      auto& route = s.routes[snap.route];
+      if (!snap.model || snap.version <= route.version) return;
+      route.version = snap.version;
+      route.latest = snap.model;
+      self->send(route.drafter, swap_atom_v, std::move(snap));
     },
+    [=](route_atom, caf::actor router) { self->state.router = std::move(router); },
     [=](trace_atom) -> std::string { return nlohmann::json{{"traceEvents", self->state.trace}}.dump(); },
     [=](stats_atom) -> std::string {
       auto& s = self->state;
@@ -425,7 +494,16 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::act
                           {"verifier_busy_ms", s.busy_ms}, {"verifier_no_round_ms", idle},
                           {"verifier_idle_fraction", total > 0 ? 1.0 - s.busy_ms / total : 0.0},
                           {"cost_ratio", s.cost_ratio}, {"drafter_restarts", s.drafter_restarts},
-                          {"round_recoveries", s.round_recoveries}, {"draft_version", s.draft_version}};
+                          {"round_recoveries", s.round_recoveries},
+                          {"draft_version", s.routes.empty() ? 0 : s.routes[0].version}};
+      nlohmann::json routes = nlohmann::json::array();
+      for (const auto& r : s.routes) {
+        int64_t live = 0;
+        for (const auto& [sid, seq] : s.seqs) live += &s.routes[seq.route] == &r;
+        routes.push_back({{"name", r.name}, {"draft_version", r.version}, {"in_flight", live},
+                          {"drafter_generation", r.generation}});
+      }
+      j["routes"] = routes;
       return j.dump();
     },
   };
@@ -433,10 +511,11 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, caf::act
 
 }  // namespace
 
-caf::actor spawn_verifier(caf::actor_system& sys, std::shared_ptr<Transformer> target, caf::actor drafter,
-                          caf::actor intake, caf::actor metrics, caf::actor buffer, VerifierOptions opt) {
-  return sys.spawn<caf::detached>(verifier, std::move(target), std::move(drafter), std::move(intake),
-                                  std::move(metrics), std::move(buffer), std::move(opt));
+caf::actor spawn_verifier(caf::actor_system& sys, std::shared_ptr<Transformer> target,
+                          std::vector<caf::actor> drafters, caf::actor intake, caf::actor metrics,
+                          std::vector<caf::actor> buffers, VerifierOptions opt) {
+  return sys.spawn<caf::detached>(verifier, std::move(target), std::move(drafters), std::move(intake),
+                                  std::move(metrics), std::move(buffers), std::move(opt));
 }
 
 }  // namespace osd

@@ -1,7 +1,7 @@
 #pragma once
 // verifier: owns the target model and its TargetScorer; runs continuous batching.
 //
-// Sequences are split into groups (two by default). Each group cycles
+// Sequences are split into groups (two per draft route by default). Each group cycles
 //   propose (drafter) -> score + verify (here) -> commit (both sides) -> propose ...
 // so while the verifier scores one group, the drafter proposes for the other. Sequences join a
 // group between its rounds and leave when they finish or are cancelled.
@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace osd {
 
@@ -34,22 +35,28 @@ struct VerifierOptions {
   bool adaptive_k = true;
   int64_t k_max = 8;
   std::function<std::string(int64_t)> token_text;  // detokenizer piece; empty: no text
-  // Spawns a fresh drafter with the given weights and version when the running one dies.
-  std::function<caf::actor(std::shared_ptr<const Transformer>, int64_t version)> drafter_factory;
+  // Spawns a fresh drafter for a route with the given weights (null: the route's original
+  // draft) and version when the running one dies.
+  std::function<caf::actor(int64_t route, std::shared_ptr<const Transformer>, int64_t version)> drafter_factory;
+  std::vector<std::string> route_names;  // one per drafter
+  std::vector<int64_t> draft_versions;   // per route, at start
   // Online distillation: which verified positions go to the buffer, and how compactly.
   bool record_all_positions = false;  // false: only the position of the first rejection
   int64_t record_top_k = 64;          // 0: full distributions
-  int64_t draft_version = 0;          // version of the draft weights at start
   int64_t fail_on_round = -1;   // tests: throw inside this verification round (1-based)
   int64_t max_round_retries = 3;  // a round that keeps failing fails its requests
   bool trace = false;             // record per-round draft / verify intervals (trace_atom)
 };
 
-// drafter may be invalid: target-only decoding. intake gets (release_atom, id) per finished
-// request; metrics gets RoundMetrics per round; buffer (may be invalid) gets the target's
-// distributions at verified positions.
-//   (swap_atom, WeightsSnapshot)   new draft weights: kept for restarts, passed to the drafter
-caf::actor spawn_verifier(caf::actor_system& sys, std::shared_ptr<Transformer> target, caf::actor drafter,
-                          caf::actor intake, caf::actor metrics, caf::actor buffer, VerifierOptions opt);
+// drafters: one per draft route (empty: target-only decoding). Each route has its own groups,
+// so a verification round uses one drafter. intake gets (release_atom, id) per finished request;
+// metrics gets RoundMetrics per round; buffers[r] (may be empty or invalid) gets the target's
+// distributions at route r's verified positions.
+//   (swap_atom, WeightsSnapshot)   new weights of snapshot.route: kept for restarts, passed on
+//   (route_atom, caf::actor)       the router, which then gets a RouteOutcome per finished
+//                                  automatically routed request
+caf::actor spawn_verifier(caf::actor_system& sys, std::shared_ptr<Transformer> target,
+                          std::vector<caf::actor> drafters, caf::actor intake, caf::actor metrics,
+                          std::vector<caf::actor> buffers, VerifierOptions opt);
 
 }  // namespace osd

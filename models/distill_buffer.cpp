@@ -47,7 +47,7 @@ at::Tensor rebuild_distributions(const std::vector<DistillRecord>& records, int6
 
 void DistillBuffer::add(DistillRecord r) {
   ++added_;
-  if (opt_.heldout_every > 0 && added_ % opt_.heldout_every == 0) {
+  if (opt_.heldout_every > 0 && r.source % opt_.heldout_every == 0) {
     bytes_ += r.bytes();
     heldout_.push_back(std::move(r));
     if (heldout_.size() > opt_.heldout_max) {
@@ -70,6 +70,19 @@ std::vector<DistillRecord> DistillBuffer::take_recent(size_t n) {
   n = std::min(n, train_.size());
   new_ = 0;
   return std::vector<DistillRecord>(train_.end() - static_cast<std::ptrdiff_t>(n), train_.end());
+}
+
+std::vector<DistillRecord> DistillBuffer::take_batch(size_t n, double new_fraction, uint64_t seed) {
+  std::vector<DistillRecord> out;
+  if (train_.empty() || n == 0) return out;
+  const size_t fresh = std::min({static_cast<size_t>(new_), train_.size(),
+                                 static_cast<size_t>(static_cast<double>(n) * new_fraction)});
+  out.assign(train_.end() - static_cast<std::ptrdiff_t>(fresh), train_.end());
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<size_t> pick(0, train_.size() - 1);
+  while (out.size() < n) out.push_back(train_[pick(rng)]);
+  new_ = 0;
+  return out;
 }
 
 std::vector<DistillRecord> DistillBuffer::heldout(int64_t route) const {

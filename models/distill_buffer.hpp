@@ -7,11 +7,16 @@
 // distribution is rebuilt (top_k = 0 stores the full distribution).
 //
 // Memory: bounded by budget_bytes. Eviction policy: oldest training records first (FIFO); the
-// held-out slice (every heldout_every-th record) is a ring of heldout_max records.
+// held-out slice is a ring of heldout_max records. Held out are whole requests (every
+// heldout_every-th request, by the record's `source`), so the guard measures how the draft does
+// on requests it never trained on, not on neighbours of its training positions.
+// Batches mix the newest records (not yet trained on) with a uniform replay of the whole buffer,
+// so a batch is not a handful of consecutive requests the draft would overfit.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <deque>
+#include <random>
 #include <vector>
 
 namespace osd {
@@ -22,6 +27,8 @@ struct DistillRecord {
   std::vector<float> top_probs;
   float tail = 0;                // mass outside top_ids
   int64_t route = 0;             // which draft (domain) the record belongs to
+  int64_t source = 0;            // the request it came from (the verifier's sequence id)
+  bool greedy = false;           // the request decoded greedily: acceptance is argmax agreement
   size_t bytes() const {
     return sizeof(DistillRecord) + context.size() * 8 + top_ids.size() * 8 + top_probs.size() * 4;
   }
@@ -36,7 +43,7 @@ class DistillBuffer {
  public:
   struct Options {
     size_t budget_bytes = 64u << 20;
-    int64_t heldout_every = 10;  // every n-th record goes to the held-out slice (0: none)
+    int64_t heldout_every = 10;  // every n-th request goes to the held-out slice (0: none)
     size_t heldout_max = 512;
   };
   DistillBuffer() = default;
@@ -45,6 +52,9 @@ class DistillBuffer {
   void add(DistillRecord r);
   // The newest n training records (copies); resets new_records().
   std::vector<DistillRecord> take_recent(size_t n);
+  // n records: the newest new_records() (at most n * new_fraction), the rest drawn uniformly from
+  // the whole training buffer (replay). Resets new_records().
+  std::vector<DistillRecord> take_batch(size_t n, double new_fraction, uint64_t seed);
   int64_t new_records() const { return new_; }
   std::vector<DistillRecord> heldout(int64_t route) const;
   size_t size() const { return train_.size(); }

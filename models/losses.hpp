@@ -9,6 +9,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <optional>
+#include <vector>
 #include <string>
 
 namespace osd {
@@ -24,5 +25,9 @@ at::Tensor distill_loss(DistillLoss kind, const at::Tensor& student_logits, cons
 
 // Expected acceptance of speculative sampling, mean over rows of sum_x min(p, q). [N, V] each.
 double expected_acceptance(const at::Tensor& student_probs, const at::Tensor& teacher_probs);
+// Per row: greedy rows (greedy[i]) accept iff argmax q == argmax p; the others sum_x min(p, q).
+// The mean over rows: the acceptance the served traffic sees. [N, V] each.
+double traffic_acceptance(const at::Tensor& student_probs, const at::Tensor& teacher_probs,
+                          const std::vector<bool>& greedy);
 
 }  // namespace osd

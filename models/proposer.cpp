@@ -22,6 +22,7 @@ void DraftProposer::add(SeqId id, const std::vector<int64_t>& prompt, const Samp
   if (seqs_.count(id)) throw Error("draft: sequence " + std::to_string(id) + " already present");
   const int64_t slot = draft_->prefill_slot(cache_, std::vector<int64_t>(prompt.begin(), prompt.end() - 1));
   Seq s{slot, {prompt.back()}, params, RequestRng(draft_seed(params.seed))};
+  s.cached.assign(prompt.begin(), prompt.end() - 1);
   seqs_.emplace(id, std::move(s));
 }
 
@@ -66,6 +67,8 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
     rows[i]->length_before = cache_.length(rows[i]->slot);
     rows[i]->proposed = k[i];
     rows[i]->drafts.clear();
+    rows[i]->run.clear();
+    if (k[i] > 0) rows[i]->run = rows[i]->pending;
   }
   // Step j feeds, for each row still drafting, its pending chunk (j = 0) or its last draft token.
   for (int64_t j = 0; j < K; ++j) {
@@ -84,6 +87,7 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
         lens.push_back(static_cast<int64_t>(s.pending.size()));
       } else {
         acc[r][0] = s.drafts.back();
+        s.run.push_back(s.drafts.back());
         lens.push_back(1);
       }
       slots.push_back(s.slot);
@@ -123,10 +127,29 @@ void DraftProposer::commit(const Verdict& v) {
     s.pending.push_back(next);  // the draft ran nothing this round
   } else {
     // The cache ran pending + d_1..d_{k-1}; keep pending + d_1..d_min(n, k-1).
-    cache_.truncate(s.slot, s.length_before + static_cast<int64_t>(s.pending.size()) + std::min(n, k - 1));
+    const int64_t keep = static_cast<int64_t>(s.pending.size()) + std::min(n, k - 1);
+    cache_.truncate(s.slot, s.length_before + keep);
+    s.cached.insert(s.cached.end(), s.run.begin(), s.run.begin() + keep);
     s.pending = n == k ? std::vector<int64_t>{s.drafts.back(), next} : std::vector<int64_t>{next};
   }
   s.proposed = -1;
+  if (s.stale) refresh(s);
+}
+
+void DraftProposer::refresh(Seq& s) {
+  cache_.free_slot(s.slot);
+  s.slot = draft_->prefill_slot(cache_, s.cached);
+  s.stale = false;
+  ++refreshes_;
+}
+
+void DraftProposer::set_model(std::shared_ptr<Transformer> draft, bool refresh_cache) {
+  draft_ = std::move(draft);
+  if (!refresh_cache) return;
+  for (auto& [id, s] : seqs_) {
+    if (s.proposed >= 0) s.stale = true;  // its proposal's commit comes first
+    else refresh(s);
+  }
 }
 
 }  // namespace osd

@@ -36,9 +36,12 @@ class DraftProposer {
   // Roll back to the accepted prefix (v.emitted = accepted draft tokens + next token).
   void commit(const Verdict& v);
 
-  // Swap in new weights (same shape); cached keys/values stay valid approximations, and the
-  // accept rule keeps the output exact whatever q is.
-  void set_model(std::shared_ptr<Transformer> draft) { draft_ = std::move(draft); }
+  // Swap in new weights (same shape). With refresh_cache, every sequence's cached keys/values
+  // are recomputed with the new weights (now, or after the commit of a proposal in flight), so
+  // proposals come from the new draft alone; without it the old keys/values stay as
+  // approximations. Either way the accept rule keeps the output exact whatever q is.
+  void set_model(std::shared_ptr<Transformer> draft, bool refresh_cache = true);
+  int64_t refreshes() const { return refreshes_; }
   const Transformer& model() const { return *draft_; }
 
  private:
@@ -50,7 +53,12 @@ class DraftProposer {
     int64_t length_before = 0;   // cache length when the last proposal started
     int64_t proposed = -1;       // k of the proposal awaiting commit, -1: none
     std::vector<int64_t> drafts; // the proposal awaiting commit
+    std::vector<int64_t> cached; // the tokens in the cache (for refreshes)
+    std::vector<int64_t> run;    // tokens the proposal awaiting commit ran through the cache
+    bool stale = false;          // refresh after the commit of the proposal in flight
   };
+  void refresh(Seq& s);
+  int64_t refreshes_ = 0;
   std::shared_ptr<Transformer> draft_;
   KVCache cache_;
   std::unordered_map<SeqId, Seq> seqs_;

@@ -26,7 +26,9 @@ struct Runtime::Impl {
   RuntimeOptions opt;
   std::unique_ptr<caf::actor_system_config> cfg;
   std::unique_ptr<caf::actor_system> sys;
-  caf::actor metrics, intake, drafter, verifier, router, bridge, buffer, distiller;
+  caf::actor metrics, intake, verifier, router, bridge;
+  std::vector<std::string> route_names;
+  std::vector<caf::actor> drafters, buffers, distillers;  // per route (buffers/distillers: online only)
   std::vector<caf::actor> stages;
   std::atomic<int64_t> next_id{1};
   std::atomic<bool> stopped{false};
@@ -47,6 +49,7 @@ GenerateResult to_result(const DoneEvent& d) {
   r.accepted_per_position = d.stats.accepted_per_pos;
   r.ttft_ms = d.ttft_ms;
   r.total_ms = d.total_ms;
+  r.route = d.route;
   return r;
 }
 }  // namespace
@@ -70,33 +73,46 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     return nullptr;
   };
   if (!o.target) return fail("RuntimeOptions.target is required");
-  if (o.draft && o.draft->config().vocab_size != o.target->config().vocab_size)
-    return fail("draft and target vocabularies differ");
+  if (o.routes.empty() && o.draft) o.routes.push_back(DraftRoute{"default", o.draft});
+  for (size_t r = 0; r < o.routes.size(); ++r) {
+    const auto& route = o.routes[r];
+    if (route.name.empty()) return fail("route " + std::to_string(r) + " has no name");
+    if (!route.draft) return fail("route '" + route.name + "' has no draft model");
+    if (route.draft->config().vocab_size != o.target->config().vocab_size)
+      return fail("draft and target vocabularies differ (route '" + route.name + "')");
+    for (size_t q = 0; q < r; ++q)
+      if (o.routes[q].name == route.name) return fail("two routes are named '" + route.name + "'");
+  }
+  const bool speculative = !o.routes.empty();
   if (o.max_batch < 1 || o.max_batch > 4096) return fail("max_batch must be in [1, 4096]");
   if (o.max_len < 2 || o.max_len > (1 << 20)) return fail("max_len must be in [2, 2^20]");
   if (o.k < 0 || o.k > 64 || o.k_max < 0 || o.k_max > 64) return fail("k and k_max must be in [0, 64]");
   if (o.groups < 1 || o.groups > 16) return fail("groups must be in [1, 16]");
   if (o.max_in_flight < 1) return fail("max_in_flight must be >= 1");
+  if (o.router_eval_every < 0 || o.router_eval_warmup < 0) return fail("router_eval_every/warmup must be >= 0");
   std::optional<DistillLoss> loss = parse_distill_loss(o.online.loss);
   if (o.online.enabled) {
-    if (!o.draft) return fail("online distillation needs a draft model");
+    if (!speculative) return fail("online distillation needs a draft model");
     if (!loss) return fail("online.loss must be fkl, rkl, jsd or tvd (got '" + o.online.loss + "')");
     if (!(o.online.lr > 0) || o.online.lr > 1e6) return fail("online.lr must be in (0, 1e6]");
     if (o.online.batch < 1 || o.online.steps_per_update < 1 || o.online.min_new_records < 1)
       return fail("online.batch, steps_per_update and min_new_records must be >= 1");
     if (o.online.buffer_bytes < 1024) return fail("online.buffer_bytes must be >= 1024");
   }
-  // A saved online-distillation state replaces the draft's weights and sets its version.
-  int64_t draft_version = 0;
+  // A saved online-distillation state replaces a route's draft weights and sets its version.
+  std::vector<int64_t> versions(o.routes.size(), 0);
+  auto state_dir = [&](size_t r) { return o.online.state_dir + "/route-" + o.routes[r].name; };
   if (o.online.enabled && !o.online.state_dir.empty()) {
-    try {
-      const std::string dir = o.online.state_dir + "/route-0";
-      if (OnlineDistiller::saved_version(dir) >= 0) {
-        draft_version = OnlineDistiller::saved_version(dir);
-        o.draft = load_hf_checkpoint(dir, o.draft->device(), o.draft->config().dtype);
+    for (size_t r = 0; r < o.routes.size(); ++r) {
+      try {
+        if (OnlineDistiller::saved_version(state_dir(r)) >= 0) {
+          versions[r] = OnlineDistiller::saved_version(state_dir(r));
+          auto& d = o.routes[r].draft;
+          d = load_hf_checkpoint(state_dir(r), d->device(), d->config().dtype);
+        }
+      } catch (const std::exception& e) {
+        return fail("cannot restore the online draft of route '" + o.routes[r].name + "': " + e.what());
       }
-    } catch (const std::exception& e) {
-      return fail(std::string("cannot restore the online draft: ") + e.what());
     }
   }
   auto impl = std::make_unique<Impl>();
@@ -115,12 +131,16 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   io.has_tokenizer = static_cast<bool>(o.token_text);
   impl->metrics = spawn_metrics(sys);
   impl->intake = spawn_intake(sys, io);
-  if (o.draft)
-    impl->drafter = spawn_drafter(sys, o.draft, DrafterOptions{o.max_batch, o.max_len, o.inject_drafter_failure, draft_version});
+  for (size_t r = 0; r < o.routes.size(); ++r) {
+    impl->route_names.push_back(o.routes[r].name);
+    const int64_t fail_on = r == 0 ? o.inject_drafter_failure : -1;
+    impl->drafters.push_back(
+        spawn_drafter(sys, o.routes[r].draft, DrafterOptions{o.max_batch, o.max_len, fail_on, versions[r]}));
+  }
   VerifierOptions vo;
   vo.num_slots = o.max_batch;
   vo.max_len = o.max_len;
-  vo.groups = o.draft ? o.groups : 1;  // groups exist to overlap drafting; without a draft one batch is best
+  vo.groups = speculative ? o.groups : 1;  // groups exist to overlap drafting; without a draft one batch is best
   vo.k = o.k;
   vo.adaptive_k = o.adaptive_k;
   vo.k_max = o.k_max;
@@ -129,31 +149,43 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   vo.trace = o.trace;
   vo.record_all_positions = o.online.record_all_positions;
   vo.record_top_k = o.online.record_top_k;
-  vo.draft_version = draft_version;
-  if (o.online.enabled)
-    impl->buffer = spawn_buffer(sys, BufferOptions{static_cast<size_t>(o.online.buffer_bytes), o.online.heldout_every, 512});
-  if (o.draft) {
+  vo.route_names = impl->route_names;
+  vo.draft_versions = versions;
+  if (o.online.enabled) {
+    // Each route gets an equal share of the buffer budget.
+    const size_t share = static_cast<size_t>(o.online.buffer_bytes) / o.routes.size();
+    for (size_t r = 0; r < o.routes.size(); ++r)
+      impl->buffers.push_back(spawn_buffer(sys, BufferOptions{std::max<size_t>(1024, share), o.online.heldout_every, 512}));
+  }
+  if (speculative) {
     caf::actor_system* sys_ptr = impl->sys.get();
-    auto draft = o.draft;
-    vo.drafter_factory = [sys_ptr, draft, o](std::shared_ptr<const Transformer> latest, int64_t version) {
+    auto routes = o.routes;
+    vo.drafter_factory = [sys_ptr, routes, o](int64_t r, std::shared_ptr<const Transformer> latest, int64_t version) {
       // The newest published snapshot if there is one (immutable; forward() only reads it).
-      auto weights = latest ? std::const_pointer_cast<Transformer>(latest) : draft;
+      auto weights = latest ? std::const_pointer_cast<Transformer>(latest) : routes[r].draft;
       return spawn_drafter(*sys_ptr, weights, DrafterOptions{o.max_batch, o.max_len, -1, version});
     };
   }
-  impl->verifier = spawn_verifier(sys, o.target, impl->drafter, impl->intake, impl->metrics, impl->buffer, vo);
+  impl->verifier = spawn_verifier(sys, o.target, impl->drafters, impl->intake, impl->metrics, impl->buffers, vo);
   if (o.online.enabled) {
-    DistillerOptions dopt;
-    const auto& on = o.online;
-    dopt.train = DistillOptions{*loss, on.jsd_beta, on.lr, on.weight_decay, on.warmup_steps, on.clip, on.batch,
-                                on.steps_per_update, on.guard_margin, on.min_heldout, on.inject_nan};
-    dopt.min_new_records = on.min_new_records;
-    if (!on.state_dir.empty()) dopt.state_dir = on.state_dir + "/route-0";
-    dopt.save_every = std::max<int64_t>(1, on.save_every);
-    dopt.max_updates = on.max_updates;
-    impl->distiller = spawn_distiller(sys, o.draft, dopt, impl->buffer, impl->verifier, impl->metrics);
+    for (size_t r = 0; r < o.routes.size(); ++r) {
+      DistillerOptions dopt;
+      const auto& on = o.online;
+      dopt.train = DistillOptions{*loss, on.jsd_beta, on.lr, on.weight_decay, on.warmup_steps, on.clip, on.batch,
+                                  on.steps_per_update, on.guard_margin, on.min_heldout, on.inject_nan};
+      dopt.min_new_records = on.min_new_records;
+      dopt.route = static_cast<int64_t>(r);
+      if (!on.state_dir.empty()) dopt.state_dir = state_dir(r);
+      dopt.save_every = std::max<int64_t>(1, on.save_every);
+      dopt.max_updates = on.max_updates;
+      dopt.shadow = on.shadow;
+      impl->distillers.push_back(
+          spawn_distiller(sys, o.routes[r].draft, dopt, impl->buffers[r], impl->verifier, impl->metrics));
+    }
   }
-  impl->router = spawn_router(sys, impl->verifier);
+  impl->router = spawn_router(sys, impl->verifier,
+                              RouterOptions{impl->route_names, o.router_eval_every, o.router_eval_warmup});
+  if (impl->route_names.size() > 1) caf::anon_send(impl->verifier, route_atom_v, impl->router);
   // User stages, spawned back to front so each knows its next hop: intake -> s0 -> ... -> router.
   caf::actor next = impl->router;
   for (auto it = o.stages.rbegin(); it != o.stages.rend(); ++it) {
@@ -207,16 +239,27 @@ std::string Runtime::stats_json() {
   if (impl_->stopped) return "{}";
   caf::scoped_actor self{*impl_->sys};
   nlohmann::json out = nlohmann::json::object();
-  auto ask = [&](const caf::actor& a, const char* key) {
+  auto ask_value = [&](const caf::actor& a) {
+    nlohmann::json v = nullptr;
     self->request(a, std::chrono::seconds(10), stats_atom_v)
-        .receive([&](const std::string& s) { out[key] = nlohmann::json::parse(s); },
-                 [&](caf::error&) { out[key] = nullptr; });
+        .receive([&](const std::string& s) { v = nlohmann::json::parse(s); }, [&](caf::error&) {});
+    return v;
   };
-  ask(impl_->metrics, "metrics");
-  ask(impl_->intake, "intake");
-  ask(impl_->verifier, "verifier");
-  if (impl_->buffer) ask(impl_->buffer, "buffer");
-  if (impl_->distiller) ask(impl_->distiller, "distiller");
+  out["metrics"] = ask_value(impl_->metrics);
+  out["intake"] = ask_value(impl_->intake);
+  out["verifier"] = ask_value(impl_->verifier);
+  out["router"] = ask_value(impl_->router);
+  nlohmann::json routes = nlohmann::json::array();
+  for (size_t r = 0; r < impl_->route_names.size(); ++r) {
+    nlohmann::json route = {{"name", impl_->route_names[r]}};
+    if (r < impl_->buffers.size()) route["buffer"] = ask_value(impl_->buffers[r]);
+    if (r < impl_->distillers.size()) route["distiller"] = ask_value(impl_->distillers[r]);
+    routes.push_back(route);
+  }
+  out["routes"] = routes;
+  // The first route's buffer and distiller also at the top level (single-route deployments).
+  if (!impl_->buffers.empty()) out["buffer"] = routes[0]["buffer"];
+  if (!impl_->distillers.empty()) out["distiller"] = routes[0]["distiller"];
   return out.dump();
 }
 
@@ -226,14 +269,18 @@ std::string Runtime::trace_json() {
   std::string out = "{\"traceEvents\":[]}";
   self->request(impl_->verifier, std::chrono::seconds(10), trace_atom_v)
       .receive([&](const std::string& s) { out = s; }, [&](caf::error&) {});
-  if (impl_->distiller) {  // the distiller's updates on a track of their own
+  if (!impl_->distillers.empty()) {  // the distillers' updates on tracks of their own
     auto merged = nlohmann::json::parse(out);
-    self->request(impl_->distiller, std::chrono::seconds(10), trace_atom_v)
-        .receive(
-            [&](const std::string& s) {
-              for (auto& e : nlohmann::json::parse(s)) merged["traceEvents"].push_back(e);
-            },
-            [&](caf::error&) {});
+    for (size_t r = 0; r < impl_->distillers.size(); ++r)
+      self->request(impl_->distillers[r], std::chrono::seconds(10), trace_atom_v)
+          .receive(
+              [&](const std::string& s) {
+                for (auto& e : nlohmann::json::parse(s)) {
+                  if (r > 0) e["tid"] = "distiller " + impl_->route_names[r];
+                  merged["traceEvents"].push_back(e);
+                }
+              },
+              [&](caf::error&) {});
     out = merged.dump();
   }
   return out;
@@ -243,14 +290,16 @@ void Runtime::shutdown(bool finish_in_flight) {
   if (impl_->stopped.exchange(true)) return;
   {
     caf::scoped_actor self{*impl_->sys};
-    if (impl_->distiller)  // persist what was learned
-      self->request(impl_->distiller, std::chrono::seconds(60), save_atom_v).receive([](int64_t) {}, [](caf::error&) {});
+    for (auto& d : impl_->distillers)  // persist what was learned
+      self->request(d, std::chrono::seconds(60), save_atom_v).receive([](int64_t) {}, [](caf::error&) {});
     self->request(impl_->bridge, caf::infinite, close_atom_v).receive([](int64_t) {}, [](caf::error&) {});
     if (!finish_in_flight) self->send(impl_->verifier, cancel_atom_v, std::string("*"));
     self->request(impl_->bridge, caf::infinite, drain_atom_v).receive([](int64_t) {}, [](caf::error&) {});
-    for (auto* a : {&impl_->distiller, &impl_->buffer, &impl_->bridge, &impl_->router, &impl_->verifier,
-                    &impl_->drafter, &impl_->intake, &impl_->metrics})
+    for (auto* group : {&impl_->distillers, &impl_->buffers})
+      for (auto& a : *group) self->send_exit(a, caf::exit_reason::user_shutdown);
+    for (auto* a : {&impl_->bridge, &impl_->router, &impl_->verifier, &impl_->intake, &impl_->metrics})
       if (*a) self->send_exit(*a, caf::exit_reason::user_shutdown);
+    for (auto& a : impl_->drafters) self->send_exit(a, caf::exit_reason::user_shutdown);
     for (auto& a : impl_->stages) self->send_exit(a, caf::exit_reason::user_shutdown);
   }
   impl_->sys->await_all_actors_done();

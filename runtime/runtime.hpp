@@ -38,26 +38,41 @@ struct OnlineOptions {
   double weight_decay = 0.0;
   int64_t warmup_steps = 10;
   double clip = 1.0;                 // max gradient norm
-  int64_t batch = 64;                // records per gradient step
+  int64_t batch = 256;               // records per gradient step (records of one request share a forward)
   int64_t steps_per_update = 4;
-  int64_t min_new_records = 32;      // an update starts once this many records are new
-  bool record_all_positions = false; // false: only the position of the first rejection
+  int64_t min_new_records = 128;     // an update starts once this many records are new
+  bool record_all_positions = true;  // false: only the position of the first rejection
   int64_t record_top_k = 64;         // 0: store full distributions
-  int64_t buffer_bytes = 64 << 20;   // buffer memory budget (oldest records evicted first)
+  int64_t buffer_bytes = 64 << 20;   // buffer memory budget, split evenly over routes (oldest evicted first)
   int64_t heldout_every = 10;        // every n-th record is held out for the guard
   double guard_margin = 0.02;        // publish unless held-out acceptance drops by more
   int64_t min_heldout = 8;
   bool inject_nan = false;           // tests: every training loss is NaN
-  // Persistence: the draft (HF format), optimizer state and version are saved here every
-  // save_every published updates and at shutdown, and restored at start ("" = off).
+  // Persistence: each route's draft (HF format), optimizer state and version are saved in
+  // state_dir/route-NAME every save_every published updates and at shutdown, and restored at
+  // start ("" = off).
   std::string state_dir;
   int64_t save_every = 10;
   int64_t max_updates = 0;           // stop training after this many published updates (0: never)
+  bool shadow = false;               // train and guard but never serve the updates (cost measurements)
+};
+
+// A draft route: a query class served by its own draft, with its own share of the distillation
+// buffer and its own distiller. Requests whose `domain` equals the name go there; the router
+// chooses for the others (actors/router.hpp).
+struct DraftRoute {
+  std::string name;
+  std::shared_ptr<Transformer> draft;
 };
 
 struct RuntimeOptions {
   std::shared_ptr<Transformer> target;  // required
   std::shared_ptr<Transformer> draft;   // optional; null: target-only decoding
+  // Several drafts, one per query class. Empty: one route named "default" serving `draft`
+  // (ignored when routes are given).
+  std::vector<DraftRoute> routes;
+  int64_t router_eval_every = 8;   // automatic router: evaluate 1 in n automatic requests (0: never)
+  int64_t router_eval_warmup = 16; // ...and every one until each route has this many examples
   int64_t max_batch = 32;               // sequences in flight on the verifier (KV cache slots)
   int64_t max_len = 1024;               // KV cache positions per sequence (context limit)
   int64_t k = 4;                        // draft tokens per round when adaptive_k is off
@@ -87,7 +102,7 @@ struct GenerateParams {
   uint64_t seed = 0;
   std::vector<int64_t> eos_ids;
   std::vector<std::string> stop;
-  std::string domain;                   // route hint
+  std::string domain;                   // route: a route's name; other values: automatic
   bool stream = true;                   // call on_tokens as tokens are accepted
 };
 
@@ -100,6 +115,7 @@ struct GenerateResult {
   int64_t num_drafts = 0, num_draft_tokens = 0, num_accepted_tokens = 0;
   std::vector<int64_t> accepted_per_position;
   double ttft_ms = 0, total_ms = 0;
+  std::string route;                    // the draft route that served it
   bool ok() const { return finish != "error"; }
 };
 

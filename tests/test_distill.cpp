@@ -56,15 +56,30 @@ TEST_CASE("buffer: compact distributions, budget with FIFO eviction, held-out sl
   for (int i = 0; i < 100; ++i) {
     auto r = recs[i % 3];
     r.context = {i, i + 1};
+    r.source = i / 4;  // four records per request
     buf.add(r);
   }
   CHECK(buf.bytes() <= 4000);
   CHECK(buf.evicted() > 0);
   CHECK(buf.heldout_size() == 3);
+  for (const auto& h : buf.heldout(0)) CHECK(h.source % 5 == 0);  // whole requests are held out
   auto recent = buf.take_recent(2);
   REQUIRE(recent.size() == 2);
-  CHECK(recent.back().context[0] == 98);  // newest kept (99 went to the held-out slice); oldest evicted first
+  CHECK(recent.back().context[0] == 99);  // newest kept; oldest evicted first
   CHECK(buf.new_records() == 0);
+  // A batch: the new records first (at most half), then a uniform replay of the buffer.
+  for (int i = 100; i < 103; ++i) {
+    auto r = recs[0];
+    r.context = {i};
+    r.source = 1001 + i;  // 1101..1103: not held out
+    buf.add(r);
+  }
+  auto batch = buf.take_batch(10, 0.5, 7);
+  REQUIRE(batch.size() == 10);
+  CHECK(batch[0].context[0] == 100);
+  CHECK(batch[2].context[0] == 102);
+  CHECK(buf.new_records() == 0);
+  for (const auto& r : batch) CHECK(r.source % 5 != 0);  // never a held-out request
   CHECK_THROWS_WITH(rebuild_distributions({DistillRecord{{1}, {70}, {1.f}, 0, 0}}, 50), Catch::Contains("outside"));
 }
 
@@ -113,4 +128,32 @@ TEST_CASE("online distiller: updates raise held-out acceptance, guard and NaN pa
   CHECK(nrep.discarded_steps == o.steps_per_update);
   CHECK(!nrep.published);
   CHECK_THROWS_WITH(OnlineDistiller(*draft, DistillOptions{DistillLoss::tvd, 0.5, -1.0}), Catch::Contains("lr"));
+}
+
+TEST_CASE("online distiller: records sharing a prefix share one forward, with the same logits", "[distill]") {
+  auto model = test::peaked_model(test::tiny_config(64, 32, 1), 3);
+  std::vector<std::vector<int64_t>> contexts = {{1, 2, 3}, {1, 2}, {7, 8}, {1, 2, 3, 4}, {1, 2, 5}, {1}, {7, 8, 9}, {9}};
+  std::vector<DistillRecord> records;
+  for (const auto& c : contexts) {
+    DistillRecord r;
+    r.context = c;
+    records.push_back(r);
+  }
+  torch::NoGradGuard g;
+  auto batched = OnlineDistiller::student_logits(*model, records);  // [8, V]
+  REQUIRE(batched.sizes() == torch::IntArrayRef({8, 64}));
+  for (size_t i = 0; i < contexts.size(); ++i) {
+    auto alone = model->forward_full(torch::tensor(contexts[i]).view({1, -1}))[0][-1];  // [V]
+    INFO("record " << i);
+    CHECK(test::max_abs_diff(batched[i], alone) < 1e-5);
+  }
+}
+
+TEST_CASE("losses: traffic acceptance is argmax agreement for greedy rows, overlap for sampled ones", "[distill]") {
+  auto p = torch::tensor({0.6f, 0.4f, 0.0f}).repeat({2, 1});  // [2, 3]
+  auto q = torch::tensor({0.4f, 0.6f, 0.0f}).repeat({2, 1});  // overlap 0.8, argmax differs
+  CHECK(traffic_acceptance(q, p, {false, false}) == Approx(0.8));
+  CHECK(traffic_acceptance(q, p, {true, true}) == Approx(0.0));
+  CHECK(traffic_acceptance(q, p, {true, false}) == Approx(0.4));
+  CHECK(traffic_acceptance(p, p, {true, false}) == Approx(1.0));
 }

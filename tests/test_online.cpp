@@ -191,7 +191,7 @@ TEST_CASE("online: learning survives a restart and the version continues", "[onl
   o.online.max_updates = 3;  // learning stops after 3 updates, so the tail runs on the final weights
   auto first = serve(o, prompts, 240);  // learns, saves at shutdown
   const double before = mean(first.acceptance, 240 - 32, 240);
-  const int64_t saved = OnlineDistiller::saved_version(dir + "/route-0");
+  const int64_t saved = OnlineDistiller::saved_version(dir + "/route-default");
   REQUIRE(saved >= 1);
   // Restart from the saved state; no update happens while measuring.
   auto again = o;

@@ -186,3 +186,46 @@ TEST_CASE("adaptive k: speedup formula and the estimator's choice", "[spec][adap
   for (int i = 0; i < 64; ++i) probes += bad.choose(8, 0.05) == 1;
   CHECK(probes >= 3);
 }
+
+TEST_CASE("proposer: a weight swap refreshes the cache, so proposals equal a fresh draft's", "[spec][swap]") {
+  auto cfg = tiny_config(64, 32, 2);
+  auto old_draft = peaked_model(cfg, 1), new_draft = peaked_model(cfg, 2);
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  std::vector<int64_t> seq = {5, 9, 3, 7, 1};
+  for (bool in_flight : {false, true}) {
+    DYNAMIC_SECTION((in_flight ? "swap while a proposal awaits commit" : "swap between rounds")) {
+      DraftProposer p(old_draft, 2, 64);
+      p.add(1, seq, greedy);
+      auto history = seq;
+      auto round = [&](int64_t k, int64_t accept) {  // accept the first `accept` drafts, then token 11
+        auto prop = p.propose({1}, {k});
+        Verdict v{1, k, accept, {}};
+        for (int64_t i = 0; i < accept; ++i) v.emitted.push_back(prop.host_tokens[0][i]);
+        v.emitted.push_back(11);
+        history.insert(history.end(), v.emitted.begin(), v.emitted.end());
+        return v;
+      };
+      p.commit(round(3, 1));
+      p.commit(round(3, 3));  // all accepted: two tokens pending
+      if (in_flight) {
+        auto v = round(2, 0);
+        p.set_model(new_draft);
+        p.commit(v);
+      } else {
+        p.set_model(new_draft);
+      }
+      CHECK(p.refreshes() == 1);
+      DraftProposer fresh(new_draft, 2, 64);
+      fresh.add(1, history, greedy);
+      auto a = p.propose({1}, {3}), b = fresh.propose({1}, {3});
+      CHECK(a.host_tokens == b.host_tokens);
+      CHECK(max_abs_diff(a.probs, b.probs) < 1e-5);
+      // Control: without the refresh the stale keys/values give other probabilities.
+      DraftProposer stale(old_draft, 2, 64);
+      stale.add(1, history, greedy);
+      stale.set_model(new_draft, /*refresh_cache=*/false);
+      CHECK(max_abs_diff(stale.propose({1}, {3}).probs, b.probs) > 1e-3);
+    }
+  }
+}
