@@ -1,6 +1,7 @@
 #include "actors/distiller.hpp"
 
 
+#include <algorithm>
 #include <chrono>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@ struct DistillerState {
   c10::Device serve_device = c10::Device(c10::kCPU);
   c10::ScalarType serve_dtype = c10::kFloat;
   int64_t published = 0, rejected = 0, discarded = 0, deferred = 0, updates = 0;
+  int64_t rejected_in_a_row = 0;  // back-off: each rejection in a row doubles the wait (up to 16x)
   nlohmann::json trace = nlohmann::json::array();  // one slice per update (Chrome trace)
   UpdateReport last;
   static inline const char* name = "osd.distiller";
@@ -36,7 +38,10 @@ void save(Self* self, const DistillerOptions& opt) {
 
 void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor verifier, caf::actor metrics) {
   const int64_t n = opt.train.batch * opt.train.steps_per_update;
-  self->request(buffer, caf::infinite, sample_atom_v, n, opt.min_new_records, opt.route)
+  // A route whose updates keep failing the guard (a draft that already fits its traffic) waits
+  // for more new data before trying again, so it does not spend the cores serving needs.
+  const int64_t backoff = int64_t{1} << std::min<int64_t>(4, self->state.rejected_in_a_row);
+  self->request(buffer, caf::infinite, sample_atom_v, n, opt.min_new_records * backoff, opt.route)
       .then([=](DistillBatch& batch) {
         auto& st = self->state;
         UpdateReport rep;
@@ -55,6 +60,8 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
         ++st.updates;
         if (rep.published) ++st.published;
         else if (rep.decision == "rejected by guard") ++st.rejected;
+        if (rep.published) st.rejected_in_a_row = 0;
+        else if (rep.decision == "rejected by guard") ++st.rejected_in_a_row;
         else if (rep.decision.rfind("deferred", 0) == 0) ++st.deferred;
         else ++st.discarded;
         st.last = rep;
@@ -99,6 +106,7 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
       auto& s = self->state;
       return nlohmann::json{{"version", s.core->version()}, {"updates", s.updates}, {"published", s.published},
                             {"rejected_by_guard", s.rejected}, {"discarded", s.discarded}, {"deferred", s.deferred},
+                            {"backoff", int64_t{1} << std::min<int64_t>(4, s.rejected_in_a_row)},
                             {"steps", s.core->total_steps()}, {"last_decision", s.last.decision},
                             {"last_loss", s.last.loss}, {"last_heldout_acceptance", s.last.acceptance_candidate}}
           .dump();

@@ -10,11 +10,13 @@ namespace osd {
 ServeConfig::ServeConfig() {
   auto& d = defaults_;
   opt_group{custom_options_, "osd"}
-      .add(d.target, "target", "target model: a preset name")
-      .add(d.draft, "draft", "draft model: a preset name, or none for target-only decoding")
+      .add(d.target, "target", "target model: default, an HF checkpoint folder, or a preset name")
+      .add(d.draft, "draft", "draft model: default, an HF checkpoint folder, a preset name, or none")
       .add(d.device, "device", "device of both models: cpu, cuda or cuda:N")
       .add(d.dtype, "dtype", "weights and compute dtype: float32, bfloat16 or float16")
       .add(d.weights_seed, "weights-seed", "seed of the random weights of presets")
+      .add(d.routes, "routes", "draft routes, comma-separated names (requests pick one with their domain field)")
+      .add(d.route_drafts, "route-drafts", "per route, comma-separated model specs; empty: every route starts from draft")
       .add(d.k, "k", "draft tokens per round when adaptive-k is off (0..64)")
       .add(d.adaptive_k, "adaptive-k", "choose k per sequence from its acceptance and the cost ratio")
       .add(d.k_max, "k-max", "upper bound of adaptive k (0..64)")
@@ -26,7 +28,27 @@ ServeConfig::ServeConfig() {
       .add(d.max_frame_bytes, "max-frame-bytes", "largest request frame accepted")
       .add(d.endpoint, "endpoint", "ZeroMQ ROUTER endpoint clients connect to")
       .add(d.metrics_endpoint, "metrics-endpoint", "Prometheus GET /metrics endpoint (tcp://host:port), empty = off")
-      .add(d.torch_threads, "torch-threads", "libtorch intra-op threads, 0 = number of cores");
+      .add(d.torch_threads, "torch-threads", "libtorch intra-op threads, 0 = number of cores")
+      .add(d.online, "online", "distil the draft online from the target's verified distributions")
+      .add(d.online_loss, "online-loss", "distillation loss: fkl, rkl, jsd or tvd")
+      .add(d.online_lr, "online-lr", "distiller learning rate (AdamW)")
+      .add(d.online_warmup, "online-warmup", "distiller warm-up steps")
+      .add(d.online_batch, "online-batch", "records per distiller gradient step")
+      .add(d.online_steps_per_update, "online-steps-per-update", "gradient steps per guarded update")
+      .add(d.online_min_new_records, "online-min-new-records", "new records that trigger an update")
+      .add(d.online_record_all, "online-record-all", "buffer every verified position (false: first rejection only)")
+      .add(d.online_top_k, "online-top-k", "target log-probs kept per record (0: full distribution)")
+      .add(d.online_buffer_bytes, "online-buffer-bytes", "distillation buffer budget in bytes")
+      .add(d.online_guard_margin, "online-guard-margin", "publish unless held-out acceptance drops by more")
+      .add(d.online_state_dir, "online-state-dir", "save and restore the learned draft here (empty = off)")
+      .add(d.online_save_every, "online-save-every", "published updates between saves");
+}
+
+std::vector<std::string> ServeConfig::osd_keys() const {
+  std::vector<std::string> keys;
+  for (const auto& opt : custom_options_)
+    if (opt.category() == "osd") keys.emplace_back(opt.long_name().data(), opt.long_name().size());
+  return keys;
 }
 
 std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& help_printed) {
@@ -50,9 +72,30 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
       return "";
     }
   }
+  // CAF takes boolean options as bare flags only (--osd.online); osd also accepts
+  // --osd.KEY=true|false for them, applied after the file and the other arguments.
+  std::vector<std::pair<std::string, bool>> bool_args;
+  std::vector<char*> args{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const auto eq = a.find('=');
+    bool taken = false;
+    if (a.rfind("--osd.", 0) == 0 && eq != std::string::npos) {
+      const std::string key = a.substr(6, eq - 6), value = a.substr(eq + 1);
+      for (const auto& opt : custom_options_) {
+        if (opt.category() != "osd" || !opt.is_flag() || opt.long_name() != key) continue;
+        if (value != "true" && value != "false") return "configuration: osd." + key + " must be true or false";
+        bool_args.emplace_back(key, value == "true");
+        taken = true;
+      }
+    }
+    if (!taken) args.push_back(argv[i]);
+  }
   const char* file = nullptr;
   if (std::ifstream("conf/osd.conf").good()) file = "conf/osd.conf";
-  if (auto err = parse(argc, argv, file)) return "configuration: " + caf::to_string(err);
+  if (auto err = parse(static_cast<int>(args.size()), args.data(), file))
+    return "configuration: " + caf::to_string(err);
+  for (const auto& [key, value] : bool_args) caf::put(content, "osd." + key, value);
   help_printed = cli_helptext_printed;
   // Unknown keys: in the osd group against the declared options; other groups must be CAF's.
   std::set<std::string> known_groups, osd_keys;
@@ -93,11 +136,23 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
       else error = std::string("osd.") + key + " must be true or false";
     }
   };
+  auto real = [&](const char* key, double& field, double lo, double hi) {
+    if (auto* v = caf::get_if(&content, std::string("osd.") + key)) {
+      if (auto* x = caf::get_if<double>(v)) field = *x;
+      else if (auto* i = caf::get_if<int64_t>(v)) field = static_cast<double>(*i);
+      else error = std::string("osd.") + key + " must be a number";
+    }
+    if (error.empty() && !(field >= lo && field <= hi))
+      error = std::string("osd.") + key + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "] (got " +
+              std::to_string(field) + ")";
+  };
   str("target", out.target);
   str("draft", out.draft);
   str("device", out.device);
   str("dtype", out.dtype);
   integer("weights-seed", out.weights_seed, 0, INT64_MAX);
+  str("routes", out.routes);
+  str("route-drafts", out.route_drafts);
   integer("k", out.k, 0, 64);
   boolean("adaptive-k", out.adaptive_k);
   integer("k-max", out.k_max, 0, 64);
@@ -110,6 +165,22 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   str("endpoint", out.endpoint);
   str("metrics-endpoint", out.metrics_endpoint);
   integer("torch-threads", out.torch_threads, 0, 1024);
+  boolean("online", out.online);
+  str("online-loss", out.online_loss);
+  real("online-lr", out.online_lr, 1e-9, 1.0);
+  integer("online-warmup", out.online_warmup, 0, 1 << 20);
+  integer("online-batch", out.online_batch, 1, 1 << 16);
+  integer("online-steps-per-update", out.online_steps_per_update, 1, 1 << 16);
+  integer("online-min-new-records", out.online_min_new_records, 1, 1 << 20);
+  boolean("online-record-all", out.online_record_all);
+  integer("online-top-k", out.online_top_k, 0, 1 << 20);
+  integer("online-buffer-bytes", out.online_buffer_bytes, 1024, int64_t{1} << 40);
+  real("online-guard-margin", out.online_guard_margin, -1.0, 1.0);
+  str("online-state-dir", out.online_state_dir);
+  integer("online-save-every", out.online_save_every, 1, 1 << 20);
+  if (error.empty() && out.online_loss != "fkl" && out.online_loss != "rkl" && out.online_loss != "jsd" &&
+      out.online_loss != "tvd")
+    error = "osd.online-loss must be fkl, rkl, jsd or tvd (got '" + out.online_loss + "')";
   return error.empty() ? "" : "configuration: " + error;
 }
 

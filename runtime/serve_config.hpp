@@ -7,16 +7,19 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace osd {
 
 struct ServeSettings {
   // models
-  std::string target = "tiny";          // preset name (see ModelConfig::preset_names)
-  std::string draft = "tiny-draft";     // preset name, or "none" for target-only decoding
+  std::string target = "default";       // "default", a checkpoint folder or a preset (runtime/model_source.hpp)
+  std::string draft = "default";        // the same, or "none" for target-only decoding
   std::string device = "cpu";           // cpu | cuda | cuda:N
   std::string dtype = "float32";        // float32 | bfloat16 | float16
   int64_t weights_seed = 0;             // seed of the random weights of presets
+  std::string routes;                   // "a,b,c": one draft route per query class ("" = one route)
+  std::string route_drafts;             // per route, comma-separated model specs ("" = all start from draft)
   // speculation
   int64_t k = 4;
   bool adaptive_k = true;
@@ -32,6 +35,20 @@ struct ServeSettings {
   std::string endpoint = "tcp://127.0.0.1:5555";
   std::string metrics_endpoint;         // "" = off, e.g. tcp://127.0.0.1:9464
   int64_t torch_threads = 0;            // 0: number of cores
+  // online distillation (RuntimeOptions.online)
+  bool online = true;
+  std::string online_loss = "fkl";
+  double online_lr = 1e-3;
+  int64_t online_warmup = 10;
+  int64_t online_batch = 256;
+  int64_t online_steps_per_update = 4;
+  int64_t online_min_new_records = 128;
+  bool online_record_all = true;
+  int64_t online_top_k = 64;
+  int64_t online_buffer_bytes = 64 << 20;
+  double online_guard_margin = -0.01;
+  std::string online_state_dir;
+  int64_t online_save_every = 10;
 };
 
 class ServeConfig : public caf::actor_system_config {
@@ -40,6 +57,8 @@ class ServeConfig : public caf::actor_system_config {
   // Parses the command line and the config file (--config-file, default conf/osd.conf when it
   // exists). Returns "" and fills `out`, or what is wrong. `help_printed` is set after --help.
   std::string load(int argc, char** argv, ServeSettings& out, bool& help_printed);
+  // Every declared key of the osd group (without the "osd." prefix).
+  std::vector<std::string> osd_keys() const;
 
  private:
   ServeSettings defaults_;

@@ -229,6 +229,7 @@ void ZmqServer::Impl::generate(const std::string& identity, const json& j) {
                           {"num_accepted_tokens", r.num_accepted_tokens},
                           {"accepted_per_position", r.accepted_per_position},
                           {"ttft_ms", r.ttft_ms}, {"total_ms", r.total_ms}}}};
+          if (!r.route.empty()) d["route"] = r.route;
         }
         ch->send(r.id, "1" + dump(d));
       });

@@ -8,6 +8,7 @@ pkgs=(
   libcaf-dev libzmq3-dev cppzmq-dev libspdlog-dev catch2
   nlohmann-json3-dev libcli11-dev libsentencepiece-dev libonig-dev libutf8proc-dev
   python3-zmq
+  bible-kjv gnuplot-nox          # demo: english corpus (KJV) and the PNG plot
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -41,10 +41,16 @@ TEST_CASE("conf/osd.conf holds every key at its default", "[config]") {
   // Every declared key appears in the file.
   std::ifstream f(path);
   std::string text((std::istreambuf_iterator<char>(f)), {});
-  for (const char* key : {"target", "draft", "device", "dtype", "weights-seed", "k", "adaptive-k", "k-max", "groups",
-                          "max-batch", "max-len", "max-in-flight", "max-new-tokens", "max-frame-bytes", "endpoint",
-                          "metrics-endpoint", "torch-threads"})
-    CHECK(text.find(std::string("\n  ") + key + " = ") != std::string::npos);
+  ServeConfig cfg;
+  const auto keys = cfg.osd_keys();
+  CHECK(keys.size() >= 30);
+  for (const auto& key : keys) {
+    INFO(key);
+    CHECK(text.find("\n  " + key + " = ") != std::string::npos);
+  }
+  CHECK(s.online == d.online);
+  CHECK(s.online_lr == d.online_lr);
+  CHECK(s.online_state_dir == d.online_state_dir);
 }
 
 TEST_CASE("configuration errors name the key", "[config][errors]") {
@@ -58,4 +64,14 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
   CHECK(load({"--config-file=" + write("osd {\n  k = \"seven\"\n}\n")}, s).find("osd.k must be an integer") != std::string::npos);
   CHECK(load({"--config-file=" + write("osd {\n  max-batch = 0\n}\n")}, s).find("osd.max-batch") != std::string::npos);
   CHECK(load({"--config-file=" + write("osd {\n  adaptive-k = 3\n}\n")}, s).find("true or false") != std::string::npos);
+  CHECK(load({"--osd.online=false", "--osd.adaptive-k=false"}, s) == "");
+  CHECK_FALSE(s.online);
+  CHECK_FALSE(s.adaptive_k);
+  CHECK(load({"--osd.online=maybe"}, s).find("osd.online must be true or false") != std::string::npos);
+  CHECK(load({"--osd.online-lr=0"}, s).find("osd.online-lr must be in") != std::string::npos);
+  CHECK(load({"--osd.online-lr=0.5"}, s) == "");
+  CHECK(s.online_lr == 0.5);
+  CHECK(load({"--osd.online-loss=kl"}, s).find("osd.online-loss must be fkl, rkl, jsd or tvd") != std::string::npos);
+  CHECK(load({"--osd.online-guard-margin=2"}, s).find("osd.online-guard-margin") != std::string::npos);
+  CHECK(load({"--osd.online-guard-margin=-0.05"}, s) == "");
 }

@@ -7,36 +7,10 @@
 
 #include "models/tensor_util.hpp"
 #include "models/transformer.hpp"
+#include "runtime/model_source.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/serve_config.hpp"
 #include "runtime/zmq_server.hpp"
-
-namespace {
-
-std::shared_ptr<osd::Transformer> load_model(const std::string& name, const osd::ServeSettings& s,
-                                             std::string* error) {
-  auto cfg = osd::ModelConfig::preset(name);
-  if (!cfg) {
-    *error = "unknown model '" + name + "' (presets:";
-    for (const auto& p : osd::ModelConfig::preset_names()) *error += " " + p;
-    *error += ")";
-    return nullptr;
-  }
-  auto dt = osd::parse_dtype(s.dtype);
-  if (!dt) {
-    *error = "unknown dtype '" + s.dtype + "'";
-    return nullptr;
-  }
-  cfg->dtype = *dt;
-  try {
-    return std::make_shared<osd::Transformer>(*cfg, static_cast<uint64_t>(s.weights_seed), c10::Device(s.device));
-  } catch (const std::exception& e) {
-    *error = "cannot build model '" + name + "': " + e.what();
-    return nullptr;
-  }
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   // Block the stop signals in every thread; main waits for them with sigwait.
@@ -59,13 +33,16 @@ int main(int argc, char** argv) {
 
   std::string error;
   osd::RuntimeOptions ro;
-  ro.target = load_model(s.target, s, &error);
+  const auto source = [&](const std::string& spec) {
+    return osd::ModelSource{spec, s.device, s.dtype, static_cast<uint64_t>(s.weights_seed)};
+  };
+  ro.target = osd::load_model(source(s.target), osd::ModelRole::target, &error);
   if (!ro.target) {
     std::cerr << "osd-serve: " << error << "\n";
     return 2;
   }
   if (s.draft != "none") {
-    ro.draft = load_model(s.draft, s, &error);
+    ro.draft = osd::load_model(source(s.draft), osd::ModelRole::draft, &error);
     if (!ro.draft) {
       std::cerr << "osd-serve: " << error << "\n";
       return 2;
@@ -80,8 +57,53 @@ int main(int argc, char** argv) {
   ro.max_in_flight = s.max_in_flight;
   ro.max_new_tokens_limit = s.max_new_tokens;
   ro.threads = static_cast<int>(caf::get_or(cfg, "scheduler.max-threads", size_t{0}));
-  // The presets are byte-level models: token t < 256 is the byte t.
-  const bool bytes = ro.target->config().vocab_size >= 256;
+  auto split = [](const std::string& list) {
+    std::vector<std::string> out;
+    std::string cur;
+    for (char c : list + ",") {
+      if (c == ',') {
+        if (!cur.empty()) out.push_back(cur);
+        cur.clear();
+      } else if (c != ' ') {
+        cur += c;
+      }
+    }
+    return out;
+  };
+  const auto route_names = split(s.routes), route_specs = split(s.route_drafts);
+  if (!route_specs.empty() && route_specs.size() != route_names.size()) {
+    std::cerr << "osd-serve: osd.route-drafts names " << route_specs.size() << " models for " << route_names.size()
+              << " routes\n";
+    return 2;
+  }
+  if (!route_names.empty() && !ro.draft) {
+    std::cerr << "osd-serve: osd.routes needs a draft (osd.draft is none)\n";
+    return 2;
+  }
+  for (size_t r = 0; r < route_names.size(); ++r) {
+    // Every route owns its own copy of the weights (its distiller trains it alone).
+    auto d = osd::load_model(source(route_specs.empty() ? s.draft : route_specs[r]), osd::ModelRole::draft, &error);
+    if (!d) {
+      std::cerr << "osd-serve: route " << route_names[r] << ": " << error << "\n";
+      return 2;
+    }
+    ro.routes.push_back({route_names[r], d});
+  }
+  ro.online.enabled = s.online && ro.draft != nullptr;
+  ro.online.loss = s.online_loss;
+  ro.online.lr = s.online_lr;
+  ro.online.warmup_steps = s.online_warmup;
+  ro.online.batch = s.online_batch;
+  ro.online.steps_per_update = s.online_steps_per_update;
+  ro.online.min_new_records = s.online_min_new_records;
+  ro.online.record_all_positions = s.online_record_all;
+  ro.online.record_top_k = s.online_top_k;
+  ro.online.buffer_bytes = s.online_buffer_bytes;
+  ro.online.guard_margin = s.online_guard_margin;
+  ro.online.state_dir = s.online_state_dir;
+  ro.online.save_every = s.online_save_every;
+  // Byte-level models (presets, the default pair): token t < 256 is the byte t.
+  const bool bytes = osd::is_byte_level(*ro.target, s.target);
   if (bytes) ro.token_text = [](int64_t t) { return t < 256 ? std::string(1, static_cast<char>(t)) : std::string(); };
   auto runtime = osd::Runtime::create(ro, &error);
   if (!runtime) {
@@ -104,7 +126,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::cerr << "osd-serve: target " << s.target << ", draft " << s.draft << " (" << s.device << ", " << s.dtype
-            << "), serving on " << server->endpoint();
+            << "), " << std::max<size_t>(ro.routes.size(), ro.draft ? 1 : 0) << " draft route(s), online distillation "
+            << (ro.online.enabled ? "on" : "off") << ", serving on " << server->endpoint();
   if (!server->metrics_endpoint().empty()) std::cerr << ", metrics on " << server->metrics_endpoint() << "/metrics";
   std::cerr << "; Ctrl-C stops" << std::endl;
   int sig = 0;

@@ -1,0 +1,255 @@
+// osd-bench online: a workload whose domain shifts (A -> B -> C), replayed through the embedding
+// API four times in one run: target only, the static draft, the draft learning online, and the
+// draft learning in shadow (trained and guarded, never served: the distiller's cost with the
+// static draft's acceptance). Prints acceptance per window of requests (static vs online), the
+// tokens/s of every run, and writes a TSV and a PNG plot (gnuplot) when asked.
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "models/error.hpp"
+#include "models/transformer.hpp"
+#include "runtime/cli/bench_report.hpp"
+#include "runtime/cli/benches.hpp"
+#include "runtime/model_source.hpp"
+#include "runtime/runtime.hpp"
+
+namespace osd::bench {
+
+namespace {
+
+struct Workload {
+  std::vector<std::string> domain;  // per request
+  std::vector<std::string> prompt;
+};
+
+Workload load_workload(const std::string& corpora, const std::vector<std::string>& domains,
+                       int64_t per_domain) {
+  Workload w;
+  for (const auto& d : domains) {
+    const std::string path = corpora + "/" + d + ".prompts.jsonl";
+    std::ifstream f(path);
+    if (!f)
+      throw Error(path + ": cannot open (build the corpora: python3 scripts/build_corpora.py)");
+    std::string line;
+    int64_t n = 0;
+    while (n < per_domain && std::getline(f, line)) {
+      w.domain.push_back(d);
+      w.prompt.push_back(nlohmann::json::parse(line).at("prompt").get<std::string>());
+      ++n;
+    }
+    if (n < per_domain)
+      throw Error(path + ": " + std::to_string(n) + " prompts, " + std::to_string(per_domain) +
+                  " needed");
+  }
+  return w;
+}
+
+struct RunResult {
+  std::vector<double> acceptance;  // per request index
+  double tokens_per_s = 0, seconds = 0;
+  int64_t tokens = 0, draft_version = 0;
+  nlohmann::json decisions;
+};
+
+RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64_t new_tokens,
+                 double temperature, bool send_domain) {
+  std::string err;
+  auto rt = Runtime::create(o, &err);
+  if (!rt) throw Error("runtime: " + err);
+  RunResult r;
+  r.acceptance.assign(w.prompt.size(), 0.0);
+  std::deque<std::pair<size_t, std::shared_ptr<RequestHandle>>> in_flight;
+  auto finish_one = [&] {
+    auto [i, h] = in_flight.front();
+    in_flight.pop_front();
+    auto res = h->get();
+    if (!res.ok()) throw Error("request " + std::to_string(i) + " failed: " + res.error_message);
+    r.tokens += static_cast<int64_t>(res.tokens.size());
+    r.acceptance[i] =
+        res.num_draft_tokens ? double(res.num_accepted_tokens) / res.num_draft_tokens : 0.0;
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < w.prompt.size(); ++i) {
+    if (static_cast<int64_t>(in_flight.size()) >= concurrency) finish_one();
+    GenerateParams p;
+    p.prompt_tokens.assign(w.prompt[i].begin(), w.prompt[i].end());
+    for (auto& t : p.prompt_tokens) t &= 0xFF;  // bytes
+    p.max_new_tokens = new_tokens;
+    p.temperature = temperature;
+    p.seed = i;
+    p.stream = false;
+    if (send_domain) p.domain = w.domain[i];
+    in_flight.emplace_back(i, rt->submit(p));
+  }
+  while (!in_flight.empty()) finish_one();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.tokens_per_s = r.tokens / r.seconds;
+  auto stats = nlohmann::json::parse(rt->stats_json());
+  r.draft_version = stats["metrics"].value("draft_version", 0);
+  r.decisions = stats["metrics"]["distill"]["decisions"];
+  rt->shutdown();
+  return r;
+}
+
+double window_mean(const std::vector<double>& v, size_t from, size_t to) {
+  double s = 0;
+  for (size_t i = from; i < to; ++i) s += v[i];
+  return to > from ? s / double(to - from) : 0.0;
+}
+
+std::string plot_png(const std::string& tsv, const std::string& png, const Workload& w,
+                     int64_t window) {
+  std::string script =
+      "set terminal pngcairo size 960,540 font 'sans,11'\nset output '" + png +
+      "'\nset title 'osd-bench online: acceptance per window of " + std::to_string(window) +
+      " requests'\nset xlabel 'request'\nset ylabel 'acceptance (accepted / drafted)'\n"
+      "set yrange [0:1]\nset key bottom right\nset grid\n";
+  for (size_t i = 0; i < w.domain.size(); ++i)
+    if (i == 0 || w.domain[i] != w.domain[i - 1])
+      script += "set arrow from " + std::to_string(i) + ",0 to " + std::to_string(i) +
+                ",1 nohead dt 2 lc rgb 'gray'\nset label '" + w.domain[i] + "' at " +
+                std::to_string(i + 2) + ",0.95\n";
+  script +=
+      "plot '" + tsv +
+      "' using 1:3 with linespoints lw 2 title 'static draft', '' using 1:4 with linespoints lw 2 "
+      "title 'online draft (osd)'\n";
+  FILE* gp = popen("gnuplot 2>&1", "w");
+  if (!gp) return "cannot run gnuplot";
+  std::fputs(script.c_str(), gp);
+  const int rc = pclose(gp);
+  return rc == 0 ? "" : "gnuplot failed (installed? apt-get install gnuplot-nox)";
+}
+
+}  // namespace
+
+void add_online_bench(CLI::App& app, bool& json) {
+  auto* cmd = app.add_subcommand(
+      "online", "shifting workload: acceptance per window, static vs online draft");
+  struct Opts {
+    std::string target = "default", draft = "default", corpora = "build/corpora", device = "cpu",
+                dtype = "float32";
+    std::vector<std::string> domains{"python", "c", "english"};
+    int64_t requests = 150, window = 50, new_tokens = 96, concurrency = 4, k = 4;
+    double temperature = 0, lr = 1e-3;
+    int64_t batch = 256, min_new = 128;
+    bool routes = false;
+    std::string tsv, png;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("--target", o->target, "model spec (default | HF folder | preset)")
+      ->capture_default_str();
+  cmd->add_option("--draft", o->draft, "model spec")->capture_default_str();
+  cmd->add_option("--corpora", o->corpora, "folder with DOMAIN.prompts.jsonl")
+      ->capture_default_str();
+  cmd->add_option("--domains", o->domains, "domains, in workload order")->capture_default_str();
+  cmd->add_option("--requests", o->requests, "requests per domain")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd->add_option("--window", o->window)->check(CLI::Range(1, 100000))->capture_default_str();
+  cmd->add_option("--new-tokens", o->new_tokens)->check(CLI::Range(1, 4096))->capture_default_str();
+  cmd->add_option("--concurrency", o->concurrency)
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--k", o->k, "draft tokens per round (fixed, so acceptance rates compare)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--temperature", o->temperature)
+      ->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str();
+  cmd->add_option("--lr", o->lr, "distiller learning rate")->capture_default_str();
+  cmd->add_option("--batch", o->batch, "records per distiller step")->capture_default_str();
+  cmd->add_option("--min-new-records", o->min_new, "new records per update")->capture_default_str();
+  cmd->add_flag("--routes", o->routes, "one draft route per domain (requests carry their domain)");
+  cmd->add_option("--device", o->device)->capture_default_str();
+  cmd->add_option("--dtype", o->dtype)->capture_default_str();
+  cmd->add_option("--tsv", o->tsv, "write acceptance per window here");
+  cmd->add_option("--png", o->png, "plot acceptance per window here (gnuplot; needs --tsv)");
+  cmd->callback([o, &json] {
+    auto w = load_workload(o->corpora, o->domains, o->requests);
+    std::string err;
+    auto target = load_model({o->target, o->device, o->dtype, 0}, ModelRole::target, &err);
+    if (!target) throw Error(err);
+    auto fresh_draft = [&] {
+      auto d = load_model({o->draft, o->device, o->dtype, 0}, ModelRole::draft, &err);
+      if (!d) throw Error(err);
+      return d;
+    };
+    auto base = [&](bool draft, bool online, bool shadow) {
+      RuntimeOptions r;
+      r.target = target;
+      r.max_batch = std::max<int64_t>(8, o->concurrency);
+      r.max_len = std::min<int64_t>(1024, target->config().max_position_embeddings);
+      r.adaptive_k = false;
+      r.k = o->k;
+      if (draft) {
+        if (o->routes)
+          for (const auto& d : o->domains) r.routes.push_back({d, fresh_draft()});
+        else
+          r.draft = fresh_draft();
+      }
+      r.online.enabled = online;
+      r.online.shadow = shadow;
+      r.online.lr = o->lr;
+      r.online.batch = o->batch;
+      r.online.min_new_records = o->min_new;
+      r.online.record_all_positions = true;
+      return r;
+    };
+    auto plain = replay(base(false, false, false), w, o->concurrency, o->new_tokens, o->temperature,
+                        o->routes);
+    auto fixed = replay(base(true, false, false), w, o->concurrency, o->new_tokens, o->temperature,
+                        o->routes);
+    auto shadow =
+        replay(base(true, true, true), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
+    auto online = replay(base(true, true, false), w, o->concurrency, o->new_tokens, o->temperature,
+                         o->routes);
+
+    Report rep("online", {"requests", "domain", "static acc", "online acc", "gain"});
+    std::ofstream tsv;
+    if (!o->tsv.empty()) {
+      tsv.open(o->tsv);
+      tsv << "# request\tdomain\tstatic\tonline\n";
+    }
+
+    for (size_t from = 0; from < w.prompt.size(); from += o->window) {
+      const size_t to = std::min(w.prompt.size(), from + static_cast<size_t>(o->window));
+      const double s = window_mean(fixed.acceptance, from, to),
+                   n = window_mean(online.acceptance, from, to);
+      rep.add({std::to_string(from) + "-" + std::to_string(to - 1), w.domain[from], s, n, n - s});
+      if (tsv) tsv << (from + to) / 2 << "\t" << w.domain[from] << "\t" << s << "\t" << n << "\n";
+    }
+    if (tsv) tsv.close();
+    if (!o->png.empty() && !o->tsv.empty()) {
+      auto msg = plot_png(o->tsv, o->png, w, o->window);
+      rep.note("png", msg.empty() ? o->png : msg);
+    }
+    rep.note("tokens_per_s_target_only", plain.tokens_per_s);
+    rep.note("tokens_per_s_static", fixed.tokens_per_s);
+    rep.note("tokens_per_s_online", online.tokens_per_s);
+    rep.note("tokens_per_s_shadow", shadow.tokens_per_s);
+    rep.note("speedup_static", fixed.tokens_per_s / plain.tokens_per_s);
+    rep.note("speedup_online", online.tokens_per_s / plain.tokens_per_s);
+    rep.note("distiller_overhead", 1.0 - shadow.tokens_per_s / fixed.tokens_per_s);
+    rep.note("online_draft_version", online.draft_version);
+    rep.note("online_decisions", online.decisions);
+    rep.note("workload", {{"domains", o->domains},
+                          {"requests_per_domain", o->requests},
+                          {"new_tokens", o->new_tokens},
+                          {"concurrency", o->concurrency},
+                          {"k", o->k},
+                          {"temperature", o->temperature},
+                          {"routes", o->routes},
+                          {"lr", o->lr},
+                          {"device", o->device},
+                          {"threads", at::get_num_threads()}});
+    rep.print(json);
+  });
+}
+
+}  // namespace osd::bench
