@@ -2,8 +2,10 @@
 // buffer: owns the online distillation records (models/distill_buffer.hpp): what the verifier
 // verified, compactly, within a memory budget, with a held-out slice.
 //   (records_atom, vector<DistillRecord>)        from the verifier
-//   (sample_atom, n, min_new) -> DistillBatch    the newest n records and the held-out slice,
-//                                                answered once min_new records are new
+//   (sample_atom, n, min_new, route, wait_ms) -> DistillBatch
+//                                                n records (half new, half replay) and the
+//                                                held-out slice, answered once min_new records
+//                                                are new, or after wait_ms (> 0) once any is
 //   (stats_atom) -> std::string                  JSON counters
 #include <caf/fwd.hpp>
 
@@ -16,6 +18,7 @@ struct BufferOptions {
   size_t budget_bytes = 64u << 20;
   int64_t heldout_every = 10;
   size_t heldout_max = 512;
+  int64_t tick_ms = 100;  // how often deadlines of waiting sample requests are checked
 };
 
 caf::actor spawn_buffer(caf::actor_system& sys, BufferOptions opt);

@@ -1,12 +1,17 @@
 #include "actors/distiller.hpp"
 
-
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "actors/messages.hpp"
+
+#ifdef OSD_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 #include "runtime/logging/log.hpp"
 
 namespace osd {
@@ -26,56 +31,103 @@ struct DistillerState {
 
 using Self = caf::stateful_actor<DistillerState>;
 
+// The distiller's CUDA stream for the scope of one update (a no-op on the CPU and in CPU builds).
+class TrainingStream {
+ public:
+  explicit TrainingStream(c10::Device device) {
+#ifdef OSD_WITH_CUDA
+    if (device.is_cuda()) {
+      stream_.emplace(c10::cuda::getStreamFromPool(false, device.index()));
+      guard_.emplace(*stream_);
+    }
+#endif
+  }
+  void synchronize() {
+#ifdef OSD_WITH_CUDA
+    if (stream_) stream_->synchronize();
+#endif
+  }
+
+ private:
+#ifdef OSD_WITH_CUDA
+  std::optional<c10::cuda::CUDAStream> stream_;
+  std::optional<c10::cuda::CUDAStreamGuard> guard_;
+#endif
+};
+
 void save(Self* self, const DistillerOptions& opt) {
   try {
     self->state.core->save(opt.state_dir);
-    log::info(log::cat("distiller route ", opt.route, ": saved version ", self->state.core->version(), " to ",
-                       opt.state_dir));
+    log::info(log::cat("distiller route ", opt.route, ": saved version ",
+                       self->state.core->version(), " to ", opt.state_dir));
   } catch (const std::exception& e) {
-    log::error(log::cat("distiller route ", opt.route, ": cannot save to ", opt.state_dir, ": ", e.what()));
+    log::error(log::cat("distiller route ", opt.route, ": cannot save to ", opt.state_dir, ": ",
+                        e.what()));
   }
 }
 
-void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor verifier, caf::actor metrics) {
+void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor verifier,
+                 caf::actor metrics) {
   const int64_t n = opt.train.batch * opt.train.steps_per_update;
   // A route whose updates keep failing the guard (a draft that already fits its traffic) waits
   // for more new data before trying again, so it does not spend the cores serving needs.
   const int64_t backoff = int64_t{1} << std::min<int64_t>(4, self->state.rejected_in_a_row);
-  self->request(buffer, caf::infinite, sample_atom_v, n, opt.min_new_records * backoff, opt.route)
+  self->request(buffer, caf::infinite, sample_atom_v, n, opt.min_new_records * backoff, opt.route,
+                opt.update_every_ms * backoff)
       .then([=](DistillBatch& batch) {
         auto& st = self->state;
         UpdateReport rep;
+        std::shared_ptr<const Transformer> snapshot;
         const auto t0 = std::chrono::steady_clock::now();
         try {
+          // On CUDA the update runs on a stream of its own, so it overlaps the verifier's and the
+          // drafters' kernels; the snapshot is complete (stream synchronised) before it is sent.
+          TrainingStream stream(st.serve_device);
           rep = st.core->update(batch.train, batch.heldout);
+          if (rep.published && !opt.shadow)
+            snapshot = st.core->snapshot(st.serve_device, st.serve_dtype);
+          stream.synchronize();
         } catch (const std::exception& e) {
           rep.decision = std::string("failed: ") + e.what();
+          rep.published = false;
         }
         const auto t1 = std::chrono::steady_clock::now();
         if (st.trace.size() < 100000)
-          st.trace.push_back({{"name", "distill update"}, {"ph", "X"}, {"pid", 1}, {"tid", "distiller"},
-                              {"ts", std::chrono::duration<double, std::micro>(t0.time_since_epoch()).count()},
-                              {"dur", std::chrono::duration<double, std::micro>(t1 - t0).count()},
-                              {"args", {{"decision", rep.decision}, {"version", rep.version}}}});
+          st.trace.push_back(
+              {{"name", "distill update"},
+               {"ph", "X"},
+               {"pid", 1},
+               {"tid", "distiller"},
+               {"ts", std::chrono::duration<double, std::micro>(t0.time_since_epoch()).count()},
+               {"dur", std::chrono::duration<double, std::micro>(t1 - t0).count()},
+               {"args", {{"decision", rep.decision}, {"version", rep.version}}}});
         ++st.updates;
-        if (rep.published) ++st.published;
-        else if (rep.decision == "rejected by guard") ++st.rejected;
-        if (rep.published) st.rejected_in_a_row = 0;
-        else if (rep.decision == "rejected by guard") ++st.rejected_in_a_row;
-        else if (rep.decision.rfind("deferred", 0) == 0) ++st.deferred;
-        else ++st.discarded;
+        if (rep.published)
+          ++st.published;
+        else if (rep.decision == "rejected by guard")
+          ++st.rejected;
+        if (rep.published)
+          st.rejected_in_a_row = 0;
+        else if (rep.decision == "rejected by guard")
+          ++st.rejected_in_a_row;
+        else if (rep.decision.rfind("deferred", 0) == 0)
+          ++st.deferred;
+        else
+          ++st.discarded;
         st.last = rep;
-        log::info(log::cat("distiller route ", opt.route, ": ", rep.decision, " (version ", rep.version, ", loss ",
-                           rep.loss, ", held-out acceptance ", rep.acceptance_candidate, " vs ", rep.acceptance_current,
-                           ", ", rep.steps, " steps, ", rep.discarded_steps, " discarded)"));
+        log::info(log::cat("distiller route ", opt.route, ": ", rep.decision, " (version ",
+                           rep.version, ", loss ", rep.loss, ", held-out acceptance ",
+                           rep.acceptance_candidate, " vs ", rep.acceptance_current, ", ",
+                           rep.steps, " steps, ", rep.discarded_steps, " discarded)"));
         if (metrics)
-          self->send(metrics, DistillMetrics{opt.route, rep.version, rep.published, rep.decision, rep.loss,
-                                             rep.acceptance_candidate, rep.acceptance_current, rep.steps,
-                                             rep.discarded_steps});
-        if (rep.published && !opt.state_dir.empty() && st.published % opt.save_every == 0) save(self, opt);
-        if (rep.published && !opt.shadow)
-          self->send(verifier, swap_atom_v,
-                     WeightsSnapshot{rep.version, opt.route, st.core->snapshot(st.serve_device, st.serve_dtype)});
+          self->send(metrics,
+                     DistillMetrics{opt.route, rep.version, rep.published, rep.decision, rep.loss,
+                                    rep.acceptance_candidate, rep.acceptance_current, rep.steps,
+                                    rep.discarded_steps});
+        if (rep.published && !opt.state_dir.empty() && st.published % opt.save_every == 0)
+          save(self, opt);
+        if (snapshot)
+          self->send(verifier, swap_atom_v, WeightsSnapshot{rep.version, opt.route, snapshot});
         if (opt.max_updates > 0 && st.published >= opt.max_updates) {
           log::info(log::cat("distiller route ", opt.route, ": ", st.published,
                              " updates published, training stops (max_updates)"));
@@ -85,8 +137,8 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
       });
 }
 
-caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, DistillerOptions opt, caf::actor buffer,
-                        caf::actor verifier, caf::actor metrics) {
+caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, DistillerOptions opt,
+                        caf::actor buffer, caf::actor verifier, caf::actor metrics) {
   auto& st = self->state;
   // Trains where the draft runs; resumes from state_dir when it holds a saved state.
   if (!opt.state_dir.empty() && OnlineDistiller::saved_version(opt.state_dir) >= 0)
@@ -97,29 +149,36 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
   st.serve_dtype = draft->dtype();
   next_update(self, opt, buffer, verifier, metrics);
   return {
-    [=](trace_atom) -> std::string { return self->state.trace.dump(); },
-    [=](save_atom) -> int64_t {
-      if (!opt.state_dir.empty()) save(self, opt);
-      return self->state.core->version();
-    },
-    [=](stats_atom) -> std::string {
-      auto& s = self->state;
-      return nlohmann::json{{"version", s.core->version()}, {"updates", s.updates}, {"published", s.published},
-                            {"rejected_by_guard", s.rejected}, {"discarded", s.discarded}, {"deferred", s.deferred},
-                            {"backoff", int64_t{1} << std::min<int64_t>(4, s.rejected_in_a_row)},
-                            {"steps", s.core->total_steps()}, {"last_decision", s.last.decision},
-                            {"last_loss", s.last.loss}, {"last_heldout_acceptance", s.last.acceptance_candidate}}
-          .dump();
-    },
+      [=](trace_atom) -> std::string { return self->state.trace.dump(); },
+      [=](save_atom) -> int64_t {
+        if (!opt.state_dir.empty()) save(self, opt);
+        return self->state.core->version();
+      },
+      [=](stats_atom) -> std::string {
+        auto& s = self->state;
+        return nlohmann::json{{"version", s.core->version()},
+                              {"updates", s.updates},
+                              {"published", s.published},
+                              {"rejected_by_guard", s.rejected},
+                              {"discarded", s.discarded},
+                              {"deferred", s.deferred},
+                              {"backoff", int64_t{1} << std::min<int64_t>(4, s.rejected_in_a_row)},
+                              {"steps", s.core->total_steps()},
+                              {"last_decision", s.last.decision},
+                              {"last_loss", s.last.loss},
+                              {"last_heldout_acceptance", s.last.acceptance_candidate}}
+            .dump();
+      },
   };
 }
 
 }  // namespace
 
-caf::actor spawn_distiller(caf::actor_system& sys, std::shared_ptr<const Transformer> draft, DistillerOptions opt,
-                           caf::actor buffer, caf::actor verifier, caf::actor metrics) {
-  return sys.spawn<caf::detached>(distiller, std::move(draft), opt, std::move(buffer), std::move(verifier),
-                                  std::move(metrics));
+caf::actor spawn_distiller(caf::actor_system& sys, std::shared_ptr<const Transformer> draft,
+                           DistillerOptions opt, caf::actor buffer, caf::actor verifier,
+                           caf::actor metrics) {
+  return sys.spawn<caf::detached>(distiller, std::move(draft), opt, std::move(buffer),
+                                  std::move(verifier), std::move(metrics));
 }
 
 }  // namespace osd

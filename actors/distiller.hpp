@@ -25,6 +25,7 @@ struct DistillerOptions {
   int64_t save_every = 10;       // published updates between saves (and at shutdown)
   int64_t max_updates = 0;       // stop training after this many published updates (0: never)
   bool shadow = false;           // train and guard, never publish (measures the distiller's cost)
+  int64_t update_every_ms = 0;   // also update after this long once any record is new (0: only min_new_records)
 };
 
 caf::actor spawn_distiller(caf::actor_system& sys, std::shared_ptr<const Transformer> draft, DistillerOptions opt,

@@ -11,7 +11,8 @@
 //   verifier -> sink      TokenEvent (streaming), DoneEvent (once per request)
 //   verifier -> intake    release_atom(id)                       (frees a queue place)
 //   verifier -> buffer    records_atom(vector<DistillRecord>)   target distributions it verified
-//   distiller -> buffer   sample_atom(n, min_new) -> DistillBatch  (answered once min_new are new)
+//   distiller -> buffer   sample_atom(n, min_new, route, wait_ms) -> DistillBatch
+//                         (answered once min_new are new, or after wait_ms once any is)
 //   distiller -> verifier swap_atom(WeightsSnapshot)            -> drafter: swap_atom(WeightsSnapshot)
 //   anyone -> metrics     RoundMetrics, DoneEvent, DistillMetrics; stats_atom -> JSON
 //
@@ -235,4 +236,5 @@ CAF_ADD_ATOM(osd, osd, sample_atom, "sample")
 CAF_ADD_ATOM(osd, osd, swap_atom, "swap")
 CAF_ADD_ATOM(osd, osd, save_atom, "save")
 CAF_ADD_ATOM(osd, osd, score_atom, "score")
+CAF_ADD_ATOM(osd, osd, tick_atom, "tick")
 CAF_END_TYPE_ID_BLOCK(osd)

@@ -98,6 +98,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     if (o.online.batch < 1 || o.online.steps_per_update < 1 || o.online.min_new_records < 1)
       return fail("online.batch, steps_per_update and min_new_records must be >= 1");
     if (o.online.buffer_bytes < 1024) return fail("online.buffer_bytes must be >= 1024");
+    if (o.online.update_every_ms < 0) return fail("online.update_every_ms must be >= 0");
   }
   // A saved online-distillation state replaces a route's draft weights and sets its version.
   std::vector<int64_t> versions(o.routes.size(), 0);
@@ -179,6 +180,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       dopt.save_every = std::max<int64_t>(1, on.save_every);
       dopt.max_updates = on.max_updates;
       dopt.shadow = on.shadow;
+      dopt.update_every_ms = on.update_every_ms;
       impl->distillers.push_back(
           spawn_distiller(sys, o.routes[r].draft, dopt, impl->buffers[r], impl->verifier, impl->metrics));
     }

@@ -41,6 +41,7 @@ struct OnlineOptions {
   int64_t batch = 256;               // records per gradient step (records of one request share a forward)
   int64_t steps_per_update = 4;
   int64_t min_new_records = 128;     // an update starts once this many records are new
+  int64_t update_every_ms = 0;       // ... or once this long has passed and any record is new (0: off)
   bool record_all_positions = true;  // false: only the position of the first rejection
   int64_t record_top_k = 64;         // 0: store full distributions
   int64_t buffer_bytes = 64 << 20;   // buffer memory budget, split evenly over routes (oldest evicted first)

@@ -36,6 +36,7 @@ ServeConfig::ServeConfig() {
       .add(d.online_batch, "online-batch", "records per distiller gradient step")
       .add(d.online_steps_per_update, "online-steps-per-update", "gradient steps per guarded update")
       .add(d.online_min_new_records, "online-min-new-records", "new records that trigger an update")
+      .add(d.online_update_every_ms, "online-update-every-ms", "also update after this many ms once any record is new (0 = off)")
       .add(d.online_record_all, "online-record-all", "buffer every verified position (false: first rejection only)")
       .add(d.online_top_k, "online-top-k", "target log-probs kept per record (0: full distribution)")
       .add(d.online_buffer_bytes, "online-buffer-bytes", "distillation buffer budget in bytes")
@@ -172,6 +173,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   integer("online-batch", out.online_batch, 1, 1 << 16);
   integer("online-steps-per-update", out.online_steps_per_update, 1, 1 << 16);
   integer("online-min-new-records", out.online_min_new_records, 1, 1 << 20);
+  integer("online-update-every-ms", out.online_update_every_ms, 0, int64_t{1} << 40);
   boolean("online-record-all", out.online_record_all);
   integer("online-top-k", out.online_top_k, 0, 1 << 20);
   integer("online-buffer-bytes", out.online_buffer_bytes, 1024, int64_t{1} << 40);

@@ -43,6 +43,7 @@ struct ServeSettings {
   int64_t online_batch = 256;
   int64_t online_steps_per_update = 4;
   int64_t online_min_new_records = 128;
+  int64_t online_update_every_ms = 0;
   bool online_record_all = true;
   int64_t online_top_k = 64;
   int64_t online_buffer_bytes = 64 << 20;

@@ -209,3 +209,32 @@ TEST_CASE("online: learning survives a restart and the version continues", "[onl
   CHECK(after > mean(first.acceptance, 0, 16) + 0.2);
   files::remove_tree(dir);
 }
+
+TEST_CASE("online: an update also starts after update_every_ms when few records are new", "[online][trigger]") {
+  auto prompts = domain_prompts(11, 8);
+  for (bool timed : {true, false}) {
+    DYNAMIC_SECTION((timed ? "update_every_ms = 200" : "control: count trigger only")) {
+      auto o = online_options(true);
+      o.online.min_new_records = 1000000;  // never reached by the records of 24 requests
+      o.online.update_every_ms = timed ? 200 : 0;
+      std::string err;
+      auto rt = Runtime::create(o, &err);
+      REQUIRE(rt);
+      for (int i = 0; i < 24; ++i) {
+        GenerateParams p;
+        p.prompt_tokens = prompts[i % prompts.size()];
+        p.max_new_tokens = 16;
+        p.temperature = 0;
+        REQUIRE(rt->submit(p)->get().ok());
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(600));
+      auto stats = nlohmann::json::parse(rt->stats_json());
+      rt->shutdown();
+      const int64_t updates = stats["distiller"]["updates"].get<int64_t>();
+      INFO("distiller " << stats["distiller"].dump());
+      if (timed) CHECK(updates >= 1);
+      else CHECK(updates == 0);
+    }
+  }
+}

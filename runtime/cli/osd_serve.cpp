@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
   ro.online.batch = s.online_batch;
   ro.online.steps_per_update = s.online_steps_per_update;
   ro.online.min_new_records = s.online_min_new_records;
+  ro.online.update_every_ms = s.online_update_every_ms;
   ro.online.record_all_positions = s.online_record_all;
   ro.online.record_top_k = s.online_top_k;
   ro.online.buffer_bytes = s.online_buffer_bytes;
