@@ -17,12 +17,15 @@ bool ends_with(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-void append_text(std::vector<int64_t>& out, const std::string& text) {
-  if (!out.empty()) {
-    out.push_back('\n');
-    out.push_back('\n');
-  }
-  for (unsigned char c : text) out.push_back(c);
+void append_text(std::string& out, const std::string& text) {
+  if (!out.empty()) out += "\n\n";
+  out += text;
+}
+
+std::vector<int64_t> encode(const std::string& text, const TextTokenizer* tokenizer) {
+  if (tokenizer) return tokenizer->encode(text);
+  return std::vector<int64_t>(reinterpret_cast<const unsigned char*>(text.data()),
+                              reinterpret_cast<const unsigned char*>(text.data()) + text.size());
 }
 
 TokenBatch windows(const std::vector<const std::vector<int64_t>*>& streams,
@@ -37,15 +40,14 @@ TokenBatch windows(const std::vector<const std::vector<int64_t>*>& streams,
 
 }  // namespace
 
-std::vector<int64_t> TextCorpus::read_tokens(const std::string& path) {
+std::vector<int64_t> TextCorpus::read_tokens(const std::string& path, const TextTokenizer* tokenizer) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path + ": cannot open");
-  std::vector<int64_t> out;
+  std::string out;
   if (!ends_with(path, ".jsonl")) {
     std::stringstream ss;
     ss << f.rdbuf();
-    append_text(out, ss.str());
-    return out;
+    return encode(ss.str(), tokenizer);
   }
   std::string line;
   int64_t n = 0;
@@ -59,11 +61,11 @@ std::vector<int64_t> TextCorpus::read_tokens(const std::string& path) {
       throw Error(path + ":" + std::to_string(n) + ": expected {\"text\": string}: " + e.what());
     }
   }
-  return out;
+  return encode(out, tokenizer);
 }
 
-TextCorpus TextCorpus::load(const std::vector<CorpusFile>& train,
-                            const std::vector<CorpusFile>& eval, double eval_fraction) {
+TextCorpus TextCorpus::load(const std::vector<CorpusFile>& train, const std::vector<CorpusFile>& eval,
+                            double eval_fraction, std::shared_ptr<const TextTokenizer> tokenizer) {
   if (train.empty()) throw Error("no training files");
   if (!(eval_fraction > 0 && eval_fraction < 1)) throw Error("eval fraction must be in (0, 1)");
   TextCorpus c;
@@ -76,13 +78,13 @@ TextCorpus TextCorpus::load(const std::vector<CorpusFile>& train,
     return c.domains_.back();
   };
   for (const auto& f : train) {
-    auto tokens = read_tokens(f.path);
+    auto tokens = read_tokens(f.path, tokenizer.get());
     if (tokens.empty()) throw Error(f.path + ": no text");
     auto& d = domain(f.domain);
     d.train.insert(d.train.end(), tokens.begin(), tokens.end());
   }
   for (const auto& f : eval) {
-    auto tokens = read_tokens(f.path);
+    auto tokens = read_tokens(f.path, tokenizer.get());
     auto& d = domain(f.domain);
     d.eval.insert(d.eval.end(), tokens.begin(), tokens.end());
   }

@@ -2,7 +2,7 @@
 // Training text for osd-train: one or more domains, each a token stream for training and one
 // for evaluation. Files are plain text (a file is one document) or JSONL (one {"text": ...}
 // object per line); documents are joined with a blank line. Tokens are bytes (byte-level
-// models: token t < 256 is the byte t), so any file is valid input.
+// models: token t < 256 is the byte t) unless a tokenizer is given (models/text_tokenizer.hpp).
 //
 //   auto corpus = TextCorpus::load({{"python", "python.train.txt"}}, {{"python",
 //   "python.eval.txt"}}); Batch b = corpus.sample_batch(16, 256, rng);   // b.inputs, b.targets:
@@ -10,10 +10,13 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "models/text_tokenizer.hpp"
 
 namespace osd {
 
@@ -38,9 +41,10 @@ class TextCorpus {
   // no eval file hold out the last eval_fraction of their training text; a domain with only eval
   // files is evaluated, never trained on.
   static TextCorpus load(const std::vector<CorpusFile>& train, const std::vector<CorpusFile>& eval,
-                         double eval_fraction = 0.05);
-  // The text of a file as a token stream (bytes); JSONL when the name ends in .jsonl.
-  static std::vector<int64_t> read_tokens(const std::string& path);
+                         double eval_fraction = 0.05, std::shared_ptr<const TextTokenizer> tokenizer = nullptr);
+  // The text of a file as a token stream (bytes without a tokenizer); JSONL when the name ends
+  // in .jsonl.
+  static std::vector<int64_t> read_tokens(const std::string& path, const TextTokenizer* tokenizer = nullptr);
 
   const std::vector<CorpusDomain>& domains() const { return domains_; }
   int64_t train_tokens() const;

@@ -210,3 +210,15 @@ TEST_CASE("train: offline distillation moves a draft toward its teacher", "[trai
   // Measured: 3.26 -> 0.54; asserted with headroom.
   CHECK(kl_after < 0.5 * kl_before);
 }
+
+
+TEST_CASE("train: the byte tokenizer is the identity on bytes", "[train][tokenizer]") {
+  auto tok = load_text_tokenizer("bytes");
+  const std::string s = "h\xc3\xa9llo\n";
+  auto ids = tok->encode(s);
+  CHECK(ids.size() == s.size());
+  CHECK(ids[1] == 0xc3);
+  CHECK(tok->decode(ids) == s);
+  CHECK(tok->vocab_size() == 256);
+  CHECK_THROWS_WITH(load_text_tokenizer("/nonexistent/tok.model"), Catch::Contains("no such tokenizer"));
+}

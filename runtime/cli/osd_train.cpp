@@ -87,7 +87,9 @@ int main(int argc, char** argv) {
                  "held-out text: [domain=]FILE; domains without one hold out --eval-fraction");
   app.add_option("--eval-fraction", eval_fraction)->capture_default_str();
   app.add_option("--out", out, "checkpoint folder (HF format)")->required();
-  app.add_option("--tokenizer", tokenizer, "bytes (HF tokenizers: issue 3)")->capture_default_str();
+  app.add_option("--tokenizer", tokenizer,
+                 "bytes (HF tokenizer.model / tokenizer.json: issue 3)")
+      ->capture_default_str();
   auto* g = app.add_option_group("model", "a new model (ignored with --init or --resume)");
   g->add_option("--preset", preset, "start from a preset's shape");
   g->add_option("--dim", cfg.hidden_size)->capture_default_str();
@@ -130,12 +132,12 @@ int main(int argc, char** argv) {
   opt.bf16 = !no_bf16;
   const bool tty = isatty(STDERR_FILENO);
   try {
-    if (tokenizer != "bytes")
-      throw osd::Error("tokenizer '" + tokenizer + "' is not supported yet (use bytes)");
+    auto tok = osd::load_text_tokenizer(tokenizer);
     std::vector<osd::CorpusFile> train, eval;
     for (const auto& a : data_args) train.push_back(parse_file_arg(a));
     for (const auto& a : eval_args) eval.push_back(parse_file_arg(a));
-    auto corpus = osd::TextCorpus::load(train, eval, eval_fraction);
+    auto corpus = osd::TextCorpus::load(train, eval, eval_fraction, tok);
+    if (tokenizer != "bytes" && cfg.vocab_size == 256) cfg.vocab_size = tok->vocab_size();  // --vocab not given
     const c10::Device dev(device);
     const bool resuming = resume && osd::Trainer::has_trainer_state(out);
     std::shared_ptr<osd::Transformer> model;
@@ -158,7 +160,9 @@ int main(int argc, char** argv) {
       model = std::make_shared<osd::Transformer>(
           cfg, model_seed >= 0 ? uint64_t(model_seed) : opt.seed, dev);
     }
-    if (model->config().vocab_size < 256) throw osd::Error("a byte-level model needs vocab >= 256");
+    if (model->config().vocab_size < tok->vocab_size())
+      throw osd::Error("the model's vocabulary (" + std::to_string(model->config().vocab_size) +
+                       ") is smaller than the tokenizer's (" + std::to_string(tok->vocab_size()) + ")");
     std::shared_ptr<osd::Transformer> teacher;
     if (!teacher_dir.empty()) {
       teacher = osd::load_hf_checkpoint(teacher_dir, dev,
@@ -169,7 +173,7 @@ int main(int argc, char** argv) {
     if (resuming) trainer.resume(out);
     std::cerr << "osd-train: " << model->config().num_parameters() << " parameters ("
               << model->config().num_layers << " layers, dim " << model->config().hidden_size
-              << "), " << corpus.train_tokens() << " training tokens in " << corpus.domains().size()
+              << "), " << corpus.train_tokens() << " training tokens (" << tok->name() << ") in " << corpus.domains().size()
               << " domain(s), loss " << opt.loss << ", " << device
               << (resuming ? ", resumed at step " + std::to_string(trainer.step()) : "")
               << std::endl;
