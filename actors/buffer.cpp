@@ -30,22 +30,28 @@ DistillBatch batch_of(DistillBuffer& b, int64_t n, int64_t route) {
   return out;
 }
 
+// Answers every waiting sample request that is ready: min_new records are new, or its deadline
+// has passed and any record is new.
+void deliver_ready(BufferState& st) {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = st.waiting.begin(); it != st.waiting.end();) {
+    const int64_t fresh = st.buffer.new_records();
+    if (fresh >= it->min_new || (now >= it->deadline && fresh > 0)) {
+      it->promise.deliver(batch_of(st.buffer, it->n, it->route));
+      it = st.waiting.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) {
   self->state.buffer = DistillBuffer({opt.budget_bytes, opt.heldout_every, opt.heldout_max});
   return {
       [=](records_atom, std::vector<DistillRecord>& records) {
         auto& st = self->state;
         for (auto& r : records) st.buffer.add(std::move(r));
-        for (auto it = st.waiting.begin(); it != st.waiting.end();) {
-          const bool due =
-              std::chrono::steady_clock::now() >= it->deadline && st.buffer.new_records() > 0;
-          if (st.buffer.new_records() >= it->min_new || due) {
-            it->promise.deliver(batch_of(st.buffer, it->n, it->route));
-            it = st.waiting.erase(it);
-          } else {
-            ++it;
-          }
-        }
+        deliver_ready(st);
       },
       [=](sample_atom, int64_t n, int64_t min_new, int64_t route,
           int64_t wait_ms) -> caf::result<DistillBatch> {
@@ -66,17 +72,10 @@ caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) 
       // Deadlines: a waiting request past its deadline is answered once any record is new.
       [=](tick_atom) {
         auto& st = self->state;
-        const auto now = std::chrono::steady_clock::now();
+        deliver_ready(st);
         bool pending_deadline = false;
-        for (auto it = st.waiting.begin(); it != st.waiting.end();) {
-          if (now >= it->deadline && st.buffer.new_records() > 0) {
-            it->promise.deliver(batch_of(st.buffer, it->n, it->route));
-            it = st.waiting.erase(it);
-          } else {
-            pending_deadline |= it->deadline != std::chrono::steady_clock::time_point::max();
-            ++it;
-          }
-        }
+        for (const auto& w : st.waiting)
+          pending_deadline |= w.deadline != std::chrono::steady_clock::time_point::max();
         st.ticking = pending_deadline;
         if (st.ticking)
           self->delayed_send(self, std::chrono::milliseconds(opt.tick_ms), tick_atom_v);

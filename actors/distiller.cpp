@@ -24,6 +24,7 @@ struct DistillerState {
   c10::ScalarType serve_dtype = c10::kFloat;
   int64_t published = 0, rejected = 0, discarded = 0, deferred = 0, updates = 0;
   int64_t rejected_in_a_row = 0;  // back-off: each rejection in a row doubles the wait (up to 16x)
+  int64_t backoff() const { return int64_t{1} << std::min<int64_t>(4, rejected_in_a_row); }
   nlohmann::json trace = nlohmann::json::array();  // one slice per update (Chrome trace)
   UpdateReport last;
   static inline const char* name = "osd.distiller";
@@ -71,7 +72,7 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
   const int64_t n = opt.train.batch * opt.train.steps_per_update;
   // A route whose updates keep failing the guard (a draft that already fits its traffic) waits
   // for more new data before trying again, so it does not spend the cores serving needs.
-  const int64_t backoff = int64_t{1} << std::min<int64_t>(4, self->state.rejected_in_a_row);
+  const int64_t backoff = self->state.backoff();
   self->request(buffer, caf::infinite, sample_atom_v, n, opt.min_new_records * backoff, opt.route,
                 opt.update_every_ms * backoff)
       .then([=](DistillBatch& batch) {
@@ -162,7 +163,7 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
                               {"rejected_by_guard", s.rejected},
                               {"discarded", s.discarded},
                               {"deferred", s.deferred},
-                              {"backoff", int64_t{1} << std::min<int64_t>(4, s.rejected_in_a_row)},
+                              {"backoff", s.backoff()},
                               {"steps", s.core->total_steps()},
                               {"last_decision", s.last.decision},
                               {"last_loss", s.last.loss},

@@ -101,7 +101,6 @@ caf::behavior router(Self* self, caf::actor verifier, RouterOptions opt) {
           for (const auto& p : st.profiles) fewest = std::min(fewest, p.examples);
           sub.evaluate_routes = fewest < st.opt.eval_warmup ||
                                 (st.opt.eval_every > 0 && st.automatic % st.opt.eval_every == 0);
-          if (st.opt.eval_every == 0 && st.opt.eval_warmup == 0) sub.evaluate_routes = false;
           if (st.pending.size() > 100000)
             st.pending.clear();  // outcomes lost to failures: bound memory
           st.pending[sub.id] = std::move(v);

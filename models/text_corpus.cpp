@@ -23,9 +23,8 @@ void append_text(std::string& out, const std::string& text) {
 }
 
 std::vector<int64_t> encode(const std::string& text, const TextTokenizer* tokenizer) {
-  if (tokenizer) return tokenizer->encode(text);
-  return std::vector<int64_t>(reinterpret_cast<const unsigned char*>(text.data()),
-                              reinterpret_cast<const unsigned char*>(text.data()) + text.size());
+  static const auto bytes = load_text_tokenizer("bytes");
+  return (tokenizer ? tokenizer : bytes.get())->encode(text);
 }
 
 TokenBatch windows(const std::vector<const std::vector<int64_t>*>& streams,
@@ -40,7 +39,8 @@ TokenBatch windows(const std::vector<const std::vector<int64_t>*>& streams,
 
 }  // namespace
 
-std::vector<int64_t> TextCorpus::read_tokens(const std::string& path, const TextTokenizer* tokenizer) {
+std::vector<int64_t> TextCorpus::read_tokens(const std::string& path,
+                                             const TextTokenizer* tokenizer) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path + ": cannot open");
   std::string out;
@@ -64,8 +64,9 @@ std::vector<int64_t> TextCorpus::read_tokens(const std::string& path, const Text
   return encode(out, tokenizer);
 }
 
-TextCorpus TextCorpus::load(const std::vector<CorpusFile>& train, const std::vector<CorpusFile>& eval,
-                            double eval_fraction, std::shared_ptr<const TextTokenizer> tokenizer) {
+TextCorpus TextCorpus::load(const std::vector<CorpusFile>& train,
+                            const std::vector<CorpusFile>& eval, double eval_fraction,
+                            std::shared_ptr<const TextTokenizer> tokenizer) {
   if (train.empty()) throw Error("no training files");
   if (!(eval_fraction > 0 && eval_fraction < 1)) throw Error("eval fraction must be in (0, 1)");
   TextCorpus c;

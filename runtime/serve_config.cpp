@@ -5,6 +5,8 @@
 #include <iostream>
 #include <set>
 
+#include "models/losses.hpp"
+
 namespace osd {
 
 ServeConfig::ServeConfig() {
@@ -29,20 +31,20 @@ ServeConfig::ServeConfig() {
       .add(d.endpoint, "endpoint", "ZeroMQ ROUTER endpoint clients connect to")
       .add(d.metrics_endpoint, "metrics-endpoint", "Prometheus GET /metrics endpoint (tcp://host:port), empty = off")
       .add(d.torch_threads, "torch-threads", "libtorch intra-op threads, 0 = number of cores")
-      .add(d.online, "online", "distil the draft online from the target's verified distributions")
-      .add(d.online_loss, "online-loss", "distillation loss: fkl, rkl, jsd or tvd")
-      .add(d.online_lr, "online-lr", "distiller learning rate (AdamW)")
-      .add(d.online_warmup, "online-warmup", "distiller warm-up steps")
-      .add(d.online_batch, "online-batch", "records per distiller gradient step")
-      .add(d.online_steps_per_update, "online-steps-per-update", "gradient steps per guarded update")
-      .add(d.online_min_new_records, "online-min-new-records", "new records that trigger an update")
-      .add(d.online_update_every_ms, "online-update-every-ms", "also update after this many ms once any record is new (0 = off)")
-      .add(d.online_record_all, "online-record-all", "buffer every verified position (false: first rejection only)")
-      .add(d.online_top_k, "online-top-k", "target log-probs kept per record (0: full distribution)")
-      .add(d.online_buffer_bytes, "online-buffer-bytes", "distillation buffer budget in bytes")
-      .add(d.online_guard_margin, "online-guard-margin", "publish unless held-out acceptance drops by more")
-      .add(d.online_state_dir, "online-state-dir", "save and restore the learned draft here (empty = off)")
-      .add(d.online_save_every, "online-save-every", "published updates between saves");
+      .add(d.online.enabled, "online", "distil the draft online from the target's verified distributions")
+      .add(d.online.loss, "online-loss", "distillation loss: fkl, rkl, jsd or tvd")
+      .add(d.online.lr, "online-lr", "distiller learning rate (AdamW)")
+      .add(d.online.warmup_steps, "online-warmup", "distiller warm-up steps")
+      .add(d.online.batch, "online-batch", "records per distiller gradient step")
+      .add(d.online.steps_per_update, "online-steps-per-update", "gradient steps per guarded update")
+      .add(d.online.min_new_records, "online-min-new-records", "new records that trigger an update")
+      .add(d.online.update_every_ms, "online-update-every-ms", "also update after this many ms once any record is new (0 = off)")
+      .add(d.online.record_all_positions, "online-record-all", "buffer every verified position (false: first rejection only)")
+      .add(d.online.record_top_k, "online-top-k", "target log-probs kept per record (0: full distribution)")
+      .add(d.online.buffer_bytes, "online-buffer-bytes", "distillation buffer budget in bytes")
+      .add(d.online.guard_margin, "online-guard-margin", "publish unless held-out acceptance drops by more")
+      .add(d.online.state_dir, "online-state-dir", "save and restore the learned draft here (empty = off)")
+      .add(d.online.save_every, "online-save-every", "published updates between saves");
 }
 
 std::vector<std::string> ServeConfig::osd_keys() const {
@@ -166,23 +168,22 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   str("endpoint", out.endpoint);
   str("metrics-endpoint", out.metrics_endpoint);
   integer("torch-threads", out.torch_threads, 0, 1024);
-  boolean("online", out.online);
-  str("online-loss", out.online_loss);
-  real("online-lr", out.online_lr, 1e-9, 1.0);
-  integer("online-warmup", out.online_warmup, 0, 1 << 20);
-  integer("online-batch", out.online_batch, 1, 1 << 16);
-  integer("online-steps-per-update", out.online_steps_per_update, 1, 1 << 16);
-  integer("online-min-new-records", out.online_min_new_records, 1, 1 << 20);
-  integer("online-update-every-ms", out.online_update_every_ms, 0, int64_t{1} << 40);
-  boolean("online-record-all", out.online_record_all);
-  integer("online-top-k", out.online_top_k, 0, 1 << 20);
-  integer("online-buffer-bytes", out.online_buffer_bytes, 1024, int64_t{1} << 40);
-  real("online-guard-margin", out.online_guard_margin, -1.0, 1.0);
-  str("online-state-dir", out.online_state_dir);
-  integer("online-save-every", out.online_save_every, 1, 1 << 20);
-  if (error.empty() && out.online_loss != "fkl" && out.online_loss != "rkl" && out.online_loss != "jsd" &&
-      out.online_loss != "tvd")
-    error = "osd.online-loss must be fkl, rkl, jsd or tvd (got '" + out.online_loss + "')";
+  boolean("online", out.online.enabled);
+  str("online-loss", out.online.loss);
+  real("online-lr", out.online.lr, 1e-9, 1.0);
+  integer("online-warmup", out.online.warmup_steps, 0, 1 << 20);
+  integer("online-batch", out.online.batch, 1, 1 << 16);
+  integer("online-steps-per-update", out.online.steps_per_update, 1, 1 << 16);
+  integer("online-min-new-records", out.online.min_new_records, 1, 1 << 20);
+  integer("online-update-every-ms", out.online.update_every_ms, 0, int64_t{1} << 40);
+  boolean("online-record-all", out.online.record_all_positions);
+  integer("online-top-k", out.online.record_top_k, 0, 1 << 20);
+  integer("online-buffer-bytes", out.online.buffer_bytes, 1024, int64_t{1} << 40);
+  real("online-guard-margin", out.online.guard_margin, -1.0, 1.0);
+  str("online-state-dir", out.online.state_dir);
+  integer("online-save-every", out.online.save_every, 1, 1 << 20);
+  if (error.empty() && !parse_distill_loss(out.online.loss))
+    error = "osd.online-loss must be fkl, rkl, jsd or tvd (got '" + out.online.loss + "')";
   return error.empty() ? "" : "configuration: " + error;
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/runtime.hpp"
+
 namespace osd {
 
 struct ServeSettings {
@@ -35,21 +37,12 @@ struct ServeSettings {
   std::string endpoint = "tcp://127.0.0.1:5555";
   std::string metrics_endpoint;         // "" = off, e.g. tcp://127.0.0.1:9464
   int64_t torch_threads = 0;            // 0: number of cores
-  // online distillation (RuntimeOptions.online)
-  bool online = true;
-  std::string online_loss = "fkl";
-  double online_lr = 1e-3;
-  int64_t online_warmup = 10;
-  int64_t online_batch = 256;
-  int64_t online_steps_per_update = 4;
-  int64_t online_min_new_records = 128;
-  int64_t online_update_every_ms = 0;
-  bool online_record_all = true;
-  int64_t online_top_k = 64;
-  int64_t online_buffer_bytes = 64 << 20;
-  double online_guard_margin = -0.01;
-  std::string online_state_dir;
-  int64_t online_save_every = 10;
+  // online distillation: the runtime's own options and defaults, switched on for serving
+  OnlineOptions online = [] {
+    OnlineOptions o;
+    o.enabled = true;
+    return o;
+  }();
 };
 
 class ServeConfig : public caf::actor_system_config {

@@ -6,15 +6,11 @@
 // distilled from the target on one domain only (osd-train's code path, a few seconds on 2 cores).
 #include "tests/test_common.hpp"
 
-#include <unistd.h>
-
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
-#include "models/files.hpp"
 #include "models/text_corpus.hpp"
 #include "models/trainer.hpp"
 #include "runtime/runtime.hpp"
@@ -48,24 +44,6 @@ std::string words_text(int sentences, uint64_t seed) {
   return s;
 }
 
-ModelConfig config(int64_t dim, int64_t layers) {
-  ModelConfig c;
-  c.vocab_size = 256;
-  c.hidden_size = dim;
-  c.intermediate_size = dim * 2;
-  c.num_layers = layers;
-  c.num_heads = 2;
-  c.num_kv_heads = 2;
-  c.max_position_embeddings = 256;
-  return c.finalize();
-}
-
-std::string write_file(const std::string& name, const std::string& text) {
-  const auto path = files::temp_dir() + "/osd-routes-" + std::to_string(getpid()) + "-" + name;
-  std::ofstream(path) << text;
-  return path;
-}
-
 struct Pair {
   std::shared_ptr<Transformer> target, sums_draft, words_draft;
 };
@@ -88,15 +66,15 @@ void train(const std::shared_ptr<Transformer>& m, const TextCorpus& c, int64_t s
 
 const Pair& models() {
   static Pair p = [] {
-    const auto sums = write_file("sums.txt", sums_text(6000, 1)),
-               words = write_file("words.txt", words_text(4000, 2));
+    const auto sums = test::write_temp_file("sums.txt", sums_text(6000, 1)),
+               words = test::write_temp_file("words.txt", words_text(4000, 2));
     auto both = TextCorpus::load({{"sums", sums}, {"words", words}}, {});
     Pair out;
-    out.target = std::make_shared<Transformer>(config(64, 2), 1);
+    out.target = std::make_shared<Transformer>(test::byte_model_config(64, 2), 1);
     train(out.target, both, 150, "ce");
-    out.sums_draft = std::make_shared<Transformer>(config(32, 1), 2);
+    out.sums_draft = std::make_shared<Transformer>(test::byte_model_config(32, 1), 2);
     train(out.sums_draft, TextCorpus::load({{"sums", sums}}, {}), 100, "fkl", out.target);
-    out.words_draft = std::make_shared<Transformer>(config(32, 1), 3);
+    out.words_draft = std::make_shared<Transformer>(test::byte_model_config(32, 1), 3);
     train(out.words_draft, TextCorpus::load({{"words", words}}, {}), 100, "fkl", out.target);
     return out;
   }();
@@ -241,10 +219,12 @@ TEST_CASE("routes: after a shift A -> B, one shared draft may forget A, per-doma
       const std::string a_label = per_domain ? "sums" : "", b_label = per_domain ? "words" : "";
       const double a_before = measure(*rt, "sums", 300, a_label);
       std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let A's last update land
-      const auto version_a = nlohmann::json::parse(rt->stats_json())["verifier"]["routes"][0]["draft_version"];
+      const auto version_a =
+          nlohmann::json::parse(rt->stats_json())["verifier"]["routes"][0]["draft_version"];
       for (int i = 0; i < 60; ++i) run(*rt, prompt_of("words", 400 + i), b_label);
       std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let the last update land
-      const auto version_a_after_b = nlohmann::json::parse(rt->stats_json())["verifier"]["routes"][0]["draft_version"];
+      const auto version_a_after_b =
+          nlohmann::json::parse(rt->stats_json())["verifier"]["routes"][0]["draft_version"];
       const double a_after = measure(*rt, "sums", 300, a_label);
       auto stats = nlohmann::json::parse(rt->stats_json());
       rt->shutdown();
@@ -278,7 +258,7 @@ TEST_CASE("routes: bad route options are clear errors", "[routes][errors]") {
   CHECK_FALSE(Runtime::create(o, &err));
   CHECK(err == "route 'words' has no draft model");
   o = two_routes();
-  auto other = config(32, 1);
+  auto other = test::byte_model_config(32, 1);
   other.vocab_size = 300;
   o.routes[1].draft = std::make_shared<Transformer>(other, 0);
   CHECK_FALSE(Runtime::create(o, &err));

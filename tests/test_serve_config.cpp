@@ -48,9 +48,9 @@ TEST_CASE("conf/osd.conf holds every key at its default", "[config]") {
     INFO(key);
     CHECK(text.find("\n  " + key + " = ") != std::string::npos);
   }
-  CHECK(s.online == d.online);
-  CHECK(s.online_lr == d.online_lr);
-  CHECK(s.online_state_dir == d.online_state_dir);
+  CHECK(s.online.enabled == d.online.enabled);
+  CHECK(s.online.lr == d.online.lr);
+  CHECK(s.online.state_dir == d.online.state_dir);
 }
 
 TEST_CASE("configuration errors name the key", "[config][errors]") {
@@ -65,12 +65,12 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
   CHECK(load({"--config-file=" + write("osd {\n  max-batch = 0\n}\n")}, s).find("osd.max-batch") != std::string::npos);
   CHECK(load({"--config-file=" + write("osd {\n  adaptive-k = 3\n}\n")}, s).find("true or false") != std::string::npos);
   CHECK(load({"--osd.online=false", "--osd.adaptive-k=false"}, s) == "");
-  CHECK_FALSE(s.online);
+  CHECK_FALSE(s.online.enabled);
   CHECK_FALSE(s.adaptive_k);
   CHECK(load({"--osd.online=maybe"}, s).find("osd.online must be true or false") != std::string::npos);
   CHECK(load({"--osd.online-lr=0"}, s).find("osd.online-lr must be in") != std::string::npos);
   CHECK(load({"--osd.online-lr=0.5"}, s) == "");
-  CHECK(s.online_lr == 0.5);
+  CHECK(s.online.lr == 0.5);
   CHECK(load({"--osd.online-loss=kl"}, s).find("osd.online-loss must be fkl, rkl, jsd or tvd") != std::string::npos);
   CHECK(load({"--osd.online-guard-margin=2"}, s).find("osd.online-guard-margin") != std::string::npos);
   CHECK(load({"--osd.online-guard-margin=-0.05"}, s) == "");

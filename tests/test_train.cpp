@@ -14,9 +14,7 @@ using namespace osd;
 
 namespace {
 
-std::string temp_path(const std::string& name) {
-  return files::temp_dir() + "/osd-train-test-" + std::to_string(getpid()) + "-" + name;
-}
+using test::temp_path;
 
 // Regular text a tiny model learns in seconds: numbered lines of a few fixed sentences.
 std::string write_text(const std::string& name, int lines, uint64_t seed) {
@@ -27,18 +25,6 @@ std::string write_text(const std::string& name, int lines, uint64_t seed) {
   std::mt19937_64 rng(seed);
   for (int i = 0; i < lines; ++i) f << (i % 100) << ": " << sentences[rng() % 4] << "\n";
   return path;
-}
-
-ModelConfig tiny_config(int64_t dim, int64_t layers) {
-  ModelConfig c;
-  c.vocab_size = 256;
-  c.hidden_size = dim;
-  c.intermediate_size = dim * 2;
-  c.num_layers = layers;
-  c.num_heads = 2;
-  c.num_kv_heads = 2;
-  c.max_position_embeddings = 256;
-  return c.finalize();
 }
 
 TrainOptions quick_options(int64_t steps) {
@@ -109,7 +95,7 @@ TEST_CASE("train: bad inputs are clear errors", "[train][errors]") {
           TextCorpus::load({{"a", tiny}}, {}).sample_batch(1, 64, rng);
         }).find("a window needs 65") != std::string::npos);
   auto corpus = TextCorpus::load({{"a", write_text("e.txt", 100, 2)}}, {});
-  auto model = std::make_shared<Transformer>(tiny_config(16, 1), 0);
+  auto model = std::make_shared<Transformer>(test::byte_model_config(16, 1), 0);
   auto opt = quick_options(10);
   opt.loss = "fkl";
   CHECK(msg([&] { Trainer(model, opt, corpus); }).find("distils from a teacher") !=
@@ -126,8 +112,8 @@ TEST_CASE("train: bad inputs are clear errors", "[train][errors]") {
   opt = quick_options(10);
   opt.loss = "mse";
   CHECK(msg([&] { Trainer(model, opt, corpus); }).find("unknown loss 'mse'") != std::string::npos);
-  auto teacher = std::make_shared<Transformer>(tiny_config(16, 1).finalize(), 1);
-  auto other_vocab = tiny_config(16, 1);
+  auto teacher = std::make_shared<Transformer>(test::byte_model_config(16, 1).finalize(), 1);
+  auto other_vocab = test::byte_model_config(16, 1);
   other_vocab.vocab_size = 300;
   opt.loss = "fkl";
   CHECK(msg([&] {
@@ -142,7 +128,7 @@ TEST_CASE("train: bad inputs are clear errors", "[train][errors]") {
 TEST_CASE("train: a tiny model learns in seconds, its checkpoint reloads, resume continues exactly",
           "[train]") {
   auto corpus = TextCorpus::load({{"text", write_text("t.txt", 3000, 5)}}, {});
-  auto model = std::make_shared<Transformer>(tiny_config(32, 1), 7);
+  auto model = std::make_shared<Transformer>(test::byte_model_config(32, 1), 7);
   Trainer trainer(model, quick_options(60), corpus);
   const double before = trainer.evaluate().loss;
   while (trainer.step() < 40) {
@@ -193,13 +179,13 @@ TEST_CASE("train: a tiny model learns in seconds, its checkpoint reloads, resume
 
 TEST_CASE("train: offline distillation moves a draft toward its teacher", "[train]") {
   auto corpus = TextCorpus::load({{"text", write_text("d.txt", 3000, 6)}}, {});
-  auto teacher = std::make_shared<Transformer>(tiny_config(32, 1), 7);
+  auto teacher = std::make_shared<Transformer>(test::byte_model_config(32, 1), 7);
   {
     Trainer t(teacher, quick_options(40), corpus);
     while (t.step() < 40) t.train_step();
   }
   for (auto& p : teacher->parameters()) p.set_requires_grad(false);
-  auto student = std::make_shared<Transformer>(tiny_config(16, 1), 8);
+  auto student = std::make_shared<Transformer>(test::byte_model_config(16, 1), 8);
   const double kl_before = mean_kl_to(*teacher, *student, corpus);
   auto opt = quick_options(40);
   opt.loss = "fkl";
@@ -211,7 +197,6 @@ TEST_CASE("train: offline distillation moves a draft toward its teacher", "[trai
   CHECK(kl_after < 0.5 * kl_before);
 }
 
-
 TEST_CASE("train: the byte tokenizer is the identity on bytes", "[train][tokenizer]") {
   auto tok = load_text_tokenizer("bytes");
   const std::string s = "h\xc3\xa9llo\n";
@@ -220,5 +205,6 @@ TEST_CASE("train: the byte tokenizer is the identity on bytes", "[train][tokeniz
   CHECK(ids[1] == 0xc3);
   CHECK(tok->decode(ids) == s);
   CHECK(tok->vocab_size() == 256);
-  CHECK_THROWS_WITH(load_text_tokenizer("/nonexistent/tok.model"), Catch::Contains("no such tokenizer"));
+  CHECK_THROWS_WITH(load_text_tokenizer("/nonexistent/tok.model"),
+                    Catch::Contains("no such tokenizer"));
 }

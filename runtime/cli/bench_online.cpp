@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/error.hpp"
+#include "models/text_tokenizer.hpp"
 #include "models/transformer.hpp"
 #include "runtime/cli/bench_report.hpp"
 #include "runtime/cli/benches.hpp"
@@ -64,6 +65,7 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
   if (!rt) throw Error("runtime: " + err);
   RunResult r;
   r.acceptance.assign(w.prompt.size(), 0.0);
+  const auto bytes = load_text_tokenizer("bytes");  // the default pair is byte-level
   std::deque<std::pair<size_t, std::shared_ptr<RequestHandle>>> in_flight;
   auto finish_one = [&] {
     auto [i, h] = in_flight.front();
@@ -78,8 +80,7 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
   for (size_t i = 0; i < w.prompt.size(); ++i) {
     if (static_cast<int64_t>(in_flight.size()) >= concurrency) finish_one();
     GenerateParams p;
-    p.prompt_tokens.assign(w.prompt[i].begin(), w.prompt[i].end());
-    for (auto& t : p.prompt_tokens) t &= 0xFF;  // bytes
+    p.prompt_tokens = bytes->encode(w.prompt[i]);
     p.max_new_tokens = new_tokens;
     p.temperature = temperature;
     p.seed = i;

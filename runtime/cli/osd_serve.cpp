@@ -89,20 +89,8 @@ int main(int argc, char** argv) {
     }
     ro.routes.push_back({route_names[r], d});
   }
-  ro.online.enabled = s.online && ro.draft != nullptr;
-  ro.online.loss = s.online_loss;
-  ro.online.lr = s.online_lr;
-  ro.online.warmup_steps = s.online_warmup;
-  ro.online.batch = s.online_batch;
-  ro.online.steps_per_update = s.online_steps_per_update;
-  ro.online.min_new_records = s.online_min_new_records;
-  ro.online.update_every_ms = s.online_update_every_ms;
-  ro.online.record_all_positions = s.online_record_all;
-  ro.online.record_top_k = s.online_top_k;
-  ro.online.buffer_bytes = s.online_buffer_bytes;
-  ro.online.guard_margin = s.online_guard_margin;
-  ro.online.state_dir = s.online_state_dir;
-  ro.online.save_every = s.online_save_every;
+  ro.online = s.online;
+  ro.online.enabled = s.online.enabled && ro.draft != nullptr;
   // Byte-level models (presets, the default pair): token t < 256 is the byte t.
   const bool bytes = osd::is_byte_level(*ro.target, s.target);
   if (bytes) ro.token_text = [](int64_t t) { return t < 256 ? std::string(1, static_cast<char>(t)) : std::string(); };
