@@ -10,6 +10,9 @@ void make_dirs(const std::string& path);                        // mkdir -p; thr
 void rename(const std::string& from, const std::string& to);    // throws osd::Error
 void remove_tree(const std::string& path);                      // rm -rf; missing is fine
 bool exists(const std::string& path);
+bool is_dir(const std::string& path);
+// The whole file; throws osd::Error("<path>: cannot read") if it cannot be opened.
+std::string read_all(const std::string& path);
 std::string temp_dir();                                          // $TMPDIR or /tmp
 
 }  // namespace osd::files

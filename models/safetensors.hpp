@@ -5,29 +5,14 @@
 // before any tensor is made, and errors name the file and the tensor or key.
 #include <ATen/core/Tensor.h>
 
+#include "models/safetensors_header.hpp"
+
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
 namespace osd {
-
-struct SafetensorsEntry {
-  std::string dtype;             // F32, F16, BF16, ...
-  std::vector<int64_t> shape;
-  uint64_t begin = 0, end = 0;   // byte offsets into the data section
-};
-
-struct SafetensorsHeader {
-  std::map<std::string, SafetensorsEntry> tensors;
-  std::map<std::string, std::string> metadata;
-  uint64_t data_start = 0;       // file offset of the data section
-};
-
-// Parses and validates a header against a file of `file_size` bytes. `bytes` holds at least the
-// first 8 + N bytes of the file. Throws osd::Error("<file>: <what>").
-SafetensorsHeader parse_safetensors_header(const std::string& bytes, uint64_t file_size, const std::string& file);
-SafetensorsHeader read_safetensors_header(const std::string& path);
 
 // Reads one tensor straight into a new CPU tensor of its dtype (one copy of the bytes).
 at::Tensor read_safetensors_tensor(const std::string& path, const SafetensorsHeader& header, const std::string& name);

@@ -2,7 +2,7 @@
 // Training text for osd-train: one or more domains, each a token stream for training and one
 // for evaluation. Files are plain text (a file is one document) or JSONL (one {"text": ...}
 // object per line); documents are joined with a blank line. Tokens are bytes (byte-level
-// models: token t < 256 is the byte t) unless a tokenizer is given (models/text_tokenizer.hpp).
+// models: token t < 256 is the byte t) unless a tokenizer is given (models/tokenizer/text_tokenizer.hpp).
 //
 //   auto corpus = TextCorpus::load({{"python", "python.train.txt"}}, {{"python",
 //   "python.eval.txt"}}); Batch b = corpus.sample_batch(16, 256, rng);   // b.inputs, b.targets:
@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "models/text_tokenizer.hpp"
+#include "models/tokenizer/text_tokenizer.hpp"
 
 namespace osd {
 

@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/error.hpp"
-#include "models/text_tokenizer.hpp"
+#include "models/tokenizer/text_tokenizer.hpp"
 #include "models/transformer.hpp"
 #include "runtime/cli/bench_report.hpp"
 #include "runtime/cli/benches.hpp"
