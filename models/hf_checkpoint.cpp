@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <fstream>
 
 #include "models/error.hpp"
@@ -16,8 +17,9 @@ using json = nlohmann::json;
 
 json hf_config_json(const ModelConfig& c) {
   const bool qwen2 = c.qkv_bias && !c.o_bias;
-  json j = {{"architectures", {qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM"}},
-            {"model_type", qwen2 ? "qwen2" : "llama"},
+  const bool mistral = !qwen2 && c.name == "MistralForCausalLM" && !c.qkv_bias && !c.o_bias && !c.mlp_bias;
+  json j = {{"architectures", {qwen2 ? "Qwen2ForCausalLM" : mistral ? "MistralForCausalLM" : "LlamaForCausalLM"}},
+            {"model_type", qwen2 ? "qwen2" : mistral ? "mistral" : "llama"},
             {"vocab_size", c.vocab_size},
             {"hidden_size", c.hidden_size},
             {"intermediate_size", c.intermediate_size},
@@ -32,7 +34,8 @@ json hf_config_json(const ModelConfig& c) {
             {"hidden_act", "silu"},
             {"torch_dtype", dtype_name(c.dtype)},
             {"rope_scaling", nullptr}};
-  if (!qwen2) {
+  if (mistral) j["sliding_window"] = nullptr;  // osd attends to the whole context
+  if (!qwen2 && !mistral) {
     j["attention_bias"] = c.qkv_bias || c.o_bias;
     j["mlp_bias"] = c.mlp_bias;
   }
@@ -77,6 +80,11 @@ ModelConfig config_from_hf_json(const json& j, const std::string& file) {
   if (j.contains("rope_theta")) c.rope_theta = j["rope_theta"].get<double>();
   if (j.contains("rms_norm_eps")) c.rms_norm_eps = j["rms_norm_eps"].get<double>();
   if (j.contains("tie_word_embeddings")) c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
+  // Sliding-window attention (Mistral v0.1, Qwen2 with use_sliding_window) equals full attention
+  // while a sequence fits the window; osd attends fully, so it caps the context at the window.
+  const bool sliding = !qwen2 || j.value("use_sliding_window", false);
+  if (sliding && j.contains("sliding_window") && j["sliding_window"].is_number_integer() && j["sliding_window"].get<int64_t>() > 0)
+    c.max_position_embeddings = std::min(c.max_position_embeddings, j["sliding_window"].get<int64_t>());
   if (qwen2) c.qkv_bias = true;
   if (j.value("attention_bias", false)) c.qkv_bias = c.o_bias = true;
   c.mlp_bias = j.value("mlp_bias", false);
@@ -139,47 +147,126 @@ std::vector<Piece> pieces(const ModelConfig& c) {
 }
 }  // namespace
 
-void save_hf_checkpoint(const std::string& dir, const Transformer& model) {
+void save_hf_checkpoint(const std::string& dir, const Transformer& model, uint64_t max_shard_bytes) {
+  if (max_shard_bytes == 0) throw Error("save_hf_checkpoint: max_shard_bytes must be positive");
   files::make_dirs(dir);
   auto params = model.named_parameters();
-  std::map<std::string, at::Tensor> tensors;
+  // Shards in parameter order, each up to max_shard_bytes (a bigger tensor gets a shard alone).
+  std::vector<std::map<std::string, at::Tensor>> shards(1);
+  uint64_t shard_bytes = 0, total = 0;
   for (const auto& p : pieces(model.config())) {
     auto t = params[p.osd].detach();
-    tensors[p.hf] = p.rows < 0 ? t : t.narrow(0, p.row, p.rows);
+    if (p.rows >= 0) t = t.narrow(0, p.row, p.rows);
+    const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
+    if (shard_bytes > 0 && shard_bytes + bytes > max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back()[p.hf] = t;
+    shard_bytes += bytes;
+    total += bytes;
   }
-  const std::string tmp = dir + "/model.safetensors.tmp";
-  write_safetensors(tmp, tensors, {{"format", "pt"}});
-  files::rename(tmp, dir + "/model.safetensors");
-  std::ofstream(dir + "/config.json") << hf_config_json(model.config()).dump(2) << "\n";
+  const std::string index_path = dir + "/model.safetensors.index.json";
+  if (shards.size() == 1) {
+    write_safetensors(dir + "/model.safetensors.tmp", shards[0], {{"format", "pt"}});
+    files::rename(dir + "/model.safetensors.tmp", dir + "/model.safetensors");
+    if (files::exists(index_path)) std::remove(index_path.c_str());  // a sharded save before this one
+  } else {
+    json weight_map = json::object();
+    char name[64];
+    for (size_t i = 0; i < shards.size(); ++i) {
+      std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+      write_safetensors(dir + "/" + name + ".tmp", shards[i], {{"format", "pt"}});
+      files::rename(dir + "/" + name + ".tmp", dir + "/" + name);
+      for (const auto& [tensor, t] : shards[i]) weight_map[tensor] = name;
+    }
+    std::ofstream(index_path + ".tmp") << json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2) << "\n";
+    files::rename(index_path + ".tmp", index_path);
+    const std::string single = dir + "/model.safetensors";
+    if (files::exists(single)) std::remove(single.c_str());
+  }
+  std::ofstream(dir + "/config.json.tmp") << hf_config_json(model.config()).dump(2) << "\n";
+  files::rename(dir + "/config.json.tmp", dir + "/config.json");
 }
 
-std::shared_ptr<Transformer> load_hf_checkpoint(const std::string& dir, c10::Device device, std::optional<DType> dtype) {
-  const std::string cfg_path = dir + "/config.json", st_path = dir + "/model.safetensors";
-  std::ifstream cf(cfg_path);
-  if (!cf) throw Error(cfg_path + ": cannot open");
-  json j;
+namespace {
+
+json read_json_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw Error(path + ": cannot open");
   try {
-    cf >> j;
+    json j;
+    f >> j;
+    return j;
   } catch (const std::exception& e) {
-    throw Error(cfg_path + ": invalid JSON: " + e.what());
+    throw Error(path + ": invalid JSON: " + e.what());
   }
-  auto cfg = config_from_hf_json(j, cfg_path);
+}
+
+// tensor name -> shard file, from model.safetensors.index.json (or the one model.safetensors).
+std::map<std::string, std::string> weight_files(const std::string& dir) {
+  const std::string index_path = dir + "/model.safetensors.index.json";
+  if (!files::exists(index_path)) {
+    if (!files::exists(dir + "/model.safetensors"))
+      throw Error(dir + ": no model.safetensors or model.safetensors.index.json");
+    return {};
+  }
+  const auto index = read_json_file(index_path);
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    throw Error(index_path + ": missing \"weight_map\" object");
+  std::map<std::string, std::string> out;
+  for (const auto& [tensor, file] : index["weight_map"].items()) {
+    if (!file.is_string()) throw Error(index_path + ": weight_map entry '" + tensor + "' is not a file name");
+    const auto name = file.get<std::string>();
+    if (name.empty() || name.find('/') != std::string::npos || name == "..")
+      throw Error(index_path + ": weight_map entry '" + tensor + "' names '" + name + "', not a file in this folder");
+    out[tensor] = dir + "/" + name;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<Transformer> load_hf_checkpoint(const std::string& dir, c10::Device device, std::optional<DType> dtype) {
+  const std::string cfg_path = dir + "/config.json";
+  auto cfg = config_from_hf_json(read_json_file(cfg_path), cfg_path);
   if (dtype) cfg.dtype = *dtype;
-  auto header = read_safetensors_header(st_path);
-  auto model = std::make_shared<Transformer>(cfg, 0, c10::Device(c10::kCPU));
+  const auto shard_of = weight_files(dir);
+  std::map<std::string, SafetensorsHeader> headers;  // per file, validated before any tensor is read
+  auto header_of = [&](const std::string& file) -> const SafetensorsHeader& {
+    auto it = headers.find(file);
+    if (it == headers.end()) {
+      if (!files::exists(file)) throw Error(file + ": shard named by model.safetensors.index.json does not exist");
+      it = headers.emplace(file, read_safetensors_header(file)).first;
+    }
+    return it->second;
+  };
+  // Every tensor present (and every header valid) before the model is allocated.
+  const auto wanted = pieces(cfg);
+  std::vector<std::string> file_of;
+  for (const auto& p : wanted) {
+    const std::string file = shard_of.empty() ? dir + "/model.safetensors"
+                             : shard_of.count(p.hf) ? shard_of.at(p.hf)
+                                                    : throw Error(dir + "/model.safetensors.index.json: no shard for tensor '" + p.hf + "'");
+    const auto& header = header_of(file);
+    auto it = header.tensors.find(p.hf);
+    if (it == header.tensors.end()) throw Error(file + ": missing tensor '" + p.hf + "'");
+    file_of.push_back(file);
+  }
+  auto model = std::make_shared<Transformer>(cfg, device, Transformer::Uninitialized{});
   auto params = model->named_parameters();
   torch::NoGradGuard g;
-  for (const auto& p : pieces(cfg)) {
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    const auto& p = wanted[i];
     auto dst = params[p.osd];
     if (p.rows >= 0) dst = dst.narrow(0, p.row, p.rows);
-    auto it = header.tensors.find(p.hf);
-    if (it == header.tensors.end()) throw Error(st_path + ": missing tensor '" + p.hf + "'");
-    if (it->second.shape != dst.sizes().vec())
-      throw Error(st_path + ": tensor '" + p.hf + "' has shape " + json(it->second.shape).dump() + ", config.json implies " +
+    const auto& header = header_of(file_of[i]);
+    const auto& entry = header.tensors.at(p.hf);
+    if (entry.shape != dst.sizes().vec())
+      throw Error(file_of[i] + ": tensor '" + p.hf + "' has shape " + json(entry.shape).dump() + ", config.json implies " +
                   json(dst.sizes().vec()).dump());
-    dst.copy_(read_safetensors_tensor(st_path, header, p.hf));
+    dst.copy_(read_safetensors_tensor(file_of[i], header, p.hf));  // one tensor on the host at a time
   }
-  model->to_device(device, to_scalar_type(cfg.dtype));
   return model;
 }
 

@@ -19,9 +19,16 @@ nlohmann::json hf_config_json(const ModelConfig& config);
 // Throws osd::Error naming the file and key on a missing, mistyped or unsupported field.
 ModelConfig config_from_hf_json(const nlohmann::json& j, const std::string& file);
 
-// Writes dir/config.json and dir/model.safetensors (creating dir).
-void save_hf_checkpoint(const std::string& dir, const Transformer& model);
-// Loads dir/config.json + dir/model.safetensors to `device` in `dtype` (default: the config's).
+// Hugging Face's default shard size ("5GB").
+constexpr uint64_t kDefaultMaxShardBytes = 5'000'000'000ULL;
+
+// Writes dir/config.json and the weights (creating dir): model.safetensors, or past
+// `max_shard_bytes` model-0000i-of-0000n.safetensors + model.safetensors.index.json, as
+// transformers' save_pretrained does. Files are written under temporary names and renamed.
+void save_hf_checkpoint(const std::string& dir, const Transformer& model, uint64_t max_shard_bytes = kDefaultMaxShardBytes);
+// Loads dir/config.json + dir/model.safetensors (or the shards model.safetensors.index.json
+// names) to `device` in `dtype` (default: the config's). Parameters are allocated once on the
+// device and filled a tensor at a time: the weights never exist twice.
 std::shared_ptr<Transformer> load_hf_checkpoint(const std::string& dir, c10::Device device = c10::Device(c10::kCPU),
                                                 std::optional<DType> dtype = std::nullopt);
 

@@ -33,17 +33,26 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 }
 }  // namespace
 
-Transformer::Transformer(const ModelConfig& config, uint64_t seed, c10::Device device)
-    : config_(config), device_(c10::kCPU) {
+Transformer::Transformer(const ModelConfig& config, uint64_t seed, c10::Device device) : config_(config), device_(c10::kCPU) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
+  build([&](std::vector<int64_t> shape) { return at::normal(0.0, 0.02, shape, gen, f32); },
+        [](int64_t n) { return torch::ones({n}); }, [](int64_t n) { return torch::zeros({n}); });
+  to_device(device, to_scalar_type(config_.dtype));
+}
+
+Transformer::Transformer(const ModelConfig& config, c10::Device device, Uninitialized) : config_(config), device_(c10::kCPU) {
+  const auto options = torch::TensorOptions().device(device).dtype(to_scalar_type(config.dtype));
+  auto empty = [&](std::vector<int64_t> shape) { return torch::empty(shape, options); };
+  build(empty, [&](int64_t n) { return torch::empty({n}, options); }, [&](int64_t n) { return torch::empty({n}, options); });
+  to_device(device, to_scalar_type(config_.dtype));  // moves only the rope tables
+}
+
+template <typename Normal, typename Ones, typename Zeros>
+void Transformer::build(Normal normal, Ones ones, Zeros zeros) {
   config_.finalize();
   if (auto err = config_.validate(); !err.empty()) throw Error("model config: " + err);
   const auto& c = config_;
-  auto gen = at::detail::createCPUGenerator(seed);
-  auto normal = [&](std::vector<int64_t> shape) {
-    return at::normal(0.0, 0.02, shape, gen, torch::TensorOptions().dtype(torch::kFloat32));
-  };
-  auto ones = [](int64_t n) { return torch::ones({n}); };
-  auto zeros = [](int64_t n) { return torch::zeros({n}); };
   const int64_t qkv = c.q_dim() + 2 * c.kv_dim();
   embed_ = register_parameter("embed_tokens", normal({c.vocab_size, c.hidden_size}));
   // Parameter names: layers.<i>.<name>, the ModuleList giving the dotted prefix.
@@ -68,7 +77,6 @@ Transformer::Transformer(const ModelConfig& config, uint64_t seed, c10::Device d
   norm_ = register_parameter("norm", ones(c.hidden_size));
   if (!c.tie_word_embeddings) lm_head_ = register_parameter("lm_head", normal({c.vocab_size, c.hidden_size}));
   rope_ = make_rope_tables(c, c10::Device(c10::kCPU));
-  to_device(device, to_scalar_type(c.dtype));
 }
 
 c10::ScalarType Transformer::dtype() const { return to_scalar_type(config_.dtype); }

@@ -40,6 +40,10 @@ class Transformer : public torch::nn::Module {
   // in float32; then moved to `device` and config.dtype. Throws osd::Error on a bad config.
   explicit Transformer(const ModelConfig& config, uint64_t seed = 0,
                        c10::Device device = c10::Device(c10::kCPU));
+  // Parameters allocated on `device` in the config's dtype and left uninitialised: a checkpoint
+  // loader fills them tensor by tensor, so the weights never exist twice.
+  struct Uninitialized {};
+  Transformer(const ModelConfig& config, c10::Device device, Uninitialized);
 
   const ModelConfig& config() const { return config_; }
   c10::Device device() const { return device_; }
@@ -78,6 +82,9 @@ class Transformer : public torch::nn::Module {
   at::Tensor& lm_head() { return config_.tie_word_embeddings ? embed_ : lm_head_; }
 
  private:
+  // Registers every parameter, made by the given factories (shape -> tensor, n -> tensor).
+  template <typename Normal, typename Ones, typename Zeros>
+  void build(Normal normal, Ones ones, Zeros zeros);
   // x: [B, T, hidden]; cos/sin: [B, T, 1, head_dim]; mask: [B, 1, T, S] bool (true = attend).
   // With a cache, k/v are written at (slot_index, positions) and attention reads [0, S).
   struct CacheWrite {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 
 #include "models/files.hpp"
 #include "models/hf_checkpoint.hpp"
@@ -161,5 +162,98 @@ TEST_CASE("checkpoint: corrupt files and configs are clear errors", "[checkpoint
   std::remove(cj.c_str()); expect("cannot open");
   CHECK(torch::equal(load_hf_checkpoint(dir)->forward_full(torch::ones({1, 3}, torch::kInt64)),
                      m.forward_full(torch::ones({1, 3}, torch::kInt64))));  // restored files load again
+  files::remove_tree(dir);
+}
+
+TEST_CASE("checkpoint: sharded and unsharded saves give the same model, every dtype", "[checkpoint]") {
+  for (auto dt : {DType::f32, DType::bf16, DType::f16}) {
+    DYNAMIC_SECTION(dtype_name(dt)) {
+      auto cfg = variant("gqa");
+      cfg.dtype = dt;
+      Transformer m(cfg, 4);
+      {
+        torch::NoGradGuard g;
+        for (auto& p : m.named_parameters()) p.value().normal_(0, 0.5);
+      }
+      const auto one = tmpdir(std::string("one-") + dtype_name(dt)), many = tmpdir(std::string("many-") + dtype_name(dt));
+      save_hf_checkpoint(one, m);
+      save_hf_checkpoint(many, m, 20000);  // every tensor past 20 kB gets a shard of its own
+      CHECK(files::exists(one + "/model.safetensors"));
+      CHECK_FALSE(files::exists(one + "/model.safetensors.index.json"));
+      REQUIRE(files::exists(many + "/model.safetensors.index.json"));
+      CHECK_FALSE(files::exists(many + "/model.safetensors"));
+      const auto index = nlohmann::json::parse(slurp(many + "/model.safetensors.index.json"));
+      std::set<std::string> shard_files;
+      for (const auto& [tensor, file] : index["weight_map"].items()) shard_files.insert(file.get<std::string>());
+      CHECK(shard_files.size() > 3);
+      CHECK(files::exists(many + "/" + *shard_files.begin()));
+      auto a = load_hf_checkpoint(one), b = load_hf_checkpoint(many);
+      int differ = 0;
+      auto pb = b->named_parameters(), pm = m.named_parameters();
+      for (const auto& p : a->named_parameters()) differ += !torch::equal(p.value(), pb[p.key()]) + !torch::equal(p.value(), pm[p.key()]);
+      CHECK(differ == 0);
+      // Saving unsharded over the sharded folder leaves one consistent layout.
+      save_hf_checkpoint(many, m);
+      CHECK_FALSE(files::exists(many + "/model.safetensors.index.json"));
+      CHECK(torch::equal(load_hf_checkpoint(many)->named_parameters()["norm"], pm["norm"]));
+      files::remove_tree(one);
+      files::remove_tree(many);
+    }
+  }
+}
+
+TEST_CASE("checkpoint: Mistral round trip; sliding_window caps the context", "[checkpoint]") {
+  auto cfg = variant("gqa");
+  cfg.name = "MistralForCausalLM";
+  Transformer m(cfg, 2);
+  const auto dir = tmpdir("mistral");
+  save_hf_checkpoint(dir, m);
+  auto j = nlohmann::json::parse(slurp(dir + "/config.json"));
+  CHECK(j["architectures"][0] == "MistralForCausalLM");
+  CHECK(j["model_type"] == "mistral");
+  auto back = load_hf_checkpoint(dir);
+  CHECK(back->config().name == "MistralForCausalLM");
+  CHECK(torch::equal(back->forward_full(torch::ones({1, 4}, torch::kInt64)), m.forward_full(torch::ones({1, 4}, torch::kInt64))));
+  j["sliding_window"] = 16;
+  spit(dir + "/config.json", j.dump());
+  CHECK(load_hf_checkpoint(dir)->config().max_position_embeddings == 16);
+  files::remove_tree(dir);
+}
+
+TEST_CASE("checkpoint: a broken shard index is a clear error", "[checkpoint][errors]") {
+  Transformer m(variant("gqa"), 1);
+  const auto dir = tmpdir("badindex");
+  save_hf_checkpoint(dir, m, 20000);
+  const auto index_path = dir + "/model.safetensors.index.json";
+  const auto good = slurp(index_path);
+  auto expect = [&](const std::string& needle) {
+    try {
+      load_hf_checkpoint(dir);
+      FAIL("loaded; expected an error mentioning " << needle);
+    } catch (const osd::Error& e) {
+      INFO(e.what());
+      CHECK(std::string(e.what()).find(needle) != std::string::npos);
+    }
+    spit(index_path, good);
+  };
+  auto j = nlohmann::json::parse(good);
+  j["weight_map"].erase("model.norm.weight");
+  spit(index_path, j.dump());
+  expect("no shard for tensor 'model.norm.weight'");
+  j = nlohmann::json::parse(good);
+  j["weight_map"]["model.norm.weight"] = "model-99999-of-99999.safetensors";
+  spit(index_path, j.dump());
+  expect("does not exist");
+  j["weight_map"]["model.norm.weight"] = "../../etc/passwd";
+  spit(index_path, j.dump());
+  expect("not a file in this folder");
+  j = nlohmann::json::parse(good);
+  j.erase("weight_map");
+  spit(index_path, j.dump());
+  expect("weight_map");
+  spit(index_path, "{\"weight_map\": ");
+  expect("invalid JSON");
+  std::remove(index_path.c_str());
+  expect("no model.safetensors or model.safetensors.index.json");
   files::remove_tree(dir);
 }

@@ -19,17 +19,18 @@ int main(int argc, char** argv) {
   CLI::App app{"osd-checkpoint: make random HF checkpoints, print a checkpoint's logits"};
   app.require_subcommand(1);
   std::string preset = "tiny", variant = "llama", out, dir, dtype = "float32";
-  uint64_t seed = 0;
+  uint64_t seed = 0, shard_bytes = osd::kDefaultMaxShardBytes;
   double stddev = 0.1;
   std::vector<int64_t> tokens;
   auto* random = app.add_subcommand("random", "write a random-weight checkpoint");
   random->add_option("--preset", preset)->capture_default_str();
-  random->add_option("--variant", variant, "llama | tied | qwen2 | llama-bias | llama3-rope | linear-rope | gqa | mha | mqa")
+  random->add_option("--variant", variant, "llama | mistral | tied | qwen2 | llama-bias | llama3-rope | linear-rope | gqa | mha | mqa")
       ->capture_default_str();
   random->add_option("--seed", seed)->capture_default_str();
   random->add_option("--std", stddev, "weight std (larger: peakier distributions)")->capture_default_str();
   random->add_option("--dtype", dtype)->capture_default_str();
   random->add_option("--out", out)->required();
+  random->add_option("--max-shard-bytes", shard_bytes, "shard the weights past this size")->capture_default_str();
   auto* logits = app.add_subcommand("logits", "print logits [T, V] of a checkpoint for tokens, as JSON");
   logits->add_option("--dir", dir)->required();
   logits->add_option("--tokens", tokens)->required();
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
   convert->add_option("--dir", dir)->required();
   convert->add_option("--dtype", dtype)->required();
   convert->add_option("--out", out)->required();
+  convert->add_option("--max-shard-bytes", shard_bytes, "shard the weights past this size")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     if (*random) {
@@ -48,6 +50,7 @@ int main(int argc, char** argv) {
       else if (variant == "gqa") cfg->num_kv_heads = std::max<int64_t>(1, cfg->num_heads / 2);
       else if (variant == "mqa") cfg->num_kv_heads = 1;
       else if (variant == "mha") cfg->num_kv_heads = cfg->num_heads;
+      else if (variant == "mistral") cfg->name = "MistralForCausalLM";
       else if (variant == "llama3-rope") {
         cfg->rope_scaling.type = osd::RopeScalingType::llama3;
         cfg->rope_scaling.factor = 8;
@@ -68,12 +71,12 @@ int main(int argc, char** argv) {
           p.value().copy_(p.value().dim() == 2 ? at::normal(0.0, stddev, p.value().sizes(), gen)
                                                : 1.0 + at::normal(0.0, 0.1, p.value().sizes(), gen));
       }
-      osd::save_hf_checkpoint(out, m);
+      osd::save_hf_checkpoint(out, m, shard_bytes);
       std::cout << out << "\n";
     } else if (*convert) {
       auto dt = osd::parse_dtype(dtype);
       if (!dt) throw osd::Error("unknown dtype " + dtype);
-      osd::save_hf_checkpoint(out, *osd::load_hf_checkpoint(dir, c10::Device(c10::kCPU), *dt));
+      osd::save_hf_checkpoint(out, *osd::load_hf_checkpoint(dir, c10::Device(c10::kCPU), *dt), shard_bytes);
       std::cout << out << "\n";
     } else {
       auto m = osd::load_hf_checkpoint(dir);
