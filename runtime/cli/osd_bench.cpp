@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   osd::bench::add_spec_bench(app, json);
   osd::bench::add_serve_bench(app, json);
   osd::bench::add_online_bench(app, json);
+  osd::bench::add_tokenizer_bench(app, json);
+  osd::bench::add_load_bench(app, json);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
