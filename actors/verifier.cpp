@@ -156,7 +156,7 @@ void admit_waiting(Self* self) {
     auto load = [&](size_t j) { return st.groups[j].members.size() + (st.groups[j].busy ? 1000 : 0); };
     for (size_t i = 0; i < st.groups.size(); ++i)
       if (st.groups[i].route == route && (g == st.groups.size() || load(i) < load(g))) g = i;
-    Seq s{sub, sink, RequestRng(sub.request.sampling.seed), StopChecker(sub.request, st.opt.token_text), AcceptanceEstimator(), {}, g, route};
+    Seq s{sub, sink, RequestRng(sub.request.sampling.seed), StopChecker(sub.request, st.opt.text_stream ? st.opt.text_stream(sub.request.prompt) : st.opt.token_text), AcceptanceEstimator(), {}, g, route};
     if (sub.submitted_us > 0)  // latencies count from submission, queueing included
       s.start = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double, std::micro>(sub.submitted_us)));

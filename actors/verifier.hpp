@@ -35,6 +35,8 @@ struct VerifierOptions {
   bool adaptive_k = true;
   int64_t k_max = 8;
   std::function<std::string(int64_t)> token_text;  // detokenizer piece; empty: no text
+  // Per-sequence text (a stream decoder with the prompt as context); wins over token_text.
+  std::function<std::function<std::string(int64_t)>(const std::vector<int64_t>& prompt)> text_stream;
   // Spawns a fresh drafter for a route with the given weights (null: the route's original
   // draft) and version when the running one dies.
   std::function<caf::actor(int64_t route, std::shared_ptr<const Transformer>, int64_t version)> drafter_factory;

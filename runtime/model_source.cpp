@@ -7,7 +7,9 @@
 #include "models/config.hpp"
 #include "models/files.hpp"
 #include "models/hf_checkpoint.hpp"
+#include "models/tokenizer/text_tokenizer.hpp"
 #include "models/transformer.hpp"
+#include "models/error.hpp"
 
 #ifndef OSD_SOURCE_DIR
 #define OSD_SOURCE_DIR "."
@@ -62,6 +64,28 @@ bool is_byte_level(const Transformer& model, const std::string& spec) {
   const int64_t v = model.config().vocab_size;
   if (ModelConfig::preset(spec)) return v >= 256;
   return v >= 256 && v <= 512;
+}
+
+std::shared_ptr<const TextTokenizer> serve_tokenizer(const std::string& setting, const std::string& target_spec,
+                                                     const Transformer& target) {
+  if (setting == "none") return nullptr;
+  std::shared_ptr<const TextTokenizer> tok;
+  if (setting == "auto") {
+    const std::string dir = target_spec == "default" ? default_models_dir() + "/target" : target_spec;
+    for (const char* f : {"/tokenizer.json", "/tokenizer.model", "/encoder.json", "/vocab.json"})
+      if (files::exists(dir + f)) {
+        tok = load_text_tokenizer(dir);
+        break;
+      }
+    if (!tok && is_byte_level(target, target_spec)) tok = load_text_tokenizer("bytes");
+    if (!tok) return nullptr;
+  } else {
+    tok = load_text_tokenizer(setting);
+  }
+  if (tok->vocab_size() > target.config().vocab_size)
+    throw Error("tokenizer " + tok->name() + " has " + std::to_string(tok->vocab_size()) + " tokens, more than the target's vocabulary (" +
+                std::to_string(target.config().vocab_size) + ")");
+  return tok;
 }
 
 }  // namespace osd

@@ -11,6 +11,7 @@
 namespace osd {
 
 class Transformer;
+class TextTokenizer;
 
 enum class ModelRole { target, draft };
 
@@ -32,5 +33,12 @@ std::shared_ptr<Transformer> load_model(const ModelSource& source, ModelRole rol
 // True when the model's tokens are bytes (token t < 256 is the byte t): presets and the default
 // pair are; checkpoints with a vocabulary of at most 512 are taken to be.
 bool is_byte_level(const Transformer& model, const std::string& spec);
+
+// The serving tokenizer for setting `osd.tokenizer`: "auto" = the target folder's tokenizer
+// files (tokenizer.json, tokenizer.model, encoder.json + vocab.bpe) when it has them, else bytes
+// for byte-level models, else none; "none" = null; anything else is loaded as given. Throws
+// osd::Error when it cannot be loaded or its vocabulary is larger than the target's.
+std::shared_ptr<const TextTokenizer> serve_tokenizer(const std::string& setting, const std::string& target_spec,
+                                                     const Transformer& target);
 
 }  // namespace osd

@@ -1,5 +1,7 @@
 #include "runtime/runtime.hpp"
 
+#include "models/tokenizer/stream_decoder.hpp"
+
 #include <atomic>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -129,7 +131,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   io.max_new_tokens = o.max_new_tokens_limit;
   io.vocab_size = o.target->config().vocab_size;
   io.context = context;
-  io.has_tokenizer = static_cast<bool>(o.token_text);
+  io.has_tokenizer = static_cast<bool>(o.token_text) || o.tokenizer != nullptr;
   impl->metrics = spawn_metrics(sys);
   impl->intake = spawn_intake(sys, io);
   for (size_t r = 0; r < o.routes.size(); ++r) {
@@ -146,6 +148,11 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   vo.adaptive_k = o.adaptive_k;
   vo.k_max = o.k_max;
   vo.token_text = o.token_text;
+  if (o.tokenizer)
+    vo.text_stream = [tok = o.tokenizer](const std::vector<int64_t>& prompt) -> std::function<std::string(int64_t)> {
+      auto stream = std::make_shared<StreamDecoder>(tok, prompt);
+      return [stream](int64_t t) { return stream->push(t); };
+    };
   vo.fail_on_round = o.inject_verifier_failure;
   vo.trace = o.trace;
   vo.record_all_positions = o.online.record_all_positions;

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "models/tokenizer/text_tokenizer.hpp"
+
 namespace osd {
 
 class Transformer;
@@ -84,6 +86,9 @@ struct RuntimeOptions {
   int64_t max_new_tokens_limit = 4096;
   int threads = 0;                      // CAF scheduler threads; 0: number of cores
   std::function<std::string(int64_t)> token_text;  // token -> text piece; empty: no text
+  // A real tokenizer (HF checkpoint folder): each sequence's text comes from a StreamDecoder with
+  // its prompt as context (leading-space rules, no split UTF-8 characters). Wins over token_text.
+  std::shared_ptr<const TextTokenizer> tokenizer;
   // Fault injection for tests (1-based; -1: never): the first drafter throws on this proposal,
   // the verifier throws inside this round. Both are recovered from without losing requests.
   int64_t inject_drafter_failure = -1;

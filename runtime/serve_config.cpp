@@ -19,6 +19,7 @@ ServeConfig::ServeConfig() {
       .add(d.weights_seed, "weights-seed", "seed of the random weights of presets")
       .add(d.routes, "routes", "draft routes, comma-separated names (requests pick one with their domain field)")
       .add(d.route_drafts, "route-drafts", "per route, comma-separated model specs; empty: every route starts from draft")
+      .add(d.tokenizer, "tokenizer", "auto (the target folder's tokenizer files), a tokenizer.json / .model / folder, bytes, or none")
       .add(d.k, "k", "draft tokens per round when adaptive-k is off (0..64)")
       .add(d.adaptive_k, "adaptive-k", "choose k per sequence from its acceptance and the cost ratio")
       .add(d.k_max, "k-max", "upper bound of adaptive k (0..64)")
@@ -156,6 +157,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   integer("weights-seed", out.weights_seed, 0, INT64_MAX);
   str("routes", out.routes);
   str("route-drafts", out.route_drafts);
+  str("tokenizer", out.tokenizer);
   integer("k", out.k, 0, 64);
   boolean("adaptive-k", out.adaptive_k);
   integer("k-max", out.k_max, 0, 64);

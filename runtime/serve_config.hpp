@@ -22,6 +22,7 @@ struct ServeSettings {
   int64_t weights_seed = 0;             // seed of the random weights of presets
   std::string routes;                   // "a,b,c": one draft route per query class ("" = one route)
   std::string route_drafts;             // per route, comma-separated model specs ("" = all start from draft)
+  std::string tokenizer = "auto";       // auto (the target folder's files; bytes for byte-level models), a path, none
   // speculation
   int64_t k = 4;
   bool adaptive_k = true;

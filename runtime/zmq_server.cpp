@@ -185,6 +185,7 @@ void ZmqServer::Impl::generate(const std::string& identity, const json& j) {
       p.stop.push_back(s.get<std::string>());
     }
   }
+  if (!j.contains("eos")) p.eos_ids = opt.default_eos;
   if (j.contains("eos")) {
     if (!j["eos"].is_array()) return error(id, "invalid_request", "eos must be an array of integers");
     for (const auto& t : j["eos"]) {

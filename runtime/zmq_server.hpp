@@ -23,6 +23,8 @@ struct ZmqServerOptions {
   std::string metrics_endpoint;
   // Prompt text -> token ids; empty: requests must send "tokens".
   std::function<std::vector<int64_t>(const std::string&)> encode;
+  // eos ids of a request that sends no "eos" (the tokenizer's end-of-sequence token).
+  std::vector<int64_t> default_eos;
 };
 
 class ZmqServer {

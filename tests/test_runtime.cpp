@@ -3,7 +3,10 @@
 // and shutdown lose nothing, bad input gets an error code and the runtime keeps serving.
 #include "tests/test_common.hpp"
 
+#include <unistd.h>
+
 #include <atomic>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <set>
@@ -11,6 +14,10 @@
 #include <thread>
 #include <tuple>
 
+#include "models/files.hpp"
+#include "models/hf_checkpoint.hpp"
+#include "models/tokenizer/utf8.hpp"
+#include "runtime/model_source.hpp"
 #include "runtime/runtime.hpp"
 #include "tests/spec_fixtures.hpp"
 
@@ -227,4 +234,62 @@ TEST_CASE("runtime: a drafter that throws mid-run is restarted, a failing round 
       rt->shutdown();
     }
   }
+}
+
+TEST_CASE("runtime: a checkpoint folder's tokenizer streams text; stop strings see real text", "[runtime][tokenizer]") {
+  // A random model whose vocabulary is the checked-in SentencePiece model's (3,000 pieces),
+  // saved as an HF folder with tokenizer.model beside it: osd.tokenizer=auto finds it.
+  auto cfg = tiny_config(3000, 64, 2);
+  auto target = std::make_shared<Transformer>(cfg, 5);
+  const auto dir = files::temp_dir() + "/osd-rt-tok-" + std::to_string(::getpid());
+  save_hf_checkpoint(dir, *target);
+  const auto spm = files::read_all(std::string(OSD_SOURCE_DIR) + "/tests/data/tokenizers/sentencepiece-bpe.model");
+  std::ofstream(dir + "/tokenizer.model", std::ios::binary) << spm;
+  const auto tok = serve_tokenizer("auto", dir, *target);
+  REQUIRE(tok);
+  CHECK(tok->vocab_size() == 3000);
+  CHECK_THROWS_WITH(serve_tokenizer("auto", dir, Transformer(tiny_config(256, 64, 2), 1)), Catch::Contains("more than the target"));
+  CHECK(serve_tokenizer("none", dir, *target) == nullptr);
+
+  RuntimeOptions o;
+  o.target = target;
+  o.max_batch = 4;
+  o.max_len = 96;
+  o.threads = 2;
+  o.tokenizer = tok;
+  std::string err;
+  auto rt = Runtime::create(o, &err);
+  REQUIRE(rt);
+  const auto prompt = tok->encode_prompt("The runtime streams text per token");
+  std::string streamed;
+  std::vector<int64_t> tokens;
+  auto h = rt->submit(greedy(prompt, 40), [&](const TokenChunk& c) {
+    CHECK(text::is_valid_utf8(c.text));
+    streamed += c.text;
+    tokens.insert(tokens.end(), c.tokens.begin(), c.tokens.end());
+  });
+  const auto r = h->get();
+  REQUIRE(r.tokens.size() == 40);
+  CHECK(tokens == r.tokens);
+  auto all = prompt;
+  all.insert(all.end(), r.tokens.begin(), r.tokens.end());
+  const std::string before = tok->decode(prompt, true), full = tok->decode(all, true);
+  REQUIRE(full.compare(0, before.size(), before) == 0);
+  const std::string expected = full.substr(before.size());
+  // Streamed text is what decoding everything adds to the prompt (an unfinished character at
+  // the very end is held back, never sent half).
+  CHECK(expected.compare(0, streamed.size(), streamed) == 0);
+  CHECK(expected.size() - streamed.size() <= 3 * 4);
+  CHECK(r.text == streamed);
+  // A stop string taken from the streamed text ends generation there.
+  if (streamed.size() > 6) {
+    const std::string stop = streamed.substr(streamed.size() / 2, 3);
+    auto p = greedy(prompt, 40);
+    p.stop = {stop};
+    const auto s = rt->submit(p)->get();
+    CHECK(s.finish == "stop");
+    CHECK(s.text == streamed.substr(0, streamed.find(stop)));
+  }
+  rt->shutdown(true);
+  files::remove_tree(dir);
 }

@@ -91,9 +91,16 @@ int main(int argc, char** argv) {
   }
   ro.online = s.online;
   ro.online.enabled = s.online.enabled && ro.draft != nullptr;
-  // Byte-level models (presets, the default pair): token t < 256 is the byte t.
-  const bool bytes = osd::is_byte_level(*ro.target, s.target);
-  if (bytes) ro.token_text = [](int64_t t) { return t < 256 ? std::string(1, static_cast<char>(t)) : std::string(); };
+  // The tokenizer: the target folder's files, or bytes for byte-level models (presets, the
+  // default pair: token t < 256 is the byte t), or what osd.tokenizer names.
+  std::shared_ptr<const osd::TextTokenizer> tokenizer;
+  try {
+    tokenizer = osd::serve_tokenizer(s.tokenizer, s.target, *ro.target);
+  } catch (const std::exception& e) {
+    std::cerr << "osd-serve: " << e.what() << "\n";
+    return 2;
+  }
+  ro.tokenizer = tokenizer;
   auto runtime = osd::Runtime::create(ro, &error);
   if (!runtime) {
     std::cerr << "osd-serve: " << error << "\n";
@@ -103,18 +110,17 @@ int main(int argc, char** argv) {
   zo.endpoint = s.endpoint;
   zo.metrics_endpoint = s.metrics_endpoint;
   zo.max_frame_bytes = static_cast<size_t>(s.max_frame_bytes);
-  if (bytes)
-    zo.encode = [](const std::string& text) {
-      std::vector<int64_t> ids;
-      for (unsigned char c : text) ids.push_back(c);
-      return ids;
-    };
+  if (tokenizer) {
+    zo.encode = [tokenizer](const std::string& text) { return tokenizer->encode_prompt(text); };
+    if (tokenizer->special_tokens().eos) zo.default_eos = {*tokenizer->special_tokens().eos};
+  }
   auto server = osd::ZmqServer::start(*runtime, zo, &error);
   if (!server) {
     std::cerr << "osd-serve: " << error << "\n";
     return 2;
   }
-  std::cerr << "osd-serve: target " << s.target << ", draft " << s.draft << " (" << s.device << ", " << s.dtype
+  std::cerr << "osd-serve: target " << s.target << ", draft " << s.draft << ", tokenizer "
+            << (tokenizer ? tokenizer->name() : std::string("none")) << " (" << s.device << ", " << s.dtype
             << "), " << std::max<size_t>(ro.routes.size(), ro.draft ? 1 : 0) << " draft route(s), online distillation "
             << (ro.online.enabled ? "on" : "off") << ", serving on " << server->endpoint();
   if (!server->metrics_endpoint().empty()) std::cerr << ", metrics on " << server->metrics_endpoint() << "/metrics";
