@@ -42,4 +42,27 @@ kill -INT $pid; wait $pid; pid=
 # A bad model spec is a clear startup error.
 if "$build/osd-serve" --osd.target=/nonexistent 2>"$work/err"; then echo "bad target accepted"; exit 1; fi
 grep -q "neither a checkpoint folder" "$work/err" || { cat "$work/err"; exit 1; }
+
+# A real tokenizer (the checked-in SentencePiece BPE model): osd-train encodes the corpus with it,
+# sizes the vocabulary from it and copies it next to the weights; osd-serve finds it there
+# (osd.tokenizer=auto), takes a text prompt and streams text.
+spm="$src/tests/data/tokenizers/sentencepiece-bpe.model"
+"$build/osd-train" --data "$work/text.txt" --tokenizer "$spm" --dim 32 --layers 1 --heads 2 --steps 20 --batch 8 \
+  --seq-len 32 --lr 1e-2 --warmup 5 --eval-batches 1 --out "$work/spm-model" 2>"$work/spm-train.log" >/dev/null \
+  || { cat "$work/spm-train.log"; exit 1; }
+grep -q "sentencepiece-bpe.model" "$work/spm-train.log" || { cat "$work/spm-train.log"; exit 1; }
+[ -f "$work/spm-model/tokenizer.model" ] || { echo "tokenizer.model not copied"; ls "$work/spm-model"; exit 1; }
+python3 -c "import json,sys; sys.exit(0 if json.load(open('$work/spm-model/config.json'))['vocab_size'] == 3000 else 1)" \
+  || { echo "vocabulary not taken from the tokenizer"; exit 1; }
+"$build/osd-serve" --osd.endpoint='tcp://127.0.0.1:*' --osd.max-batch=2 --osd.max-len=128 \
+  --osd.target="$work/spm-model" --osd.draft=none 2>"$log" &
+pid=$!
+for _ in $(seq 100); do grep -q "serving on" "$log" && break; sleep 0.1; done
+endpoint=$(grep -o 'serving on tcp://[0-9.:]*' "$log" | awk '{print $3}')
+[ -n "$endpoint" ] || { echo "server did not start:"; cat "$log"; exit 1; }
+grep -q "tokenizer .*tokenizer.model" "$log" || { echo "tokenizer not found by auto:"; cat "$log"; exit 1; }
+reply=$("$build/osd-client" --endpoint "$endpoint" --max-new-tokens 12 --temperature 0 --no-stream --json "line 7: the quick")
+echo "$reply" | tail -1 | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d["event"]=="done" and len(d["tokens"])>0 and d["text"] else 1)' \
+  || { echo "no text reply: $reply"; exit 1; }
+kill -INT $pid; wait $pid; pid=
 echo "train/serve smoke: ok"

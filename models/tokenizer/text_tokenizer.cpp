@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fstream>
+
 #include "models/error.hpp"
 #include "models/files.hpp"
 #include "models/tokenizer/hf_tokenizer.hpp"
@@ -102,6 +104,27 @@ std::shared_ptr<const TextTokenizer> load_text_tokenizer(const std::string& spec
   }
   apply_generation_config(*tok, dir);
   return tok;
+}
+
+void save_tokenizer_files(const std::string& spec, const std::string& dir) {
+  if (spec == "bytes") return;
+  files::make_dirs(dir);
+  auto copy = [&](const std::string& from, const std::string& name) {
+    const auto bytes = files::read_all(from);
+    const auto to = dir + "/" + name;
+    std::ofstream out(to + ".tmp", std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) throw Error(to + ": cannot write");
+    files::rename(to + ".tmp", to);
+  };
+  if (!files::is_dir(spec)) {
+    copy(spec, ends_with(spec, ".model") ? "tokenizer.model" : "tokenizer.json");
+    return;
+  }
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+                           "encoder.json", "vocab.bpe", "vocab.json", "merges.txt"})
+    if (files::exists(spec + "/" + name)) copy(spec + "/" + name, name);
 }
 
 }  // namespace osd

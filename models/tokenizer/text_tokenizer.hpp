@@ -48,4 +48,9 @@ class TextTokenizer {
 // file and key.
 std::shared_ptr<const TextTokenizer> load_text_tokenizer(const std::string& spec);
 
+// Copies the files of tokenizer `spec` into checkpoint folder `dir` (tokenizer.json,
+// tokenizer_config.json, tokenizer.model, special_tokens_map.json, encoder.json + vocab.bpe, ...),
+// so HF tools and osd-serve find the tokenizer next to the weights. "bytes" copies nothing.
+void save_tokenizer_files(const std::string& spec, const std::string& dir);
+
 }  // namespace osd

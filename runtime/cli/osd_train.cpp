@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
   app.add_option("--eval-fraction", eval_fraction)->capture_default_str();
   app.add_option("--out", out, "checkpoint folder (HF format)")->required();
   app.add_option("--tokenizer", tokenizer,
-                 "bytes (HF tokenizer.model / tokenizer.json: issue 3)")
+                 "bytes, a tokenizer.json, a SentencePiece .model, or a checkpoint folder; its files are "
+                 "copied next to the weights")
       ->capture_default_str();
   auto* g = app.add_option_group("model", "a new model (ignored with --init or --resume)");
   g->add_option("--preset", preset, "start from a preset's shape");
@@ -178,7 +179,10 @@ int main(int argc, char** argv) {
               << (resuming ? ", resumed at step " + std::to_string(trainer.step()) : "")
               << std::endl;
 
-    auto save = [&] { trainer.save(out); };  // float32 weights: resume continues exactly
+    auto save = [&] {  // float32 weights: resume continues exactly
+      trainer.save(out);
+      osd::save_tokenizer_files(tokenizer, out);  // osd-serve and HF tools find it beside the weights
+    };
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t start_step = trainer.step();
     double eval_loss = std::nan(""), last_loss = std::nan("");
