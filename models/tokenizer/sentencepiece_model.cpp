@@ -1,6 +1,7 @@
 #include "models/tokenizer/sentencepiece_model.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -169,6 +170,12 @@ class SentencePieceTokenizer final : public TextTokenizer {
       if (p.type == kNormal || p.type == kUserDefined || p.type == kUnused) mergeable.emplace(p.text, static_cast<int64_t>(id));
       if (p.type == kUserDefined) user_defined_.push_back(p.text);
       if (p.type == kControl || p.type == kUnknown) control_.push_back(static_cast<int64_t>(id));
+      if (p.type == kByte) {
+        const bool ok = p.text.size() == 6 && p.text.compare(0, 3, "<0x") == 0 && p.text[5] == '>' &&
+                        std::isxdigit(static_cast<unsigned char>(p.text[3])) && std::isxdigit(static_cast<unsigned char>(p.text[4]));
+        if (!ok) throw Error(where + ": byte piece " + std::to_string(id) + " is '" + p.text + "', not <0xXX>");
+        byte_value_[static_cast<int64_t>(id)] = static_cast<char>(std::stoi(p.text.substr(3, 2), nullptr, 16));
+      }
     }
     std::sort(user_defined_.begin(), user_defined_.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
     struct Candidate {
@@ -255,7 +262,7 @@ class SentencePieceTokenizer final : public TextTokenizer {
                     std::to_string(proto_.pieces.size()) + ")");
       const auto& p = proto_.pieces[static_cast<size_t>(id)];
       if (p.type == kByte) {
-        bytes += static_cast<char>(std::stoi(p.text.substr(3, 2), nullptr, 16));
+        bytes += byte_value_.at(id);
         continue;
       }
       flush();
@@ -301,6 +308,7 @@ class SentencePieceTokenizer final : public TextTokenizer {
   std::unique_ptr<BpeModel> model_;
   std::vector<std::string> user_defined_;
   std::vector<int64_t> control_;
+  std::unordered_map<int64_t, char> byte_value_;  // byte pieces, checked at load
 };
 
 }  // namespace

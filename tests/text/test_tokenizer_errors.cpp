@@ -91,6 +91,9 @@ TEST_CASE("tokenizer errors: files, folders and .model bytes", "[tokenizer][erro
   CHECK_THROWS_WITH(load_text_tokenizer(truncated), Contains(truncated) && Contains("not a SentencePiece model"));
   const auto garbage = write_temp("garbage.model", std::string(64, '\xFF'));
   CHECK_THROWS_WITH(load_text_tokenizer(garbage), Contains(garbage) && Contains("not a SentencePiece model"));
+  // Found by the fuzzer (scripts/fuzz.sh): a BYTE piece that is not <0xXX> crashed decode.
+  const auto bad_byte = source_dir() + "/tests/data/fuzz-regressions/sentencepiece-bad-byte-piece.model";
+  CHECK_THROWS_WITH(load_text_tokenizer(bad_byte), Contains("byte piece") && Contains("not <0xXX>"));
   const auto empty = write_temp("empty.model", "");
   CHECK_THROWS_WITH(load_text_tokenizer(empty), Contains("no pieces"));
 
