@@ -6,7 +6,9 @@
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <fstream>
@@ -52,7 +54,9 @@ Workload load_workload(const std::string& corpora, const std::vector<std::string
 }
 
 struct RunResult {
+  bool ran = false;
   std::vector<double> acceptance;  // per request index
+  std::vector<double> latency_ms;  // per request index: submit -> result
   double tokens_per_s = 0, seconds = 0;
   int64_t tokens = 0, draft_version = 0;
   nlohmann::json decisions;
@@ -64,7 +68,10 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
   auto rt = Runtime::create(o, &err);
   if (!rt) throw Error("runtime: " + err);
   RunResult r;
+  r.ran = true;
   r.acceptance.assign(w.prompt.size(), 0.0);
+  r.latency_ms.assign(w.prompt.size(), 0.0);
+  std::vector<std::chrono::steady_clock::time_point> submitted(w.prompt.size());
   const auto bytes = load_text_tokenizer("bytes");  // the default pair is byte-level
   std::deque<std::pair<size_t, std::shared_ptr<RequestHandle>>> in_flight;
   auto finish_one = [&] {
@@ -75,6 +82,7 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
     r.tokens += static_cast<int64_t>(res.tokens.size());
     r.acceptance[i] =
         res.num_draft_tokens ? double(res.num_accepted_tokens) / res.num_draft_tokens : 0.0;
+    r.latency_ms[i] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - submitted[i]).count();
   };
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t i = 0; i < w.prompt.size(); ++i) {
@@ -86,6 +94,7 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
     p.seed = i;
     p.stream = false;
     if (send_domain) p.domain = w.domain[i];
+    submitted[i] = std::chrono::steady_clock::now();
     in_flight.emplace_back(i, rt->submit(p));
   }
   while (!in_flight.empty()) finish_one();
@@ -96,6 +105,31 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
   r.decisions = stats["metrics"]["distill"]["decisions"];
   rt->shutdown();
   return r;
+}
+
+// Milliseconds of one batch-1 decode step (after a 32-token prefill), median of `steps`.
+double decode_step_ms(Transformer& model, int64_t steps) {
+  torch::NoGradGuard g;
+  const bool cuda = model.device().is_cuda();
+  auto cache = model.make_cache(1, 128);
+  const int64_t slot = model.prefill_slot(cache, std::vector<int64_t>(32, 1));
+  auto tok = torch::ones({1, 1}, torch::TensorOptions().dtype(torch::kInt64).device(model.device()));
+  std::vector<double> t;
+  for (int64_t i = 0; i < steps + 3; ++i) {
+    if (cache.length(slot) >= 120) cache.truncate(slot, 32);
+    const double t0 = now_synced(cuda);
+    model.forward(tok, {slot}, cache);
+    if (i >= 3) t.push_back(now_synced(cuda) - t0);
+  }
+  std::sort(t.begin(), t.end());
+  return 1e3 * t[t.size() / 2];
+}
+
+// The expected speedup of speculation with acceptance a, k draft tokens and cost ratio c
+// (Leviathan et al.; the paper's formula): (1 - a^(k+1)) / ((1 - a)(k c + 1)).
+double predicted_speedup(double a, int64_t k, double c) {
+  const double tokens = a >= 1.0 ? double(k + 1) : (1.0 - std::pow(a, double(k + 1))) / (1.0 - a);
+  return tokens / (double(k) * c + 1.0);
 }
 
 double window_mean(const std::vector<double>& v, size_t from, size_t to) {
@@ -141,6 +175,7 @@ void add_online_bench(CLI::App& app, bool& json) {
     int64_t batch = 256, min_new = 128;
     bool routes = false;
     std::string tsv, png;
+    std::vector<std::string> replays{"target", "static", "shadow", "online"};
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--target", o->target, "model spec (default | HF folder | preset)")
@@ -169,6 +204,7 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_flag("--routes", o->routes, "one draft route per domain (requests carry their domain)");
   cmd->add_option("--device", o->device)->capture_default_str();
   cmd->add_option("--dtype", o->dtype)->capture_default_str();
+  cmd->add_option("--replays", o->replays, "which of target static shadow online to run")->capture_default_str();
   cmd->add_option("--tsv", o->tsv, "write acceptance per window here");
   cmd->add_option("--png", o->png, "plot acceptance per window here (gnuplot; needs --tsv)");
   cmd->callback([o, &json] {
@@ -202,14 +238,13 @@ void add_online_bench(CLI::App& app, bool& json) {
       r.online.record_all_positions = true;
       return r;
     };
-    auto plain = replay(base(false, false, false), w, o->concurrency, o->new_tokens, o->temperature,
-                        o->routes);
-    auto fixed = replay(base(true, false, false), w, o->concurrency, o->new_tokens, o->temperature,
-                        o->routes);
-    auto shadow =
-        replay(base(true, true, true), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
-    auto online = replay(base(true, true, false), w, o->concurrency, o->new_tokens, o->temperature,
-                         o->routes);
+    auto wanted = [&](const char* name) { return std::find(o->replays.begin(), o->replays.end(), name) != o->replays.end(); };
+    RunResult plain, fixed, shadow, online;
+    if (wanted("target")) plain = replay(base(false, false, false), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
+    if (wanted("static")) fixed = replay(base(true, false, false), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
+    if (wanted("shadow")) shadow = replay(base(true, true, true), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
+    if (wanted("online")) online = replay(base(true, true, false), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
+    if (!fixed.ran || !online.ran) throw Error("--replays must include static and online (acceptance is compared)");
 
     Report rep("online", {"requests", "domain", "static acc", "online acc", "gain"});
     std::ofstream tsv;
@@ -230,13 +265,49 @@ void add_online_bench(CLI::App& app, bool& json) {
       auto msg = plot_png(o->tsv, o->png, w, o->window);
       rep.note("png", msg.empty() ? o->png : msg);
     }
-    rep.note("tokens_per_s_target_only", plain.tokens_per_s);
-    rep.note("tokens_per_s_static", fixed.tokens_per_s);
-    rep.note("tokens_per_s_online", online.tokens_per_s);
-    rep.note("tokens_per_s_shadow", shadow.tokens_per_s);
-    rep.note("speedup_static", fixed.tokens_per_s / plain.tokens_per_s);
-    rep.note("speedup_online", online.tokens_per_s / plain.tokens_per_s);
-    rep.note("distiller_overhead", 1.0 - shadow.tokens_per_s / fixed.tokens_per_s);
+    auto tps = [](const RunResult& r) { return r.ran ? nlohmann::json(r.tokens_per_s) : nlohmann::json(); };
+    rep.note("tokens_per_s_target_only", tps(plain));
+    rep.note("tokens_per_s_static", tps(fixed));
+    rep.note("tokens_per_s_online", tps(online));
+    rep.note("tokens_per_s_shadow", tps(shadow));
+    if (plain.ran) {
+      rep.note("speedup_static", fixed.tokens_per_s / plain.tokens_per_s);
+      rep.note("speedup_online", online.tokens_per_s / plain.tokens_per_s);
+    }
+    if (shadow.ran) rep.note("distiller_overhead", 1.0 - shadow.tokens_per_s / fixed.tokens_per_s);
+    // Per domain: mean latency per request and acceptance, over all of the domain's requests
+    // and over its last window (after the online draft adapted), plus the formula's prediction
+    // from the measured decode-step cost ratio c.
+    const double target_ms = decode_step_ms(*target, 50);
+    double draft_ms = 0;
+    {
+      auto d = fresh_draft();
+      draft_ms = decode_step_ms(*d, 50);
+    }
+    const double c = draft_ms / target_ms;
+    rep.note("decode_step_ms", {{"target", target_ms}, {"draft", draft_ms}, {"c", c}});
+    nlohmann::json per_domain = nlohmann::json::object();
+    for (const auto& d : o->domains) {
+      size_t from = w.prompt.size(), to = 0;
+      for (size_t i = 0; i < w.prompt.size(); ++i)
+        if (w.domain[i] == d) from = std::min(from, i), to = std::max(to, i + 1);
+      const size_t last = to > static_cast<size_t>(o->window) ? std::max(from, to - static_cast<size_t>(o->window)) : from;
+      nlohmann::json dj;
+      for (const auto& [name, r] : {std::pair<const char*, const RunResult*>{"target", &plain}, {"static", &fixed},
+                                    {"shadow", &shadow}, {"online", &online}}) {
+        if (!r->ran) continue;
+        dj[name] = {{"latency_ms", window_mean(r->latency_ms, from, to)}, {"latency_ms_last", window_mean(r->latency_ms, last, to)},
+                    {"acceptance", window_mean(r->acceptance, from, to)}, {"acceptance_last", window_mean(r->acceptance, last, to)}};
+      }
+      dj["predicted_speedup_static"] = predicted_speedup(window_mean(fixed.acceptance, from, to), o->k, c);
+      dj["predicted_speedup_online_last"] = predicted_speedup(window_mean(online.acceptance, last, to), o->k, c);
+      if (plain.ran) {
+        dj["speedup_static"] = window_mean(plain.latency_ms, from, to) / window_mean(fixed.latency_ms, from, to);
+        dj["speedup_online_last"] = window_mean(plain.latency_ms, last, to) / window_mean(online.latency_ms, last, to);
+      }
+      per_domain[d] = dj;
+    }
+    rep.note("per_domain", per_domain);
     rep.note("online_draft_version", online.draft_version);
     rep.note("online_decisions", online.decisions);
     rep.note("workload", {{"domains", o->domains},
@@ -247,7 +318,7 @@ void add_online_bench(CLI::App& app, bool& json) {
                           {"temperature", o->temperature},
                           {"routes", o->routes},
                           {"lr", o->lr},
-                          {"device", o->device},
+                          {"device", o->device == "cpu" ? std::string("cpu") : torch_cuda_device_name(c10::Device(o->device))},
                           {"threads", at::get_num_threads()}});
     rep.print(json);
   });

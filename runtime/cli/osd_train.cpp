@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   cfg.tie_word_embeddings = false;
   osd::TrainOptions opt;
   int64_t save_every = 0, threads = 0, model_seed = -1;
+  double time_budget = 0;
   double eval_fraction = 0.05;
   bool resume = false, no_bf16 = false, json = false;
   app.add_option("--data", data_args,
@@ -119,6 +120,9 @@ int main(int argc, char** argv) {
   app.add_option("--save-every", save_every, "steps between checkpoints (0: at the end only)")
       ->capture_default_str();
   app.add_option("--seed", opt.seed)->capture_default_str();
+  app.add_option("--time-budget", time_budget, "stop (and save) after this many seconds of training (0: no limit)")
+      ->check(CLI::Range(0.0, 1e7))
+      ->capture_default_str();
   app.add_option("--device", device, "cpu | cuda | cuda:N")->capture_default_str();
   app.add_flag("--no-bf16", no_bf16, "train in float32 on CUDA too");
   app.add_flag("--resume", resume,
@@ -188,7 +192,14 @@ int main(int argc, char** argv) {
     double eval_loss = std::nan(""), last_loss = std::nan("");
     int64_t skipped = 0;
     const int64_t print_every = std::max<int64_t>(1, opt.steps / 50);
+    bool out_of_time = false;
     while (trainer.step() < opt.steps) {
+      if (time_budget > 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > time_budget) {
+        out_of_time = true;
+        std::cerr << "\nosd-train: --time-budget " << time_budget << " s reached at step " << trainer.step() << " of "
+                  << opt.steps << std::endl;
+        break;
+      }
       auto r = trainer.train_step();
       skipped += r.skipped;
       if (!r.skipped) last_loss = r.loss;
@@ -228,6 +239,7 @@ int main(int argc, char** argv) {
                                   {"eval_loss", ev.loss},
                                   {"eval_loss_per_domain", per},
                                   {"skipped_steps", skipped},
+                                  {"stopped_by_time_budget", out_of_time},
                                   {"parameters", model->config().num_parameters()}}
                        .dump()
                 << std::endl;

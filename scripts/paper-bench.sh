@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The paper-scale benchmark (issue 8), run on the GPU host in one command (checkpoints do not
+# outlive a lease there): builds osd against CUDA libtorch, trains a 12-layer ~117M-parameter
+# byte-level target on all three corpora (python, c, english from Debian packages) and a 2-layer
+# draft on python only, then measures, side by side on one card:
+#   1. shift: python -> c -> english, REQUESTS per domain at concurrency 16: acceptance per window
+#      (static vs online draft), tokens/s of target-only / static / online / shadow (distiller cost);
+#   2. batch 1: latency per request, target-only / static / online, on the first PROMPTS prompts;
+#   3. HF transformers on the same checkpoints and prompts: generate with and without assistant_model.
+# Usage (with .gpu/ carried: debs, corpora-paper.tar.gz):
+#   bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
+set -uo pipefail
+out=${1:?usage: paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]}
+train_s=${2:-170} requests=${3:-300} prompts=${4:-10}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+source <(bash .gpu/unpack-debs.sh .gpu/debs /opt/osd-deps)
+[ -d build/corpora-paper ] || tar xzf .gpu/corpora-paper.tar.gz -C build 2>/dev/null || { mkdir -p build && tar xzf .gpu/corpora-paper.tar.gz -C build; }
+C=build/corpora-paper
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+t0=$(date +%s)
+cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DOSD_BUILD_TESTS=OFF >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
+cmake --build build-cuda --target osd-train osd-bench >"$out/build.log" 2>&1 || { grep -E "error" -A5 "$out/build.log" | head -40; exit 1; }
+echo "build: $(( $(date +%s) - t0 )) s"
+P=build-cuda/pair
+t0=$(date +%s)
+./build-cuda/osd-train --data python=$C/python.train.txt --data c=$C/c.train.txt --data english=$C/english.train.txt \
+  --eval python=$C/python.eval.txt --eval c=$C/c.eval.txt --eval english=$C/english.eval.txt \
+  --dim 896 --layers 12 --heads 14 --ffn 2432 --max-pos 1024 --seq-len 512 --batch 32 --steps 2000 --lr 6e-4 \
+  --warmup 100 --eval-every 0 --eval-batches 4 --seed 1 --device cuda --time-budget "$train_s" \
+  --out $P/target --json 2>"$out/train-target.err" | tee "$out/train-target.txt" | tail -8
+echo "target: $(( $(date +%s) - t0 )) s"
+t0=$(date +%s)
+./build-cuda/osd-train --data python=$C/python.train.txt --eval python=$C/python.eval.txt \
+  --dim 256 --layers 2 --heads 4 --max-pos 1024 --seq-len 256 --batch 32 --steps 800 --lr 2e-3 --warmup 50 \
+  --eval-every 0 --eval-batches 4 --seed 2 --device cuda --time-budget 25 --out $P/draft --json \
+  2>"$out/train-draft.err" | tee "$out/train-draft.txt" | tail -4
+echo "draft: $(( $(date +%s) - t0 )) s"
+common=(--target $P/target --draft $P/draft --corpora $C --device cuda --dtype bfloat16 --k 4 --new-tokens 64)
+t0=$(date +%s)
+./build-cuda/osd-bench online "${common[@]}" --requests "$prompts" --window "$prompts" --concurrency 1 \
+  --replays target static online --json 2>&1 | tee "$out/b1.txt" | tail -12
+echo "batch 1: $(( $(date +%s) - t0 )) s"
+t0=$(date +%s)
+python3 scripts/hf_assisted.py --target $P/target --draft $P/draft --corpora $C --prompts "$prompts" --new-tokens 64 \
+  --json "$out/hf.json" 2>"$out/hf.err" | grep -v "^{" ; tail -3 "$out/hf.err"
+echo "hf: $(( $(date +%s) - t0 )) s"
+t0=$(date +%s)
+./build-cuda/osd-bench online "${common[@]}" --requests "$requests" --window 50 --concurrency 16 \
+  --tsv "$out/shift.tsv" --json 2>&1 | tee "$out/shift-c16.txt" | tail -30
+echo "shift: $(( $(date +%s) - t0 )) s"
