@@ -10,20 +10,21 @@
 namespace osd {
 
 struct SafetensorsEntry {
-  std::string dtype;             // F32, F16, BF16, ...
+  std::string dtype;  // F32, F16, BF16, ...
   std::vector<int64_t> shape;
-  uint64_t begin = 0, end = 0;   // byte offsets into the data section
+  uint64_t begin = 0, end = 0;  // byte offsets into the data section
 };
 
 struct SafetensorsHeader {
   std::map<std::string, SafetensorsEntry> tensors;
   std::map<std::string, std::string> metadata;
-  uint64_t data_start = 0;       // file offset of the data section
+  uint64_t data_start = 0;  // file offset of the data section
 };
 
 // Parses and validates a header against a file of `file_size` bytes. `bytes` holds at least the
 // first 8 + N bytes of the file. Throws osd::Error("<file>: <what>").
-SafetensorsHeader parse_safetensors_header(const std::string& bytes, uint64_t file_size, const std::string& file);
+SafetensorsHeader parse_safetensors_header(const std::string& bytes, uint64_t file_size,
+                                           const std::string& file);
 SafetensorsHeader read_safetensors_header(const std::string& path);
 
 // Bytes per element of a safetensors dtype code, 0 if unknown.

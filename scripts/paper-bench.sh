@@ -8,10 +8,12 @@
 #   2. batch 1: latency per request, target-only / static / online, on the first PROMPTS prompts;
 #   3. HF transformers on the same checkpoints and prompts: generate with and without assistant_model.
 # Usage (with .gpu/ carried: debs, corpora-paper.tar.gz):
-#   bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
+#   [PHASES="b1 hf shift"] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
+# (one 600-second device command fits training and two of the three phases).
 set -uo pipefail
 out=${1:?usage: paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]}
-train_s=${2:-170} requests=${3:-300} prompts=${4:-10}
+train_s=${2:-170} requests=${3:-300} prompts=${4:-10} phases=${PHASES:-b1 hf shift}
+phase() { [[ " $phases " == *" $1 "* ]]; }
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 source <(bash .gpu/unpack-debs.sh .gpu/debs /opt/osd-deps)
@@ -38,14 +40,14 @@ t0=$(date +%s)
 echo "draft: $(( $(date +%s) - t0 )) s"
 common=(--target $P/target --draft $P/draft --corpora $C --device cuda --dtype bfloat16 --k 4 --new-tokens 64)
 t0=$(date +%s)
-./build-cuda/osd-bench online "${common[@]}" --requests "$prompts" --window "$prompts" --concurrency 1 \
+phase b1 && ./build-cuda/osd-bench online "${common[@]}" --requests "$prompts" --window "$prompts" --concurrency 1 \
   --replays target static online --json 2>&1 | tee "$out/b1.txt" | tail -12
 echo "batch 1: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
-python3 scripts/hf_assisted.py --target $P/target --draft $P/draft --corpora $C --prompts "$prompts" --new-tokens 64 \
+phase hf && python3 scripts/hf_assisted.py --target $P/target --draft $P/draft --corpora $C --prompts "$prompts" --new-tokens 64 \
   --json "$out/hf.json" 2>"$out/hf.err" | grep -v "^{" ; tail -3 "$out/hf.err"
 echo "hf: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
-./build-cuda/osd-bench online "${common[@]}" --requests "$requests" --window 50 --concurrency 16 \
-  --tsv "$out/shift.tsv" --json 2>&1 | tee "$out/shift-c16.txt" | tail -30
+phase shift && ./build-cuda/osd-bench online "${common[@]}" --requests "$requests" --window 50 --concurrency 16 \
+  --tsv "$out/shift.tsv" --json 2>"$out/shift-c16.log" | tee "$out/shift-c16.txt" | tail -30
 echo "shift: $(( $(date +%s) - t0 )) s"

@@ -37,6 +37,16 @@ std::string slurp(const std::string& p) {
   return std::string((std::istreambuf_iterator<char>(f)), {});
 }
 void spit(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary | std::ios::trunc) << s; }
+// Loading `dir` must fail with an error that mentions `needle`.
+void expect_load_error(const std::string& dir, const std::string& needle) {
+  try {
+    load_hf_checkpoint(dir);
+    FAIL("loaded; expected an error mentioning " << needle);
+  } catch (const osd::Error& e) {
+    INFO(e.what());
+    CHECK(std::string(e.what()).find(needle) != std::string::npos);
+  }
+}
 }  // namespace
 
 TEST_CASE("checkpoint: save -> load is bit-exact for every dtype and variant", "[checkpoint]") {
@@ -79,13 +89,7 @@ TEST_CASE("checkpoint: corrupt files and configs are clear errors", "[checkpoint
   const std::string st = dir + "/model.safetensors", cj = dir + "/config.json";
   const std::string good = slurp(st), good_cfg = slurp(cj);
   auto expect = [&](const std::string& needle) {
-    try {
-      load_hf_checkpoint(dir);
-      FAIL("loaded; expected an error mentioning " << needle);
-    } catch (const osd::Error& e) {
-      INFO(e.what());
-      CHECK(std::string(e.what()).find(needle) != std::string::npos);
-    }
+    expect_load_error(dir, needle);
     spit(st, good);
     spit(cj, good_cfg);
   };
@@ -227,13 +231,7 @@ TEST_CASE("checkpoint: a broken shard index is a clear error", "[checkpoint][err
   const auto index_path = dir + "/model.safetensors.index.json";
   const auto good = slurp(index_path);
   auto expect = [&](const std::string& needle) {
-    try {
-      load_hf_checkpoint(dir);
-      FAIL("loaded; expected an error mentioning " << needle);
-    } catch (const osd::Error& e) {
-      INFO(e.what());
-      CHECK(std::string(e.what()).find(needle) != std::string::npos);
-    }
+    expect_load_error(dir, needle);
     spit(index_path, good);
   };
   auto j = nlohmann::json::parse(good);

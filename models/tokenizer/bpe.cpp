@@ -9,12 +9,13 @@
 namespace osd::text {
 
 BpeModel::BpeModel(std::vector<std::pair<std::string, int64_t>> vocab,
-                   const std::vector<std::pair<std::string, std::string>>& merges, BpeOptions options,
-                   const std::string& where, const std::vector<int32_t>* ranks)
+                   const std::vector<std::pair<std::string, std::string>>& merges,
+                   BpeOptions options, const std::string& where, const std::vector<int32_t>* ranks)
     : options_(std::move(options)) {
   int64_t max_id = -1;
   for (const auto& [token, id] : vocab) {
-    if (id < 0 || id > (int64_t{1} << 31)) throw Error(where + ": token '" + token + "' has id " + std::to_string(id) + " out of range");
+    if (id < 0 || id > (int64_t{1} << 31))
+      throw Error(where + ": token '" + token + "' has id " + std::to_string(id) + " out of range");
     max_id = std::max(max_id, id);
   }
   id_to_token_.resize(static_cast<size_t>(max_id + 1));
@@ -23,19 +24,22 @@ BpeModel::BpeModel(std::vector<std::pair<std::string, int64_t>> vocab,
     token_to_id_.emplace(token, id);
     id_to_token_[static_cast<size_t>(id)] = std::move(token);
   }
-  if (ranks && ranks->size() != merges.size()) throw Error(where + ": merge ranks do not match the merges");
+  if (ranks && ranks->size() != merges.size())
+    throw Error(where + ": merge ranks do not match the merges");
   merges_.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const auto& [a, b] = merges[rank];
     const int64_t ia = token_to_id(a), ib = token_to_id(b), ir = token_to_id(a + b);
     if (ia < 0 || ib < 0 || ir < 0)
-      throw Error(where + ": merge " + std::to_string(rank) + " '" + a + " " + b + "' uses a token that is not in the vocabulary");
+      throw Error(where + ": merge " + std::to_string(rank) + " '" + a + " " + b +
+                  "' uses a token that is not in the vocabulary");
     const auto r = ranks ? (*ranks)[rank] : static_cast<int32_t>(rank);
     merges_.emplace(pair_key(ia, ib), Merge{r, static_cast<int32_t>(ir)});  // first rank wins
   }
   if (options_.unk_token) {
     unk_id_ = token_to_id(*options_.unk_token);
-    if (unk_id_ < 0) throw Error(where + ": unk_token '" + *options_.unk_token + "' is not in the vocabulary");
+    if (unk_id_ < 0)
+      throw Error(where + ": unk_token '" + *options_.unk_token + "' is not in the vocabulary");
   }
   if (options_.byte_fallback) {
     byte_ids_.assign(256, -1);
@@ -90,7 +94,8 @@ void BpeModel::encode_word(std::string_view word, std::vector<int64_t>& ids) con
     const auto begin = static_cast<uint32_t>(c.data() - word.data());
     auto it = token_to_id_.find(std::string(c));
     const auto n = static_cast<int32_t>(symbols.size());
-    symbols.push_back({it == token_to_id_.end() ? -1 : it->second, begin, begin + static_cast<uint32_t>(c.size()), n - 1, n + 1});
+    symbols.push_back({it == token_to_id_.end() ? -1 : it->second, begin,
+                       begin + static_cast<uint32_t>(c.size()), n - 1, n + 1});
   }
   symbols.back().next = -1;
 
@@ -104,7 +109,8 @@ void BpeModel::encode_word(std::string_view word, std::vector<int64_t>& ids) con
     const auto& r = symbols[static_cast<size_t>(right)];
     if (l.id < 0 || r.id < 0) return;
     auto it = merges_.find(pair_key(l.id, r.id));
-    if (it != merges_.end()) queue.push({(static_cast<int64_t>(it->second.rank) << 32) | left, right});
+    if (it != merges_.end())
+      queue.push({(static_cast<int64_t>(it->second.rank) << 32) | left, right});
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(symbols.size()); ++i) consider(i);
   while (!queue.empty()) {

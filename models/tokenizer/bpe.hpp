@@ -22,8 +22,9 @@ class BpeModel {
  public:
   // `where` names the file in errors. Throws osd::Error on a merge whose parts or result are
   // not in the vocabulary, or an unk_token that is not in it.
-  BpeModel(std::vector<std::pair<std::string, int64_t>> vocab, const std::vector<std::pair<std::string, std::string>>& merges,
-           BpeOptions options, const std::string& where, const std::vector<int32_t>* ranks = nullptr);
+  BpeModel(std::vector<std::pair<std::string, int64_t>> vocab,
+           const std::vector<std::pair<std::string, std::string>>& merges, BpeOptions options,
+           const std::string& where, const std::vector<int32_t>* ranks = nullptr);
   // `ranks`: one per merge (equal ranks merge leftmost first); default: the merges' order.
 
   // Appends the ids of one pre-tokenized word (valid UTF-8).
@@ -40,7 +41,9 @@ class BpeModel {
     int32_t rank;
     int32_t result;
   };
-  static uint64_t pair_key(int64_t a, int64_t b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b); }
+  static uint64_t pair_key(int64_t a, int64_t b) {
+    return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b);
+  }
   void emit_unknown(std::string_view chars, std::vector<int64_t>& ids) const;
 
   BpeOptions options_;

@@ -13,8 +13,10 @@ struct Tables {
     from_char.fill(-1);
     int next = 0;
     for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-      const char32_t cp = printable ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + next++);
+      const bool printable =
+          (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      const char32_t cp =
+          printable ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + next++);
       append_utf8(to_char[b], cp);
       from_char[cp] = static_cast<int16_t>(b);
     }
@@ -28,9 +30,13 @@ const Tables& tables() {
 
 }  // namespace
 
-const std::array<std::string, 256>& byte_to_char() { return tables().to_char; }
+const std::array<std::string, 256>& byte_to_char() {
+  return tables().to_char;
+}
 
-int char_to_byte(char32_t cp) { return cp < 512 ? tables().from_char[cp] : -1; }
+int char_to_byte(char32_t cp) {
+  return cp < 512 ? tables().from_char[cp] : -1;
+}
 
 std::string bytes_to_chars(std::string_view s) {
   const auto& t = tables().to_char;

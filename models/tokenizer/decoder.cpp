@@ -12,7 +12,8 @@ namespace {
 class Sequence final : public Decoder {
  public:
   explicit Sequence(std::vector<std::unique_ptr<Decoder>> parts) : parts_(std::move(parts)) {}
-  void apply(std::vector<std::string>& tokens, const std::unordered_set<std::string>& added) const override {
+  void apply(std::vector<std::string>& tokens,
+             const std::unordered_set<std::string>& added) const override {
     for (const auto& p : parts_) p->apply(tokens, added);
   }
 
@@ -23,7 +24,8 @@ class Sequence final : public Decoder {
 // Runs of ordinary tokens become their bytes, decoded as UTF-8 (lossy); added tokens stay as is.
 class ByteLevel final : public Decoder {
  public:
-  void apply(std::vector<std::string>& tokens, const std::unordered_set<std::string>& added) const override {
+  void apply(std::vector<std::string>& tokens,
+             const std::unordered_set<std::string>& added) const override {
     std::vector<std::string> out;
     std::string run;
     bool in_run = false;
@@ -46,12 +48,14 @@ class ByteLevel final : public Decoder {
 // Consecutive <0xXX> tokens become their bytes, decoded as UTF-8 (lossy).
 class ByteFallback final : public Decoder {
  public:
-  void apply(std::vector<std::string>& tokens, const std::unordered_set<std::string>&) const override {
+  void apply(std::vector<std::string>& tokens,
+             const std::unordered_set<std::string>&) const override {
     std::vector<std::string> out;
     std::string bytes;
     for (auto& t : tokens) {
       int byte = -1;
-      if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' && std::isxdigit(static_cast<unsigned char>(t[3])) &&
+      if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
+          std::isxdigit(static_cast<unsigned char>(t[3])) &&
           std::isxdigit(static_cast<unsigned char>(t[4])))
         byte = std::stoi(t.substr(3, 2), nullptr, 16);
       if (byte >= 0) {
@@ -69,7 +73,8 @@ class ByteFallback final : public Decoder {
 
 class Fuse final : public Decoder {
  public:
-  void apply(std::vector<std::string>& tokens, const std::unordered_set<std::string>&) const override {
+  void apply(std::vector<std::string>& tokens,
+             const std::unordered_set<std::string>&) const override {
     std::string all;
     for (const auto& t : tokens) all += t;
     tokens.assign(1, std::move(all));
@@ -80,18 +85,9 @@ class Replace final : public Decoder {
  public:
   Replace(const std::string& pattern, std::string content, const std::string& where)
       : regex_(pattern, where), content_(std::move(content)) {}
-  void apply(std::vector<std::string>& tokens, const std::unordered_set<std::string>&) const override {
-    for (auto& t : tokens) {
-      std::string out;
-      size_t last = 0;
-      for (const auto& [b, e] : regex_.find_all(t)) {
-        out.append(t, last, b - last);
-        out += content_;
-        last = e;
-      }
-      out.append(t, last, std::string::npos);
-      t = std::move(out);
-    }
+  void apply(std::vector<std::string>& tokens,
+             const std::unordered_set<std::string>&) const override {
+    for (auto& t : tokens) t = regex_.replace_all(t, content_);
   }
 
  private:
@@ -102,13 +98,18 @@ class Replace final : public Decoder {
 // Removes up to `start` leading and `stop` trailing copies of one character from each token.
 class Strip final : public Decoder {
  public:
-  Strip(std::string content, int64_t start, int64_t stop) : content_(std::move(content)), start_(start), stop_(stop) {}
-  void apply(std::vector<std::string>& tokens, const std::unordered_set<std::string>&) const override {
+  Strip(std::string content, int64_t start, int64_t stop)
+      : content_(std::move(content)), start_(start), stop_(stop) {}
+  void apply(std::vector<std::string>& tokens,
+             const std::unordered_set<std::string>&) const override {
     if (content_.empty()) return;
     for (auto& t : tokens) {
       size_t b = 0, e = t.size();
-      for (int64_t i = 0; i < start_ && t.compare(b, content_.size(), content_) == 0 && b < e; ++i) b += content_.size();
-      for (int64_t i = 0; i < stop_ && e >= b + content_.size() && t.compare(e - content_.size(), content_.size(), content_) == 0; ++i)
+      for (int64_t i = 0; i < start_ && t.compare(b, content_.size(), content_) == 0 && b < e; ++i)
+        b += content_.size();
+      for (int64_t i = 0; i < stop_ && e >= b + content_.size() &&
+                          t.compare(e - content_.size(), content_.size(), content_) == 0;
+           ++i)
         e -= content_.size();
       t = t.substr(b, e - b);
     }
@@ -121,8 +122,10 @@ class Strip final : public Decoder {
 
 class Metaspace final : public Decoder {
  public:
-  Metaspace(std::string replacement, bool strip_first) : replacement_(std::move(replacement)), strip_first_(strip_first) {}
-  void apply(std::vector<std::string>& tokens, const std::unordered_set<std::string>&) const override {
+  Metaspace(std::string replacement, bool strip_first)
+      : replacement_(std::move(replacement)), strip_first_(strip_first) {}
+  void apply(std::vector<std::string>& tokens,
+             const std::unordered_set<std::string>&) const override {
     for (size_t i = 0; i < tokens.size(); ++i) {
       std::string out;
       const auto& t = tokens[i];
@@ -150,20 +153,16 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string
   if (j.is_null()) return nullptr;
   const std::string type = field_string(j, "type", where);
   const std::string at = where + " (" + type + ")";
-  if (type == "Sequence") {
-    auto it = j.find("decoders");
-    if (it == j.end() || !it->is_array()) throw Error(at + ": \"decoders\" must be an array");
-    std::vector<std::unique_ptr<Decoder>> parts;
-    for (size_t i = 0; i < it->size(); ++i)
-      if (auto p = make_decoder((*it)[i], where + ".decoders[" + std::to_string(i) + "]")) parts.push_back(std::move(p));
-    return std::make_unique<Sequence>(std::move(parts));
-  }
+  if (type == "Sequence")
+    return std::make_unique<Sequence>(make_list(j, "decoders", where, make_decoder));
   if (type == "ByteLevel") return std::make_unique<ByteLevel>();
   if (type == "ByteFallback") return std::make_unique<ByteFallback>();
   if (type == "Fuse") return std::make_unique<Fuse>();
-  if (type == "Replace") return std::make_unique<Replace>(field_pattern(j, at), field_string(j, "content", at, ""), at);
+  if (type == "Replace")
+    return std::make_unique<Replace>(field_pattern(j, at), field_string(j, "content", at, ""), at);
   if (type == "Strip")
-    return std::make_unique<Strip>(field_string(j, "content", at, " "), field_int(j, "start", at, 0), field_int(j, "stop", at, 0));
+    return std::make_unique<Strip>(field_string(j, "content", at, " "),
+                                   field_int(j, "start", at, 0), field_int(j, "stop", at, 0));
   if (type == "Metaspace") {
     bool strip = field_bool(j, "add_prefix_space", at, true);
     if (j.contains("prepend_scheme")) strip = field_string(j, "prepend_scheme", at) != "never";

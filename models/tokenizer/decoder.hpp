@@ -15,7 +15,8 @@ class Decoder {
  public:
   virtual ~Decoder() = default;
   // `added`: token strings that are added tokens (ByteLevel passes them through unmapped).
-  virtual void apply(std::vector<std::string>& tokens, const std::unordered_set<std::string>& added) const = 0;
+  virtual void apply(std::vector<std::string>& tokens,
+                     const std::unordered_set<std::string>& added) const = 0;
 };
 
 std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const std::string& where);

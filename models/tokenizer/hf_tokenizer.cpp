@@ -34,7 +34,8 @@ class AddedTokenSplitter {
     if (content.empty()) return;
     auto& list = by_first_byte_[static_cast<unsigned char>(content[0])];
     list.push_back({content, index});
-    std::stable_sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+    std::stable_sort(list.begin(), list.end(),
+                     [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
     any_ = true;
   }
   std::vector<Section> split(const std::string& text) const {
@@ -74,21 +75,24 @@ std::string trim_start(const std::string& s) {
   const auto chars = split_chars(s);
   size_t i = 0;
   while (i < chars.size() && is_whitespace(code_point(chars[i]))) ++i;
-  return i == chars.size() ? std::string() : s.substr(static_cast<size_t>(chars[i].data() - s.data()));
+  return i == chars.size() ? std::string()
+                           : s.substr(static_cast<size_t>(chars[i].data() - s.data()));
 }
 
 std::string trim_end(const std::string& s) {
   const auto chars = split_chars(s);
   size_t e = chars.size();
   while (e > 0 && is_whitespace(code_point(chars[e - 1]))) --e;
-  return e == 0 ? std::string() : s.substr(0, static_cast<size_t>(chars[e - 1].data() - s.data()) + chars[e - 1].size());
+  return e == 0 ? std::string()
+                : s.substr(
+                      0, static_cast<size_t>(chars[e - 1].data() - s.data()) + chars[e - 1].size());
 }
 
 // transformers' clean_up_tokenization (tokenizer_config.json "clean_up_tokenization_spaces").
 std::string clean_up_tokenization(std::string s) {
-  static const std::pair<const char*, const char*> rules[] = {{" .", "."},   {" ?", "?"},   {" !", "!"},   {" ,", ","},
-                                                             {" ' ", "'"},  {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"},
-                                                             {" 've", "'ve"}, {" 're", "'re"}};
+  static const std::pair<const char*, const char*> rules[] = {
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
   for (const auto& [from, to] : rules) {
     std::string out;
     const std::string f = from;
@@ -109,25 +113,32 @@ std::optional<std::string> token_string(const nlohmann::json& config, const char
   if (!config.is_object() || !config.contains(key)) return std::nullopt;
   const auto& v = config[key];
   if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string())
+    return v["content"].get<std::string>();
   return std::nullopt;
 }
 
 class HfTokenizer final : public TextTokenizer {
  public:
-  HfTokenizer(const nlohmann::json& j, const nlohmann::json& config, const std::string& where) : where_(where) {
+  HfTokenizer(const nlohmann::json& j, const nlohmann::json& config, const std::string& where)
+      : where_(where) {
     if (!j.is_object()) throw Error(where + ": not a JSON object");
-    const auto& model = j.contains("model") ? j["model"] : throw Error(where + ": missing \"model\"");
+    const auto& model =
+        j.contains("model") ? j["model"] : throw Error(where + ": missing \"model\"");
     const std::string type = field_string(model, "type", where + ": model", "BPE");
-    if (type != "BPE") throw Error(where + ": model type \"" + type + "\" is not supported (BPE only)");
+    if (type != "BPE")
+      throw Error(where + ": model type \"" + type + "\" is not supported (BPE only)");
     model_ = make_bpe(model, where + ": model");
     normalizer_ = make_normalizer(j.value("normalizer", nlohmann::json()), where + ": normalizer");
-    pre_tokenizer_ = make_pre_tokenizer(j.value("pre_tokenizer", nlohmann::json()), where + ": pre_tokenizer");
+    pre_tokenizer_ =
+        make_pre_tokenizer(j.value("pre_tokenizer", nlohmann::json()), where + ": pre_tokenizer");
     decoder_ = make_decoder(j.value("decoder", nlohmann::json()), where + ": decoder");
     read_added_tokens(j.value("added_tokens", nlohmann::json::array()), where + ": added_tokens");
     if (config.is_object()) {
-      cleanup_ = field_bool(config, "clean_up_tokenization_spaces", where + ": tokenizer_config.json", false);
-      if (config.contains("additional_special_tokens") && config["additional_special_tokens"].is_array())
+      cleanup_ = field_bool(config, "clean_up_tokenization_spaces",
+                            where + ": tokenizer_config.json", false);
+      if (config.contains("additional_special_tokens") &&
+          config["additional_special_tokens"].is_array())
         for (const auto& t : config["additional_special_tokens"])
           if (t.is_string()) mark_special(t.get<std::string>());
     }
@@ -169,11 +180,13 @@ class HfTokenizer final : public TextTokenizer {
     tokens.reserve(ids.size());
     for (auto id : ids) {
       const std::string* token = nullptr;
-      if (auto it = added_by_id_.find(id); it != added_by_id_.end()) token = &added_[it->second].content;
-      else token = model_->id_to_token(id);
+      if (auto it = added_by_id_.find(id); it != added_by_id_.end())
+        token = &added_[it->second].content;
+      else
+        token = model_->id_to_token(id);
       if (!token || (token->empty() && !added_by_id_.count(id)))
-        throw Error(where_ + ": token id " + std::to_string(id) + " is not in the vocabulary (size " +
-                    std::to_string(vocab_size()) + ")");
+        throw Error(where_ + ": token id " + std::to_string(id) +
+                    " is not in the vocabulary (size " + std::to_string(vocab_size()) + ")");
       if (skip_special && special_strings_.count(*token)) continue;
       tokens.push_back(*token);
     }
@@ -204,11 +217,13 @@ class HfTokenizer final : public TextTokenizer {
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
       if (!field_string(m, key, where, "").empty())
         throw Error(where + ": \"" + key + "\" is not supported (GPT-2/Llama/Qwen-style BPE only)");
-    if (!m.contains("vocab") || !m["vocab"].is_object()) throw Error(where + ": \"vocab\" must be an object {token: id}");
+    if (!m.contains("vocab") || !m["vocab"].is_object())
+      throw Error(where + ": \"vocab\" must be an object {token: id}");
     std::vector<std::pair<std::string, int64_t>> vocab;
     vocab.reserve(m["vocab"].size());
     for (const auto& [token, id] : m["vocab"].items()) {
-      if (!id.is_number_integer()) throw Error(where + ": vocab id of '" + token + "' is not an integer");
+      if (!id.is_number_integer())
+        throw Error(where + ": vocab id of '" + token + "' is not an integer");
       vocab.emplace_back(token, id.get<int64_t>());
     }
     std::vector<std::pair<std::string, std::string>> merges;
@@ -219,9 +234,11 @@ class HfTokenizer final : public TextTokenizer {
         if (merge.is_string()) {
           const auto s = merge.get<std::string>();
           const auto space = s.find(' ', 1);
-          if (space == std::string::npos) throw Error(where + ": merge \"" + s + "\" is not two tokens separated by a space");
+          if (space == std::string::npos)
+            throw Error(where + ": merge \"" + s + "\" is not two tokens separated by a space");
           merges.emplace_back(s.substr(0, space), s.substr(space + 1));
-        } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+        } else if (merge.is_array() && merge.size() == 2 && merge[0].is_string() &&
+                   merge[1].is_string()) {
           merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
         } else {
           throw Error(where + ": a merge is neither \"a b\" nor [\"a\", \"b\"]");
@@ -229,7 +246,8 @@ class HfTokenizer final : public TextTokenizer {
       }
     }
     BpeOptions options;
-    if (m.contains("unk_token") && m["unk_token"].is_string()) options.unk_token = m["unk_token"].get<std::string>();
+    if (m.contains("unk_token") && m["unk_token"].is_string())
+      options.unk_token = m["unk_token"].get<std::string>();
     options.byte_fallback = field_bool(m, "byte_fallback", where, false);
     options.ignore_merges = field_bool(m, "ignore_merges", where, false);
     if (m.contains("dropout") && m["dropout"].is_number() && m["dropout"].get<double>() > 0)
@@ -245,15 +263,18 @@ class HfTokenizer final : public TextTokenizer {
       AddedToken a;
       a.content = field_string(t, "content", at);
       a.id = field_int(t, "id", at, -1);
-      if (a.id < 0 || a.id > (int64_t{1} << 31)) throw Error(at + ": \"id\" is missing or out of range");
+      if (a.id < 0 || a.id > (int64_t{1} << 31))
+        throw Error(at + ": \"id\" is missing or out of range");
       if (a.content.empty()) throw Error(at + ": empty \"content\"");
       a.special = field_bool(t, "special", at, false);
       a.lstrip = field_bool(t, "lstrip", at, false);
       a.rstrip = field_bool(t, "rstrip", at, false);
       a.normalized = field_bool(t, "normalized", at, !a.special);
       const auto index = static_cast<int64_t>(added_.size());
-      if (a.normalized && normalizer_) normalized_.add(normalizer_->apply(a.content), index);
-      else unnormalized_.add(a.content, index);
+      if (a.normalized && normalizer_)
+        normalized_.add(normalizer_->apply(a.content), index);
+      else
+        unnormalized_.add(a.content, index);
       added_by_id_[a.id] = added_.size();
       added_strings_.insert(a.content);
       if (a.special) special_strings_.insert(a.content);
@@ -268,8 +289,10 @@ class HfTokenizer final : public TextTokenizer {
     for (size_t i = 0; i < sections.size(); ++i) {
       if (sections[i].added < 0) continue;
       const auto& a = added_[static_cast<size_t>(sections[i].added)];
-      if (a.lstrip && i > 0 && sections[i - 1].added < 0) sections[i - 1].text = trim_end(sections[i - 1].text);
-      if (a.rstrip && i + 1 < sections.size() && sections[i + 1].added < 0) sections[i + 1].text = trim_start(sections[i + 1].text);
+      if (a.lstrip && i > 0 && sections[i - 1].added < 0)
+        sections[i - 1].text = trim_end(sections[i - 1].text);
+      if (a.rstrip && i + 1 < sections.size() && sections[i + 1].added < 0)
+        sections[i + 1].text = trim_start(sections[i + 1].text);
     }
   }
 
@@ -285,12 +308,14 @@ class HfTokenizer final : public TextTokenizer {
     s.unk = id_of(token_string(config, "unk_token"));
     s.pad = id_of(token_string(config, "pad_token"));
     // add_bos_token in tokenizer_config.json, else what tokenizer.json's post-processor adds.
-    if (config.is_object() && config.contains("add_bos_token") && config["add_bos_token"].is_boolean()) {
+    if (config.is_object() && config.contains("add_bos_token") &&
+        config["add_bos_token"].is_boolean()) {
       s.add_bos = config["add_bos_token"].get<bool>();
     } else if (j.contains("post_processor") && j["post_processor"].is_object()) {
       const auto& pp = j["post_processor"];
-      if (pp.value("type", "") == "TemplateProcessing" && pp.contains("single") && pp["single"].is_array() &&
-          !pp["single"].empty() && pp["single"][0].contains("SpecialToken")) {
+      if (pp.value("type", "") == "TemplateProcessing" && pp.contains("single") &&
+          pp["single"].is_array() && !pp["single"].empty() &&
+          pp["single"][0].contains("SpecialToken")) {
         const auto& st = pp["single"][0]["SpecialToken"];
         if (st.contains("id") && st["id"].is_string()) {
           const auto id = token_to_id(st["id"].get<std::string>());
@@ -301,7 +326,8 @@ class HfTokenizer final : public TextTokenizer {
         }
       }
     }
-    if (config.is_object() && config.contains("add_eos_token") && config["add_eos_token"].is_boolean())
+    if (config.is_object() && config.contains("add_eos_token") &&
+        config["add_eos_token"].is_boolean())
       s.add_eos = config["add_eos_token"].get<bool>();
     if (s.add_bos && !s.bos) s.add_bos = false;
     if (s.add_eos && !s.eos) s.add_eos = false;
@@ -323,12 +349,14 @@ class HfTokenizer final : public TextTokenizer {
 
 }  // namespace
 
-std::shared_ptr<TextTokenizer> make_hf_tokenizer(const nlohmann::json& tokenizer, const nlohmann::json& config,
+std::shared_ptr<TextTokenizer> make_hf_tokenizer(const nlohmann::json& tokenizer,
+                                                 const nlohmann::json& config,
                                                  const std::string& where) {
   return std::make_shared<HfTokenizer>(tokenizer, config, where);
 }
 
-nlohmann::json gpt2_tokenizer_json(const std::string& encoder_json_path, const std::string& merges_path) {
+nlohmann::json gpt2_tokenizer_json(const std::string& encoder_json_path,
+                                   const std::string& merges_path) {
   nlohmann::json vocab;
   try {
     vocab = nlohmann::json::parse(files::read_all(encoder_json_path));
@@ -350,12 +378,16 @@ nlohmann::json gpt2_tokenizer_json(const std::string& encoder_json_path, const s
   }
   nlohmann::json added = nlohmann::json::array();
   if (vocab.contains("<|endoftext|>") && vocab["<|endoftext|>"].is_number_integer())
-    added.push_back({{"id", vocab["<|endoftext|>"]}, {"content", "<|endoftext|>"}, {"special", true}, {"normalized", false}});
-  return {{"added_tokens", added},
-          {"normalizer", nullptr},
-          {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
-          {"decoder", {{"type", "ByteLevel"}}},
-          {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}};
+    added.push_back({{"id", vocab["<|endoftext|>"]},
+                     {"content", "<|endoftext|>"},
+                     {"special", true},
+                     {"normalized", false}});
+  return {
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}};
 }
 
 }  // namespace osd::text

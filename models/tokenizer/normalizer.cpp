@@ -10,7 +10,8 @@ namespace osd::text {
 
 std::string field_pattern(const nlohmann::json& j, const std::string& where) {
   auto it = j.find("pattern");
-  if (it == j.end() || !it->is_object()) throw Error(where + ": \"pattern\" must be {\"String\": ...} or {\"Regex\": ...}");
+  if (it == j.end() || !it->is_object())
+    throw Error(where + ": \"pattern\" must be {\"String\": ...} or {\"Regex\": ...}");
   if (it->contains("String")) return regex_escape(field_string(*it, "String", where + ".pattern"));
   if (it->contains("Regex")) return field_string(*it, "Regex", where + ".pattern");
   throw Error(where + ": \"pattern\" must be {\"String\": ...} or {\"Regex\": ...}");
@@ -57,17 +58,7 @@ class Replace final : public Normalizer {
  public:
   Replace(const std::string& pattern, std::string content, const std::string& where)
       : regex_(pattern, where), content_(std::move(content)) {}
-  std::string apply(std::string s) const override {
-    std::string out;
-    size_t last = 0;
-    for (const auto& [b, e] : regex_.find_all(s)) {
-      out.append(s, last, b - last);
-      out += content_;
-      last = e;
-    }
-    out.append(s, last, std::string::npos);
-    return out;
-  }
+  std::string apply(std::string s) const override { return regex_.replace_all(s, content_); }
 
  private:
   Regex regex_;
@@ -81,8 +72,10 @@ class Strip final : public Normalizer {
     const auto chars = split_chars(s);
     size_t b = 0, e = chars.size();
     auto space = [&](size_t i) { return is_whitespace(code_point(chars[i])); };
-    if (left_) while (b < e && space(b)) ++b;
-    if (right_) while (e > b && space(e - 1)) --e;
+    if (left_)
+      while (b < e && space(b)) ++b;
+    if (right_)
+      while (e > b && space(e - 1)) --e;
     if (b == e) return {};
     const size_t from = static_cast<size_t>(chars[b].data() - s.data());
     const size_t to = static_cast<size_t>(chars[e - 1].data() - s.data()) + chars[e - 1].size();
@@ -99,22 +92,19 @@ std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& j, const std::
   if (j.is_null()) return nullptr;
   const std::string type = field_string(j, "type", where);
   const std::string at = where + " (" + type + ")";
-  if (type == "Sequence") {
-    auto it = j.find("normalizers");
-    if (it == j.end() || !it->is_array()) throw Error(at + ": \"normalizers\" must be an array");
-    std::vector<std::unique_ptr<Normalizer>> parts;
-    for (size_t i = 0; i < it->size(); ++i)
-      if (auto p = make_normalizer((*it)[i], where + ".normalizers[" + std::to_string(i) + "]")) parts.push_back(std::move(p));
-    return std::make_unique<Sequence>(std::move(parts));
-  }
+  if (type == "Sequence")
+    return std::make_unique<Sequence>(make_list(j, "normalizers", where, make_normalizer));
   if (type == "NFC") return std::make_unique<Unicode>(NormalForm::NFC);
   if (type == "NFD") return std::make_unique<Unicode>(NormalForm::NFD);
   if (type == "NFKC") return std::make_unique<Unicode>(NormalForm::NFKC);
   if (type == "NFKD") return std::make_unique<Unicode>(NormalForm::NFKD);
   if (type == "Lowercase") return std::make_unique<Lowercase>();
   if (type == "Prepend") return std::make_unique<Prepend>(field_string(j, "prepend", at));
-  if (type == "Replace") return std::make_unique<Replace>(field_pattern(j, at), field_string(j, "content", at, ""), at);
-  if (type == "Strip") return std::make_unique<Strip>(field_bool(j, "strip_left", at, true), field_bool(j, "strip_right", at, true));
+  if (type == "Replace")
+    return std::make_unique<Replace>(field_pattern(j, at), field_string(j, "content", at, ""), at);
+  if (type == "Strip")
+    return std::make_unique<Strip>(field_bool(j, "strip_left", at, true),
+                                   field_bool(j, "strip_right", at, true));
   throw Error(at + ": unsupported normalizer type \"" + type + "\"");
 }
 

@@ -26,11 +26,13 @@ Regex::Regex(const std::string& pattern, const std::string& where) : pattern_(pa
   OnigRegex reg = nullptr;
   OnigErrorInfo info;
   const auto* p = reinterpret_cast<const OnigUChar*>(pattern.data());
-  const int rc = onig_new(&reg, p, p + pattern.size(), ONIG_OPTION_NONE, ONIG_ENCODING_UTF8, ONIG_SYNTAX_DEFAULT, &info);
+  const int rc = onig_new(&reg, p, p + pattern.size(), ONIG_OPTION_NONE, ONIG_ENCODING_UTF8,
+                          ONIG_SYNTAX_DEFAULT, &info);
   if (rc != ONIG_NORMAL) {
     OnigUChar message[ONIG_MAX_ERROR_MESSAGE_LEN];
     onig_error_code_to_str(message, rc, &info);
-    throw Error(where + ": regex /" + pattern + "/ does not compile: " + reinterpret_cast<char*>(message));
+    throw Error(where + ": regex /" + pattern +
+                "/ does not compile: " + reinterpret_cast<char*>(message));
   }
   regex_ = reg;
 }
@@ -62,6 +64,18 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view s) const
   }
   onig_region_free(region, 1);
   return matches;
+}
+
+std::string Regex::replace_all(std::string_view s, const std::string& content) const {
+  std::string out;
+  size_t last = 0;
+  for (const auto& [b, e] : find_all(s)) {
+    out.append(s.substr(last, b - last));
+    out += content;
+    last = e;
+  }
+  out.append(s.substr(last));
+  return out;
 }
 
 std::string regex_escape(std::string_view literal) {

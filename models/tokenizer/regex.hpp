@@ -20,6 +20,8 @@ class Regex {
   // Non-overlapping matches [begin, end) left to right in valid UTF-8 `s`; an empty match
   // advances one character.
   std::vector<std::pair<size_t, size_t>> find_all(std::string_view s) const;
+  // `s` with every match replaced by `content`.
+  std::string replace_all(std::string_view s, const std::string& content) const;
   const std::string& pattern() const { return pattern_; }
 
  private:

@@ -39,7 +39,8 @@ class Wire {
   float fixed32_float() {
     if (data_.size() - pos_ < 4) fail("truncated fixed32");
     uint32_t u = 0;
-    for (int i = 3; i >= 0; --i) u = (u << 8) | static_cast<unsigned char>(data_[pos_ + static_cast<size_t>(i)]);
+    for (int i = 3; i >= 0; --i)
+      u = (u << 8) | static_cast<unsigned char>(data_[pos_ + static_cast<size_t>(i)]);
     pos_ += 4;
     float f;
     std::memcpy(&f, &u, 4);
@@ -47,15 +48,25 @@ class Wire {
   }
   void skip(uint32_t wire_type) {
     switch (wire_type) {
-      case 0: varint(); break;
-      case 1: advance(8); break;
-      case 2: bytes(); break;
-      case 5: advance(4); break;
-      default: fail("unknown wire type " + std::to_string(wire_type));
+      case 0:
+        varint();
+        break;
+      case 1:
+        advance(8);
+        break;
+      case 2:
+        bytes();
+        break;
+      case 5:
+        advance(4);
+        break;
+      default:
+        fail("unknown wire type " + std::to_string(wire_type));
     }
   }
   [[noreturn]] void fail(const std::string& what) const {
-    throw Error(where_ + ": not a SentencePiece model (" + what + " at byte " + std::to_string(pos_) + ")");
+    throw Error(where_ + ": not a SentencePiece model (" + what + " at byte " +
+                std::to_string(pos_) + ")");
   }
 
  private:
@@ -68,7 +79,14 @@ class Wire {
   size_t pos_ = 0;
 };
 
-enum PieceType { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+enum PieceType {
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6
+};
 
 struct Piece {
   std::string text;
@@ -83,10 +101,13 @@ struct ModelProto {
   int64_t unk_id = 0, bos_id = 1, eos_id = 2, pad_id = -1;
   std::string normalizer_name;
   bool has_trainer_spec = false;
-  bool has_charsmap = false, add_dummy_prefix = true, remove_extra_whitespaces = true, escape_whitespaces = true;
+  bool has_charsmap = false, add_dummy_prefix = true, remove_extra_whitespaces = true,
+       escape_whitespaces = true;
 };
 
-int64_t signed_int32(uint64_t v) { return static_cast<int32_t>(static_cast<uint32_t>(v)); }
+int64_t signed_int32(uint64_t v) {
+  return static_cast<int32_t>(static_cast<uint32_t>(v));
+}
 
 ModelProto parse(std::string_view data, const std::string& where) {
   ModelProto m;
@@ -100,10 +121,14 @@ ModelProto parse(std::string_view data, const std::string& where) {
       Piece p;
       while (!w.done()) {
         const uint64_t k = w.varint();
-        if ((k >> 3) == 1 && (k & 7) == 2) p.text = std::string(w.bytes());
-        else if ((k >> 3) == 2 && (k & 7) == 5) p.score = w.fixed32_float();
-        else if ((k >> 3) == 3 && (k & 7) == 0) p.type = static_cast<int>(w.varint());
-        else w.skip(static_cast<uint32_t>(k & 7));
+        if ((k >> 3) == 1 && (k & 7) == 2)
+          p.text = std::string(w.bytes());
+        else if ((k >> 3) == 2 && (k & 7) == 5)
+          p.score = w.fixed32_float();
+        else if ((k >> 3) == 3 && (k & 7) == 0)
+          p.type = static_cast<int>(w.varint());
+        else
+          w.skip(static_cast<uint32_t>(k & 7));
       }
       m.pieces.push_back(std::move(p));
     } else if (field == 2 && type == 2) {
@@ -117,24 +142,35 @@ ModelProto parse(std::string_view data, const std::string& where) {
           continue;
         }
         const uint64_t v = w.varint();
-        if (f == 3) m.model_type = static_cast<int>(v);
-        else if (f == 24) m.treat_whitespace_as_suffix = v != 0;
-        else if (f == 35) m.byte_fallback = v != 0;
-        else if (f == 40) m.unk_id = signed_int32(v);
-        else if (f == 41) m.bos_id = signed_int32(v);
-        else if (f == 42) m.eos_id = signed_int32(v);
-        else if (f == 43) m.pad_id = signed_int32(v);
+        if (f == 3)
+          m.model_type = static_cast<int>(v);
+        else if (f == 24)
+          m.treat_whitespace_as_suffix = v != 0;
+        else if (f == 35)
+          m.byte_fallback = v != 0;
+        else if (f == 40)
+          m.unk_id = signed_int32(v);
+        else if (f == 41)
+          m.bos_id = signed_int32(v);
+        else if (f == 42)
+          m.eos_id = signed_int32(v);
+        else if (f == 43)
+          m.pad_id = signed_int32(v);
       }
     } else if (field == 3 && type == 2) {
       Wire w(top.bytes(), where);
       while (!w.done()) {
         const uint64_t k = w.varint();
         const auto f = k >> 3;
-        if (f == 1 && (k & 7) == 2) m.normalizer_name = std::string(w.bytes());
-        else if (f == 2 && (k & 7) == 2) m.has_charsmap = !w.bytes().empty();
+        if (f == 1 && (k & 7) == 2)
+          m.normalizer_name = std::string(w.bytes());
+        else if (f == 2 && (k & 7) == 2)
+          m.has_charsmap = !w.bytes().empty();
         else if (f >= 3 && f <= 5 && (k & 7) == 0) {
           const bool v = w.varint() != 0;
-          (f == 3 ? m.add_dummy_prefix : f == 4 ? m.remove_extra_whitespaces : m.escape_whitespaces) = v;
+          (f == 3   ? m.add_dummy_prefix
+           : f == 4 ? m.remove_extra_whitespaces
+                    : m.escape_whitespaces) = v;
         } else {
           w.skip(static_cast<uint32_t>(k & 7));
         }
@@ -144,7 +180,8 @@ ModelProto parse(std::string_view data, const std::string& where) {
     }
   }
   if (m.pieces.empty()) throw Error(where + ": not a SentencePiece model (no pieces)");
-  if (!m.has_trainer_spec) throw Error(where + ": not a SentencePiece model (no trainer_spec: truncated?)");
+  if (!m.has_trainer_spec)
+    throw Error(where + ": not a SentencePiece model (no trainer_spec: truncated?)");
   return m;
 }
 
@@ -152,32 +189,43 @@ const std::string kSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's whitespac
 
 class SentencePieceTokenizer final : public TextTokenizer {
  public:
-  SentencePieceTokenizer(ModelProto m, const std::string& where) : where_(where), proto_(std::move(m)) {
+  SentencePieceTokenizer(ModelProto m, const std::string& where)
+      : where_(where), proto_(std::move(m)) {
     if (proto_.model_type != 2)
       throw Error(where + ": SentencePiece model type " + std::to_string(proto_.model_type) +
                   " is not supported (BPE, type 2, as Llama/Mistral use; Unigram is not)");
-    if (proto_.has_charsmap || (!proto_.normalizer_name.empty() && proto_.normalizer_name != "identity"))
-      throw Error(where + ": normalization rule \"" + proto_.normalizer_name +
-                  "\" needs the precompiled charsmap, which osd does not implement (identity only)");
-    if (proto_.treat_whitespace_as_suffix) throw Error(where + ": treat_whitespace_as_suffix is not supported");
+    if (proto_.has_charsmap ||
+        (!proto_.normalizer_name.empty() && proto_.normalizer_name != "identity"))
+      throw Error(
+          where + ": normalization rule \"" + proto_.normalizer_name +
+          "\" needs the precompiled charsmap, which osd does not implement (identity only)");
+    if (proto_.treat_whitespace_as_suffix)
+      throw Error(where + ": treat_whitespace_as_suffix is not supported");
     // BPE merges from piece scores: any split of a piece into two pieces may merge into it, and a
     // better-scoring result merges first (equal scores: the leftmost pair first).
     std::vector<std::pair<std::string, int64_t>> vocab;
     std::unordered_map<std::string, int64_t> mergeable;
     for (size_t id = 0; id < proto_.pieces.size(); ++id) {
       const auto& p = proto_.pieces[id];
+      if (p.text.empty()) throw Error(where + ": piece " + std::to_string(id) + " is empty");
       vocab.emplace_back(p.text, static_cast<int64_t>(id));
-      if (p.type == kNormal || p.type == kUserDefined || p.type == kUnused) mergeable.emplace(p.text, static_cast<int64_t>(id));
+      if (p.type == kNormal || p.type == kUserDefined || p.type == kUnused)
+        mergeable.emplace(p.text, static_cast<int64_t>(id));
       if (p.type == kUserDefined) user_defined_.push_back(p.text);
       if (p.type == kControl || p.type == kUnknown) control_.push_back(static_cast<int64_t>(id));
       if (p.type == kByte) {
-        const bool ok = p.text.size() == 6 && p.text.compare(0, 3, "<0x") == 0 && p.text[5] == '>' &&
-                        std::isxdigit(static_cast<unsigned char>(p.text[3])) && std::isxdigit(static_cast<unsigned char>(p.text[4]));
-        if (!ok) throw Error(where + ": byte piece " + std::to_string(id) + " is '" + p.text + "', not <0xXX>");
-        byte_value_[static_cast<int64_t>(id)] = static_cast<char>(std::stoi(p.text.substr(3, 2), nullptr, 16));
+        const bool ok = p.text.size() == 6 && p.text.compare(0, 3, "<0x") == 0 &&
+                        p.text[5] == '>' && std::isxdigit(static_cast<unsigned char>(p.text[3])) &&
+                        std::isxdigit(static_cast<unsigned char>(p.text[4]));
+        if (!ok)
+          throw Error(where + ": byte piece " + std::to_string(id) + " is '" + p.text +
+                      "', not <0xXX>");
+        byte_value_[static_cast<int64_t>(id)] =
+            static_cast<char>(std::stoi(p.text.substr(3, 2), nullptr, 16));
       }
     }
-    std::sort(user_defined_.begin(), user_defined_.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+    std::sort(user_defined_.begin(), user_defined_.end(),
+              [](const auto& a, const auto& b) { return a.size() > b.size(); });
     struct Candidate {
       float score;
       std::string left, right;
@@ -189,10 +237,12 @@ class SentencePieceTokenizer final : public TextTokenizer {
       for (size_t k = 1; k < chars.size(); ++k) {
         const size_t cut = static_cast<size_t>(chars[k].data() - p.text.data());
         std::string l = p.text.substr(0, cut), r = p.text.substr(cut);
-        if (mergeable.count(l) && mergeable.count(r)) candidates.push_back({p.score, std::move(l), std::move(r)});
+        if (mergeable.count(l) && mergeable.count(r))
+          candidates.push_back({p.score, std::move(l), std::move(r)});
       }
     }
-    std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
+    std::stable_sort(candidates.begin(), candidates.end(),
+                     [](const auto& a, const auto& b) { return a.score > b.score; });
     std::vector<std::pair<std::string, std::string>> merges;
     std::vector<int32_t> ranks;  // equal scores share a rank
     merges.reserve(candidates.size());
@@ -207,7 +257,10 @@ class SentencePieceTokenizer final : public TextTokenizer {
       options.unk_token = proto_.pieces[static_cast<size_t>(proto_.unk_id)].text;
     model_ = std::make_unique<BpeModel>(std::move(vocab), merges, options, where, &ranks);
     SpecialTokens s;
-    auto valid = [&](int64_t id) { return id >= 0 && id < static_cast<int64_t>(proto_.pieces.size()) ? std::optional<int64_t>(id) : std::nullopt; };
+    auto valid = [&](int64_t id) {
+      return id >= 0 && id < static_cast<int64_t>(proto_.pieces.size()) ? std::optional<int64_t>(id)
+                                                                        : std::nullopt;
+    };
     s.bos = valid(proto_.bos_id);
     s.eos = valid(proto_.eos_id);
     s.unk = valid(proto_.unk_id);
@@ -223,8 +276,10 @@ class SentencePieceTokenizer final : public TextTokenizer {
     std::string normalized;
     if (proto_.add_dummy_prefix) normalized = proto_.escape_whitespaces ? kSpace : " ";
     for (char c : text) {
-      if (c == ' ' && proto_.escape_whitespaces) normalized += kSpace;
-      else normalized += c;
+      if (c == ' ' && proto_.escape_whitespaces)
+        normalized += kSpace;
+      else
+        normalized += c;
     }
     // User-defined pieces are never split: encode the text between them.
     std::vector<int64_t> ids;
@@ -258,8 +313,9 @@ class SentencePieceTokenizer final : public TextTokenizer {
     for (size_t i = 0; i < ids.size(); ++i) {
       const auto id = ids[i];
       if (id < 0 || id >= static_cast<int64_t>(proto_.pieces.size()))
-        throw Error(where_ + ": token id " + std::to_string(id) + " is not in the vocabulary (size " +
-                    std::to_string(proto_.pieces.size()) + ")");
+        throw Error(where_ + ": token id " + std::to_string(id) +
+                    " is not in the vocabulary (size " + std::to_string(proto_.pieces.size()) +
+                    ")");
       const auto& p = proto_.pieces[static_cast<size_t>(id)];
       if (p.type == kByte) {
         bytes += byte_value_.at(id);
@@ -290,7 +346,9 @@ class SentencePieceTokenizer final : public TextTokenizer {
   int64_t vocab_size() const override { return static_cast<int64_t>(proto_.pieces.size()); }
   std::string name() const override { return where_; }
   int64_t token_to_id(std::string_view token) const override { return model_->token_to_id(token); }
-  bool is_special(int64_t id) const override { return std::find(control_.begin(), control_.end(), id) != control_.end(); }
+  bool is_special(int64_t id) const override {
+    return std::find(control_.begin(), control_.end(), id) != control_.end();
+  }
 
  private:
   static std::string squeeze_spaces(const std::string& s) {
@@ -313,7 +371,8 @@ class SentencePieceTokenizer final : public TextTokenizer {
 
 }  // namespace
 
-std::shared_ptr<TextTokenizer> make_sentencepiece_tokenizer(const std::string& bytes, const std::string& where) {
+std::shared_ptr<TextTokenizer> make_sentencepiece_tokenizer(const std::string& bytes,
+                                                            const std::string& where) {
   return std::make_shared<SentencePieceTokenizer>(parse(bytes, where), where);
 }
 

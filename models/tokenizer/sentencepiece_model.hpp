@@ -13,6 +13,7 @@ namespace osd::text {
 
 // Throws osd::Error naming `where` on a malformed file, a Unigram/word/char model, or a
 // normalization rule other than identity (those need the precompiled charsmap).
-std::shared_ptr<TextTokenizer> make_sentencepiece_tokenizer(const std::string& bytes, const std::string& where);
+std::shared_ptr<TextTokenizer> make_sentencepiece_tokenizer(const std::string& bytes,
+                                                            const std::string& where);
 
 }  // namespace osd::text

@@ -10,12 +10,14 @@ constexpr char kReplacement[] = "\xEF\xBF\xBD";
 
 // An incomplete character at the end: U+FFFD from a lossy decoder, or raw bytes ("bytes").
 bool unfinished(const std::string& s) {
-  return (s.size() >= 3 && s.compare(s.size() - 3, 3, kReplacement) == 0) || text::incomplete_tail(s) != 0;
+  return (s.size() >= 3 && s.compare(s.size() - 3, 3, kReplacement) == 0) ||
+         text::incomplete_tail(s) != 0;
 }
 
 }  // namespace
 
-StreamDecoder::StreamDecoder(std::shared_ptr<const TextTokenizer> tokenizer, std::vector<int64_t> context, bool skip_special)
+StreamDecoder::StreamDecoder(std::shared_ptr<const TextTokenizer> tokenizer,
+                             std::vector<int64_t> context, bool skip_special)
     : tokenizer_(std::move(tokenizer)), ids_(std::move(context)), skip_special_(skip_special) {
   read_ = ids_.size();
   prefix_ = read_ > 5 ? read_ - 5 : 0;  // a few tokens of context: enough for spacing rules

@@ -16,8 +16,8 @@ class StreamDecoder {
  public:
   // `context`: tokens before the stream (the prompt); their text is not emitted but decides
   // spacing of the first streamed token.
-  explicit StreamDecoder(std::shared_ptr<const TextTokenizer> tokenizer, std::vector<int64_t> context = {},
-                         bool skip_special = true);
+  explicit StreamDecoder(std::shared_ptr<const TextTokenizer> tokenizer,
+                         std::vector<int64_t> context = {}, bool skip_special = true);
 
   // The text that `id` makes final (possibly empty).
   std::string push(int64_t id);

@@ -25,7 +25,8 @@ class ByteTokenizer final : public TextTokenizer {
     std::string s;
     s.reserve(ids.size());
     for (auto t : ids) {
-      if (t < 0 || t >= 256) throw Error("bytes tokenizer: token id " + std::to_string(t) + " is not a byte (0..255)");
+      if (t < 0 || t >= 256)
+        throw Error("bytes tokenizer: token id " + std::to_string(t) + " is not a byte (0..255)");
       s += static_cast<char>(t);
     }
     return s;
@@ -42,7 +43,9 @@ nlohmann::json read_json(const std::string& path) {
   }
 }
 
-nlohmann::json optional_json(const std::string& path) { return files::exists(path) ? read_json(path) : nlohmann::json(); }
+nlohmann::json optional_json(const std::string& path) {
+  return files::exists(path) ? read_json(path) : nlohmann::json();
+}
 
 // generation_config.json's bos/eos ids win over tokenizer_config.json's strings, as transformers'
 // generate() does; eos may be a list there (the first is kept).
@@ -56,7 +59,8 @@ void apply_generation_config(TextTokenizer& tok, const std::string& dir) {
     if (!g.contains(key) || g[key].is_null()) return std::nullopt;
     const auto& v = g[key].is_array() && !g[key].empty() ? g[key][0] : g[key];
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= tok.vocab_size())
-      throw Error(path + ": \"" + key + "\" is not a token id of this tokenizer (vocabulary " + std::to_string(tok.vocab_size()) + ")");
+      throw Error(path + ": \"" + key + "\" is not a token id of this tokenizer (vocabulary " +
+                  std::to_string(tok.vocab_size()) + ")");
     return v.get<int64_t>();
   };
   if (auto b = id("bos_token_id")) s.bos = b;
@@ -66,11 +70,13 @@ void apply_generation_config(TextTokenizer& tok, const std::string& dir) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::shared_ptr<TextTokenizer> load_file(const std::string& path, const nlohmann::json& config) {
-  if (ends_with(path, ".model")) return text::make_sentencepiece_tokenizer(files::read_all(path), path);
+  if (ends_with(path, ".model"))
+    return text::make_sentencepiece_tokenizer(files::read_all(path), path);
   return text::make_hf_tokenizer(read_json(path), config, path);
 }
 
@@ -78,7 +84,8 @@ std::shared_ptr<TextTokenizer> load_file(const std::string& path, const nlohmann
 
 std::vector<int64_t> TextTokenizer::encode_prompt(std::string_view text) const {
   auto ids = encode(text);
-  if (special_.add_bos && special_.bos && (ids.empty() || ids.front() != *special_.bos)) ids.insert(ids.begin(), *special_.bos);
+  if (special_.add_bos && special_.bos && (ids.empty() || ids.front() != *special_.bos))
+    ids.insert(ids.begin(), *special_.bos);
   if (special_.add_eos && special_.eos) ids.push_back(*special_.eos);
   return ids;
 }
@@ -86,7 +93,9 @@ std::vector<int64_t> TextTokenizer::encode_prompt(std::string_view text) const {
 std::shared_ptr<const TextTokenizer> load_text_tokenizer(const std::string& spec) {
   if (spec == "bytes") return std::make_shared<ByteTokenizer>();
   if (!files::exists(spec))
-    throw Error(spec + ": no such tokenizer (\"bytes\", a tokenizer.json, a .model file, or a checkpoint folder)");
+    throw Error(
+        spec +
+        ": no such tokenizer (\"bytes\", a tokenizer.json, a .model file, or a checkpoint folder)");
   if (!files::is_dir(spec)) return load_file(spec, nlohmann::json());
   const std::string dir = spec;
   const auto config = optional_json(dir + "/tokenizer_config.json");
@@ -96,11 +105,17 @@ std::shared_ptr<const TextTokenizer> load_text_tokenizer(const std::string& spec
   } else if (files::exists(dir + "/tokenizer.model")) {
     tok = load_file(dir + "/tokenizer.model", config);
   } else if (files::exists(dir + "/encoder.json") && files::exists(dir + "/vocab.bpe")) {
-    tok = text::make_hf_tokenizer(text::gpt2_tokenizer_json(dir + "/encoder.json", dir + "/vocab.bpe"), config, dir + "/encoder.json");
+    tok = text::make_hf_tokenizer(
+        text::gpt2_tokenizer_json(dir + "/encoder.json", dir + "/vocab.bpe"), config,
+        dir + "/encoder.json");
   } else if (files::exists(dir + "/vocab.json") && files::exists(dir + "/merges.txt")) {
-    tok = text::make_hf_tokenizer(text::gpt2_tokenizer_json(dir + "/vocab.json", dir + "/merges.txt"), config, dir + "/vocab.json");
+    tok =
+        text::make_hf_tokenizer(text::gpt2_tokenizer_json(dir + "/vocab.json", dir + "/merges.txt"),
+                                config, dir + "/vocab.json");
   } else {
-    throw Error(dir + ": no tokenizer.json, tokenizer.model, encoder.json + vocab.bpe, or vocab.json + merges.txt in this folder");
+    throw Error(dir +
+                ": no tokenizer.json, tokenizer.model, encoder.json + vocab.bpe, or vocab.json + "
+                "merges.txt in this folder");
   }
   apply_generation_config(*tok, dir);
   return tok;
@@ -122,8 +137,9 @@ void save_tokenizer_files(const std::string& spec, const std::string& dir) {
     copy(spec, ends_with(spec, ".model") ? "tokenizer.model" : "tokenizer.json");
     return;
   }
-  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
-                           "encoder.json", "vocab.bpe", "vocab.json", "merges.txt"})
+  for (const char* name :
+       {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
+        "encoder.json", "vocab.bpe", "vocab.json", "merges.txt"})
     if (files::exists(spec + "/" + name)) copy(spec + "/" + name, name);
 }
 

@@ -108,7 +108,9 @@ void append_utf8(std::string& out, char32_t cp) {
 char32_t code_point(std::string_view c) {
   if (c.empty()) return 0;
   const auto b0 = static_cast<unsigned char>(c[0]);
-  auto cont = [&](size_t k) { return static_cast<char32_t>(static_cast<unsigned char>(c[k]) & 0x3F); };
+  auto cont = [&](size_t k) {
+    return static_cast<char32_t>(static_cast<unsigned char>(c[k]) & 0x3F);
+  };
   if (c.size() == 1) return b0;
   if (c.size() == 2) return (static_cast<char32_t>(b0 & 0x1F) << 6) | cont(1);
   if (c.size() == 3) return (static_cast<char32_t>(b0 & 0x0F) << 12) | (cont(1) << 6) | cont(2);
@@ -145,10 +147,18 @@ std::string utf8proc_apply(std::string_view s, int options, const char* what) {
 std::string normalize(std::string_view s, NormalForm form) {
   int options = UTF8PROC_STABLE;
   switch (form) {
-    case NormalForm::NFC: options |= UTF8PROC_COMPOSE; break;
-    case NormalForm::NFD: options |= UTF8PROC_DECOMPOSE; break;
-    case NormalForm::NFKC: options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
-    case NormalForm::NFKD: options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
+    case NormalForm::NFC:
+      options |= UTF8PROC_COMPOSE;
+      break;
+    case NormalForm::NFD:
+      options |= UTF8PROC_DECOMPOSE;
+      break;
+    case NormalForm::NFKC:
+      options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+      break;
+    case NormalForm::NFKD:
+      options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT;
+      break;
   }
   return utf8proc_apply(s, options, "unicode normalization");
 }

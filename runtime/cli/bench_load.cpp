@@ -45,7 +45,8 @@ uint64_t folder_bytes(const std::string& dir) {
 
 void add_load_bench(CLI::App& app, bool& json) {
   auto* cmd = app.add_subcommand("load", "checkpoint load seconds vs file size (random weights)");
-  auto sizes = std::make_shared<std::vector<std::string>>(std::vector<std::string>{"tiny", "10m", "100m"});
+  auto sizes =
+      std::make_shared<std::vector<std::string>>(std::vector<std::string>{"tiny", "10m", "100m"});
   auto device = std::make_shared<std::string>("cpu");
   auto dtype = std::make_shared<std::string>("bfloat16");
   auto repeat = std::make_shared<int>(3);
@@ -54,7 +55,8 @@ void add_load_bench(CLI::App& app, bool& json) {
   cmd->add_option("--device", *device, "cpu or cuda[:N]")->capture_default_str();
   cmd->add_option("--dtype", *dtype, "checkpoint and load dtype")->capture_default_str();
   cmd->add_option("--repeat", *repeat)->check(CLI::Range(1, 100))->capture_default_str();
-  cmd->add_option("--shard-bytes", *shard, "the sharded variant's shard size")->capture_default_str();
+  cmd->add_option("--shard-bytes", *shard, "the sharded variant's shard size")
+      ->capture_default_str();
   cmd->callback([=, &json] {
     c10::Device dev(*device);
     auto dt = parse_dtype(*dtype);
@@ -75,7 +77,8 @@ void add_load_bench(CLI::App& app, bool& json) {
       }
       for (const std::string layout : {"one", "sharded"}) {
         const auto dir = root + "/" + name + "-" + layout;
-        (void)load_hf_checkpoint(dir, dev, *dt);  // warm the page cache: time parsing + copying, not the disk
+        (void)load_hf_checkpoint(dir, dev,
+                                 *dt);  // warm the page cache: time parsing + copying, not the disk
         double best = 1e30;
         for (int r = 0; r < *repeat; ++r) {
           const double t0 = now_synced(cuda);
@@ -83,7 +86,8 @@ void add_load_bench(CLI::App& app, bool& json) {
           best = std::min(best, now_synced(cuda) - t0);
         }
         const double mb = folder_bytes(dir) / 1e6;
-        rep.add({name, params, layout == "one" ? "model.safetensors" : "sharded", mb, best, mb / 1e3 / best});
+        rep.add({name, params, layout == "one" ? "model.safetensors" : "sharded", mb, best,
+                 mb / 1e3 / best});
       }
       files::remove_tree(root + "/" + name + "-one");
       files::remove_tree(root + "/" + name + "-sharded");

@@ -14,7 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const auto h = osd::parse_safetensors_header(bytes, file_size, "fuzz.safetensors");
     for (const auto& [name, e] : h.tensors)
-      if (e.end < e.begin || h.data_start + e.end > file_size) __builtin_trap();  // a header that passed must be in bounds
+      if (e.end < e.begin || h.data_start + e.end > file_size)
+        __builtin_trap();  // a header that passed must be in bounds
   } catch (const osd::Error&) {
   }
   return 0;

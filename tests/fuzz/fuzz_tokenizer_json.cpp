@@ -20,7 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     const auto tok = osd::text::make_hf_tokenizer(j, nullptr, "fuzz.json");
-    const auto ids = tok->encode("Hello, world! 123 \xE6\x97\xA5\xE6\x9C\xAC <s> \xF0\x9F\x98\x80 ab\tc\n");
+    const auto ids =
+        tok->encode("Hello, world! 123 \xE6\x97\xA5\xE6\x9C\xAC <s> \xF0\x9F\x98\x80 ab\tc\n");
     (void)tok->decode(ids);
     osd::StreamDecoder stream(tok);
     for (auto id : ids) (void)stream.push(id);

@@ -21,7 +21,8 @@ void check_streaming(const std::string& name, const std::string& spec) {
     const size_t cut = 1 + (i * 7919) % (ids.size() - 1);  // a prompt of `cut` tokens
     const std::vector<int64_t> prompt(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(cut));
     const std::string before = tok->decode(prompt, true), all = tok->decode(ids, true);
-    if (all.compare(0, before.size(), before) != 0) continue;  // decoding rewrote the prompt's text (clean-up rules)
+    if (all.compare(0, before.size(), before) != 0)
+      continue;  // decoding rewrote the prompt's text (clean-up rules)
     StreamDecoder stream(tok, prompt);
     std::string streamed;
     for (size_t k = cut; k < ids.size(); ++k) {
@@ -40,17 +41,20 @@ void check_streaming(const std::string& name, const std::string& spec) {
 
 }  // namespace
 
-TEST_CASE("stream decoder: byte-level BPE (Llama-3) holds back partial characters", "[tokenizer][stream]") {
+TEST_CASE("stream decoder: byte-level BPE (Llama-3) holds back partial characters",
+          "[tokenizer][stream]") {
   check_streaming("llama3", tokenizer_folder("llama3"));
 }
-TEST_CASE("stream decoder: metaspace + byte fallback (Llama-2) keeps leading spaces", "[tokenizer][stream]") {
+TEST_CASE("stream decoder: metaspace + byte fallback (Llama-2) keeps leading spaces",
+          "[tokenizer][stream]") {
   check_streaming("llama2", tokenizer_folder("llama2"));
 }
 TEST_CASE("stream decoder: SentencePiece .model", "[tokenizer][stream]") {
   check_streaming("spm", source_dir() + "/tests/data/tokenizers/sentencepiece-bpe.model");
 }
 
-TEST_CASE("stream decoder: an emoji split over byte tokens appears once, whole", "[tokenizer][stream]") {
+TEST_CASE("stream decoder: an emoji split over byte tokens appears once, whole",
+          "[tokenizer][stream]") {
   const auto tok = load_text_tokenizer("bytes");
   StreamDecoder stream(tok);
   const std::string emoji = "\xF0\x9F\x98\x80";

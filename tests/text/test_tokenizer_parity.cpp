@@ -29,14 +29,16 @@ void check_parity(const std::string& name, const std::string& spec = "") {
     const auto ids = tok->encode(g.text);
     if (ids != g.ids) {
       if (++id_mismatches <= 5) {
-        UNSCOPED_INFO(name << " line " << i << " " << nlohmann::json(g.text).dump() << "\n  osd " << nlohmann::json(ids).dump()
-                           << "\n  ref " << nlohmann::json(g.ids).dump());
+        UNSCOPED_INFO(name << " line " << i << " " << nlohmann::json(g.text).dump() << "\n  osd "
+                           << nlohmann::json(ids).dump() << "\n  ref "
+                           << nlohmann::json(g.ids).dump());
       }
       continue;
     }
     const auto text = tok->decode(ids);
     if (text != g.decoded && ++decode_mismatches <= 5)
-      UNSCOPED_INFO(name << " line " << i << " decode " << nlohmann::json(text).dump() << " ref " << nlohmann::json(g.decoded).dump());
+      UNSCOPED_INFO(name << " line " << i << " decode " << nlohmann::json(text).dump() << " ref "
+                         << nlohmann::json(g.decoded).dump());
     round_trips += text == g.text;
   }
   CHECK(id_mismatches == 0);
@@ -47,19 +49,27 @@ void check_parity(const std::string& name, const std::string& spec = "") {
 
 }  // namespace
 
-TEST_CASE("tokenizer parity: Llama-3 tokenizer.json (byte-level BPE, regex split, ignore_merges)", "[tokenizer][parity]") {
+TEST_CASE("tokenizer parity: Llama-3 tokenizer.json (byte-level BPE, regex split, ignore_merges)",
+          "[tokenizer][parity]") {
   check_parity("llama3");
 }
-TEST_CASE("tokenizer parity: Qwen3 tokenizer.json (NFC, byte-level BPE)", "[tokenizer][parity]") { check_parity("qwen3"); }
-TEST_CASE("tokenizer parity: Llama-2 tokenizer.json (metaspace BPE, byte fallback)", "[tokenizer][parity]") {
+TEST_CASE("tokenizer parity: Qwen3 tokenizer.json (NFC, byte-level BPE)", "[tokenizer][parity]") {
+  check_parity("qwen3");
+}
+TEST_CASE("tokenizer parity: Llama-2 tokenizer.json (metaspace BPE, byte fallback)",
+          "[tokenizer][parity]") {
   check_parity("llama2");
 }
-TEST_CASE("tokenizer parity: GPT-2 encoder.json + vocab.bpe", "[tokenizer][parity]") { check_parity("gpt2"); }
-TEST_CASE("tokenizer parity: SentencePiece BPE .model against libsentencepiece", "[tokenizer][parity]") {
+TEST_CASE("tokenizer parity: GPT-2 encoder.json + vocab.bpe", "[tokenizer][parity]") {
+  check_parity("gpt2");
+}
+TEST_CASE("tokenizer parity: SentencePiece BPE .model against libsentencepiece",
+          "[tokenizer][parity]") {
   check_parity("spm", source_dir() + "/tests/data/tokenizers/sentencepiece-bpe.model");
 }
 
-TEST_CASE("tokenizer parity: the goldens reject a subtly wrong tokenizer (control)", "[tokenizer][parity]") {
+TEST_CASE("tokenizer parity: the goldens reject a subtly wrong tokenizer (control)",
+          "[tokenizer][parity]") {
   // Llama-3 with ignore_merges off, and with the merge list's last half dropped: each differs
   // from the reference on some lines, so the parity tests above can fail.
   const auto path = tokenizer_folder("llama3") + "/tokenizer.json";

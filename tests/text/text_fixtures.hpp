@@ -10,7 +10,9 @@
 
 namespace osd::test {
 
-inline std::string source_dir() { return OSD_SOURCE_DIR; }
+inline std::string source_dir() {
+  return OSD_SOURCE_DIR;
+}
 
 inline std::string tokenizer_refs() {
   const char* env = std::getenv("OSD_TOKENIZER_REFS");
