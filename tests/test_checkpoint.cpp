@@ -206,7 +206,7 @@ TEST_CASE("checkpoint: sharded and unsharded saves give the same model, every dt
   }
 }
 
-TEST_CASE("checkpoint: Mistral round trip; sliding_window caps the context", "[checkpoint]") {
+TEST_CASE("checkpoint: Mistral round trip, and sliding_window caps the context", "[checkpoint]") {
   auto cfg = variant("gqa");
   cfg.name = "MistralForCausalLM";
   Transformer m(cfg, 2);

@@ -4,6 +4,7 @@
 
 #include <torch/cuda.h>
 
+#include "models/decode_graph.hpp"
 #include "models/sampling.hpp"
 #include "models/transformer.hpp"
 
@@ -67,4 +68,41 @@ TEST_CASE("CUDA sampling draws the same tokens as the CPU for the same seed", "[
   auto t_cpu = sample_from_probs(processed_probs(logits, {p}), ua);
   auto t_gpu = sample_from_probs(processed_probs(logits.cuda(), {p}), ub.cuda()).cpu();
   CHECK((t_cpu != t_gpu).sum().item<int64_t>() <= 2);  // rounding at a CDF boundary, rarely
+}
+
+TEST_CASE("CUDA graph decode step equals the eager decode step, ragged slots", "[cuda]") {
+  OSD_REQUIRE_CUDA();
+  if (!DecodeGraph::available()) {
+    WARN("no CUDA graphs in this build: skipped");
+    return;
+  }
+  auto cfg = *ModelConfig::preset("tiny");
+  Transformer gpu(cfg, 3, c10::Device("cuda"));
+  auto eager_cache = gpu.make_cache(4, 64), graph_cache = gpu.make_cache(4, 64);
+  DecodeGraph graph(gpu, graph_cache, 2);  // built before the cache holds data
+  // Two sequences of different lengths, in slots 3 and 1 (not 0..B-1), in both caches.
+  std::vector<int64_t> slots;
+  for (auto* c : {&eager_cache, &graph_cache}) {
+    for (int s = 0; s < 4; ++s) c->allocate_slot();
+  }
+  slots = {3, 1};
+  auto a = random_tokens(1, 9, 256, 4), b = random_tokens(1, 4, 256, 5);
+  for (auto* c : {&eager_cache, &graph_cache}) {
+    gpu.forward(a, {3}, *c);
+    gpu.forward(b, {1}, *c);
+  }
+  double worst = 0;
+  int same_argmax = 0;
+  for (int step = 0; step < 6; ++step) {
+    auto tok = random_tokens(2, 1, 256, 10 + step).to(c10::Device("cuda"));
+    auto eager = gpu.forward(tok, slots, eager_cache).cpu();
+    auto graphed = graph.step(tok, slots).cpu();
+    worst = std::max(worst, max_abs_diff(graphed, eager));
+    same_argmax += torch::equal(graphed.argmax(-1), eager.argmax(-1));
+  }
+  CHECK(worst <= 1e-4);
+  CHECK(same_argmax == 6);
+  CHECK(graph_cache.length(3) == 15);
+  CHECK(graph_cache.length(1) == 10);
+  CHECK_THROWS_WITH(graph.step(random_tokens(3, 1, 256, 1), {0, 1, 2}), Catch::Contains("int64 [2, 1]"));
 }

@@ -9,6 +9,7 @@
 #define OSD_HAVE_LEGACY_PROFILER 1
 #endif
 
+#include "models/decode_graph.hpp"
 #include "models/tensor_util.hpp"
 #include "models/transformer.hpp"
 #include "runtime/cli/bench_report.hpp"
@@ -55,7 +56,7 @@ void add_model_bench(CLI::App& app, bool& json) {
     const bool cuda = dev.is_cuda();
     const double bw = copy_bandwidth(dev);
     Report rep("model", {"model", "params", "batch", "prefill tok/s", "decode tok/s",
-                         "decode step ms", "floor ms", "step/floor"});
+                         "decode step ms", "floor ms", "step/floor", "graph step ms", "graph/floor"});
     for (const auto& name : *sizes) {
       auto cfg = ModelConfig::preset(name);
       if (!cfg) throw CLI::ValidationError("--sizes", "unknown preset " + name);
@@ -66,6 +67,10 @@ void add_model_bench(CLI::App& app, bool& json) {
       const double floor_s = weight_bytes / bw;
       for (int64_t B : *batches) {
         auto cache = model.make_cache(B, *prompt + *steps + 8);
+        // CUDA graph of the decode step (models/decode_graph.hpp), captured before the cache
+        // holds data; timed on the same cache after the eager steps.
+        std::unique_ptr<DecodeGraph> graph;
+        if (cuda && DecodeGraph::available()) graph = std::make_unique<DecodeGraph>(model, cache, B);
         std::vector<int64_t> slots;
         for (int64_t i = 0; i < B; ++i) slots.push_back(cache.allocate_slot());
         auto tokens = torch::randint(0, cfg->vocab_size, {B, *prompt}, torch::kInt64);
@@ -89,8 +94,19 @@ void add_model_bench(CLI::App& app, bool& json) {
         }
 #endif
         const double step = (t2 - t1) / *steps;
+        nlohmann::json graph_ms = "-", graph_floor = "-";
+        if (graph) {
+          for (auto s : slots) cache.truncate(s, *prompt);
+          for (int i = 0; i < 3; ++i) graph->step(step_tok, slots);
+          for (auto s : slots) cache.truncate(s, *prompt);
+          const double g0 = now_synced(cuda);
+          for (int64_t i = 0; i < *steps; ++i) graph->step(step_tok, slots);
+          const double g = (now_synced(cuda) - g0) / *steps;
+          graph_ms = g * 1e3;
+          graph_floor = g / floor_s;
+        }
         rep.add({name, cfg->num_parameters(), B, B * *prompt / (t1 - t0), B / step, step * 1e3,
-                 floor_s * 1e3, step / floor_s});
+                 floor_s * 1e3, step / floor_s, graph_ms, graph_floor});
       }
     }
     rep.note("device", cuda ? torch_cuda_device_name(dev) : std::string("cpu"));
