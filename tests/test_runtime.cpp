@@ -236,7 +236,7 @@ TEST_CASE("runtime: a drafter that throws mid-run is restarted, a failing round 
   }
 }
 
-TEST_CASE("runtime: a checkpoint folder's tokenizer streams text; stop strings see real text", "[runtime][tokenizer]") {
+TEST_CASE("runtime: a checkpoint folder's tokenizer streams text, and stop strings see real text", "[runtime][tokenizer]") {
   // A random model whose vocabulary is the checked-in SentencePiece model's (3,000 pieces),
   // saved as an HF folder with tokenizer.model beside it: osd.tokenizer=auto finds it.
   auto cfg = tiny_config(3000, 64, 2);

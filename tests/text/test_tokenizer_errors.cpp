@@ -144,7 +144,7 @@ TEST_CASE("tokenizer: invalid UTF-8 input is read as WHATWG does, never a crash"
   CHECK(load_text_tokenizer("bytes")->encode(bad).size() == bad.size());  // bytes keep every byte
 }
 
-TEST_CASE("tokenizer: bos/eos from tokenizer_config.json; encode_prompt adds bos", "[tokenizer]") {
+TEST_CASE("tokenizer: bos and eos from tokenizer_config.json, encode_prompt adds bos", "[tokenizer]") {
   const auto llama2 = load_text_tokenizer(tokenizer_folder("llama2"));
   CHECK(llama2->special_tokens().bos == 1);
   CHECK(llama2->special_tokens().eos == 2);
