@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <cstdlib>
+#include <string>
+
 #include "models/error.hpp"
 #include "models/kv_cache.hpp"
 #include "models/transformer.hpp"
@@ -32,29 +35,42 @@ bool DecodeGraph::available() {
 #endif
 }
 
-DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch) : cache_(cache), batch_(batch) {
+DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int64_t tokens_per_row)
+    : cache_(cache), batch_(batch), tokens_(tokens_per_row) {
 #ifdef OSD_HAVE_CUDA_GRAPHS
   if (!model.device().is_cuda() || cache.device() != model.device())
     throw Error("DecodeGraph: the model and its cache must be on one CUDA device");
-  if (batch < 1 || batch > cache.num_slots())
-    throw Error("DecodeGraph: batch " + std::to_string(batch) + " outside [1, " + std::to_string(cache.num_slots()) + "]");
+  if (batch < 1 || batch > cache.num_slots() || tokens_per_row < 1 || tokens_per_row > cache.max_len())
+    throw Error("DecodeGraph: batch " + std::to_string(batch) + " x " + std::to_string(tokens_per_row) +
+                " tokens does not fit a cache of " + std::to_string(cache.num_slots()) + " x " + std::to_string(cache.max_len()));
+  torch::NoGradGuard no_grad;
   impl_ = std::make_unique<Impl>();
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
-  impl_->tokens = torch::zeros({batch, 1}, i64);
-  // Warm-up writes keys/values at the cache's last position of slots 0..B-1: garbage unless a
-  // slot is full, so build graphs while no sequence fills its slot.
-  impl_->lens = torch::full({batch}, cache.max_len() - 1, i64);
+  impl_->tokens = torch::zeros({batch, tokens_per_row}, i64);
+  // Warm-up runs write the last T positions of slots 0..B-1: saved here, restored below.
+  const int64_t at = cache.max_len() - tokens_per_row;
+  impl_->lens = torch::full({batch}, at, i64);
   impl_->slots = torch::arange(batch, i64);
+  std::vector<at::Tensor> saved;
+  for (int64_t l = 0; l < cache.num_layers(); ++l) {
+    saved.push_back(cache.keys(l).narrow(0, 0, batch).narrow(1, at, tokens_per_row).clone());
+    saved.push_back(cache.values(l).narrow(0, 0, batch).narrow(1, at, tokens_per_row).clone());
+  }
   c10::cuda::CUDAGuard device_guard(model.device());
   auto stream = c10::cuda::getStreamFromPool();
+  stream.wait(c10::cuda::getCurrentCUDAStream());
   {
     c10::cuda::CUDAStreamGuard stream_guard(stream);
     // Warm-up on the capture stream (allocator, cuBLAS handles, attention plans), then capture.
-    for (int i = 0; i < 3; ++i) model.decode_step_static(impl_->tokens, impl_->lens, impl_->slots, cache);
+    for (int i = 0; i < 2; ++i) model.step_static(impl_->tokens, impl_->lens, impl_->slots, cache);
     stream.synchronize();
     impl_->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
-    impl_->logits = model.decode_step_static(impl_->tokens, impl_->lens, impl_->slots, cache);
+    impl_->logits = model.step_static(impl_->tokens, impl_->lens, impl_->slots, cache);
     impl_->graph.capture_end();
+    for (int64_t l = 0; l < cache.num_layers(); ++l) {
+      cache.keys(l).narrow(0, 0, batch).narrow(1, at, tokens_per_row).copy_(saved[2 * l]);
+      cache.values(l).narrow(0, 0, batch).narrow(1, at, tokens_per_row).copy_(saved[2 * l + 1]);
+    }
   }
   stream.synchronize();
 #else
@@ -65,26 +81,51 @@ DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch) : ca
 
 DecodeGraph::~DecodeGraph() = default;
 
-at::Tensor DecodeGraph::step(const at::Tensor& tokens, const std::vector<int64_t>& slots) {
+at::Tensor DecodeGraph::step(const at::Tensor& tokens, const std::vector<int64_t>& slots, const std::vector<int64_t>& num_new) {
 #ifdef OSD_HAVE_CUDA_GRAPHS
-  if (tokens.dim() != 2 || tokens.size(0) != batch_ || tokens.size(1) != 1 || tokens.scalar_type() != torch::kInt64)
-    throw Error("DecodeGraph::step: tokens must be int64 [" + std::to_string(batch_) + ", 1]");
+  if (tokens.dim() != 2 || tokens.size(0) != batch_ || tokens.size(1) != tokens_ || tokens.scalar_type() != torch::kInt64)
+    throw Error("DecodeGraph::step: tokens must be int64 [" + std::to_string(batch_) + ", " + std::to_string(tokens_) + "]");
   if (static_cast<int64_t>(slots.size()) != batch_)
     throw Error("DecodeGraph::step: " + std::to_string(slots.size()) + " slots for a graph of batch " + std::to_string(batch_));
-  cache_.check_append(slots, 1);
+  std::vector<int64_t> commit = num_new.empty() ? std::vector<int64_t>(slots.size(), tokens_) : num_new;
+  if (commit.size() != slots.size()) throw Error("DecodeGraph::step: num_new does not match the slots");
+  for (auto n : commit)
+    if (n < 1 || n > tokens_) throw Error("DecodeGraph::step: num_new " + std::to_string(n) + " outside [1, T]");
+  cache_.check_append(slots, tokens_);
   std::vector<int64_t> lens(slots.size());
   for (size_t i = 0; i < slots.size(); ++i) lens[i] = cache_.length(slots[i]);
   impl_->tokens.copy_(tokens, /*non_blocking=*/true);
   impl_->lens.copy_(torch::tensor(lens, torch::kInt64));
   impl_->slots.copy_(torch::tensor(slots, torch::kInt64));
   impl_->graph.replay();
-  cache_.commit(slots, std::vector<int64_t>(slots.size(), 1));
+  cache_.commit(slots, commit);
   return impl_->logits;
 #else
   (void)tokens;
   (void)slots;
+  (void)num_new;
   throw Error("DecodeGraph: this build has no CUDA graphs");
 #endif
+}
+
+GraphCache::GraphCache(Transformer& model, KVCache& cache) : model_(&model), cache_(cache) {
+  const char* env = std::getenv("OSD_CUDA_GRAPHS");
+  enabled_ = DecodeGraph::available() && model.device().is_cuda() && !(env && std::string(env) == "0");
+}
+
+at::Tensor GraphCache::forward(const at::Tensor& tokens, const std::vector<int64_t>& slots, const std::vector<int64_t>& num_new) {
+  if (!enabled_) return model_->forward(tokens, slots, cache_, num_new);
+  const auto key = std::make_pair(tokens.size(0), tokens.size(1));
+  auto it = graphs_.find(key);
+  if (it == graphs_.end())
+    it = graphs_.emplace(key, std::make_unique<DecodeGraph>(*model_, cache_, key.first, key.second)).first;
+  return it->second->step(tokens, slots, num_new).clone();  // callers may keep it past the next replay
+}
+
+void GraphCache::reset(Transformer& model) {
+  graphs_.clear();
+  model_ = &model;
+  enabled_ = enabled_ && model.device().is_cuda();
 }
 
 }  // namespace osd

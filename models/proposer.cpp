@@ -15,7 +15,7 @@ uint64_t draft_seed(uint64_t seed) { return seed * 0x9E3779B97F4A7C15ull + 0x585
 }  // namespace
 
 DraftProposer::DraftProposer(std::shared_ptr<Transformer> draft, int64_t num_slots, int64_t max_len)
-    : draft_(std::move(draft)), cache_(draft_->make_cache(num_slots, max_len)) {}
+    : draft_(std::move(draft)), cache_(draft_->make_cache(num_slots, max_len)), graphs_(*draft_, cache_) {}
 
 void DraftProposer::add(SeqId id, const std::vector<int64_t>& prompt, const SamplingParams& params) {
   if (prompt.empty()) throw Error("draft: empty prompt");
@@ -93,7 +93,9 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
       slots.push_back(s.slot);
       params.push_back(s.params);
     }
-    auto logits = draft_->forward(in, slots, cache_, lens, /*last_only=*/true).squeeze(1);  // [A, V]
+    // One token per row (every step after the first): a CUDA graph where available.
+    auto logits = T == 1 && graphs_.enabled() ? graphs_.forward(in, slots, lens).squeeze(1)
+                                              : draft_->forward(in, slots, cache_, lens, /*last_only=*/true).squeeze(1);  // [A, V]
     auto q = processed_probs(logits, params);                                                // [A, V]
     std::vector<double> u;
     for (auto i : active) u.push_back(rows[i]->rng.uniform());
@@ -145,6 +147,7 @@ void DraftProposer::refresh(Seq& s) {
 
 void DraftProposer::set_model(std::shared_ptr<Transformer> draft, bool refresh_cache) {
   draft_ = std::move(draft);
+  graphs_.reset(*draft_);  // graphs captured the old weights' memory
   if (!refresh_cache) return;
   for (auto& [id, s] : seqs_) {
     if (s.proposed >= 0) s.stale = true;  // its proposal's commit comes first

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "models/decode_graph.hpp"
 #include "models/kv_cache.hpp"
 #include "models/spec_types.hpp"
 #include "models/transformer.hpp"
@@ -61,6 +62,7 @@ class DraftProposer {
   int64_t refreshes_ = 0;
   std::shared_ptr<Transformer> draft_;
   KVCache cache_;
+  GraphCache graphs_;  // CUDA graphs of the one-token steps (models/decode_graph.hpp)
   std::unordered_map<SeqId, Seq> seqs_;
 };
 

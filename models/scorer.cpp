@@ -9,7 +9,7 @@
 namespace osd {
 
 TargetScorer::TargetScorer(std::shared_ptr<Transformer> target, int64_t num_slots, int64_t max_len)
-    : target_(std::move(target)), cache_(target_->make_cache(num_slots, max_len)) {}
+    : target_(std::move(target)), cache_(target_->make_cache(num_slots, max_len)), graphs_(*target_, cache_) {}
 
 void TargetScorer::add(SeqId id, const std::vector<int64_t>& prompt) {
   if (prompt.empty()) throw Error("target: empty prompt");
@@ -62,7 +62,7 @@ at::Tensor TargetScorer::score(const Proposals& p) {
     Seq& s = seqs_.at(p.ids[i]);
     s.length_before = cache_.length(s.slot);
   }
-  auto logits = target_->forward(in, slots, cache_, lens);                     // [B, K + 1, V]
+  auto logits = graphs_.forward(in, slots, lens);  // [B, K + 1, V]; eager where graphs are off
   for (int64_t i = 0; i < B; ++i) seqs_.at(p.ids[i]).scored = p.k[i];
   return logits;
 }

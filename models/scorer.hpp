@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "models/decode_graph.hpp"
 #include "models/kv_cache.hpp"
 #include "models/spec_types.hpp"
 #include "models/transformer.hpp"
@@ -47,6 +48,7 @@ class TargetScorer {
   };
   std::shared_ptr<Transformer> target_;
   KVCache cache_;
+  GraphCache graphs_;  // CUDA graphs of the verification step, per (batch, k + 1)
   std::unordered_map<SeqId, Seq> seqs_;
 };
 

@@ -266,22 +266,22 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   return logits;
 }
 
-at::Tensor Transformer::decode_step_static(const at::Tensor& tokens, const at::Tensor& lens, const at::Tensor& slots,
-                                           KVCache& cache) {
+at::Tensor Transformer::step_static(const at::Tensor& tokens, const at::Tensor& lens, const at::Tensor& slots,
+                                    KVCache& cache) {
   torch::NoGradGuard no_grad;
-  const int64_t B = tokens.size(0), span = cache.max_len();
+  const int64_t B = tokens.size(0), T = tokens.size(1), span = cache.max_len();
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device_);
-  auto positions = lens.view({B, 1});                                                   // [B, 1]
+  auto positions = lens.view({B, 1}) + torch::arange(T, i64).view({1, T});             // [B, T]
   auto key_pos = torch::arange(span, i64);                                              // [S]
-  auto mask = (key_pos.view({1, 1, span}) <= positions.unsqueeze(2)).unsqueeze(1);    // [B, 1, 1, S]
+  auto mask = (key_pos.view({1, 1, span}) <= positions.unsqueeze(2)).unsqueeze(1);    // [B, 1, T, S]
   CacheWrite cw;
   cw.cache = &cache;
   cw.positions = positions;
-  cw.slot_index = slots.view({B, 1});
+  cw.slot_index = slots.view({B, 1});  // broadcasts against positions [B, T]
   cw.read_slots = slots.view({B});
   cw.span = span;
-  auto h = run_layers(F::embedding(tokens, embed_), positions, mask, &cw);              // [B, 1, hidden]
-  return torch::matmul(h, lm_head().t()).to(torch::kFloat32);                          // [B, 1, vocab]
+  auto h = run_layers(F::embedding(tokens, embed_), positions, mask, &cw);              // [B, T, hidden]
+  return torch::matmul(h, lm_head().t()).to(torch::kFloat32);                          // [B, T, vocab]
 }
 
 int64_t Transformer::prefill_slot(KVCache& cache, const std::vector<int64_t>& tokens) {

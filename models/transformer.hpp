@@ -62,12 +62,12 @@ class Transformer : public torch::nn::Module {
   // is freed and the error rethrown, so the cache is unchanged. Returns the slot.
   int64_t prefill_slot(KVCache& cache, const std::vector<int64_t>& tokens);
 
-  // One decode step (T = 1) from device tensors only, with no host synchronisation and no host
-  // bookkeeping, so a CUDA graph can capture it (models/decode_graph.hpp): tokens [B, 1], lens
-  // [B] (each slot's current length), slots [B] (int64, on the model's device). Attention spans
-  // the whole cache (masked). Writes position lens[i] of slots[i] but does not commit it: the
-  // caller calls cache.commit. Returns logits [B, 1, vocab] fp32.
-  at::Tensor decode_step_static(const at::Tensor& tokens, const at::Tensor& lens, const at::Tensor& slots, KVCache& cache);
+  // One step of T tokens per row from device tensors only, with no host synchronisation and no
+  // host bookkeeping, so a CUDA graph can capture it (models/decode_graph.hpp): tokens [B, T],
+  // lens [B] (each slot's current length), slots [B] (int64, on the model's device). Attention
+  // spans the whole cache (masked). Writes positions lens[i] .. lens[i] + T - 1 of slots[i] but
+  // does not commit them: the caller calls cache.commit. Returns logits [B, T, vocab] fp32.
+  at::Tensor step_static(const at::Tensor& tokens, const at::Tensor& lens, const at::Tensor& slots, KVCache& cache);
 
   // Full causal forward without a cache (training, references). tokens: [B, T] -> [B, T, vocab].
   at::Tensor forward_full(const at::Tensor& tokens);

@@ -6,6 +6,8 @@
 
 #include "models/decode_graph.hpp"
 #include "models/sampling.hpp"
+#include "models/spec_decoder.hpp"
+#include "tests/spec_fixtures.hpp"
 #include "models/transformer.hpp"
 
 using namespace osd;
@@ -105,4 +107,41 @@ TEST_CASE("CUDA graph decode step equals the eager decode step, ragged slots", "
   CHECK(graph_cache.length(3) == 15);
   CHECK(graph_cache.length(1) == 10);
   CHECK_THROWS_WITH(graph.step(random_tokens(3, 1, 256, 1), {0, 1, 2}), Catch::Contains("int64 [2, 1]"));
+}
+
+TEST_CASE("CUDA graphs in speculative decoding: greedy output equals target-only greedy", "[cuda]") {
+  OSD_REQUIRE_CUDA();
+  if (!DecodeGraph::available()) {
+    WARN("no CUDA graphs in this build: skipped");
+    return;
+  }
+  // fp32 models on CUDA; prompts of different lengths, k fixed and adaptive (several graph
+  // shapes: batch 1..4 x k + 1 tokens for the target, batch x 1 for the draft).
+  auto target = osd::test::peaked_model(osd::test::tiny_config(256, 64, 2), 1);
+  auto draft = osd::test::perturbed_copy(*target, 2, 0.003);
+  auto [prompts, refs] = osd::test::greedy_cases(*target, 6, 5, 16, 3);
+  const c10::Device cuda("cuda");
+  auto tg = target->clone(cuda, torch::kFloat32), dg = draft->clone(cuda, torch::kFloat32);
+  for (bool adaptive : {false, true}) {
+    SpecOptions o;
+    o.max_batch = 4;
+    o.max_len = 64;
+    o.k = 3;
+    o.adaptive_k = adaptive;
+    o.k_max = 5;
+    SpecDecoder dec(tg, dg, o);
+    std::vector<GenerationRequest> reqs;
+    for (const auto& p : prompts) {
+      GenerationRequest r;
+      r.prompt = p;
+      r.max_new_tokens = 16;
+      r.sampling.temperature = 0;
+      reqs.push_back(r);
+    }
+    auto out = dec.generate(reqs);
+    int equal = 0;
+    for (size_t i = 0; i < out.size(); ++i) equal += out[i].tokens == refs[i];
+    INFO("adaptive k " << adaptive);
+    CHECK(equal == static_cast<int>(out.size()));
+  }
 }
