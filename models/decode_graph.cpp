@@ -58,7 +58,7 @@ DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int6
   }
   c10::cuda::CUDAGuard device_guard(model.device());
   auto stream = c10::cuda::getStreamFromPool();
-  stream.wait(c10::cuda::getCurrentCUDAStream());
+  c10::cuda::getCurrentCUDAStream().synchronize();  // the capture stream starts after queued work
   {
     c10::cuda::CUDAStreamGuard stream_guard(stream);
     // Warm-up on the capture stream (allocator, cuBLAS handles, attention plans), then capture.
