@@ -12,10 +12,14 @@ BpeModel::BpeModel(std::vector<std::pair<std::string, int64_t>> vocab,
                    const std::vector<std::pair<std::string, std::string>>& merges,
                    BpeOptions options, const std::string& where, const std::vector<int32_t>* ranks)
     : options_(std::move(options)) {
+  // Ids are dense in real vocabularies: a sparse one would cost memory for every missing id, so
+  // an id far past the number of tokens is refused (a corrupt file, not a big vocabulary).
+  const int64_t limit = std::min<int64_t>(int64_t{1} << 24, 2 * static_cast<int64_t>(vocab.size()) + 1024);
   int64_t max_id = -1;
   for (const auto& [token, id] : vocab) {
-    if (id < 0 || id > (int64_t{1} << 31))
-      throw Error(where + ": token '" + token + "' has id " + std::to_string(id) + " out of range");
+    if (id < 0 || id >= limit)
+      throw Error(where + ": token '" + token + "' has id " + std::to_string(id) + ", out of range for a vocabulary of " +
+                  std::to_string(vocab.size()) + " tokens");
     max_id = std::max(max_id, id);
   }
   id_to_token_.resize(static_cast<size_t>(max_id + 1));

@@ -263,7 +263,7 @@ class HfTokenizer final : public TextTokenizer {
       AddedToken a;
       a.content = field_string(t, "content", at);
       a.id = field_int(t, "id", at, -1);
-      if (a.id < 0 || a.id > (int64_t{1} << 31))
+      if (a.id < 0 || a.id >= (int64_t{1} << 24))
         throw Error(at + ": \"id\" is missing or out of range");
       if (a.content.empty()) throw Error(at + ": empty \"content\"");
       a.special = field_bool(t, "special", at, false);

@@ -81,6 +81,11 @@ TEST_CASE("tokenizer errors: a small tokenizer.json works, then each corruption 
   CHECK_THROWS_WITH(text::make_hf_tokenizer(bad, nullptr, "t.json"),
                     Contains("added_tokens[0]") && Contains("id"));
   bad = tiny();
+  bad["model"]["vocab"]["z"] = 2000000000;  // found by the fuzzer: allocated 2e9 strings
+  CHECK_THROWS_WITH(text::make_hf_tokenizer(bad, nullptr, "t.json"), Contains("'z'") && Contains("out of range"));
+  CHECK_THROWS_WITH(load_text_tokenizer(source_dir() + "/tests/data/fuzz-regressions/tokenizer-json-huge-id.json"),
+                    Contains("out of range"));
+  bad = tiny();
   bad["model"]["unk_token"] = "<nope>";
   CHECK_THROWS_WITH(text::make_hf_tokenizer(bad, nullptr, "t.json"),
                     Contains("unk_token") && Contains("<nope>"));
