@@ -6,7 +6,7 @@ pkgs=(
   build-essential cmake ninja-build pkg-config git
   libtorch-dev libopenblas0-openmp
   libcaf-dev libzmq3-dev cppzmq-dev libspdlog-dev catch2
-  nlohmann-json3-dev libcli11-dev libsentencepiece-dev libonig-dev libutf8proc-dev
+  nlohmann-json3-dev libcli11-dev libonig-dev libutf8proc-dev   # tokenizers: Oniguruma regex, Unicode NFC
   python3-zmq
   bible-kjv gnuplot-nox          # demo: english corpus (KJV) and the PNG plot
 )
