@@ -69,7 +69,9 @@ RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
     for (int64_t j = 0; j < K1; ++j) params.push_back(row_params[i]);
   RoundVerification r;
   r.target_probs = processed_probs(logits.view({B * K1, V}), params).view({B, K1, V});
-  RejectionInput in{prop.tokens, prop.probs.to(r.target_probs.device()), r.target_probs, prop.k, {}, {}};
+  // The draft may live on another device (osd.draft-device): its tokens and q come to p's.
+  const auto dev = r.target_probs.device();
+  RejectionInput in{prop.tokens.to(dev), prop.probs.to(dev), r.target_probs, prop.k, {}, {}};
   in.u_accept.reserve(B * K);
   for (int64_t i = 0; i < B; ++i) {
     for (int64_t j = 0; j < K; ++j) in.u_accept.push_back(j < prop.k[i] ? row_rngs[i]->uniform() : 0.5);

@@ -14,7 +14,8 @@ ServeConfig::ServeConfig() {
   opt_group{custom_options_, "osd"}
       .add(d.target, "target", "target model: default, an HF checkpoint folder, or a preset name")
       .add(d.draft, "draft", "draft model: default, an HF checkpoint folder, a preset name, or none")
-      .add(d.device, "device", "device of both models: cpu, cuda or cuda:N")
+      .add(d.device, "device", "device of the target (and of the drafts unless draft-device): cpu, cuda or cuda:N")
+      .add(d.draft_device, "draft-device", "device of the drafts and their distillers (empty: device)")
       .add(d.dtype, "dtype", "weights and compute dtype: float32, bfloat16 or float16")
       .add(d.weights_seed, "weights-seed", "seed of the random weights of presets")
       .add(d.routes, "routes", "draft routes, comma-separated names (requests pick one with their domain field)")
@@ -153,6 +154,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   str("target", out.target);
   str("draft", out.draft);
   str("device", out.device);
+  str("draft-device", out.draft_device);
   str("dtype", out.dtype);
   integer("weights-seed", out.weights_seed, 0, INT64_MAX);
   str("routes", out.routes);

@@ -18,6 +18,7 @@ struct ServeSettings {
   std::string target = "default";       // "default", a checkpoint folder or a preset (runtime/model_source.hpp)
   std::string draft = "default";        // the same, or "none" for target-only decoding
   std::string device = "cpu";           // cpu | cuda | cuda:N
+  std::string draft_device;             // the drafts' device ("" = device): e.g. cuda:1, or cpu
   std::string dtype = "float32";        // float32 | bfloat16 | float16
   int64_t weights_seed = 0;             // seed of the random weights of presets
   std::string routes;                   // "a,b,c": one draft route per query class ("" = one route)

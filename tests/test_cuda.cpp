@@ -145,3 +145,29 @@ TEST_CASE("CUDA graphs in speculative decoding: greedy output equals target-only
     CHECK(equal == static_cast<int>(out.size()));
   }
 }
+
+TEST_CASE("draft on another device (CPU) than the target (CUDA): greedy equals target-only", "[cuda]") {
+  OSD_REQUIRE_CUDA();
+  // osd.draft-device: the draft proposes on the CPU, its tokens and q move to the target's GPU.
+  auto target = osd::test::peaked_model(osd::test::tiny_config(256, 64, 2), 1);
+  auto draft = osd::test::perturbed_copy(*target, 2, 0.003);
+  auto [prompts, refs] = osd::test::greedy_cases(*target, 4, 5, 12, 7);
+  auto tg = target->clone(c10::Device("cuda"), torch::kFloat32);
+  SpecOptions o;
+  o.max_batch = 4;
+  o.max_len = 64;
+  o.k = 3;
+  SpecDecoder dec(tg, draft, o);
+  std::vector<GenerationRequest> reqs;
+  for (const auto& p : prompts) {
+    GenerationRequest r;
+    r.prompt = p;
+    r.max_new_tokens = 12;
+    r.sampling.temperature = 0;
+    reqs.push_back(r);
+  }
+  auto out = dec.generate(reqs);
+  int equal = 0;
+  for (size_t i = 0; i < out.size(); ++i) equal += out[i].tokens == refs[i];
+  CHECK(equal == static_cast<int>(out.size()));
+}

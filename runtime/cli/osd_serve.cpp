@@ -33,8 +33,9 @@ int main(int argc, char** argv) {
 
   std::string error;
   osd::RuntimeOptions ro;
-  const auto source = [&](const std::string& spec) {
-    return osd::ModelSource{spec, s.device, s.dtype, static_cast<uint64_t>(s.weights_seed)};
+  const auto source = [&](const std::string& spec, bool draft = false) {
+    const std::string device = draft && !s.draft_device.empty() ? s.draft_device : s.device;
+    return osd::ModelSource{spec, device, s.dtype, static_cast<uint64_t>(s.weights_seed)};
   };
   ro.target = osd::load_model(source(s.target), osd::ModelRole::target, &error);
   if (!ro.target) {
@@ -42,7 +43,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (s.draft != "none") {
-    ro.draft = osd::load_model(source(s.draft), osd::ModelRole::draft, &error);
+    ro.draft = osd::load_model(source(s.draft, true), osd::ModelRole::draft, &error);
     if (!ro.draft) {
       std::cerr << "osd-serve: " << error << "\n";
       return 2;
@@ -82,7 +83,7 @@ int main(int argc, char** argv) {
   }
   for (size_t r = 0; r < route_names.size(); ++r) {
     // Every route owns its own copy of the weights (its distiller trains it alone).
-    auto d = osd::load_model(source(route_specs.empty() ? s.draft : route_specs[r]), osd::ModelRole::draft, &error);
+    auto d = osd::load_model(source(route_specs.empty() ? s.draft : route_specs[r], true), osd::ModelRole::draft, &error);
     if (!d) {
       std::cerr << "osd-serve: route " << route_names[r] << ": " << error << "\n";
       return 2;
@@ -120,7 +121,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::cerr << "osd-serve: target " << s.target << ", draft " << s.draft << ", tokenizer "
-            << (tokenizer ? tokenizer->name() : std::string("none")) << " (" << s.device << ", " << s.dtype
+            << (tokenizer ? tokenizer->name() : std::string("none")) << " (" << s.device << (s.draft_device.empty() ? "" : ", drafts on " + s.draft_device) << ", " << s.dtype
             << "), " << std::max<size_t>(ro.routes.size(), ro.draft ? 1 : 0) << " draft route(s), online distillation "
             << (ro.online.enabled ? "on" : "off") << ", serving on " << server->endpoint();
   if (!server->metrics_endpoint().empty()) std::cerr << ", metrics on " << server->metrics_endpoint() << "/metrics";
