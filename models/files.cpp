@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "models/error.hpp"
@@ -56,10 +57,19 @@ bool is_dir(const std::string& path) {
 
 std::string read_all(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
-  if (!f || is_dir(path)) throw Error(path + ": cannot read (" + (is_dir(path) ? "a directory" : std::strerror(errno)) + ")");
+  if (!f || is_dir(path)) throw Error(path + ": cannot open (" + (is_dir(path) ? "a directory" : std::strerror(errno)) + ")");
   std::ostringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+nlohmann::json read_json(const std::string& path) {
+  const std::string text = read_all(path);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": invalid JSON: " + e.what());
+  }
 }
 
 }  // namespace osd::files

@@ -191,18 +191,6 @@ void save_hf_checkpoint(const std::string& dir, const Transformer& model, uint64
 
 namespace {
 
-json read_json_file(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw Error(path + ": cannot open");
-  try {
-    json j;
-    f >> j;
-    return j;
-  } catch (const std::exception& e) {
-    throw Error(path + ": invalid JSON: " + e.what());
-  }
-}
-
 // tensor name -> shard file, from model.safetensors.index.json (or the one model.safetensors).
 std::map<std::string, std::string> weight_files(const std::string& dir) {
   const std::string index_path = dir + "/model.safetensors.index.json";
@@ -211,7 +199,7 @@ std::map<std::string, std::string> weight_files(const std::string& dir) {
       throw Error(dir + ": no model.safetensors or model.safetensors.index.json");
     return {};
   }
-  const auto index = read_json_file(index_path);
+  const auto index = files::read_json(index_path);
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
     throw Error(index_path + ": missing \"weight_map\" object");
   std::map<std::string, std::string> out;
@@ -229,7 +217,7 @@ std::map<std::string, std::string> weight_files(const std::string& dir) {
 
 std::shared_ptr<Transformer> load_hf_checkpoint(const std::string& dir, c10::Device device, std::optional<DType> dtype) {
   const std::string cfg_path = dir + "/config.json";
-  auto cfg = config_from_hf_json(read_json_file(cfg_path), cfg_path);
+  auto cfg = config_from_hf_json(files::read_json(cfg_path), cfg_path);
   if (dtype) cfg.dtype = *dtype;
   const auto shard_of = weight_files(dir);
   std::map<std::string, SafetensorsHeader> headers;  // per file, validated before any tensor is read

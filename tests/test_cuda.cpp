@@ -14,6 +14,25 @@ using namespace osd;
 using osd::test::max_abs_diff;
 using osd::test::random_tokens;
 
+namespace {
+// How many of `prompts` the decoder continues (greedy, n tokens) exactly as `refs`.
+int greedy_matches(SpecDecoder& dec, const std::vector<std::vector<int64_t>>& prompts,
+                   const std::vector<std::vector<int64_t>>& refs, int64_t n) {
+  std::vector<GenerationRequest> reqs;
+  for (const auto& p : prompts) {
+    GenerationRequest r;
+    r.prompt = p;
+    r.max_new_tokens = n;
+    r.sampling.temperature = 0;
+    reqs.push_back(r);
+  }
+  auto out = dec.generate(reqs);
+  int equal = 0;
+  for (size_t i = 0; i < out.size(); ++i) equal += out[i].tokens == refs[i];
+  return equal;
+}
+}  // namespace
+
 #define OSD_REQUIRE_CUDA()                      \
   if (!torch::cuda::is_available()) {           \
     WARN("CUDA not available: skipped");        \
@@ -130,19 +149,8 @@ TEST_CASE("CUDA graphs in speculative decoding: greedy output equals target-only
     o.adaptive_k = adaptive;
     o.k_max = 5;
     SpecDecoder dec(tg, dg, o);
-    std::vector<GenerationRequest> reqs;
-    for (const auto& p : prompts) {
-      GenerationRequest r;
-      r.prompt = p;
-      r.max_new_tokens = 16;
-      r.sampling.temperature = 0;
-      reqs.push_back(r);
-    }
-    auto out = dec.generate(reqs);
-    int equal = 0;
-    for (size_t i = 0; i < out.size(); ++i) equal += out[i].tokens == refs[i];
     INFO("adaptive k " << adaptive);
-    CHECK(equal == static_cast<int>(out.size()));
+    CHECK(greedy_matches(dec, prompts, refs, 16) == static_cast<int>(prompts.size()));
   }
 }
 
@@ -158,16 +166,5 @@ TEST_CASE("draft on another device (CPU) than the target (CUDA): greedy equals t
   o.max_len = 64;
   o.k = 3;
   SpecDecoder dec(tg, draft, o);
-  std::vector<GenerationRequest> reqs;
-  for (const auto& p : prompts) {
-    GenerationRequest r;
-    r.prompt = p;
-    r.max_new_tokens = 12;
-    r.sampling.temperature = 0;
-    reqs.push_back(r);
-  }
-  auto out = dec.generate(reqs);
-  int equal = 0;
-  for (size_t i = 0; i < out.size(); ++i) equal += out[i].tokens == refs[i];
-  CHECK(equal == static_cast<int>(out.size()));
+  CHECK(greedy_matches(dec, prompts, refs, 12) == static_cast<int>(prompts.size()));
 }

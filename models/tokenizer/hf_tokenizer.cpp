@@ -71,23 +71,6 @@ class AddedTokenSplitter {
   bool any_ = false;
 };
 
-std::string trim_start(const std::string& s) {
-  const auto chars = split_chars(s);
-  size_t i = 0;
-  while (i < chars.size() && is_whitespace(code_point(chars[i]))) ++i;
-  return i == chars.size() ? std::string()
-                           : s.substr(static_cast<size_t>(chars[i].data() - s.data()));
-}
-
-std::string trim_end(const std::string& s) {
-  const auto chars = split_chars(s);
-  size_t e = chars.size();
-  while (e > 0 && is_whitespace(code_point(chars[e - 1]))) --e;
-  return e == 0 ? std::string()
-                : s.substr(
-                      0, static_cast<size_t>(chars[e - 1].data() - s.data()) + chars[e - 1].size());
-}
-
 // transformers' clean_up_tokenization (tokenizer_config.json "clean_up_tokenization_spaces").
 std::string clean_up_tokenization(std::string s) {
   static const std::pair<const char*, const char*> rules[] = {
@@ -290,9 +273,9 @@ class HfTokenizer final : public TextTokenizer {
       if (sections[i].added < 0) continue;
       const auto& a = added_[static_cast<size_t>(sections[i].added)];
       if (a.lstrip && i > 0 && sections[i - 1].added < 0)
-        sections[i - 1].text = trim_end(sections[i - 1].text);
+        sections[i - 1].text = trim_whitespace(sections[i - 1].text, false, true);
       if (a.rstrip && i + 1 < sections.size() && sections[i + 1].added < 0)
-        sections[i + 1].text = trim_start(sections[i + 1].text);
+        sections[i + 1].text = trim_whitespace(sections[i + 1].text, true, false);
     }
   }
 
@@ -357,12 +340,7 @@ std::shared_ptr<TextTokenizer> make_hf_tokenizer(const nlohmann::json& tokenizer
 
 nlohmann::json gpt2_tokenizer_json(const std::string& encoder_json_path,
                                    const std::string& merges_path) {
-  nlohmann::json vocab;
-  try {
-    vocab = nlohmann::json::parse(files::read_all(encoder_json_path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(encoder_json_path + ": invalid JSON: " + e.what());
-  }
+  const nlohmann::json vocab = files::read_json(encoder_json_path);
   if (!vocab.is_object()) throw Error(encoder_json_path + ": expected an object {token: id}");
   const std::string text = files::read_all(merges_path);
   nlohmann::json merges = nlohmann::json::array();

@@ -68,19 +68,7 @@ class Replace final : public Normalizer {
 class Strip final : public Normalizer {
  public:
   Strip(bool left, bool right) : left_(left), right_(right) {}
-  std::string apply(std::string s) const override {
-    const auto chars = split_chars(s);
-    size_t b = 0, e = chars.size();
-    auto space = [&](size_t i) { return is_whitespace(code_point(chars[i])); };
-    if (left_)
-      while (b < e && space(b)) ++b;
-    if (right_)
-      while (e > b && space(e - 1)) --e;
-    if (b == e) return {};
-    const size_t from = static_cast<size_t>(chars[b].data() - s.data());
-    const size_t to = static_cast<size_t>(chars[e - 1].data() - s.data()) + chars[e - 1].size();
-    return s.substr(from, to - from);
-  }
+  std::string apply(std::string s) const override { return trim_whitespace(s, left_, right_); }
 
  private:
   bool left_, right_;

@@ -35,16 +35,8 @@ class ByteTokenizer final : public TextTokenizer {
   std::string name() const override { return "bytes"; }
 };
 
-nlohmann::json read_json(const std::string& path) {
-  try {
-    return nlohmann::json::parse(files::read_all(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": invalid JSON: " + e.what());
-  }
-}
-
 nlohmann::json optional_json(const std::string& path) {
-  return files::exists(path) ? read_json(path) : nlohmann::json();
+  return files::exists(path) ? files::read_json(path) : nlohmann::json();
 }
 
 // generation_config.json's bos/eos ids win over tokenizer_config.json's strings, as transformers'
@@ -52,7 +44,7 @@ nlohmann::json optional_json(const std::string& path) {
 void apply_generation_config(TextTokenizer& tok, const std::string& dir) {
   const auto path = dir + "/generation_config.json";
   if (!files::exists(path)) return;
-  const auto g = read_json(path);
+  const auto g = files::read_json(path);
   if (!g.is_object()) throw Error(path + ": not a JSON object");
   auto s = tok.special_tokens();
   auto id = [&](const char* key) -> std::optional<int64_t> {
@@ -77,7 +69,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 std::shared_ptr<TextTokenizer> load_file(const std::string& path, const nlohmann::json& config) {
   if (ends_with(path, ".model"))
     return text::make_sentencepiece_tokenizer(files::read_all(path), path);
-  return text::make_hf_tokenizer(read_json(path), config, path);
+  return text::make_hf_tokenizer(files::read_json(path), config, path);
 }
 
 }  // namespace

@@ -183,4 +183,18 @@ bool is_whitespace(char32_t cp) {
          cat == UTF8PROC_CATEGORY_ZS || cat == UTF8PROC_CATEGORY_ZL || cat == UTF8PROC_CATEGORY_ZP;
 }
 
+std::string trim_whitespace(std::string_view s, bool left, bool right) {
+  const auto chars = split_chars(s);
+  size_t b = 0, e = chars.size();
+  auto space = [&](size_t i) { return is_whitespace(code_point(chars[i])); };
+  if (left)
+    while (b < e && space(b)) ++b;
+  if (right)
+    while (e > b && space(e - 1)) --e;
+  if (b == e) return {};
+  const size_t from = static_cast<size_t>(chars[b].data() - s.data());
+  const size_t to = static_cast<size_t>(chars[e - 1].data() - s.data()) + chars[e - 1].size();
+  return std::string(s.substr(from, to - from));
+}
+
 }  // namespace osd::text

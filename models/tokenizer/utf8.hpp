@@ -28,5 +28,7 @@ enum class NormalForm { NFC, NFD, NFKC, NFKD };
 std::string normalize(std::string_view s, NormalForm form);
 std::string lowercase(std::string_view s);
 bool is_whitespace(char32_t cp);
+// `s` without its leading (left) and/or trailing (right) Unicode whitespace.
+std::string trim_whitespace(std::string_view s, bool left, bool right);
 
 }  // namespace osd::text

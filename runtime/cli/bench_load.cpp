@@ -5,6 +5,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <memory>
+
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,24 +22,18 @@ namespace osd::bench {
 
 namespace {
 
+// Bytes of the checkpoint's weight files (model.safetensors or the shards, and the index).
 uint64_t folder_bytes(const std::string& dir) {
   uint64_t total = 0;
-  for (const char* name : {"model.safetensors", "model.safetensors.index.json"}) {
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+  if (!d) return 0;
+  while (const dirent* e = ::readdir(d.get())) {
+    const std::string name = e->d_name;
+    const bool shard = name.rfind("model", 0) == 0 && name.size() > 12 &&
+                       name.compare(name.size() - 12, 12, ".safetensors") == 0;
+    if (!shard && name != "model.safetensors.index.json") continue;
     struct stat st {};
     if (::stat((dir + "/" + name).c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_size);
-  }
-  for (int i = 1; i <= 999; ++i) {
-    char name[64];
-    bool found = false;
-    for (int n = i; n <= 999 && !found; ++n) {
-      std::snprintf(name, sizeof name, "/model-%05d-of-%05d.safetensors", i, n);
-      struct stat st {};
-      if (::stat((dir + name).c_str(), &st) == 0) {
-        total += static_cast<uint64_t>(st.st_size);
-        found = true;
-      }
-    }
-    if (!found) break;
   }
   return total;
 }
