@@ -22,9 +22,13 @@ struct DistillerState {
   std::unique_ptr<OnlineDistiller> core;
   c10::Device serve_device = c10::Device(c10::kCPU);
   c10::ScalarType serve_dtype = c10::kFloat;
-  int64_t published = 0, rejected = 0, discarded = 0, deferred = 0, updates = 0;
-  int64_t rejected_in_a_row = 0;  // back-off: each rejection in a row doubles the wait (up to 16x)
-  int64_t backoff() const { return int64_t{1} << std::min<int64_t>(4, rejected_in_a_row); }
+  int64_t published = 0, rejected = 0, held = 0, discarded = 0, deferred = 0, updates = 0;
+  // Back-off: each rejection in a row doubles the wait for new records, and so do the first two
+  // held updates in a row (a draft that already fits its traffic trains less); at most 16x.
+  int64_t rejected_in_a_row = 0, held_in_a_row = 0;
+  int64_t backoff() const {
+    return int64_t{1} << std::min<int64_t>(4, rejected_in_a_row + std::min<int64_t>(2, held_in_a_row));
+  }
   nlohmann::json trace = nlohmann::json::array();  // one slice per update (Chrome trace)
   UpdateReport last;
   static inline const char* name = "osd.distiller";
@@ -103,18 +107,20 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
                {"dur", std::chrono::duration<double, std::micro>(t1 - t0).count()},
                {"args", {{"decision", rep.decision}, {"version", rep.version}}}});
         ++st.updates;
-        if (rep.published)
+        if (rep.published) {
           ++st.published;
-        else if (rep.decision == "rejected by guard")
+          st.rejected_in_a_row = st.held_in_a_row = 0;
+        } else if (rep.decision == "rejected by guard") {
           ++st.rejected;
-        if (rep.published)
-          st.rejected_in_a_row = 0;
-        else if (rep.decision == "rejected by guard")
           ++st.rejected_in_a_row;
-        else if (rep.decision.rfind("deferred", 0) == 0)
+        } else if (rep.decision == "held") {
+          ++st.held;
+          ++st.held_in_a_row;
+        } else if (rep.decision.rfind("deferred", 0) == 0) {
           ++st.deferred;
-        else
+        } else {
           ++st.discarded;
+        }
         st.last = rep;
         log::info(log::cat("distiller route ", opt.route, ": ", rep.decision, " (version ",
                            rep.version, ", loss ", rep.loss, ", held-out acceptance ",
@@ -161,6 +167,7 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
                               {"updates", s.updates},
                               {"published", s.published},
                               {"rejected_by_guard", s.rejected},
+                              {"held", s.held},
                               {"discarded", s.discarded},
                               {"deferred", s.deferred},
                               {"backoff", s.backoff()},

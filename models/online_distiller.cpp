@@ -120,10 +120,14 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
   rep.acceptance_candidate = heldout_acceptance(*trainable_, heldout);
   rep.acceptance_current = heldout_acceptance(*published_, heldout);
   if (!std::isfinite(rep.acceptance_candidate) ||
-      rep.acceptance_candidate < rep.acceptance_current - opt_.guard_margin) {
+      rep.acceptance_candidate < rep.acceptance_current - std::max(opt_.rollback_margin, opt_.guard_margin)) {
     trainable_->copy_weights_from(*published_);  // roll back to the last good weights
     reset_optimizer();
     rep.decision = "rejected by guard";
+    return rep;
+  }
+  if (rep.acceptance_candidate < rep.acceptance_current - opt_.guard_margin) {
+    rep.decision = "held";  // no clear gain yet: keep training from here, publish nothing
     return rep;
   }
   published_->copy_weights_from(*trainable_);

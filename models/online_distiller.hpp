@@ -5,9 +5,14 @@
 // of buffered records, runs a few gradient steps of the chosen loss (linear warm-up, then
 // constant lr as in the paper; gradient clipping), then guards the candidate: on the held-out
 // records it compares the acceptance the traffic sees (sum_x min(p, q) for sampled requests,
-// argmax agreement for greedy ones) of the candidate with the published draft's, and publishes only if it is not worse by more than guard_margin. A step
-// whose loss or gradient is not finite is discarded before it touches the weights; a rejected
-// candidate is rolled back to the published weights (optimizer moments reset).
+// argmax agreement for greedy ones) of the candidate with the published draft's:
+//   candidate >= published - guard_margin     -> published (guard_margin < 0 demands a gain);
+//   candidate <  published - rollback_margin  -> "rejected by guard": rolled back to the published
+//                                                weights, optimizer moments reset (a bad step);
+//   in between                                -> "held": not published, but the trainable copy
+//                                                keeps its progress, so gains smaller than one
+//                                                update's noise accumulate until they show.
+// A step whose loss or gradient is not finite is discarded before it touches the weights.
 #include <ATen/core/Tensor.h>
 
 #include <memory>
@@ -34,13 +39,14 @@ struct DistillOptions {
   int64_t batch = 64;            // records per gradient step
   int64_t steps_per_update = 4;  // gradient steps per update
   double guard_margin = -0.01;   // publish unless held-out acceptance drops by more than this (< 0: must gain)
+  double rollback_margin = 0.05; // roll back when held-out acceptance drops by more than this
   int64_t min_heldout = 8;       // fewer held-out records: keep training, publish nothing yet
   bool inject_nan = false;       // tests: every loss becomes NaN
 };
 
 struct UpdateReport {
   bool published = false;
-  std::string decision;          // published | rejected by guard | deferred: ... | discarded: ...
+  std::string decision;          // published | held | rejected by guard | deferred: ... | discarded: ...
   double loss = 0;               // mean loss of the finite steps
   double acceptance_candidate = -1, acceptance_current = -1;  // on held-out (-1: not evaluated)
   int64_t version = 0;           // published version after this update

@@ -180,7 +180,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       DistillerOptions dopt;
       const auto& on = o.online;
       dopt.train = DistillOptions{*loss, on.jsd_beta, on.lr, on.weight_decay, on.warmup_steps, on.clip, on.batch,
-                                  on.steps_per_update, on.guard_margin, on.min_heldout, on.inject_nan};
+                                  on.steps_per_update, on.guard_margin, on.rollback_margin, on.min_heldout,
+                                  on.inject_nan};
       dopt.min_new_records = on.min_new_records;
       dopt.route = static_cast<int64_t>(r);
       if (!on.state_dir.empty()) dopt.state_dir = state_dir(r);

@@ -49,6 +49,7 @@ struct OnlineOptions {
   int64_t buffer_bytes = 64 << 20;   // buffer memory budget, split evenly over routes (oldest evicted first)
   int64_t heldout_every = 10;        // every n-th record is held out for the guard
   double guard_margin = -0.01;       // publish unless held-out acceptance drops by more (< 0: must gain that much)
+  double rollback_margin = 0.05;     // roll the trainable copy back when it drops by more than this
   int64_t min_heldout = 8;
   bool inject_nan = false;           // tests: every training loss is NaN
   // Persistence: each route's draft (HF format), optimizer state and version are saved in

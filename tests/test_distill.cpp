@@ -121,6 +121,20 @@ TEST_CASE("online distiller: updates raise held-out acceptance, guard and NaN pa
   CHECK(sab.version() == 0);
   CHECK(OnlineDistiller::heldout_acceptance(*sab.snapshot(c10::Device(c10::kCPU), torch::kFloat32), heldout) ==
         Approx(end).margin(1e-6));
+  // Held updates: a guard that demands more gain than one update brings publishes nothing, but
+  // the trained copy keeps its progress (it is not rolled back), so the gain accumulates.
+  DistillOptions strict = o;
+  strict.steps_per_update = 2;
+  strict.guard_margin = -1.0;    // would need +1.0 acceptance in one update: never publishes
+  strict.rollback_margin = 1.0;  // never rolls back
+  OnlineDistiller held(*draft, strict);
+  UpdateReport first = held.update(train, heldout), h;
+  for (int u = 0; u < 12; ++u) h = held.update(train, heldout);
+  CHECK(first.decision == "held");
+  CHECK(h.decision == "held");
+  CHECK(held.version() == 0);
+  CHECK(h.acceptance_current == Approx(start).margin(1e-9));  // the published draft is untouched
+  CHECK(h.acceptance_candidate > first.acceptance_candidate + 0.05);
   DistillOptions nan = o;
   nan.inject_nan = true;
   OnlineDistiller nd(*snap, nan);
