@@ -2,16 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "actors/messages.hpp"
 
-#ifdef OSD_WITH_CUDA
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
+#include "models/device_stream.hpp"
 #include "runtime/logging/log.hpp"
 
 namespace osd {
@@ -20,6 +16,8 @@ namespace {
 
 struct DistillerState {
   std::unique_ptr<OnlineDistiller> core;
+  std::unique_ptr<ActorStream> stream;    // its CUDA stream: training overlaps serving
+  std::unique_ptr<GpuTimeline> timeline;  // GPU spans of its updates (opt.trace)
   c10::Device serve_device = c10::Device(c10::kCPU);
   c10::ScalarType serve_dtype = c10::kFloat;
   int64_t published = 0, rejected = 0, held = 0, discarded = 0, deferred = 0, updates = 0;
@@ -35,30 +33,6 @@ struct DistillerState {
 };
 
 using Self = caf::stateful_actor<DistillerState>;
-
-// The distiller's CUDA stream for the scope of one update (a no-op on the CPU and in CPU builds).
-class TrainingStream {
- public:
-  explicit TrainingStream(c10::Device device) {
-#ifdef OSD_WITH_CUDA
-    if (device.is_cuda()) {
-      stream_.emplace(c10::cuda::getStreamFromPool(false, device.index()));
-      guard_.emplace(*stream_);
-    }
-#endif
-  }
-  void synchronize() {
-#ifdef OSD_WITH_CUDA
-    if (stream_) stream_->synchronize();
-#endif
-  }
-
- private:
-#ifdef OSD_WITH_CUDA
-  std::optional<c10::cuda::CUDAStream> stream_;
-  std::optional<c10::cuda::CUDAStreamGuard> guard_;
-#endif
-};
 
 void save(Self* self, const DistillerOptions& opt) {
   try {
@@ -87,11 +61,15 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
         try {
           // On CUDA the update runs on a stream of its own, so it overlaps the verifier's and the
           // drafters' kernels; the snapshot is complete (stream synchronised) before it is sent.
-          TrainingStream stream(st.serve_device);
-          rep = st.core->update(batch.train, batch.heldout);
-          if (rep.published && !opt.shadow)
-            snapshot = st.core->snapshot(st.serve_device, st.serve_dtype);
-          stream.synchronize();
+          st.stream->run_on([&] {
+            const size_t span = st.timeline->begin();
+            rep = st.core->update(batch.train, batch.heldout);
+            if (rep.published && !opt.shadow)
+              snapshot = st.core->snapshot(st.serve_device, st.serve_dtype);
+            st.timeline->end(span, "distill update",
+                             nlohmann::json{{"decision", rep.decision}, {"records", batch.train.size()}}.dump());
+          });
+          st.stream->synchronize();
         } catch (const std::exception& e) {
           rep.decision = std::string("failed: ") + e.what();
           rep.published = false;
@@ -153,10 +131,16 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
   else
     st.core = std::make_unique<OnlineDistiller>(*draft, opt.train, draft->device());
   st.serve_device = draft->device();
+  st.stream = std::make_unique<ActorStream>(st.serve_device);
+  st.timeline = std::make_unique<GpuTimeline>(opt.trace ? st.serve_device : c10::Device(c10::kCPU), "distiller");
   st.serve_dtype = draft->dtype();
   next_update(self, opt, buffer, verifier, metrics);
   return {
-      [=](trace_atom) -> std::string { return self->state.trace.dump(); },
+      [=](trace_atom) -> std::string {
+        auto events = self->state.trace;
+        for (auto& e : nlohmann::json::parse(self->state.timeline->chrome_events())) events.push_back(std::move(e));
+        return events.dump();
+      },
       [=](save_atom) -> int64_t {
         if (!opt.state_dir.empty()) save(self, opt);
         return self->state.core->version();

@@ -26,6 +26,7 @@ struct DistillerOptions {
   int64_t max_updates = 0;       // stop training after this many published updates (0: never)
   bool shadow = false;           // train and guard, never publish (measures the distiller's cost)
   int64_t update_every_ms = 0;   // also update after this long once any record is new (0: only min_new_records)
+  bool trace = false;            // record CUDA events per update (GPU trace)
 };
 
 caf::actor spawn_distiller(caf::actor_system& sys, std::shared_ptr<const Transformer> draft, DistillerOptions opt,

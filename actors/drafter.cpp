@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "actors/messages.hpp"
+#include "models/device_stream.hpp"
 #include "models/proposer.hpp"
 
 namespace osd {
@@ -11,6 +12,8 @@ namespace {
 
 struct DrafterState {
   std::unique_ptr<DraftProposer> proposer;
+  std::unique_ptr<ActorStream> stream;      // its CUDA stream (no-op on the CPU)
+  std::unique_ptr<GpuTimeline> timeline;    // GPU spans of its proposals (opt.trace)
   int64_t proposals = 0;
   int64_t version = 0;
   static inline const char* name = "osd.drafter";
@@ -21,9 +24,14 @@ caf::error as_error(const std::exception& e) { return caf::make_error(caf::sec::
 caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<Transformer> draft,
                       DrafterOptions opt) {
   self->state.version = opt.version;
-  self->state.proposer = std::make_unique<DraftProposer>(std::move(draft), opt.num_slots, opt.max_len);
+  self->state.stream = std::make_unique<ActorStream>(draft->device());
+  self->state.timeline = std::make_unique<GpuTimeline>(opt.trace ? draft->device() : c10::Device(c10::kCPU), "drafter");
+  self->state.stream->run_on([&] {  // the cache is made on it
+    self->state.proposer = std::make_unique<DraftProposer>(std::move(draft), opt.num_slots, opt.max_len);
+  });
   return {
     [=](add_atom, SeqId id, const std::vector<int64_t>& prompt, const SamplingParams& sp) -> caf::result<void> {
+      self->state.stream->make_current();
       try {
         self->state.proposer->add(id, prompt, sp);
         return caf::unit;
@@ -33,15 +41,21 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
     },
     [=](propose_atom, const std::vector<SeqId>& ids, const std::vector<int64_t>& ks) -> caf::result<Proposals> {
       if (++self->state.proposals == opt.fail_on_proposal) throw std::runtime_error("injected drafter failure");
+      auto& st = self->state;
+      st.stream->make_current();
       try {
-        auto p = self->state.proposer->propose(ids, ks);
-        p.draft_version = self->state.version;
+        const size_t span = st.timeline->begin();
+        auto p = st.proposer->propose(ids, ks);
+        p.draft_version = st.version;
+        st.timeline->end(span, "propose", "{\"batch\":" + std::to_string(ids.size()) + "}");
+        p.ready = st.stream->mark();  // the verifier's stream waits for this, not the host
         return p;
       } catch (const std::exception& e) {
         return as_error(e);
       }
     },
     [=](commit_atom, const VerdictList& verdicts) {
+      self->state.stream->make_current();
       for (const auto& v : verdicts) {
         try {
           self->state.proposer->commit(v);
@@ -51,9 +65,11 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
       }
     },
     [=](remove_atom, SeqId id) { self->state.proposer->remove(id); },
+    [=](trace_atom) -> std::string { return self->state.timeline->chrome_events(); },
     // How often this draft's greedy choice equals tokens[t] for t >= from (the router's
     // evaluation of which draft fits a finished request best). Reads the weights only.
     [=](score_atom, const std::vector<int64_t>& tokens, int64_t from) -> caf::result<double> {
+      self->state.stream->make_current();
       try {
         auto& model = const_cast<Transformer&>(self->state.proposer->model());
         const int64_t limit = model.config().max_position_embeddings;
@@ -75,6 +91,7 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
     // non-const because torch::nn::Module's API is).
     [=](swap_atom, const WeightsSnapshot& snap) {
       if (!snap.model || snap.version <= self->state.version) return;
+      self->state.stream->make_current();
       self->state.proposer->set_model(std::const_pointer_cast<Transformer>(snap.model));
       self->state.version = snap.version;
     },

@@ -5,6 +5,8 @@
 //   (commit_atom, VerdictList)                  -> void     roll back to the accepted prefix
 //   (remove_atom, SeqId)                        -> void
 //   (swap_atom, WeightsSnapshot)                            new draft weights, used from the next proposal
+//   (trace_atom)                                -> string   its GPU spans (Chrome trace events; "[]" on the CPU)
+// On CUDA it runs on a stream of its own; each Proposals carries a mark of that stream (ready).
 // An exception escaping a handler kills the actor; the verifier monitors it and respawns it.
 #include <caf/fwd.hpp>
 
@@ -20,6 +22,7 @@ struct DrafterOptions {
   int64_t max_len = 2048;
   int64_t fail_on_proposal = -1;  // tests: throw (uncaught) on this proposal, 1-based; -1 never
   int64_t version = 0;            // version of the weights it starts with
+  bool trace = false;             // record CUDA events per proposal (GPU trace)
 };
 
 caf::actor spawn_drafter(caf::actor_system& sys, std::shared_ptr<Transformer> draft, DrafterOptions opt);

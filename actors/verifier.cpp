@@ -8,6 +8,7 @@
 
 #include "actors/messages.hpp"
 #include "models/adaptive_k.hpp"
+#include "models/device_stream.hpp"
 #include "models/distill_buffer.hpp"
 #include "models/rejection_sampler.hpp"
 #include "models/scorer.hpp"
@@ -51,6 +52,8 @@ struct Route {
 
 struct VerifierState {
   std::unique_ptr<TargetScorer> scorer;
+  std::unique_ptr<ActorStream> stream;    // its CUDA stream (no-op on the CPU)
+  std::unique_ptr<GpuTimeline> timeline;  // GPU spans of its rounds (opt.trace)
   std::shared_ptr<Transformer> target;
   caf::actor intake, metrics, router;
   std::vector<Route> routes;
@@ -136,6 +139,7 @@ void finish_seq(Self* self, SeqId sid, const std::string& finish, const std::str
 // Admit waiting submissions into free slots, joining the smallest idle group.
 void admit_waiting(Self* self) {
   auto& st = self->state;
+  st.stream->make_current();
   while (!st.waiting.empty() && st.scorer->free_slots() > 0) {
     auto [sub, sink] = std::move(st.waiting.front());
     st.waiting.pop_front();
@@ -214,14 +218,13 @@ void round_failed(Self* self, size_t g, const std::string& code, const std::stri
 // The target's distributions at verified positions go to the buffer: the logits are the ones
 // this round already computed (no extra target pass). Position j's context is the sequence so
 // far plus the first j draft tokens.
-void send_records(Self* self, int64_t route, const caf::actor& buffer, const Proposals& prop, const at::Tensor& logits,
-                  const std::vector<int64_t>& accepted, const std::vector<Seq*>& rows) {
+void send_records(Self* self, int64_t route, const caf::actor& buffer, const Proposals& prop, const StagedTopK& staged,
+                  int64_t K1, const std::vector<int64_t>& accepted, const std::vector<Seq*>& rows) {
   auto& st = self->state;
   std::vector<int64_t> flat;  // row * (K + 1) + position
   std::vector<std::vector<int64_t>> contexts;
   std::vector<int64_t> sources;
   std::vector<bool> greedy;
-  const int64_t K1 = logits.size(1);
   for (size_t i = 0; i < rows.size(); ++i) {
     const int64_t k = prop.k[i], n = accepted[i];
     if (k == 0) continue;
@@ -237,9 +240,7 @@ void send_records(Self* self, int64_t route, const caf::actor& buffer, const Pro
     }
   }
   if (flat.empty()) return;
-  auto sel = torch::tensor(flat).to(logits.device());
-  auto probs = torch::softmax(logits.view({-1, logits.size(2)}).index_select(0, sel), -1);  // [M, V]
-  auto records = compact_distributions(probs, st.opt.record_top_k);
+  auto records = compact_rows(staged, flat);
   for (size_t m = 0; m < records.size(); ++m) {
     records[m].context = std::move(contexts[m]);
     records[m].route = route;
@@ -261,12 +262,21 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
     params.push_back(rows[i]->sub.request.sampling);
     rngs.push_back(&rows[i]->rng);
   }
+  const size_t span = st.timeline->begin();
   auto logits = st.scorer->score(prop);                                        // [B, K + 1, V]
   if (++st.rounds == st.opt.fail_on_round) throw std::runtime_error("injected verifier failure");
-  auto verified = verify_round(prop, logits, params, rngs);
-  const auto& out = verified.out;
   const int64_t route = st.groups[g].route;
-  if (st.speculative && st.routes[route].buffer) send_records(self, route, st.routes[route].buffer, prop, logits, out.accepted, rows);
+  const bool record = st.speculative && st.routes[route].buffer && prop.tokens.size(1) > 0;
+  // The target's top-k at every position, queued before the accepted tokens are read, so that one
+  // host sync serves both.
+  StagedTopK staged;
+  if (record)
+    staged = stage_top_k(torch::softmax(logits.view({-1, logits.size(2)}), -1), st.opt.record_top_k, true);
+  auto verified = verify_round(prop, logits, params, rngs);                    // the round's host sync
+  st.timeline->end(span, "verify g" + std::to_string(g),
+                   "{\"batch\":" + std::to_string(B) + ",\"k\":" + std::to_string(prop.tokens.size(1)) + "}");
+  const auto& out = verified.out;
+  if (record) send_records(self, route, st.routes[route].buffer, prop, staged, logits.size(1), out.accepted, rows);
   VerdictList verdicts;
   RoundMetrics rm;
   rm.batch = B;
@@ -320,6 +330,9 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
 }
 
 void verify_and_continue(Self* self, size_t g, const Proposals& prop) {
+  // The drafter's stream finished the proposal before this stream reads it (a GPU-side wait).
+  self->state.stream->make_current();
+  self->state.stream->wait(prop.ready.get(), {prop.tokens, prop.probs});
   try {
     verify_round(self, g, prop);
   } catch (const std::exception& e) {
@@ -381,7 +394,9 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
                        caf::actor intake, caf::actor metrics, std::vector<caf::actor> buffers, VerifierOptions opt) {
   auto& st = self->state;
   st.target = target;
-  st.scorer = std::make_unique<TargetScorer>(target, opt.num_slots, opt.max_len);
+  st.stream = std::make_unique<ActorStream>(target->device());
+  st.timeline = std::make_unique<GpuTimeline>(opt.trace ? target->device() : c10::Device(c10::kCPU), "verifier");
+  st.stream->run_on([&] { st.scorer = std::make_unique<TargetScorer>(target, opt.num_slots, opt.max_len); });
   st.intake = intake;
   st.metrics = metrics;
   st.opt = opt;
@@ -485,7 +500,11 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
       self->send(route.drafter, swap_atom_v, std::move(snap));
     },
     [=](route_atom, caf::actor router) { self->state.router = std::move(router); },
-    [=](trace_atom) -> std::string { return nlohmann::json{{"traceEvents", self->state.trace}}.dump(); },
+    [=](trace_atom) -> std::string {
+      auto events = self->state.trace;
+      for (auto& e : nlohmann::json::parse(self->state.timeline->chrome_events())) events.push_back(std::move(e));
+      return nlohmann::json{{"traceEvents", events}}.dump();
+    },
     [=](stats_atom) -> std::string {
       auto& s = self->state;
       double idle = s.idle_ms + (s.busy_groups == 0 ? ms_since(s.idle_since) : 0.0);

@@ -7,23 +7,43 @@
 
 namespace osd {
 
-std::vector<DistillRecord> compact_distributions(const at::Tensor& probs_in, int64_t top_k) {
-  check_dims(probs_in, 2, "compact_distributions probs [N, V]");
-  const int64_t N = probs_in.size(0), V = probs_in.size(1);
+StagedTopK stage_top_k(const at::Tensor& probs_in, int64_t top_k, bool async) {
+  check_dims(probs_in, 2, "stage_top_k probs [N, V]");
+  const int64_t V = probs_in.size(1);
   const int64_t K = top_k <= 0 || top_k >= V ? V : top_k;
   auto top = probs_in.to(torch::kFloat32).topk(K, -1);
-  auto vals = std::get<0>(top).cpu().contiguous(), ids = std::get<1>(top).cpu().contiguous();
-  std::vector<DistillRecord> out(N);
-  for (int64_t i = 0; i < N; ++i) {
-    const float* v = vals[i].data_ptr<float>();
-    const int64_t* d = ids[i].data_ptr<int64_t>();
-    out[i].top_probs.assign(v, v + K);
-    out[i].top_ids.assign(d, d + K);
+  auto vals = std::get<0>(top), ids = std::get<1>(top);                  // [N, K]
+  if (!async || !vals.is_cuda()) return {vals.cpu().contiguous(), ids.cpu().contiguous()};
+  auto pinned = [](const at::Tensor& t) {
+    auto host = torch::empty(t.sizes(), t.options().device(torch::kCPU).pinned_memory(true));
+    host.copy_(t, /*non_blocking=*/true);
+    return host;
+  };
+  return {pinned(vals.contiguous()), pinned(ids.contiguous())};
+}
+
+std::vector<DistillRecord> compact_rows(const StagedTopK& staged, const std::vector<int64_t>& rows) {
+  const int64_t N = staged.probs.size(0), K = staged.probs.size(1);
+  std::vector<DistillRecord> out(rows.size());
+  for (size_t m = 0; m < rows.size(); ++m) {
+    const int64_t i = rows[m];
+    if (i < 0 || i >= N) throw Error("compact_rows: row " + std::to_string(i) + " outside the staged top-k");
+    const float* v = staged.probs.data_ptr<float>() + i * K;
+    const int64_t* d = staged.ids.data_ptr<int64_t>() + i * K;
+    out[m].top_probs.assign(v, v + K);
+    out[m].top_ids.assign(d, d + K);
     double mass = 0;
     for (int64_t j = 0; j < K; ++j) mass += v[j];
-    out[i].tail = static_cast<float>(std::max(0.0, 1.0 - mass));
+    out[m].tail = static_cast<float>(std::max(0.0, 1.0 - mass));
   }
   return out;
+}
+
+std::vector<DistillRecord> compact_distributions(const at::Tensor& probs, int64_t top_k) {
+  auto staged = stage_top_k(probs, top_k, /*async=*/false);
+  std::vector<int64_t> rows(staged.probs.size(0));
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i);
+  return compact_rows(staged, rows);
 }
 
 at::Tensor rebuild_distributions(const std::vector<DistillRecord>& records, int64_t vocab) {

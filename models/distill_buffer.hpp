@@ -36,6 +36,16 @@ struct DistillRecord {
 
 // probs: [N, V] float32 rows -> records (contexts filled by the caller). top_k = 0: full rows.
 std::vector<DistillRecord> compact_distributions(const at::Tensor& probs, int64_t top_k);
+// The same in two halves, so the verifier reads the records with the host sync it already makes
+// for the accepted tokens: stage_top_k queues the top-k of probs [N, V] on its device and a copy
+// into pinned host memory that does not block (async = true on CUDA); after the stream's next
+// synchronisation compact_rows turns the chosen rows into records.
+struct StagedTopK {
+  at::Tensor probs;  // [N, K] float32, host
+  at::Tensor ids;    // [N, K] int64, host
+};
+StagedTopK stage_top_k(const at::Tensor& probs, int64_t top_k, bool async);
+std::vector<DistillRecord> compact_rows(const StagedTopK& staged, const std::vector<int64_t>& rows);
 // The teacher distributions of records: [N, V] float32 on the CPU.
 at::Tensor rebuild_distributions(const std::vector<DistillRecord>& records, int64_t vocab);
 

@@ -14,12 +14,15 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "models/sampling.hpp"
 
 namespace osd {
+
+class StreamMark;  // models/device_stream.hpp
 
 using SeqId = int64_t;
 
@@ -70,6 +73,10 @@ struct Proposals {
   double start_us = 0;          // steady-clock microseconds when the proposal started (traces)
   int64_t draft_steps = 0;      // draft forward passes it took
   int64_t draft_version = 0;    // version of the draft weights that proposed
+  // On CUDA: the point of the drafter's stream after which tokens and probs are complete; the
+  // verifier's stream waits for it on the GPU (null on the CPU; not serialized: a remote drafter's
+  // tensors arrive complete).
+  std::shared_ptr<const StreamMark> ready;
 
   // No draft tokens for these rows (target-only rounds): tokens [B, 0], probs [B, 0, vocab].
   static Proposals none(std::vector<SeqId> ids, std::vector<int64_t> k, int64_t vocab, c10::Device device);

@@ -138,7 +138,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     impl->route_names.push_back(o.routes[r].name);
     const int64_t fail_on = r == 0 ? o.inject_drafter_failure : -1;
     impl->drafters.push_back(
-        spawn_drafter(sys, o.routes[r].draft, DrafterOptions{o.max_batch, o.max_len, fail_on, versions[r]}));
+        spawn_drafter(sys, o.routes[r].draft, DrafterOptions{o.max_batch, o.max_len, fail_on, versions[r], o.trace}));
   }
   VerifierOptions vo;
   vo.num_slots = o.max_batch;
@@ -171,7 +171,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     vo.drafter_factory = [sys_ptr, routes, o](int64_t r, std::shared_ptr<const Transformer> latest, int64_t version) {
       // The newest published snapshot if there is one (immutable; forward() only reads it).
       auto weights = latest ? std::const_pointer_cast<Transformer>(latest) : routes[r].draft;
-      return spawn_drafter(*sys_ptr, weights, DrafterOptions{o.max_batch, o.max_len, -1, version});
+      return spawn_drafter(*sys_ptr, weights, DrafterOptions{o.max_batch, o.max_len, -1, version, o.trace});
     };
   }
   impl->verifier = spawn_verifier(sys, o.target, impl->drafters, impl->intake, impl->metrics, impl->buffers, vo);
@@ -189,6 +189,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       dopt.max_updates = on.max_updates;
       dopt.shadow = on.shadow;
       dopt.update_every_ms = on.update_every_ms;
+      dopt.trace = o.trace;
       impl->distillers.push_back(
           spawn_distiller(sys, o.routes[r].draft, dopt, impl->buffers[r], impl->verifier, impl->metrics));
     }
@@ -279,21 +280,21 @@ std::string Runtime::trace_json() {
   std::string out = "{\"traceEvents\":[]}";
   self->request(impl_->verifier, std::chrono::seconds(10), trace_atom_v)
       .receive([&](const std::string& s) { out = s; }, [&](caf::error&) {});
-  if (!impl_->distillers.empty()) {  // the distillers' updates on tracks of their own
-    auto merged = nlohmann::json::parse(out);
-    for (size_t r = 0; r < impl_->distillers.size(); ++r)
-      self->request(impl_->distillers[r], std::chrono::seconds(10), trace_atom_v)
+  // The distillers' updates and the drafters' GPU spans on tracks of their own (route names
+  // after the first route's). Drafters restarted after a failure are not asked.
+  auto merged = nlohmann::json::parse(out);
+  for (const auto* actors : {&impl_->distillers, &impl_->drafters})
+    for (size_t r = 0; r < actors->size(); ++r)
+      self->request((*actors)[r], std::chrono::seconds(10), trace_atom_v)
           .receive(
               [&](const std::string& s) {
                 for (auto& e : nlohmann::json::parse(s)) {
-                  if (r > 0) e["tid"] = "distiller " + impl_->route_names[r];
+                  if (r > 0) e["tid"] = e["tid"].get<std::string>() + " " + impl_->route_names[r];
                   merged["traceEvents"].push_back(e);
                 }
               },
               [&](caf::error&) {});
-    out = merged.dump();
-  }
-  return out;
+  return merged.dump();
 }
 
 void Runtime::shutdown(bool finish_in_flight) {

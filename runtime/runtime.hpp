@@ -164,7 +164,9 @@ class Runtime {
   void cancel(const std::string& id);
   std::string stats_json();  // metrics + intake + verifier, one JSON object
   // Chrome trace (chrome://tracing, Perfetto) of recorded rounds: one track per actor, one
-  // slice per proposal and per verification. Empty unless RuntimeOptions.trace.
+  // slice per proposal, verification and distillation update, timed on the host; on CUDA also
+  // "<actor> (GPU)" tracks timed by CUDA events on each actor's stream. Empty unless
+  // RuntimeOptions.trace.
   std::string trace_json();
   // Refuses new work, then finishes (or, with false, cancels) everything in flight, then stops
   // the actors. Every submitted request gets exactly one result either way.

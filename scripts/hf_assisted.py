@@ -23,6 +23,7 @@ def main():
     ap.add_argument("--corpora", required=True)
     ap.add_argument("--domains", nargs="+", default=["python", "c", "english"])
     ap.add_argument("--prompts", type=int, default=10)
+    ap.add_argument("--skip", type=int, default=0, help="skip the first N prompts of each domain (as osd-bench online --skip)")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -44,9 +45,9 @@ def main():
     run(warm, None)
     run(warm, draft)
     rows, result = [], {"device": torch.cuda.get_device_name(0), "transformers": __import__("transformers").__version__,
-                        "torch": torch.__version__, "new_tokens": a.new_tokens, "prompts_per_domain": a.prompts, "domains": {}}
+                        "torch": torch.__version__, "new_tokens": a.new_tokens, "prompts_per_domain": a.prompts, "skipped_per_domain": a.skip, "domains": {}}
     for d in a.domains:
-        prompts = [json.loads(l)["prompt"] for l in open(os.path.join(a.corpora, f"{d}.prompts.jsonl"))][: a.prompts]
+        prompts = [json.loads(l)["prompt"] for l in open(os.path.join(a.corpora, f"{d}.prompts.jsonl"))][a.skip : a.skip + a.prompts]
         plain_t, assisted_t, same = [], [], 0
         for p in prompts:
             ids = list(p.encode("utf-8"))

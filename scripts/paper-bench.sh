@@ -3,16 +3,20 @@
 # outlive a lease there): builds osd against CUDA libtorch, trains a 12-layer ~117M-parameter
 # byte-level target on all three corpora (python, c, english from Debian packages) and a 2-layer
 # draft on python only, then measures, side by side on one card:
-#   1. shift: python -> c -> english, REQUESTS per domain at concurrency 16: acceptance per window
-#      (static vs online draft), tokens/s of target-only / static / online / shadow (distiller cost);
-#   2. batch 1: latency per request, target-only / static / online, on the first PROMPTS prompts;
-#   3. HF transformers on the same checkpoints and prompts: generate with and without assistant_model.
+#   shift: python -> c -> english, REQUESTS per domain at concurrency 16, one draft route per
+#          domain: acceptance per window (static vs online draft), tokens/s of target-only /
+#          static / online / shadow (the distiller's cost); the online replay's Chrome trace
+#          (host and CUDA-event tracks per actor); the adapted drafts are saved;
+#   b1:    batch 1 on PROMPTS prompts of each domain that the shift run did not serve: latency of
+#          target-only, static speculation and online speculation starting from the drafts the
+#          shift run adapted;
+#   hf:    HF transformers on the same checkpoints and prompts: generate with and without
+#          assistant_model.
 # Usage (with .gpu/ carried: debs, corpora-paper.tar.gz):
-#   [PHASES="b1 hf shift"] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
-# (one 600-second device command fits training and two of the three phases).
+#   [PHASES="shift b1 hf"] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
 set -uo pipefail
 out=${1:?usage: paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]}
-train_s=${2:-170} requests=${3:-300} prompts=${4:-10} phases=${PHASES:-b1 hf shift}
+train_s=${2:-150} requests=${3:-300} prompts=${4:-10} phases=${PHASES:-shift b1 hf}
 phase() { [[ " $phases " == *" $1 "* ]]; }
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -34,20 +38,22 @@ t0=$(date +%s)
 echo "target: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
 ./build-cuda/osd-train --data python=$C/python.train.txt --eval python=$C/python.eval.txt \
-  --dim 256 --layers 2 --heads 4 --max-pos 1024 --seq-len 256 --batch 32 --steps 800 --lr 2e-3 --warmup 50 \
-  --eval-every 0 --eval-batches 4 --seed 2 --device cuda --time-budget 25 --out $P/draft --json \
+  --dim 512 --layers 2 --heads 8 --max-pos 1024 --seq-len 256 --batch 32 --steps 3000 --lr 2e-3 --warmup 100 \
+  --eval-every 0 --eval-batches 4 --seed 2 --device cuda --time-budget 40 --out $P/draft --json \
   2>"$out/train-draft.err" | tee "$out/train-draft.txt" | tail -4
 echo "draft: $(( $(date +%s) - t0 )) s"
 common=(--target $P/target --draft $P/draft --corpora $C --device cuda --dtype bfloat16 --k 4 --new-tokens 64)
 t0=$(date +%s)
-phase b1 && ./build-cuda/osd-bench online "${common[@]}" --requests "$prompts" --window "$prompts" --concurrency 1 \
-  --replays target static online --json 2>&1 | tee "$out/b1.txt" | tail -12
+phase shift && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$requests" --window 50 --concurrency 16 \
+  --online-state $P/online --trace "$out/trace.json" --tsv "$out/shift.tsv" --json 2>"$out/shift-c16.log" \
+  | tee "$out/shift-c16.txt" | tail -30
+[ -f "$out/trace.json" ] && gzip -9f "$out/trace.json"
+echo "shift: $(( $(date +%s) - t0 )) s"
+t0=$(date +%s)
+phase b1 && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$prompts" --skip "$requests" --window "$prompts" --concurrency 1 \
+  --online-state $P/online --replays target static online --json 2>"$out/b1.log" | tee "$out/b1.txt" | tail -14
 echo "batch 1: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
-phase hf && python3 scripts/hf_assisted.py --target $P/target --draft $P/draft --corpora $C --prompts "$prompts" --new-tokens 64 \
-  --json "$out/hf.json" 2>"$out/hf.err" | grep -v "^{" ; tail -3 "$out/hf.err"
+phase hf && python3 scripts/hf_assisted.py --target $P/target --draft $P/draft --corpora $C --prompts "$prompts" --skip "$requests" \
+  --new-tokens 64 --json "$out/hf.json" 2>"$out/hf.err" | grep -v "^{" ; tail -3 "$out/hf.err"
 echo "hf: $(( $(date +%s) - t0 )) s"
-t0=$(date +%s)
-phase shift && ./build-cuda/osd-bench online "${common[@]}" --requests "$requests" --window 50 --concurrency 16 \
-  --tsv "$out/shift.tsv" --json 2>"$out/shift-c16.log" | tee "$out/shift-c16.txt" | tail -30
-echo "shift: $(( $(date +%s) - t0 )) s"

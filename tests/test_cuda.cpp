@@ -4,7 +4,10 @@
 
 #include <torch/cuda.h>
 
+#include <nlohmann/json.hpp>
+
 #include "models/decode_graph.hpp"
+#include "models/device_stream.hpp"
 #include "models/sampling.hpp"
 #include "models/spec_decoder.hpp"
 #include "tests/spec_fixtures.hpp"
@@ -167,4 +170,78 @@ TEST_CASE("draft on another device (CPU) than the target (CUDA): greedy equals t
   o.k = 3;
   SpecDecoder dec(tg, draft, o);
   CHECK(greedy_matches(dec, prompts, refs, 12) == static_cast<int>(prompts.size()));
+}
+
+TEST_CASE("device streams: no-ops on the CPU", "[streams]") {
+  ActorStream stream(c10::Device(c10::kCPU));
+  CHECK(!stream.on_gpu());
+  CHECK(stream.mark() == nullptr);
+  stream.wait(nullptr, {torch::ones({2})});  // nothing to wait for
+  int ran = 0;
+  stream.run_on([&] { ++ran; });
+  CHECK(ran == 1);
+  GpuTimeline timeline(c10::Device(c10::kCPU), "verifier");
+  const size_t span = timeline.begin();
+  CHECK(span == GpuTimeline::none);
+  timeline.end(span, "verify");
+  CHECK(timeline.size() == 0);
+  CHECK(timeline.chrome_events() == "[]");
+}
+
+TEST_CASE("device streams: a mark orders two streams without a host sync; CUDA-event spans overlap", "[cuda]") {
+  OSD_REQUIRE_CUDA();
+  const c10::Device cuda("cuda");
+  ActorStream a(cuda), b(cuda);
+  REQUIRE(a.on_gpu());
+  GpuTimeline ta(cuda, "a"), tb(cuda, "b");
+  auto m = torch::randn({2048, 2048}, torch::TensorOptions().device(cuda));
+  at::Tensor x, y;
+  std::shared_ptr<const StreamMark> mark;
+  a.run_on([&] {
+    const size_t s = ta.begin();
+    x = m.clone();
+    for (int i = 0; i < 40; ++i) x = torch::tanh(torch::mm(x, m) / 45.0);  // long enough to race
+    ta.end(s, "produce");
+    mark = a.mark();
+  });
+  REQUIRE(mark != nullptr);
+  b.run_on([&] {
+    b.wait(mark.get(), {x});
+    const size_t s = tb.begin();
+    y = x.sum();
+    tb.end(s, "consume");
+  });
+  auto expected = x.sum();  // the default stream, after both: a.synchronize() below
+  a.synchronize();
+  b.synchronize();
+  CHECK(y.item<double>() == Approx(expected.item<double>()).epsilon(1e-5));
+  // Spans come back as Chrome events on "<track> (GPU)"; b's span starts after a's ended.
+  auto ea = nlohmann::json::parse(ta.chrome_events()), eb = nlohmann::json::parse(tb.chrome_events());
+  REQUIRE(ea.size() == 1);
+  REQUIRE(eb.size() == 1);
+  CHECK(ea[0]["tid"] == "a (GPU)");
+  CHECK(ea[0]["dur"].get<double>() > 0);
+  CHECK(eb[0]["ts"].get<double>() >= ea[0]["ts"].get<double>() + ea[0]["dur"].get<double>() - 5.0);
+  // Two streams without a mark run at the same time: their spans overlap.
+  GpuTimeline t1(cuda, "one"), t2(cuda, "two");
+  // Each stream queues ~200 matmuls of 1024^2: more GPU time than the host needs to queue them,
+  // so the second stream starts before the first has drained.
+  auto small = torch::randn({1024, 1024}, torch::TensorOptions().device(cuda));
+  at::Tensor r1, r2;
+  a.run_on([&] {
+    const size_t s = t1.begin();
+    r1 = small.clone();
+    for (int i = 0; i < 200; ++i) r1 = torch::tanh(torch::mm(r1, small) / 32.0);
+    t1.end(s, "one");
+  });
+  b.run_on([&] {
+    const size_t s = t2.begin();
+    r2 = small.clone();
+    for (int i = 0; i < 200; ++i) r2 = torch::tanh(torch::mm(r2, small) / 32.0);
+    t2.end(s, "two");
+  });
+  auto e1 = nlohmann::json::parse(t1.chrome_events())[0], e2 = nlohmann::json::parse(t2.chrome_events())[0];
+  const double s1 = e1["ts"], f1 = s1 + e1["dur"].get<double>(), s2 = e2["ts"], f2 = s2 + e2["dur"].get<double>();
+  WARN("stream spans: one " << s1 << ".." << f1 << ", two " << s2 << ".." << f2 << " us");
+  CHECK(std::min(f1, f2) > std::max(s1, s2));
 }

@@ -83,6 +83,22 @@ TEST_CASE("buffer: compact distributions, budget with FIFO eviction, held-out sl
   CHECK_THROWS_WITH(rebuild_distributions({DistillRecord{{1}, {70}, {1.f}, 0, 0}}, 50), Catch::Contains("outside"));
 }
 
+TEST_CASE("distillation records: staged top-k rows equal compact_distributions", "[distill]") {
+  auto probs = torch::softmax(torch::randn({6, 40}, at::detail::createCPUGenerator(3)), -1);  // [6, 40]
+  for (int64_t top_k : {0, 5}) {
+    auto all = compact_distributions(probs, top_k);
+    auto staged = stage_top_k(probs, top_k, /*async=*/true);  // on the CPU: already complete
+    auto some = compact_rows(staged, {4, 1, 1});
+    REQUIRE(some.size() == 3);
+    for (auto [m, i] : {std::pair{0, 4}, {1, 1}, {2, 1}}) {
+      CHECK(some[m].top_ids == all[i].top_ids);
+      CHECK(some[m].top_probs == all[i].top_probs);
+      CHECK(some[m].tail == Approx(all[i].tail));
+    }
+    CHECK_THROWS_WITH(compact_rows(staged, {6}), Catch::Contains("outside"));
+  }
+}
+
 TEST_CASE("online distiller: updates raise held-out acceptance, guard and NaN paths", "[distill]") {
   auto target = osd::test::peaked_model(osd::test::tiny_config(64, 32, 2), 3);
   auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 32, 1), 4);

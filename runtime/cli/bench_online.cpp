@@ -33,7 +33,7 @@ struct Workload {
 };
 
 Workload load_workload(const std::string& corpora, const std::vector<std::string>& domains,
-                       int64_t per_domain) {
+                       int64_t per_domain, int64_t skip) {
   Workload w;
   for (const auto& d : domains) {
     const std::string path = corpora + "/" + d + ".prompts.jsonl";
@@ -41,14 +41,15 @@ Workload load_workload(const std::string& corpora, const std::vector<std::string
     if (!f)
       throw Error(path + ": cannot open (build the corpora: python3 scripts/build_corpora.py)");
     std::string line;
-    int64_t n = 0;
+    int64_t n = 0, skipped = 0;
+    while (skipped < skip && std::getline(f, line)) ++skipped;
     while (n < per_domain && std::getline(f, line)) {
       w.domain.push_back(d);
       w.prompt.push_back(nlohmann::json::parse(line).at("prompt").get<std::string>());
       ++n;
     }
     if (n < per_domain)
-      throw Error(path + ": " + std::to_string(n) + " prompts, " + std::to_string(per_domain) +
+      throw Error(path + ": " + std::to_string(skipped + n) + " prompts, " + std::to_string(skip + per_domain) +
                   " needed");
   }
   return w;
@@ -61,10 +62,12 @@ struct RunResult {
   double tokens_per_s = 0, seconds = 0;
   int64_t tokens = 0, draft_version = 0;
   nlohmann::json decisions;
+  nlohmann::json trace_summary;  // per-actor busy time and overlaps (trace runs only)
 };
 
 RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64_t new_tokens,
-                 double temperature, bool send_domain) {
+                 double temperature, bool send_domain, const std::string& trace_path = "") {
+  o.trace = !trace_path.empty();
   std::string err;
   auto rt = Runtime::create(o, &err);
   if (!rt) throw Error("runtime: " + err);
@@ -104,6 +107,19 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
   auto stats = nlohmann::json::parse(rt->stats_json());
   r.draft_version = stats["metrics"].value("draft_version", 0);
   r.decisions = stats["metrics"]["distill"]["decisions"];
+  if (o.trace) {
+    const auto trace = nlohmann::json::parse(rt->trace_json());
+    std::ofstream(trace_path) << trace.dump() << "\n";
+    // Host tracks time the actors' handlers; "(GPU)" tracks time their kernels by CUDA events.
+    r.trace_summary = {{"file", trace_path}, {"events", trace["traceEvents"].size()}};
+    for (const char* t : {"verifier", "drafter", "distiller", "verifier (GPU)", "drafter (GPU)", "distiller (GPU)"})
+      r.trace_summary["busy_ms"][t] = track_busy_ms(trace, t);
+    r.trace_summary["overlap"] = {
+        {"distiller_with_verifier", overlap_fraction(trace, "distiller", "verifier")},
+        {"drafter_with_verifier", overlap_fraction(trace, "drafter", "verifier")},
+        {"distiller_with_verifier_gpu", overlap_fraction(trace, "distiller (GPU)", "verifier (GPU)")},
+        {"drafter_with_verifier_gpu", overlap_fraction(trace, "drafter (GPU)", "verifier (GPU)")}};
+  }
   rt->shutdown();
   return r;
 }
@@ -173,11 +189,11 @@ void add_online_bench(CLI::App& app, bool& json) {
     std::string target = "default", draft = "default", corpora = "build/corpora", device = "cpu",
                 dtype = "float32";
     std::vector<std::string> domains{"python", "c", "english"};
-    int64_t requests = 150, window = 50, new_tokens = 96, concurrency = 4, k = 4;
+    int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
     double temperature = 0, lr = 1e-3;
     int64_t batch = 256, min_new = 128;
     bool routes = false;
-    std::string tsv, png;
+    std::string tsv, png, trace, online_state;
     std::vector<std::string> replays{"target", "static", "shadow", "online"};
   };
   auto o = std::make_shared<Opts>();
@@ -189,6 +205,9 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_option("--domains", o->domains, "domains, in workload order")->capture_default_str();
   cmd->add_option("--requests", o->requests, "requests per domain")
       ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd->add_option("--skip", o->skip, "skip the first N prompts of each domain (e.g. prompts a previous run served)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
       ->capture_default_str();
   cmd->add_option("--window", o->window)->check(CLI::Range(1, 100000))->capture_default_str();
   cmd->add_option("--new-tokens", o->new_tokens)->check(CLI::Range(1, 4096))->capture_default_str();
@@ -209,9 +228,13 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_option("--dtype", o->dtype)->capture_default_str();
   cmd->add_option("--replays", o->replays, "which of target static shadow online to run")->capture_default_str();
   cmd->add_option("--tsv", o->tsv, "write acceptance per window here");
+  cmd->add_option("--online-state", o->online_state,
+                  "the online replay saves its learned drafts here at the end, and starts from them when a "
+                  "previous run saved some (e.g. measure batch-1 latency after a shift run adapted the drafts)");
+  cmd->add_option("--trace", o->trace, "write the online replay's Chrome trace here (host and CUDA-event tracks)");
   cmd->add_option("--png", o->png, "plot acceptance per window here (gnuplot; needs --tsv)");
   cmd->callback([o, &json] {
-    auto w = load_workload(o->corpora, o->domains, o->requests);
+    auto w = load_workload(o->corpora, o->domains, o->requests, o->skip);
     std::string err;
     auto target = load_model({o->target, o->device, o->dtype, 0}, ModelRole::target, &err);
     if (!target) throw Error(err);
@@ -246,7 +269,10 @@ void add_online_bench(CLI::App& app, bool& json) {
     if (wanted("target")) plain = replay(base(false, false, false), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
     if (wanted("static")) fixed = replay(base(true, false, false), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
     if (wanted("shadow")) shadow = replay(base(true, true, true), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
-    if (wanted("online")) online = replay(base(true, true, false), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
+    auto online_options = base(true, true, false);
+    online_options.online.state_dir = o->online_state;
+    if (wanted("online"))
+      online = replay(online_options, w, o->concurrency, o->new_tokens, o->temperature, o->routes, o->trace);
     if (!fixed.ran || !online.ran) throw Error("--replays must include static and online (acceptance is compared)");
 
     Report rep("online", {"requests", "domain", "static acc", "online acc", "gain"});
@@ -314,14 +340,17 @@ void add_online_bench(CLI::App& app, bool& json) {
     rep.note("per_domain", per_domain);
     rep.note("online_draft_version", online.draft_version);
     rep.note("online_decisions", online.decisions);
+    if (!o->trace.empty()) rep.note("online_trace", online.trace_summary);
     rep.note("workload", {{"domains", o->domains},
                           {"requests_per_domain", o->requests},
+                          {"skipped_per_domain", o->skip},
                           {"new_tokens", o->new_tokens},
                           {"concurrency", o->concurrency},
                           {"k", o->k},
                           {"temperature", o->temperature},
                           {"routes", o->routes},
                           {"lr", o->lr},
+                          {"online_state", o->online_state},
                           {"device", o->device == "cpu" ? std::string("cpu") : torch_cuda_device_name(c10::Device(o->device))},
                           {"threads", at::get_num_threads()}});
     rep.print(json);

@@ -24,25 +24,6 @@ double pct(std::vector<double> v, double q) {
   return v[static_cast<size_t>(q * (v.size() - 1))];
 }
 
-// Fraction of the drafter's busy time that overlapped a verification (from a Chrome trace).
-double overlap_fraction(const nlohmann::json& trace) {
-  std::vector<std::pair<double, double>> ver, dra;
-  for (const auto& e : trace["traceEvents"]) {
-    const double a = e["ts"].get<double>(), b = a + e["dur"].get<double>();
-    (e["tid"] == "verifier" ? ver : dra).push_back({a, b});
-  }
-  std::sort(ver.begin(), ver.end());
-  double busy = 0, both = 0;
-  for (auto [a, b] : dra) {
-    busy += b - a;
-    for (auto [c, d] : ver) {
-      if (c >= b) break;
-      both += std::max(0.0, std::min(b, d) - std::max(a, c));
-    }
-  }
-  return busy > 0 ? both / busy : 0.0;
-}
-
 }  // namespace
 
 void add_serve_bench(CLI::App& app, bool& json) {
@@ -118,7 +99,7 @@ void add_serve_bench(CLI::App& app, bool& json) {
         rt->shutdown();
         rep.add({spec ? "on" : "off", C, n, n / secs, tokens / secs, pct(lat, 0.5), pct(lat, 0.9), pct(lat, 0.99),
                  pct(ttft, 0.5), pct(tpot, 0.5), drafted ? double(accepted) / drafted : 0.0,
-                 stats["verifier"]["verifier_idle_fraction"].get<double>(), spec ? overlap_fraction(trace) : 0.0});
+                 stats["verifier"]["verifier_idle_fraction"].get<double>(), spec ? overlap_fraction(trace, "drafter", "verifier") : 0.0});
       }
     }
     rep.note("target", std::to_string(tcfg.num_parameters()) + " params; draft " +
