@@ -15,8 +15,8 @@ namespace osd {
 namespace {
 
 struct DistillerState {
+  std::unique_ptr<ActorStream> stream;    // first: destroyed after the tensors made on it
   std::unique_ptr<OnlineDistiller> core;
-  std::unique_ptr<ActorStream> stream;    // its CUDA stream: training overlaps serving
   std::unique_ptr<GpuTimeline> timeline;  // GPU spans of its updates (opt.trace)
   c10::Device serve_device = c10::Device(c10::kCPU);
   c10::ScalarType serve_dtype = c10::kFloat;
@@ -125,13 +125,15 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
 caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, DistillerOptions opt,
                         caf::actor buffer, caf::actor verifier, caf::actor metrics) {
   auto& st = self->state;
-  // Trains where the draft runs; resumes from state_dir when it holds a saved state.
-  if (!opt.state_dir.empty() && OnlineDistiller::saved_version(opt.state_dir) >= 0)
-    st.core = OnlineDistiller::restore(opt.state_dir, opt.train, draft->device());
-  else
-    st.core = std::make_unique<OnlineDistiller>(*draft, opt.train, draft->device());
   st.serve_device = draft->device();
   st.stream = std::make_unique<ActorStream>(st.serve_device);
+  // Trains where the draft runs; resumes from state_dir when it holds a saved state.
+  st.stream->run_on([&] {
+    if (!opt.state_dir.empty() && OnlineDistiller::saved_version(opt.state_dir) >= 0)
+      st.core = OnlineDistiller::restore(opt.state_dir, opt.train, draft->device());
+    else
+      st.core = std::make_unique<OnlineDistiller>(*draft, opt.train, draft->device());
+  });
   st.timeline = std::make_unique<GpuTimeline>(opt.trace ? st.serve_device : c10::Device(c10::kCPU), "distiller");
   st.serve_dtype = draft->dtype();
   next_update(self, opt, buffer, verifier, metrics);

@@ -11,8 +11,8 @@ namespace osd {
 namespace {
 
 struct DrafterState {
+  std::unique_ptr<ActorStream> stream;      // first: destroyed after the tensors made on it
   std::unique_ptr<DraftProposer> proposer;
-  std::unique_ptr<ActorStream> stream;      // its CUDA stream (no-op on the CPU)
   std::unique_ptr<GpuTimeline> timeline;    // GPU spans of its proposals (opt.trace)
   int64_t proposals = 0;
   int64_t version = 0;

@@ -51,8 +51,8 @@ struct Route {
 };
 
 struct VerifierState {
+  std::unique_ptr<ActorStream> stream;    // first: destroyed after the tensors made on it
   std::unique_ptr<TargetScorer> scorer;
-  std::unique_ptr<ActorStream> stream;    // its CUDA stream (no-op on the CPU)
   std::unique_ptr<GpuTimeline> timeline;  // GPU spans of its rounds (opt.trace)
   std::shared_ptr<Transformer> target;
   caf::actor intake, metrics, router;
@@ -474,6 +474,7 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
     [=](round_atom, int64_t g, std::vector<SeqId>& ids, std::vector<int64_t>& ks) {
       // Target-only: no draft tokens. Sequences cancelled or finished since the round was
       // scheduled are dropped from it.
+      self->state.stream->make_current();
       std::vector<SeqId> live_ids;
       std::vector<int64_t> live_ks;
       for (size_t i = 0; i < ids.size(); ++i)

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "models/device_stream.hpp"
 #include "models/error.hpp"
 #include "models/kv_cache.hpp"
 #include "models/transformer.hpp"
@@ -57,10 +58,15 @@ DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int6
     saved.push_back(cache.values(l).narrow(0, 0, batch).narrow(1, at, tokens_per_row).clone());
   }
   c10::cuda::CUDAGuard device_guard(model.device());
-  auto stream = c10::cuda::getStreamFromPool();
-  c10::cuda::getCurrentCUDAStream().synchronize();  // the capture stream starts after queued work
-  {
-    c10::cuda::CUDAStreamGuard stream_guard(stream);
+  // Capture on the caller's stream when it is an actor's own (nothing else queues work there);
+  // from the default stream (tests, SpecDecoder) on a stream made for the capture.
+  std::unique_ptr<ActorStream> own;
+  if (c10::cuda::getCurrentCUDAStream() == c10::cuda::getDefaultCUDAStream(model.device().index())) {
+    c10::cuda::getCurrentCUDAStream().synchronize();  // the capture stream starts after queued work
+    own = std::make_unique<ActorStream>(model.device());
+  }
+  auto capture = [&] {
+    auto stream = c10::cuda::getCurrentCUDAStream();
     // Warm-up on the capture stream (allocator, cuBLAS handles, attention plans), then capture.
     for (int i = 0; i < 2; ++i) model.step_static(impl_->tokens, impl_->lens, impl_->slots, cache);
     stream.synchronize();
@@ -71,8 +77,12 @@ DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int6
       cache.keys(l).narrow(0, 0, batch).narrow(1, at, tokens_per_row).copy_(saved[2 * l]);
       cache.values(l).narrow(0, 0, batch).narrow(1, at, tokens_per_row).copy_(saved[2 * l + 1]);
     }
-  }
-  stream.synchronize();
+    stream.synchronize();
+  };
+  if (own)
+    own->run_on(capture);
+  else
+    capture();
 #else
   (void)model;
   throw Error("DecodeGraph: this build has no CUDA graphs (CPU libtorch)");

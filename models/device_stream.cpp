@@ -31,7 +31,23 @@ struct StreamMark::Impl {
   at::cuda::CUDAEvent event;  // no timing: only ordering
 };
 
+// A stream of its own, not one of libtorch's pool: pool streams are handed out round robin, so two
+// owners (an actor and a graph capture on another thread) could share one, and a capture would
+// then record the other owner's kernels.
 struct ActorStream::Impl {
+  explicit Impl(c10::DeviceIndex index) : device(index), stream(create(index)) {}
+  ~Impl() {
+    c10::cuda::CUDAGuard guard(device);
+    cudaStreamSynchronize(stream.stream());
+    cudaStreamDestroy(stream.stream());
+  }
+  static c10::cuda::CUDAStream create(c10::DeviceIndex index) {
+    c10::cuda::CUDAGuard guard(index);
+    cudaStream_t raw = nullptr;
+    C10_CUDA_CHECK(cudaStreamCreateWithFlags(&raw, cudaStreamNonBlocking));
+    return c10::cuda::getStreamFromExternal(raw, index);
+  }
+  c10::DeviceIndex device;
   c10::cuda::CUDAStream stream;
 };
 
@@ -44,15 +60,15 @@ struct ClockBase {
 };
 const ClockBase& clock_base(c10::DeviceIndex device) {
   static std::once_flag once[64];
-  static std::unique_ptr<ClockBase> bases[64];
+  static ClockBase* bases[64];  // never freed: no CUDA calls while the process exits
   if (device < 0 || device >= 64) throw Error("GPU timeline: device index out of range");
   std::call_once(once[device], [device] {
     c10::cuda::CUDAGuard guard(device);
-    auto b = std::make_unique<ClockBase>();
+    auto* b = new ClockBase;
     b->event.record(c10::cuda::getCurrentCUDAStream(device));
     b->event.synchronize();
     b->host_us = steady_us();
-    bases[device] = std::move(b);
+    bases[device] = b;
   });
   return *bases[device];
 }
@@ -86,7 +102,7 @@ ActorStream::ActorStream(c10::Device device) {
 #ifdef OSD_HAVE_CUDA_STREAMS
   if (device.is_cuda()) {
     const auto index = device.has_index() ? device.index() : c10::cuda::current_device();
-    impl_.reset(new Impl{c10::cuda::getStreamFromPool(false, index)});
+    impl_ = std::make_unique<Impl>(index);
   }
 #endif
 }

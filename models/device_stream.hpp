@@ -36,7 +36,8 @@ class StreamMark {
 
 class ActorStream {
  public:
-  // A stream of libtorch's pool on a CUDA device; nothing on the CPU.
+  // A stream of its own on a CUDA device (created here, destroyed with it after its work is
+  // done); nothing on the CPU. Owners destroy it after the tensors made on it.
   explicit ActorStream(c10::Device device);
   ~ActorStream();
   ActorStream(const ActorStream&) = delete;

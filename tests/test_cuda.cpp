@@ -211,9 +211,9 @@ TEST_CASE("device streams: a mark orders two streams without a host sync; CUDA-e
     y = x.sum();
     tb.end(s, "consume");
   });
-  auto expected = x.sum();  // the default stream, after both: a.synchronize() below
   a.synchronize();
   b.synchronize();
+  auto expected = x.sum();  // on the default stream, after both streams are done
   CHECK(y.item<double>() == Approx(expected.item<double>()).epsilon(1e-5));
   // Spans come back as Chrome events on "<track> (GPU)"; b's span starts after a's ended.
   auto ea = nlohmann::json::parse(ta.chrome_events()), eb = nlohmann::json::parse(tb.chrome_events());
