@@ -45,13 +45,15 @@ echo "draft: $(( $(date +%s) - t0 )) s"
 common=(--target $P/target --draft $P/draft --corpora $C --device cuda --dtype bfloat16 --k 4 --new-tokens 64)
 t0=$(date +%s)
 phase shift && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$requests" --window 50 --concurrency 16 \
-  --online-state $P/online --trace "$out/trace.json" --tsv "$out/shift.tsv" --json 2>"$out/shift-c16.log" \
+  --online-state $P/online --trace "$out/trace-shift.json" --tsv "$out/shift.tsv" --json 2>"$out/shift-c16.log" \
   | tee "$out/shift-c16.txt" | tail -30
-[ -f "$out/trace.json" ] && gzip -9f "$out/trace.json"
+[ -f "$out/trace-shift.json" ] && gzip -9f "$out/trace-shift.json"
 echo "shift: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
 phase b1 && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$prompts" --skip "$requests" --window "$prompts" --concurrency 1 \
-  --online-state $P/online --replays target static online --json 2>"$out/b1.log" | tee "$out/b1.txt" | tail -14
+  --online-state $P/online --replays target static online --trace "$out/trace-b1.json" --json 2>"$out/b1.log" \
+  | tee "$out/b1.txt" | tail -14
+[ -f "$out/trace-b1.json" ] && gzip -9f "$out/trace-b1.json"
 echo "batch 1: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
 phase hf && python3 scripts/hf_assisted.py --target $P/target --draft $P/draft --corpora $C --prompts "$prompts" --skip "$requests" \
