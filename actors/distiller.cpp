@@ -126,7 +126,7 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
                         caf::actor buffer, caf::actor verifier, caf::actor metrics) {
   auto& st = self->state;
   st.serve_device = draft->device();
-  st.stream = std::make_unique<ActorStream>(st.serve_device);
+  st.stream = std::make_unique<ActorStream>(st.serve_device, ActorStream::Priority::background);
   // Trains where the draft runs; resumes from state_dir when it holds a saved state.
   st.stream->run_on([&] {
     if (!opt.state_dir.empty() && OnlineDistiller::saved_version(opt.state_dir) >= 0)

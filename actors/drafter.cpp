@@ -24,10 +24,12 @@ caf::error as_error(const std::exception& e) { return caf::make_error(caf::sec::
 caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<Transformer> draft,
                       DrafterOptions opt) {
   self->state.version = opt.version;
-  self->state.stream = std::make_unique<ActorStream>(draft->device());
+  self->state.stream = std::make_unique<ActorStream>(draft->device(), ActorStream::Priority::serving);
   self->state.timeline = std::make_unique<GpuTimeline>(opt.trace ? draft->device() : c10::Device(c10::kCPU), "drafter");
-  self->state.stream->run_on([&] {  // the cache is made on it
-    self->state.proposer = std::make_unique<DraftProposer>(std::move(draft), opt.num_slots, opt.max_len);
+  self->state.stream->run_on([&] {  // the cache and the drafter's own copy of the weights are made on it
+    // Its own copy: new snapshots are copied into it in place, so captured CUDA graphs stay valid.
+    auto own = draft->clone(draft->device(), draft->dtype());
+    self->state.proposer = std::make_unique<DraftProposer>(std::move(own), opt.num_slots, opt.max_len);
   });
   return {
     [=](add_atom, SeqId id, const std::vector<int64_t>& prompt, const SamplingParams& sp) -> caf::result<void> {
@@ -87,12 +89,12 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
         return as_error(e);
       }
     },
-    // New weights between steps. Snapshots are immutable; forward() only reads the weights (it is
-    // non-const because torch::nn::Module's API is).
+    // New weights between steps: the immutable snapshot is copied into the drafter's own weights
+    // (a device copy; its CUDA graphs stay valid) and the sequences' caches are recomputed.
     [=](swap_atom, const WeightsSnapshot& snap) {
       if (!snap.model || snap.version <= self->state.version) return;
       self->state.stream->make_current();
-      self->state.proposer->set_model(std::const_pointer_cast<Transformer>(snap.model));
+      self->state.proposer->load_weights(*snap.model);
       self->state.version = snap.version;
     },
   };

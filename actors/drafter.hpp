@@ -1,5 +1,6 @@
 #pragma once
-// drafter: owns one draft model and its DraftProposer (KV cache, per-sequence pending tokens).
+// drafter: owns one draft model (its own copy) and its DraftProposer (KV cache, per-sequence
+// pending tokens, CUDA graphs).
 //   (add_atom, SeqId, prompt, SamplingParams)   -> void     prefill a sequence
 //   (propose_atom, ids, ks)                     -> Proposals
 //   (commit_atom, VerdictList)                  -> void     roll back to the accepted prefix

@@ -394,7 +394,7 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
                        caf::actor intake, caf::actor metrics, std::vector<caf::actor> buffers, VerifierOptions opt) {
   auto& st = self->state;
   st.target = target;
-  st.stream = std::make_unique<ActorStream>(target->device());
+  st.stream = std::make_unique<ActorStream>(target->device(), ActorStream::Priority::serving);
   st.timeline = std::make_unique<GpuTimeline>(opt.trace ? target->device() : c10::Device(c10::kCPU), "verifier");
   st.stream->run_on([&] { st.scorer = std::make_unique<TargetScorer>(target, opt.num_slots, opt.max_len); });
   st.intake = intake;

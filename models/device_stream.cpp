@@ -35,16 +35,21 @@ struct StreamMark::Impl {
 // owners (an actor and a graph capture on another thread) could share one, and a capture would
 // then record the other owner's kernels.
 struct ActorStream::Impl {
-  explicit Impl(c10::DeviceIndex index) : device(index), stream(create(index)) {}
+  Impl(c10::DeviceIndex index, ActorStream::Priority priority) : device(index), stream(create(index, priority)) {}
   ~Impl() {
     c10::cuda::CUDAGuard guard(device);
     cudaStreamSynchronize(stream.stream());
     cudaStreamDestroy(stream.stream());
   }
-  static c10::cuda::CUDAStream create(c10::DeviceIndex index) {
+  static c10::cuda::CUDAStream create(c10::DeviceIndex index, ActorStream::Priority priority) {
     c10::cuda::CUDAGuard guard(index);
+    int least = 0, greatest = 0;  // numerically: greatest < least (lower is more urgent)
+    C10_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+    const int value = priority == ActorStream::Priority::serving      ? greatest
+                      : priority == ActorStream::Priority::background ? least
+                                                                      : 0;
     cudaStream_t raw = nullptr;
-    C10_CUDA_CHECK(cudaStreamCreateWithFlags(&raw, cudaStreamNonBlocking));
+    C10_CUDA_CHECK(cudaStreamCreateWithPriority(&raw, cudaStreamNonBlocking, value));
     return c10::cuda::getStreamFromExternal(raw, index);
   }
   c10::DeviceIndex device;
@@ -98,11 +103,11 @@ struct GpuTimeline::Impl {
 StreamMark::StreamMark(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StreamMark::~StreamMark() = default;
 
-ActorStream::ActorStream(c10::Device device) {
+ActorStream::ActorStream(c10::Device device, Priority priority) {
 #ifdef OSD_HAVE_CUDA_STREAMS
   if (device.is_cuda()) {
     const auto index = device.has_index() ? device.index() : c10::cuda::current_device();
-    impl_ = std::make_unique<Impl>(index);
+    impl_ = std::make_unique<Impl>(index, priority);
   }
 #endif
 }

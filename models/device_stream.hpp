@@ -36,9 +36,12 @@ class StreamMark {
 
 class ActorStream {
  public:
+  // serving: the GPU's highest stream priority (the verifier, the drafters); background: its
+  // lowest (the distiller): when both have kernels waiting, the GPU schedules serving's first.
+  enum class Priority { normal, serving, background };
   // A stream of its own on a CUDA device (created here, destroyed with it after its work is
   // done); nothing on the CPU. Owners destroy it after the tensors made on it.
-  explicit ActorStream(c10::Device device);
+  explicit ActorStream(c10::Device device, Priority priority = Priority::normal);
   ~ActorStream();
   ActorStream(const ActorStream&) = delete;
   ActorStream& operator=(const ActorStream&) = delete;

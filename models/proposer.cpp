@@ -61,57 +61,77 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
   out.k = k;
   out.host_tokens.assign(B, {});
   auto dev = draft_->device();
-  out.tokens = torch::zeros({B, K}, torch::kInt64);
   out.probs = torch::zeros({B, K, V}, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
+  bool all_greedy = true;
   for (int64_t i = 0; i < B; ++i) {
     rows[i]->length_before = cache_.length(rows[i]->slot);
     rows[i]->proposed = k[i];
     rows[i]->drafts.clear();
     rows[i]->run.clear();
-    if (k[i] > 0) rows[i]->run = rows[i]->pending;
+    all_greedy = all_greedy && rows[i]->params.greedy();
   }
-  // Step j feeds, for each row still drafting, its pending chunk (j = 0) or its last draft token.
+  // The drafted tokens stay on the device from step to step: step j + 1 feeds step j's draws
+  // (gathered there), and the host reads the tokens once, after the last step. Each row's draft
+  // randomness is drawn on the host up front, in the order the steps consume it.
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(dev);
+  auto tokens_dev = torch::zeros({B, K}, i64);                                                 // [B, K]
   for (int64_t j = 0; j < K; ++j) {
     std::vector<int64_t> active, slots, lens;
     for (int64_t i = 0; i < B; ++i)
       if (k[i] > j) active.push_back(i);
-    int64_t T = 1;
-    for (auto i : active) T = std::max<int64_t>(T, j == 0 ? rows[i]->pending.size() : 1);
-    auto in = torch::zeros({static_cast<int64_t>(active.size()), T}, torch::kInt64);
-    auto acc = in.accessor<int64_t, 2>();
+    const int64_t A = static_cast<int64_t>(active.size());
+    auto active_dev = torch::tensor(active, torch::kInt64).to(dev);                            // [A]
     std::vector<SamplingParams> params;
-    for (size_t r = 0; r < active.size(); ++r) {
-      Seq& s = *rows[active[r]];
-      if (j == 0) {
-        for (size_t t = 0; t < s.pending.size(); ++t) acc[r][t] = s.pending[t];
-        lens.push_back(static_cast<int64_t>(s.pending.size()));
-      } else {
-        acc[r][0] = s.drafts.back();
-        s.run.push_back(s.drafts.back());
-        lens.push_back(1);
-      }
-      slots.push_back(s.slot);
-      params.push_back(s.params);
+    std::vector<double> u;
+    for (auto i : active) {
+      slots.push_back(rows[i]->slot);
+      lens.push_back(j == 0 ? static_cast<int64_t>(rows[i]->pending.size()) : 1);
+      params.push_back(rows[i]->params);
+      u.push_back(rows[i]->rng.uniform());
+    }
+    at::Tensor in;                                                                             // [A, T]
+    if (j == 0) {  // the pending chunks, ragged (right-padded)
+      int64_t T = 1;
+      for (auto i : active) T = std::max<int64_t>(T, rows[i]->pending.size());
+      in = torch::zeros({A, T}, torch::kInt64);
+      auto acc = in.accessor<int64_t, 2>();
+      for (int64_t r = 0; r < A; ++r)
+        for (size_t t = 0; t < rows[active[r]]->pending.size(); ++t) acc[r][t] = rows[active[r]]->pending[t];
+      in = in.to(dev);
+    } else {
+      in = tokens_dev.select(1, j - 1).index_select(0, active_dev).unsqueeze(1);            // [A, 1]
     }
     // One token per row (every step after the first): a CUDA graph where available.
-    auto logits = T == 1 && graphs_.enabled() ? graphs_.forward(in, slots, lens).squeeze(1)
-                                              : draft_->forward(in, slots, cache_, lens, /*last_only=*/true).squeeze(1);  // [A, V]
-    auto q = processed_probs(logits, params);                                                // [A, V]
-    std::vector<double> u;
-    for (auto i : active) u.push_back(rows[i]->rng.uniform());
-    auto drawn = sample_from_probs(q, torch::tensor(u, torch::kFloat64)).to(torch::kCPU);   // [A]
-    auto rows_t = torch::tensor(active, torch::kInt64).to(dev);
-    out.probs.select(1, j).index_copy_(0, rows_t, q);
-    const int64_t* d = drawn.data_ptr<int64_t>();
-    auto tok_acc = out.tokens.accessor<int64_t, 2>();
-    for (size_t r = 0; r < active.size(); ++r) {
-      rows[active[r]]->drafts.push_back(d[r]);
-      tok_acc[active[r]][j] = d[r];
-      out.host_tokens[active[r]].push_back(d[r]);
+    auto logits = in.size(1) == 1 && graphs_.enabled() ? graphs_.forward(in, slots, lens).squeeze(1)
+                                                        : draft_->forward(in, slots, cache_, lens, /*last_only=*/true).squeeze(1);  // [A, V]
+    at::Tensor drawn;                                                                          // [A]
+    if (all_greedy) {
+      drawn = logits.argmax(-1);  // q is one-hot at the draw: filled in after the loop
+    } else {
+      auto q = processed_probs(logits, params);                                                // [A, V]
+      drawn = sample_from_probs(q, torch::tensor(u, torch::kFloat64));
+      out.probs.select(1, j).index_copy_(0, active_dev, q);
     }
+    tokens_dev.select(1, j).index_copy_(0, active_dev, drawn);
     ++out.draft_steps;
   }
-  out.tokens = out.tokens.to(dev);
+  if (all_greedy && K > 0) {  // q = one-hot at each drawn token, zero past a row's k
+    auto valid = torch::arange(K, i64).unsqueeze(0) < torch::tensor(k, torch::kInt64).to(dev).unsqueeze(1);  // [B, K]
+    out.probs.scatter_(2, tokens_dev.unsqueeze(-1), valid.unsqueeze(-1).to(torch::kFloat32));
+  }
+  // The proposal's one host sync: the drafted tokens.
+  out.tokens = tokens_dev;
+  auto host = tokens_dev.to(torch::kCPU);
+  auto tok_acc = host.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < B; ++i) {
+    Seq& s = *rows[i];
+    for (int64_t j = 0; j < k[i]; ++j) s.drafts.push_back(tok_acc[i][j]);
+    out.host_tokens[i] = s.drafts;
+    if (k[i] > 0) {  // the cache ran pending + d_1 .. d_(k-1)
+      s.run = s.pending;
+      s.run.insert(s.run.end(), s.drafts.begin(), s.drafts.end() - 1);
+    }
+  }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }
@@ -148,7 +168,15 @@ void DraftProposer::refresh(Seq& s) {
 void DraftProposer::set_model(std::shared_ptr<Transformer> draft, bool refresh_cache) {
   draft_ = std::move(draft);
   graphs_.reset(*draft_);  // graphs captured the old weights' memory
-  if (!refresh_cache) return;
+  if (refresh_cache) refresh_all();
+}
+
+void DraftProposer::load_weights(const Transformer& weights, bool refresh_cache) {
+  draft_->copy_weights_from(weights);  // in place: the graphs read these tensors
+  if (refresh_cache) refresh_all();
+}
+
+void DraftProposer::refresh_all() {
   for (auto& [id, s] : seqs_) {
     if (s.proposed >= 0) s.stale = true;  // its proposal's commit comes first
     else refresh(s);

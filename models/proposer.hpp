@@ -42,6 +42,10 @@ class DraftProposer {
   // proposals come from the new draft alone; without it the old keys/values stay as
   // approximations. Either way the accept rule keeps the output exact whatever q is.
   void set_model(std::shared_ptr<Transformer> draft, bool refresh_cache = true);
+  // The same with new weights copied into the draft the proposer already runs (same shapes): its
+  // CUDA graphs read those tensors and stay valid, where set_model must capture them again.
+  // Only for a draft the proposer's owner does not share.
+  void load_weights(const Transformer& weights, bool refresh_cache = true);
   int64_t refreshes() const { return refreshes_; }
   const Transformer& model() const { return *draft_; }
 
@@ -59,6 +63,7 @@ class DraftProposer {
     bool stale = false;          // refresh after the commit of the proposal in flight
   };
   void refresh(Seq& s);
+  void refresh_all();
   int64_t refreshes_ = 0;
   std::shared_ptr<Transformer> draft_;
   KVCache cache_;

@@ -63,21 +63,49 @@ RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
                                const std::vector<SamplingParams>& row_params, const std::vector<RequestRng*>& row_rngs,
                                AcceptRule rule) {
   const int64_t B = logits.size(0), K1 = logits.size(1), V = logits.size(2), K = K1 - 1;
-  std::vector<SamplingParams> params;
-  params.reserve(B * K1);
-  for (int64_t i = 0; i < B; ++i)
-    for (int64_t j = 0; j < K1; ++j) params.push_back(row_params[i]);
   RoundVerification r;
-  r.target_probs = processed_probs(logits.view({B * K1, V}), params).view({B, K1, V});
-  // The draft may live on another device (osd.draft-device): its tokens and q come to p's.
-  const auto dev = r.target_probs.device();
-  RejectionInput in{prop.tokens.to(dev), prop.probs.to(dev), r.target_probs, prop.k, {}, {}};
-  in.u_accept.reserve(B * K);
-  for (int64_t i = 0; i < B; ++i) {
-    for (int64_t j = 0; j < K; ++j) in.u_accept.push_back(j < prop.k[i] ? row_rngs[i]->uniform() : 0.5);
-    in.u_final.push_back(row_rngs[i]->uniform());
+  bool all_greedy = rule == AcceptRule::exact;
+  for (const auto& p : row_params) all_greedy = all_greedy && p.greedy();
+  if (all_greedy) {
+    // The rule with one-hot p and q: accept while the target's argmax equals the draft token,
+    // then emit the target's argmax. The row generators advance as the rule would advance them.
+    for (int64_t i = 0; i < B; ++i) {
+      for (int64_t j = 0; j < K; ++j)
+        if (j < prop.k[i]) row_rngs[i]->uniform();
+      row_rngs[i]->uniform();
+    }
+    const auto dev = logits.device();
+    auto best = logits.to(torch::kFloat32).argmax(-1);                             // [B, K + 1]
+    at::Tensor accepted;                                                          // [B]
+    if (K > 0) {
+      auto kt = torch::tensor(prop.k, torch::kInt64).to(dev);
+      auto valid = torch::arange(K, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
+                   kt.unsqueeze(1);                                               // [B, K]
+      auto agree = best.narrow(1, 0, K).eq(prop.tokens.to(dev)).logical_and(valid);
+      accepted = agree.to(torch::kInt64).cumprod(1).sum(1);
+    } else {
+      accepted = torch::zeros({B}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+    }
+    auto next = best.gather(1, accepted.unsqueeze(1)).squeeze(1);                 // [B]
+    auto both = torch::stack({accepted, next}).to(torch::kCPU);                   // [2, B]: the host sync
+    r.out.accepted.assign(both[0].data_ptr<int64_t>(), both[0].data_ptr<int64_t>() + B);
+    r.out.next_token.assign(both[1].data_ptr<int64_t>(), both[1].data_ptr<int64_t>() + B);
+  } else {
+    std::vector<SamplingParams> params;
+    params.reserve(B * K1);
+    for (int64_t i = 0; i < B; ++i)
+      for (int64_t j = 0; j < K1; ++j) params.push_back(row_params[i]);
+    r.target_probs = processed_probs(logits.view({B * K1, V}), params).view({B, K1, V});
+    // The draft may live on another device (osd.draft-device): its tokens and q come to p's.
+    const auto dev = r.target_probs.device();
+    RejectionInput in{prop.tokens.to(dev), prop.probs.to(dev), r.target_probs, prop.k, {}, {}};
+    in.u_accept.reserve(B * K);
+    for (int64_t i = 0; i < B; ++i) {
+      for (int64_t j = 0; j < K; ++j) in.u_accept.push_back(j < prop.k[i] ? row_rngs[i]->uniform() : 0.5);
+      in.u_final.push_back(row_rngs[i]->uniform());
+    }
+    r.out = rejection_sample(in, rule);
   }
-  r.out = rejection_sample(in, rule);
   for (int64_t i = 0; i < B; ++i) {
     Verdict v{prop.ids[i], prop.k[i], r.out.accepted[i], {}};
     v.emitted.assign(prop.host_tokens[i].begin(), prop.host_tokens[i].begin() + v.accepted);

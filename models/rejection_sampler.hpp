@@ -5,7 +5,10 @@
 // rejection draw the recovered token from norm(max(0, p - q)); if all k are accepted, draw the
 // bonus token from p at position k + 1. The emitted tokens are then distributed exactly as the
 // target's p. Greedy needs no branch of its own: with one-hot p and q (temperature 0) the rule
-// accepts exactly while argmaxes agree and then emits the target's argmax.
+// accepts exactly while argmaxes agree and then emits the target's argmax. verify_round still
+// takes that shortcut when every row of a round is greedy (a handful of kernels instead of the
+// rule's few dozen: the verifier's step is launch-bound at small batches); the [sampling] tests
+// check that both give the same verdicts.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -40,7 +43,7 @@ RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule = Acc
 // target's logits [B, K + 1, V] with each row's sampling params, draws each row's uniforms from
 // its RequestRng (k accept tests, then one final draw), applies the rule, and builds the verdicts.
 struct RoundVerification {
-  at::Tensor target_probs;        // [B, K + 1, V] processed p
+  at::Tensor target_probs;        // [B, K + 1, V] processed p (undefined on the all-greedy shortcut)
   RejectionOutput out;
   std::vector<Verdict> verdicts;  // emitted = accepted draft tokens + the next token
 };
