@@ -73,6 +73,16 @@ at::Tensor OnlineDistiller::student_logits(Transformer& model, const std::vector
 
 double OnlineDistiller::heldout_acceptance(Transformer& model, const std::vector<DistillRecord>& records) {
   torch::NoGradGuard g;
+  bool all_greedy = !records.empty();
+  std::vector<int64_t> teacher_best;
+  for (const auto& r : records) {
+    all_greedy = all_greedy && r.greedy && !r.top_ids.empty();
+    if (all_greedy) teacher_best.push_back(r.top_ids[0]);  // top_ids are sorted: [0] is the argmax
+  }
+  if (all_greedy) {  // argmax agreement: no need to rebuild the teacher's [N, V] distributions
+    auto best = student_logits(model, records).argmax(-1);                                   // [N]
+    return best.eq(torch::tensor(teacher_best).to(best.device())).to(torch::kFloat64).mean().item<double>();
+  }
   auto q = torch::softmax(student_logits(model, records), -1);
   auto p = rebuild_distributions(records, model.config().vocab_size).to(q.device());
   std::vector<bool> greedy;

@@ -163,7 +163,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     // Each route gets an equal share of the buffer budget.
     const size_t share = static_cast<size_t>(o.online.buffer_bytes) / o.routes.size();
     for (size_t r = 0; r < o.routes.size(); ++r)
-      impl->buffers.push_back(spawn_buffer(sys, BufferOptions{std::max<size_t>(1024, share), o.online.heldout_every, 512}));
+      impl->buffers.push_back(spawn_buffer(sys, BufferOptions{std::max<size_t>(1024, share), o.online.heldout_every,
+                                                                static_cast<size_t>(o.online.heldout_records)}));
   }
   if (speculative) {
     caf::actor_system* sys_ptr = impl->sys.get();

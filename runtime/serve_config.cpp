@@ -46,6 +46,7 @@ ServeConfig::ServeConfig() {
       .add(d.online.buffer_bytes, "online-buffer-bytes", "distillation buffer budget in bytes")
       .add(d.online.guard_margin, "online-guard-margin", "publish unless held-out acceptance drops by more")
       .add(d.online.rollback_margin, "online-rollback-margin", "roll back when held-out acceptance drops by more")
+      .add(d.online.heldout_records, "online-heldout-records", "held-out records per route the guard evaluates on")
       .add(d.online.state_dir, "online-state-dir", "save and restore the learned draft here (empty = off)")
       .add(d.online.save_every, "online-save-every", "published updates between saves");
 }
@@ -186,6 +187,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   integer("online-buffer-bytes", out.online.buffer_bytes, 1024, int64_t{1} << 40);
   real("online-guard-margin", out.online.guard_margin, -1.0, 1.0);
   real("online-rollback-margin", out.online.rollback_margin, 0.0, 1.0);
+  integer("online-heldout-records", out.online.heldout_records, 8, 1 << 20);
   str("online-state-dir", out.online.state_dir);
   integer("online-save-every", out.online.save_every, 1, 1 << 20);
   if (error.empty() && !parse_distill_loss(out.online.loss))
