@@ -105,8 +105,8 @@ at::Tensor DecodeGraph::step(const at::Tensor& tokens, const std::vector<int64_t
   std::vector<int64_t> lens(slots.size());
   for (size_t i = 0; i < slots.size(); ++i) lens[i] = cache_.length(slots[i]);
   impl_->tokens.copy_(tokens, /*non_blocking=*/true);
-  impl_->lens.copy_(torch::tensor(lens, torch::kInt64));
-  impl_->slots.copy_(torch::tensor(slots, torch::kInt64));
+  impl_->lens.copy_(torch::tensor(lens, torch::kInt64), /*non_blocking=*/true);  // queued, no host wait
+  impl_->slots.copy_(torch::tensor(slots, torch::kInt64), /*non_blocking=*/true);
   impl_->graph.replay();
   cache_.commit(slots, commit);
   return impl_->logits;

@@ -9,6 +9,7 @@
 
 #include "models/hf_checkpoint.hpp"
 #include "models/optim.hpp"
+#include "models/tensor_util.hpp"
 
 #include "models/error.hpp"
 
@@ -66,8 +67,8 @@ at::Tensor OnlineDistiller::student_logits(Transformer& model, const std::vector
   }
   std::vector<int64_t> flat(N);  // row * T + last position of each record
   for (int64_t i = 0; i < N; ++i) flat[i] = host[i] * T + static_cast<int64_t>(records[i].context.size()) - 1;
-  auto logits = model.forward_full(tokens.to(model.device()));                   // [H, T, V] (right padding is causal-safe)
-  auto idx = torch::tensor(flat).to(logits.device());
+  auto logits = model.forward_full(to_device(tokens, model.device()));                   // [H, T, V] (right padding is causal-safe)
+  auto idx = to_device(torch::tensor(flat), logits.device());
   return logits.reshape({H * T, logits.size(2)}).index_select(0, idx);           // [N, V]
 }
 
@@ -81,10 +82,10 @@ double OnlineDistiller::heldout_acceptance(Transformer& model, const std::vector
   }
   if (all_greedy) {  // argmax agreement: no need to rebuild the teacher's [N, V] distributions
     auto best = student_logits(model, records).argmax(-1);                                   // [N]
-    return best.eq(torch::tensor(teacher_best).to(best.device())).to(torch::kFloat64).mean().item<double>();
+    return best.eq(to_device(torch::tensor(teacher_best), best.device())).to(torch::kFloat64).mean().item<double>();
   }
   auto q = torch::softmax(student_logits(model, records), -1);
-  auto p = rebuild_distributions(records, model.config().vocab_size).to(q.device());
+  auto p = to_device(rebuild_distributions(records, model.config().vocab_size), q.device());
   std::vector<bool> greedy;
   for (const auto& r : records) greedy.push_back(r.greedy);
   return traffic_acceptance(q, p, greedy);
@@ -103,7 +104,7 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
     // Minibatch: a window of the batch, rotating through it.
     std::vector<DistillRecord> mb;
     for (int64_t i = 0; i < opt_.batch; ++i) mb.push_back(batch[(s * opt_.batch + i) % batch.size()]);
-    auto teacher = rebuild_distributions(mb, V).to(device_);
+    auto teacher = to_device(rebuild_distributions(mb, V), device_);
     auto loss = distill_loss(opt_.loss, student_logits(*trainable_, mb), teacher, opt_.jsd_beta);
     if (opt_.inject_nan) loss = loss * std::numeric_limits<float>::quiet_NaN();
     double lv = 0;

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "models/error.hpp"
+#include "models/tensor_util.hpp"
 
 namespace osd {
 
@@ -80,7 +81,7 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
     for (int64_t i = 0; i < B; ++i)
       if (k[i] > j) active.push_back(i);
     const int64_t A = static_cast<int64_t>(active.size());
-    auto active_dev = torch::tensor(active, torch::kInt64).to(dev);                            // [A]
+    auto active_dev = to_device(torch::tensor(active, torch::kInt64), dev);                            // [A]
     std::vector<SamplingParams> params;
     std::vector<double> u;
     for (auto i : active) {
@@ -97,13 +98,28 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
       auto acc = in.accessor<int64_t, 2>();
       for (int64_t r = 0; r < A; ++r)
         for (size_t t = 0; t < rows[active[r]]->pending.size(); ++t) acc[r][t] = rows[active[r]]->pending[t];
-      in = in.to(dev);
+      in = to_device(in, dev);
     } else {
       in = tokens_dev.select(1, j - 1).index_select(0, active_dev).unsqueeze(1);            // [A, 1]
     }
-    // One token per row (every step after the first): a CUDA graph where available.
-    auto logits = in.size(1) == 1 && graphs_.enabled() ? graphs_.forward(in, slots, lens).squeeze(1)
-                                                        : draft_->forward(in, slots, cache_, lens, /*last_only=*/true).squeeze(1);  // [A, V]
+    // A CUDA graph where available: every step after the first feeds one token per row, the first
+    // the pending chunks (two tokens after a round that accepted every draft). Longer chunks run
+    // eagerly rather than adding graph shapes.
+    const int64_t T = in.size(1);
+    at::Tensor logits;                                                                         // [A, V]
+    if (graphs_.enabled() && T <= 4) {
+      auto full = graphs_.forward(in, slots, lens);                                            // [A, T, V]
+      if (T == 1) {
+        logits = full.squeeze(1);
+      } else {  // each row's last real position (rows are right-padded)
+        std::vector<int64_t> last(lens);
+        for (auto& x : last) x -= 1;
+        auto at = to_device(torch::tensor(last, torch::kInt64), dev).view({A, 1, 1}).expand({A, 1, V});
+        logits = full.gather(1, at).squeeze(1);
+      }
+    } else {
+      logits = draft_->forward(in, slots, cache_, lens, /*last_only=*/true).squeeze(1);
+    }
     at::Tensor drawn;                                                                          // [A]
     if (all_greedy) {
       drawn = logits.argmax(-1);  // q is one-hot at the draw: filled in after the loop
@@ -116,7 +132,7 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
     ++out.draft_steps;
   }
   if (all_greedy && K > 0) {  // q = one-hot at each drawn token, zero past a row's k
-    auto valid = torch::arange(K, i64).unsqueeze(0) < torch::tensor(k, torch::kInt64).to(dev).unsqueeze(1);  // [B, K]
+    auto valid = torch::arange(K, i64).unsqueeze(0) < to_device(torch::tensor(k, torch::kInt64), dev).unsqueeze(1);  // [B, K]
     out.probs.scatter_(2, tokens_dev.unsqueeze(-1), valid.unsqueeze(-1).to(torch::kFloat32));
   }
   // The proposal's one host sync: the drafted tokens.

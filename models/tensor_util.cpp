@@ -24,6 +24,11 @@ DType from_scalar_type(c10::ScalarType t) {
   return DType::f32;
 }
 
+at::Tensor to_device(const at::Tensor& t, c10::Device device) {
+  if (t.device() == device) return t;
+  return t.to(device, /*non_blocking=*/t.is_cpu() && device.is_cuda());
+}
+
 std::string shape_str(const at::Tensor& t) {
   if (!t.defined()) return "<undefined>";
   std::ostringstream s;

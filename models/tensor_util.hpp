@@ -18,6 +18,11 @@ void check_dims(const at::Tensor& t, int64_t dims, const std::string& what);
 // Throws unless t has scalar type `type`.
 void check_dtype(const at::Tensor& t, c10::ScalarType type, const std::string& what);
 std::string shape_str(const at::Tensor& t);
+// A host tensor on `device` without waiting for the device. A plain .to() from pageable host
+// memory to a GPU makes libtorch wait for the stream after the copy (a host sync per small
+// tensor: the drafter's and verifier's steps spent most of their time there); this copy is
+// queued instead, and CUDA stages the host bytes before returning, so the source may go at once.
+at::Tensor to_device(const at::Tensor& t, c10::Device device);
 
 // A tensor as bytes (torch's pickle format, via the CPU) and back; undefined <-> empty. This is
 // how tensors in actor messages cross processes.

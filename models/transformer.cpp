@@ -12,7 +12,25 @@
 namespace osd {
 namespace F = torch::nn::functional;
 
+namespace {
+// OSD_RMS_NORM=manual keeps the composed norm on CUDA too (for comparisons).
+[[maybe_unused]] bool use_fused_norm_on_cuda() {
+  static const bool fused = [] {
+    const char* v = std::getenv("OSD_RMS_NORM");
+    return !(v && std::string(v) == "manual");
+  }();
+  return fused;
+}
+}  // namespace
+
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+#if TORCH_VERSION_MAJOR >= 2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 4)
+  // libtorch's rms_norm: one kernel where it has a fused one, against the six of the composed
+  // form (a decode step is launch-bound). Normalised in float32 and rounded to x's dtype before
+  // the weight, as Hugging Face's LlamaRMSNorm does.
+  if (x.is_cuda() && use_fused_norm_on_cuda())
+    return weight * at::rms_norm(x, {x.size(-1)}, c10::nullopt, eps);
+#endif
   auto h = x.to(torch::kFloat32);
   h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * h.to(x.scalar_type());
@@ -20,7 +38,7 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 
 namespace {
 // OSD_ATTENTION=manual forces the hand-written attention on CUDA too (for comparisons).
-bool use_sdpa_on_cuda() {
+[[maybe_unused]] bool use_sdpa_on_cuda() {
   static const bool sdpa = [] {
     const char* v = std::getenv("OSD_ATTENTION");
     return !(v && std::string(v) == "manual");
@@ -126,7 +144,7 @@ at::Tensor Transformer::check_tokens(const at::Tensor& tokens, const char* what)
       throw Error(std::string(what) + ": token id " + std::to_string(lo < 0 ? lo : hi) +
                   " outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
   }
-  return tokens.to(device_);
+  return osd::to_device(tokens, device_);
 }
 
 at::Tensor Transformer::attention(int64_t l, const at::Tensor& x, const at::Tensor& cos,
@@ -239,7 +257,7 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   if (device_.is_cuda()) span = std::min(cache.max_len(), (span + 127) / 128 * 128);
   torch::NoGradGuard no_grad;
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  auto lens = torch::tensor(lengths, i64).to(device_);                             // [B]
+  auto lens = osd::to_device(torch::tensor(lengths, i64), device_);                             // [B]
   auto positions = lens.unsqueeze(1) + torch::arange(T, i64.device(device_)).unsqueeze(0);  // [B, T]
   auto key_pos = torch::arange(span, i64.device(device_));                        // [S]
   auto mask = (key_pos.view({1, 1, span}) <= positions.unsqueeze(2)).unsqueeze(1);  // [B, 1, T, S]
@@ -248,7 +266,7 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   cw.cache = &cache;
   cw.positions = positions;
   auto slot_t = torch::tensor(slots, i64);
-  cw.slot_index = slot_t.to(device_).unsqueeze(1);                                // [B, 1]
+  cw.slot_index = osd::to_device(slot_t, device_).unsqueeze(1);                                // [B, 1]
   cw.span = span;
   bool contiguous = true;
   for (int64_t i = 1; i < B; ++i) contiguous = contiguous && slots[i] == slots[0] + i;
@@ -258,7 +276,7 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   auto x = F::embedding(tokens, embed_);                                          // [B, T, hidden]
   auto h = run_layers(x, positions, mask, &cw);                                   // [B, T, hidden]
   if (last_only) {
-    auto last = torch::tensor(num_new, i64).to(device_).sub(1).view({B, 1, 1}).expand({B, 1, h.size(2)});
+    auto last = osd::to_device(torch::tensor(num_new, i64), device_).sub(1).view({B, 1, 1}).expand({B, 1, h.size(2)});
     h = h.gather(1, last);                                                        // [B, 1, hidden]
   }
   auto logits = torch::matmul(h, lm_head().t()).to(torch::kFloat32);             // [B, *, vocab]
