@@ -90,6 +90,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   if (o.max_len < 2 || o.max_len > (1 << 20)) return fail("max_len must be in [2, 2^20]");
   if (o.k < 0 || o.k > 64 || o.k_max < 0 || o.k_max > 64) return fail("k and k_max must be in [0, 64]");
   if (o.groups < 1 || o.groups > 16) return fail("groups must be in [1, 16]");
+  if (o.scheduler != "sharing" && o.scheduler != "stealing")
+    return fail("scheduler must be sharing or stealing (got '" + o.scheduler + "')");
   if (o.max_in_flight < 1) return fail("max_in_flight must be >= 1");
   if (o.router_eval_every < 0 || o.router_eval_warmup < 0) return fail("router_eval_every/warmup must be >= 0");
   std::optional<DistillLoss> loss = parse_distill_loss(o.online.loss);
@@ -123,6 +125,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   impl->cfg = std::make_unique<caf::actor_system_config>();
   const int threads = o.threads > 0 ? o.threads : std::max(2u, std::thread::hardware_concurrency());
   impl->cfg->set("scheduler.max-threads", threads);
+  impl->cfg->set("scheduler.policy", caf::atom_from_string(o.scheduler));
   impl->sys = std::make_unique<caf::actor_system>(*impl->cfg);
   auto& sys = *impl->sys;
   const int64_t context = std::min(o.max_len, o.target->config().max_position_embeddings);

@@ -87,6 +87,11 @@ struct RuntimeOptions {
   int64_t max_in_flight = 256;          // admitted, unfinished requests; beyond: error "busy"
   int64_t max_new_tokens_limit = 4096;
   int threads = 0;                      // CAF scheduler threads; 0: number of cores
+  // CAF scheduler policy: "sharing" (idle workers wait on a condition variable, so a message wakes
+  // one at once) or "stealing" (CAF's default: idle workers poll, then sleep up to 10 ms between
+  // polls; each hop of a request through the intake, router and bridge could wait that long,
+  // ~100 ms per batch-1 request on the H200).
+  std::string scheduler = "sharing";
   std::function<std::string(int64_t)> token_text;  // token -> text piece; empty: no text
   // A real tokenizer (HF checkpoint folder): each sequence's text comes from a StreamDecoder with
   // its prompt as context (leading-space rules, no split UTF-8 characters). Wins over token_text.

@@ -197,6 +197,18 @@ TEST_CASE("runtime: bad options are errors as values", "[runtime][errors]") {
   o.max_batch = 0;
   CHECK(Runtime::create(o, &err) == nullptr);
   CHECK(err.find("max_batch") != std::string::npos);
+  o.max_batch = 4;
+  o.scheduler = "fastest";
+  CHECK(Runtime::create(o, &err) == nullptr);
+  CHECK(err.find("scheduler") != std::string::npos);
+  o.scheduler = "stealing";  // CAF's default policy still works
+  auto rt = Runtime::create(o, &err);
+  REQUIRE(rt);
+  GenerateParams p;
+  p.prompt_tokens = {1, 2, 3};
+  p.max_new_tokens = 4;
+  CHECK(rt->submit(p)->get().ok());
+  rt->shutdown();
 }
 
 TEST_CASE("runtime: a drafter that throws mid-run is restarted, a failing round is recovered, all requests complete correctly",

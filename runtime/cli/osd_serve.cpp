@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   ro.max_in_flight = s.max_in_flight;
   ro.max_new_tokens_limit = s.max_new_tokens;
   ro.threads = static_cast<int>(caf::get_or(cfg, "scheduler.max-threads", size_t{0}));
+  ro.scheduler = caf::to_string(caf::get_or(cfg, "scheduler.policy", caf::atom("sharing")));
   auto split = [](const std::string& list) {
     std::vector<std::string> out;
     std::string cur;
