@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The paper-scale benchmark (issue 8), run on the GPU host in one command (checkpoints do not
-# outlive a lease there): builds osd against CUDA libtorch, trains a 12-layer ~117M-parameter
+# outlive a lease there): builds osd against CUDA libtorch, trains a 24-layer ~119M-parameter
 # byte-level target on all three corpora (python, c, english from Debian packages) and a 2-layer
 # draft on python only, then measures, side by side on one card:
 #   shift: python -> c -> english, REQUESTS per domain at concurrency 16, one draft route per
@@ -18,6 +18,10 @@ set -uo pipefail
 out=${1:?usage: paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]}
 train_s=${2:-150} requests=${3:-300} prompts=${4:-10} phases=${PHASES:-shift b1 hf}
 phase() { [[ " $phases " == *" $1 "* ]]; }
+# The target's shape (default: 24 layers of dim 640, 119M parameters; TARGET="12 896 14 2432" is
+# the 117.5M shape of runs 1-4). Decode steps are launch-bound at these sizes, so a step's cost
+# follows the layer count: c ~ draft layers / target layers.
+read -r tlayers tdim theads tffn <<< "${TARGET:-24 640 10 1728}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 source <(bash .gpu/unpack-debs.sh .gpu/debs /opt/osd-deps)
@@ -32,7 +36,7 @@ P=build-cuda/pair
 t0=$(date +%s)
 ./build-cuda/osd-train --data python=$C/python.train.txt --data c=$C/c.train.txt --data english=$C/english.train.txt \
   --eval python=$C/python.eval.txt --eval c=$C/c.eval.txt --eval english=$C/english.eval.txt \
-  --dim 896 --layers 12 --heads 14 --ffn 2432 --max-pos 1024 --seq-len 512 --batch 32 --steps 2000 --lr 6e-4 \
+  --dim "$tdim" --layers "$tlayers" --heads "$theads" --ffn "$tffn" --max-pos 1024 --seq-len 512 --batch 32 --steps 2000 --lr 6e-4 \
   --warmup 100 --eval-every 0 --eval-batches 4 --seed 1 --device cuda --time-budget "$train_s" \
   --out $P/target --json 2>"$out/train-target.err" | tee "$out/train-target.txt" | tail -8
 echo "target: $(( $(date +%s) - t0 )) s"
