@@ -67,6 +67,30 @@ TEST_CASE("CUDA fp32: incremental forward equals the CPU full forward", "[cuda]"
   CHECK(max_abs_diff(out.cpu(), ref2.narrow(1, 4, 2)) <= 1e-4);
 }
 
+TEST_CASE("CUDA prefill chunks padded for attention plans give the unpadded result", "[cuda]") {
+  OSD_REQUIRE_CUDA();
+  // Chunks of more than 8 tokens are padded to a multiple of 64 on CUDA, capped by the cache.
+  auto cfg = *ModelConfig::preset("tiny");
+  Transformer cpu(cfg, 3);
+  Transformer gpu(cfg, 3, c10::Device("cuda"));
+  auto seq = random_tokens(2, 38, 256, 5);
+  auto ref = cpu.forward_full(seq);                                   // [2, 38, V]
+  for (int64_t max_len : {128, 40}) {                                 // room for 64, then only 40
+    auto cache = gpu.make_cache(2, max_len);
+    std::vector<int64_t> slots = {cache.allocate_slot(), cache.allocate_slot()};
+    auto a = gpu.forward(seq.narrow(1, 0, 20), slots, cache);         // [2, 20, V]
+    REQUIRE(a.size(1) == 20);
+    CHECK(cache.length(slots[0]) == 20);
+    auto b = gpu.forward(seq.narrow(1, 20, 15), slots, cache, {}, /*last_only=*/true);  // [2, 1, V]
+    CHECK(cache.length(slots[1]) == 35);
+    auto c = gpu.forward(seq.narrow(1, 35, 3), slots, cache);         // [2, 3, V]
+    INFO("max_len " << max_len);
+    CHECK(max_abs_diff(a.cpu(), ref.narrow(1, 0, 20)) <= 1e-4);
+    CHECK(max_abs_diff(b.cpu(), ref.narrow(1, 34, 1)) <= 1e-4);
+    CHECK(max_abs_diff(c.cpu(), ref.narrow(1, 35, 3)) <= 1e-4);
+  }
+}
+
 TEST_CASE("CUDA bf16 forward stays close to fp32", "[cuda]") {
   OSD_REQUIRE_CUDA();
   auto cfg = *ModelConfig::preset("tiny");
