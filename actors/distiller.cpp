@@ -15,7 +15,7 @@ namespace osd {
 namespace {
 
 struct DistillerState {
-  std::unique_ptr<ActorStream> stream;    // first: destroyed after the tensors made on it
+  std::unique_ptr<ActorStream> stream;  // first: destroyed after the tensors made on it
   std::unique_ptr<OnlineDistiller> core;
   std::unique_ptr<GpuTimeline> timeline;  // GPU spans of its updates (opt.trace)
   c10::Device serve_device = c10::Device(c10::kCPU);
@@ -25,7 +25,8 @@ struct DistillerState {
   // held updates in a row (a draft that already fits its traffic trains less); at most 16x.
   int64_t rejected_in_a_row = 0, held_in_a_row = 0;
   int64_t backoff() const {
-    return int64_t{1} << std::min<int64_t>(4, rejected_in_a_row + std::min<int64_t>(2, held_in_a_row));
+    return int64_t{1} << std::min<int64_t>(4,
+                                           rejected_in_a_row + std::min<int64_t>(2, held_in_a_row));
   }
   nlohmann::json trace = nlohmann::json::array();  // one slice per update (Chrome trace)
   UpdateReport last;
@@ -66,8 +67,9 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
             rep = st.core->update(batch.train, batch.heldout);
             if (rep.published && !opt.shadow)
               snapshot = st.core->snapshot(st.serve_device, st.serve_dtype);
-            st.timeline->end(span, "distill update",
-                             nlohmann::json{{"decision", rep.decision}, {"records", batch.train.size()}}.dump());
+            st.timeline->end(
+                span, "distill update",
+                nlohmann::json{{"decision", rep.decision}, {"records", batch.train.size()}}.dump());
           });
           st.stream->synchronize();
         } catch (const std::exception& e) {
@@ -134,13 +136,15 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
     else
       st.core = std::make_unique<OnlineDistiller>(*draft, opt.train, draft->device());
   });
-  st.timeline = std::make_unique<GpuTimeline>(opt.trace ? st.serve_device : c10::Device(c10::kCPU), "distiller");
+  st.timeline = std::make_unique<GpuTimeline>(opt.trace ? st.serve_device : c10::Device(c10::kCPU),
+                                              "distiller");
   st.serve_dtype = draft->dtype();
   next_update(self, opt, buffer, verifier, metrics);
   return {
       [=](trace_atom) -> std::string {
         auto events = self->state.trace;
-        for (auto& e : nlohmann::json::parse(self->state.timeline->chrome_events())) events.push_back(std::move(e));
+        for (auto& e : nlohmann::json::parse(self->state.timeline->chrome_events()))
+          events.push_back(std::move(e));
         return events.dump();
       },
       [=](save_atom) -> int64_t {

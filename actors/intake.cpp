@@ -61,6 +61,11 @@ caf::behavior intake(caf::stateful_actor<IntakeState>* self, IntakeOptions opt) 
       self->send(st.router, route_atom_v, std::move(sub), std::move(sink));
     },
     [=](release_atom, const RequestId& id) { self->state.in_flight.erase(id); },
+    // The verifier's final answer: the id is free before the client can see the answer.
+    [=](release_atom, DoneEvent& done, const caf::actor& sink) {
+      self->state.in_flight.erase(done.id);
+      self->send(sink, std::move(done));
+    },
     [=](drain_atom) -> int64_t {
       self->state.draining = true;
       return static_cast<int64_t>(self->state.in_flight.size());

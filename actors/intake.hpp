@@ -6,6 +6,8 @@
 //   (route_atom, caf::actor router)          set the next hop (once, at wiring)
 //   (submit_atom, Submission, sink)
 //   (release_atom, RequestId)                a request finished: frees its place
+//   (release_atom, DoneEvent, sink)          the same, then forwards the final answer to the sink
+//                                            (so an id is free before its client sees the answer)
 //   (drain_atom) -> int64_t                  refuse new work from now on; replies in-flight count
 //   (stats_atom) -> std::string              JSON counters
 #include <caf/fwd.hpp>

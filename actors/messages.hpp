@@ -9,7 +9,8 @@
 //   verifier -> drafter   add_atom(id, prompt, params) | propose_atom(ids, ks) -> Proposals
 //                         commit_atom(verdicts) | remove_atom(id)
 //   verifier -> sink      TokenEvent (streaming), DoneEvent (once per request)
-//   verifier -> intake    release_atom(id)                       (frees a queue place)
+//   verifier -> intake    release_atom(DoneEvent, sink)           frees a queue place, then
+//                         intake -> sink DoneEvent                (an id is free before its answer)
 //   verifier -> buffer    records_atom(vector<DistillRecord>)   target distributions it verified
 //   distiller -> buffer   sample_atom(n, min_new, route, wait_ms) -> DistillBatch
 //                         (answered once min_new are new, or after wait_ms once any is)

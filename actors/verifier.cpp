@@ -51,7 +51,7 @@ struct Route {
 };
 
 struct VerifierState {
-  std::unique_ptr<ActorStream> stream;    // first: destroyed after the tensors made on it
+  std::unique_ptr<ActorStream> stream;  // first: destroyed after the tensors made on it
   std::unique_ptr<TargetScorer> scorer;
   std::unique_ptr<GpuTimeline> timeline;  // GPU spans of its rounds (opt.trace)
   std::shared_ptr<Transformer> target;
@@ -116,6 +116,17 @@ void report_outcome(Self* self, const Seq& s) {
   }
 }
 
+// A request's final answer. With an intake it travels through it: the intake frees the id and
+// then forwards the answer, so a client that reuses an id once it has its answer never finds the
+// id still in flight (messages from two senders have no order; this path gives one).
+void answer(Self* self, const caf::actor& sink, DoneEvent done) {
+  auto& st = self->state;
+  if (st.intake)
+    self->send(st.intake, release_atom_v, std::move(done), sink);
+  else
+    self->send(sink, std::move(done));
+}
+
 void finish_seq(Self* self, SeqId sid, const std::string& finish, const std::string& code = "",
                 const std::string& message = "") {
   auto& st = self->state;
@@ -126,8 +137,7 @@ void finish_seq(Self* self, SeqId sid, const std::string& finish, const std::str
                  std::max(0.0, s.ttft_ms), ms_since(s.start), st.speculative ? st.routes[s.route].name : ""};
   if (st.metrics) self->send(st.metrics, done);
   if (st.router && s.sub.auto_routed && finish != "error") report_outcome(self, s);
-  self->send(s.sink, std::move(done));
-  if (st.intake) self->send(st.intake, release_atom_v, s.sub.id);
+  answer(self, s.sink, std::move(done));
   st.scorer->remove(sid);
   if (st.speculative) self->send(st.routes[s.route].drafter, remove_atom_v, sid);
   auto& members = st.groups[s.group].members;
@@ -147,9 +157,7 @@ void admit_waiting(Self* self) {
     try {
       st.scorer->add(sid, sub.request.prompt);
     } catch (const std::exception& e) {
-      DoneEvent done{sub.id, {}, "", "error", "invalid_request", e.what(), {}, 0, 0};
-      self->send(sink, std::move(done));
-      if (st.intake) self->send(st.intake, release_atom_v, sub.id);
+      answer(self, sink, DoneEvent{sub.id, {}, "", "error", "invalid_request", e.what(), {}, 0, 0});
       continue;
     }
     const int64_t route =
@@ -218,8 +226,9 @@ void round_failed(Self* self, size_t g, const std::string& code, const std::stri
 // The target's distributions at verified positions go to the buffer: the logits are the ones
 // this round already computed (no extra target pass). Position j's context is the sequence so
 // far plus the first j draft tokens.
-void send_records(Self* self, int64_t route, const caf::actor& buffer, const Proposals& prop, const StagedTopK& staged,
-                  int64_t K1, const std::vector<int64_t>& accepted, const std::vector<Seq*>& rows) {
+void send_records(Self* self, int64_t route, const caf::actor& buffer, const Proposals& prop,
+                  const StagedTopK& staged, int64_t K1, const std::vector<int64_t>& accepted,
+                  const std::vector<Seq*>& rows) {
   auto& st = self->state;
   std::vector<int64_t> flat;  // row * (K + 1) + position
   std::vector<std::vector<int64_t>> contexts;
@@ -271,12 +280,16 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   // host sync serves both.
   StagedTopK staged;
   if (record)
-    staged = stage_top_k(torch::softmax(logits.view({-1, logits.size(2)}), -1), st.opt.record_top_k, true);
-  auto verified = verify_round(prop, logits, params, rngs);                    // the round's host sync
-  st.timeline->end(span, "verify g" + std::to_string(g),
-                   "{\"batch\":" + std::to_string(B) + ",\"k\":" + std::to_string(prop.tokens.size(1)) + "}");
+    staged = stage_top_k(torch::softmax(logits.view({-1, logits.size(2)}), -1), st.opt.record_top_k,
+                         true);
+  auto verified = verify_round(prop, logits, params, rngs);  // the round's host sync
+  st.timeline->end(
+      span, "verify g" + std::to_string(g),
+      "{\"batch\":" + std::to_string(B) + ",\"k\":" + std::to_string(prop.tokens.size(1)) + "}");
   const auto& out = verified.out;
-  if (record) send_records(self, route, st.routes[route].buffer, prop, staged, logits.size(1), out.accepted, rows);
+  if (record)
+    send_records(self, route, st.routes[route].buffer, prop, staged, logits.size(1), out.accepted,
+                 rows);
   VerdictList verdicts;
   RoundMetrics rm;
   rm.batch = B;
@@ -395,8 +408,10 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
   auto& st = self->state;
   st.target = target;
   st.stream = std::make_unique<ActorStream>(target->device(), ActorStream::Priority::serving);
-  st.timeline = std::make_unique<GpuTimeline>(opt.trace ? target->device() : c10::Device(c10::kCPU), "verifier");
-  st.stream->run_on([&] { st.scorer = std::make_unique<TargetScorer>(target, opt.num_slots, opt.max_len); });
+  st.timeline = std::make_unique<GpuTimeline>(opt.trace ? target->device() : c10::Device(c10::kCPU),
+                                              "verifier");
+  st.stream->run_on(
+      [&] { st.scorer = std::make_unique<TargetScorer>(target, opt.num_slots, opt.max_len); });
   st.intake = intake;
   st.metrics = metrics;
   st.opt = opt;
@@ -428,104 +443,108 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
       if (dm.source == s2.routes[r].drafter.address()) restart_drafter(self, static_cast<int64_t>(r));
   });
   return {
-    [=](admit_atom, Submission& sub, caf::actor& sink) {
-      if (self->state.early_cancels.erase(sub.id)) {
-        self->send(sink, DoneEvent{sub.id, {}, "", "cancelled", "", "", {}, 0, 0});
-        if (self->state.intake) self->send(self->state.intake, release_atom_v, sub.id);
-        return;
-      }
-      self->state.waiting.emplace_back(std::move(sub), std::move(sink));
-      admit_waiting(self);
-      start_rounds(self);
-    },
-    [=](cancel_atom, const RequestId& id) {
-      auto& s = self->state;
-      if (id == "*") {  // shutdown without finishing: cancel everything
-        for (auto& w : s.waiting) {
-          self->send(w.second, DoneEvent{w.first.id, {}, "", "cancelled", "", "", {}, 0, 0});
-          if (s.intake) self->send(s.intake, release_atom_v, w.first.id);
-        }
-        s.waiting.clear();
-        for (auto& [sid, seq] : s.seqs) seq.cancelled = true;
-        std::vector<SeqId> idle;
-        for (auto& [sid, seq] : s.seqs) if (!s.groups[seq.group].busy) idle.push_back(sid);
-        for (auto sid : idle) finish_seq(self, sid, "cancelled");
-        return;
-      }
-      for (auto it = s.waiting.begin(); it != s.waiting.end(); ++it) {
-        if (it->first.id == id) {
-          DoneEvent done{id, {}, "", "cancelled", "", "", {}, 0, 0};
-          self->send(it->second, std::move(done));
-          if (s.intake) self->send(s.intake, release_atom_v, id);
-          s.waiting.erase(it);
+      [=](admit_atom, Submission& sub, caf::actor& sink) {
+        if (self->state.early_cancels.erase(sub.id)) {
+          answer(self, sink, DoneEvent{sub.id, {}, "", "cancelled", "", "", {}, 0, 0});
           return;
         }
-      }
-      auto f = s.by_id.find(id);
-      if (f == s.by_id.end()) {
-        if (s.early_cancels.size() > 10000) s.early_cancels.clear();
-        s.early_cancels.insert(id);
-        return;
-      }
-      Seq& seq = s.seqs.at(f->second);
-      seq.cancelled = true;
-      if (!s.groups[seq.group].busy) finish_seq(self, f->second, "cancelled");
-    },
-    [=](round_atom, int64_t g, std::vector<SeqId>& ids, std::vector<int64_t>& ks) {
-      // Target-only: no draft tokens. Sequences cancelled or finished since the round was
-      // scheduled are dropped from it.
-      self->state.stream->make_current();
-      std::vector<SeqId> live_ids;
-      std::vector<int64_t> live_ks;
-      for (size_t i = 0; i < ids.size(); ++i)
-        if (self->state.seqs.count(ids[i])) live_ids.push_back(ids[i]), live_ks.push_back(ks[i]);
-      auto prop = Proposals::none(std::move(live_ids), std::move(live_ks), self->state.target->config().vocab_size,
-                                  self->state.target->device());
-      if (prop.ids.empty()) {
-        auto& st = self->state;
-        st.groups[g].busy = false;
-        if (--st.busy_groups == 0) st.idle_since = Clock::now();
+        self->state.waiting.emplace_back(std::move(sub), std::move(sink));
         admit_waiting(self);
         start_rounds(self);
-        return;
-      }
-      verify_and_continue(self, static_cast<size_t>(g), prop);
-    },
-    [=](swap_atom, WeightsSnapshot& snap) {
-      auto& s = self->state;
-      if (snap.route < 0 || snap.route >= static_cast<int64_t>(s.routes.size())) return;
-      auto& route = s.routes[snap.route];
-      if (!snap.model || snap.version <= route.version) return;
-      route.version = snap.version;
-      route.latest = snap.model;
-      self->send(route.drafter, swap_atom_v, std::move(snap));
-    },
-    [=](route_atom, caf::actor router) { self->state.router = std::move(router); },
-    [=](trace_atom) -> std::string {
-      auto events = self->state.trace;
-      for (auto& e : nlohmann::json::parse(self->state.timeline->chrome_events())) events.push_back(std::move(e));
-      return nlohmann::json{{"traceEvents", events}}.dump();
-    },
-    [=](stats_atom) -> std::string {
-      auto& s = self->state;
-      double idle = s.idle_ms + (s.busy_groups == 0 ? ms_since(s.idle_since) : 0.0);
-      double total = ms_since(s.started);
-      nlohmann::json j = {{"in_flight", s.seqs.size()}, {"waiting", s.waiting.size()},
-                          {"verifier_busy_ms", s.busy_ms}, {"verifier_no_round_ms", idle},
-                          {"verifier_idle_fraction", total > 0 ? 1.0 - s.busy_ms / total : 0.0},
-                          {"cost_ratio", s.cost_ratio}, {"drafter_restarts", s.drafter_restarts},
-                          {"round_recoveries", s.round_recoveries},
-                          {"draft_version", s.routes.empty() ? 0 : s.routes[0].version}};
-      nlohmann::json routes = nlohmann::json::array();
-      for (const auto& r : s.routes) {
-        int64_t live = 0;
-        for (const auto& [sid, seq] : s.seqs) live += &s.routes[seq.route] == &r;
-        routes.push_back({{"name", r.name}, {"draft_version", r.version}, {"in_flight", live},
-                          {"drafter_generation", r.generation}});
-      }
-      j["routes"] = routes;
-      return j.dump();
-    },
+      },
+      [=](cancel_atom, const RequestId& id) {
+        auto& s = self->state;
+        if (id == "*") {  // shutdown without finishing: cancel everything
+          for (auto& w : s.waiting) {
+            answer(self, w.second, DoneEvent{w.first.id, {}, "", "cancelled", "", "", {}, 0, 0});
+          }
+          s.waiting.clear();
+          for (auto& [sid, seq] : s.seqs) seq.cancelled = true;
+          std::vector<SeqId> idle;
+          for (auto& [sid, seq] : s.seqs)
+            if (!s.groups[seq.group].busy) idle.push_back(sid);
+          for (auto sid : idle) finish_seq(self, sid, "cancelled");
+          return;
+        }
+        for (auto it = s.waiting.begin(); it != s.waiting.end(); ++it) {
+          if (it->first.id == id) {
+            answer(self, it->second, DoneEvent{id, {}, "", "cancelled", "", "", {}, 0, 0});
+            s.waiting.erase(it);
+            return;
+          }
+        }
+        auto f = s.by_id.find(id);
+        if (f == s.by_id.end()) {
+          if (s.early_cancels.size() > 10000) s.early_cancels.clear();
+          s.early_cancels.insert(id);
+          return;
+        }
+        Seq& seq = s.seqs.at(f->second);
+        seq.cancelled = true;
+        if (!s.groups[seq.group].busy) finish_seq(self, f->second, "cancelled");
+      },
+      [=](round_atom, int64_t g, std::vector<SeqId>& ids, std::vector<int64_t>& ks) {
+        // Target-only: no draft tokens. Sequences cancelled or finished since the round was
+        // scheduled are dropped from it.
+        self->state.stream->make_current();
+        std::vector<SeqId> live_ids;
+        std::vector<int64_t> live_ks;
+        for (size_t i = 0; i < ids.size(); ++i)
+          if (self->state.seqs.count(ids[i])) live_ids.push_back(ids[i]), live_ks.push_back(ks[i]);
+        auto prop =
+            Proposals::none(std::move(live_ids), std::move(live_ks),
+                            self->state.target->config().vocab_size, self->state.target->device());
+        if (prop.ids.empty()) {
+          auto& st = self->state;
+          st.groups[g].busy = false;
+          if (--st.busy_groups == 0) st.idle_since = Clock::now();
+          admit_waiting(self);
+          start_rounds(self);
+          return;
+        }
+        verify_and_continue(self, static_cast<size_t>(g), prop);
+      },
+      [=](swap_atom, WeightsSnapshot& snap) {
+        auto& s = self->state;
+        if (snap.route < 0 || snap.route >= static_cast<int64_t>(s.routes.size())) return;
+        auto& route = s.routes[snap.route];
+        if (!snap.model || snap.version <= route.version) return;
+        route.version = snap.version;
+        route.latest = snap.model;
+        self->send(route.drafter, swap_atom_v, std::move(snap));
+      },
+      [=](route_atom, caf::actor router) { self->state.router = std::move(router); },
+      [=](trace_atom) -> std::string {
+        auto events = self->state.trace;
+        for (auto& e : nlohmann::json::parse(self->state.timeline->chrome_events()))
+          events.push_back(std::move(e));
+        return nlohmann::json{{"traceEvents", events}}.dump();
+      },
+      [=](stats_atom) -> std::string {
+        auto& s = self->state;
+        double idle = s.idle_ms + (s.busy_groups == 0 ? ms_since(s.idle_since) : 0.0);
+        double total = ms_since(s.started);
+        nlohmann::json j = {{"in_flight", s.seqs.size()},
+                            {"waiting", s.waiting.size()},
+                            {"verifier_busy_ms", s.busy_ms},
+                            {"verifier_no_round_ms", idle},
+                            {"verifier_idle_fraction", total > 0 ? 1.0 - s.busy_ms / total : 0.0},
+                            {"cost_ratio", s.cost_ratio},
+                            {"drafter_restarts", s.drafter_restarts},
+                            {"round_recoveries", s.round_recoveries},
+                            {"draft_version", s.routes.empty() ? 0 : s.routes[0].version}};
+        nlohmann::json routes = nlohmann::json::array();
+        for (const auto& r : s.routes) {
+          int64_t live = 0;
+          for (const auto& [sid, seq] : s.seqs) live += &s.routes[seq.route] == &r;
+          routes.push_back({{"name", r.name},
+                            {"draft_version", r.version},
+                            {"in_flight", live},
+                            {"drafter_generation", r.generation}});
+        }
+        j["routes"] = routes;
+        return j.dump();
+      },
   };
 }
 

@@ -51,7 +51,8 @@ struct VerifierOptions {
 };
 
 // drafters: one per draft route (empty: target-only decoding). Each route has its own groups,
-// so a verification round uses one drafter. intake gets (release_atom, id) per finished request;
+// so a verification round uses one drafter. Each final answer goes through the intake
+// (release_atom, DoneEvent, sink), which frees the id and forwards it (no intake: to the sink);
 // metrics gets RoundMetrics per round; buffers[r] (may be empty or invalid) gets the target's
 // distributions at route r's verified positions.
 //   (swap_atom, WeightsSnapshot)   new weights of snapshot.route: kept for restarts, passed on

@@ -61,7 +61,8 @@ DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int6
   // Capture on the caller's stream when it is an actor's own (nothing else queues work there);
   // from the default stream (tests, SpecDecoder) on a stream made for the capture.
   std::unique_ptr<ActorStream> own;
-  if (c10::cuda::getCurrentCUDAStream() == c10::cuda::getDefaultCUDAStream(model.device().index())) {
+  if (c10::cuda::getCurrentCUDAStream() ==
+      c10::cuda::getDefaultCUDAStream(model.device().index())) {
     c10::cuda::getCurrentCUDAStream().synchronize();  // the capture stream starts after queued work
     own = std::make_unique<ActorStream>(model.device());
   }
@@ -105,7 +106,8 @@ at::Tensor DecodeGraph::step(const at::Tensor& tokens, const std::vector<int64_t
   std::vector<int64_t> lens(slots.size());
   for (size_t i = 0; i < slots.size(); ++i) lens[i] = cache_.length(slots[i]);
   impl_->tokens.copy_(tokens, /*non_blocking=*/true);
-  impl_->lens.copy_(torch::tensor(lens, torch::kInt64), /*non_blocking=*/true);  // queued, no host wait
+  impl_->lens.copy_(torch::tensor(lens, torch::kInt64),
+                    /*non_blocking=*/true);  // queued, no host wait
   impl_->slots.copy_(torch::tensor(slots, torch::kInt64), /*non_blocking=*/true);
   impl_->graph.replay();
   cache_.commit(slots, commit);

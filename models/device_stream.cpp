@@ -23,7 +23,9 @@ namespace osd {
 
 namespace {
 double steady_us() {
-  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return std::chrono::duration<double, std::micro>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 }  // namespace
 
@@ -35,7 +37,8 @@ struct StreamMark::Impl {
 // owners (an actor and a graph capture on another thread) could share one, and a capture would
 // then record the other owner's kernels.
 struct ActorStream::Impl {
-  Impl(c10::DeviceIndex index, ActorStream::Priority priority) : device(index), stream(create(index, priority)) {}
+  Impl(c10::DeviceIndex index, ActorStream::Priority priority)
+      : device(index), stream(create(index, priority)) {}
   ~Impl() {
     c10::cuda::CUDAGuard guard(device);
     cudaStreamSynchronize(stream.stream());
@@ -114,7 +117,9 @@ ActorStream::ActorStream(c10::Device device, Priority priority) {
 
 ActorStream::~ActorStream() = default;
 
-bool ActorStream::on_gpu() const { return impl_ != nullptr; }
+bool ActorStream::on_gpu() const {
+  return impl_ != nullptr;
+}
 
 void ActorStream::make_current() const {
 #ifdef OSD_HAVE_CUDA_STREAMS

@@ -12,7 +12,7 @@ StagedTopK stage_top_k(const at::Tensor& probs_in, int64_t top_k, bool async) {
   const int64_t V = probs_in.size(1);
   const int64_t K = top_k <= 0 || top_k >= V ? V : top_k;
   auto top = probs_in.to(torch::kFloat32).topk(K, -1);
-  auto vals = std::get<0>(top), ids = std::get<1>(top);                  // [N, K]
+  auto vals = std::get<0>(top), ids = std::get<1>(top);  // [N, K]
   if (!async || !vals.is_cuda()) return {vals.cpu().contiguous(), ids.cpu().contiguous()};
   auto pinned = [](const at::Tensor& t) {
     auto host = torch::empty(t.sizes(), t.options().device(torch::kCPU).pinned_memory(true));
@@ -22,12 +22,14 @@ StagedTopK stage_top_k(const at::Tensor& probs_in, int64_t top_k, bool async) {
   return {pinned(vals.contiguous()), pinned(ids.contiguous())};
 }
 
-std::vector<DistillRecord> compact_rows(const StagedTopK& staged, const std::vector<int64_t>& rows) {
+std::vector<DistillRecord> compact_rows(const StagedTopK& staged,
+                                        const std::vector<int64_t>& rows) {
   const int64_t N = staged.probs.size(0), K = staged.probs.size(1);
   std::vector<DistillRecord> out(rows.size());
   for (size_t m = 0; m < rows.size(); ++m) {
     const int64_t i = rows[m];
-    if (i < 0 || i >= N) throw Error("compact_rows: row " + std::to_string(i) + " outside the staged top-k");
+    if (i < 0 || i >= N)
+      throw Error("compact_rows: row " + std::to_string(i) + " outside the staged top-k");
     const float* v = staged.probs.data_ptr<float>() + i * K;
     const int64_t* d = staged.ids.data_ptr<int64_t>() + i * K;
     out[m].top_probs.assign(v, v + K);

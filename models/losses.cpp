@@ -69,7 +69,8 @@ double traffic_acceptance(const at::Tensor& q, const at::Tensor& p, const std::v
   auto agree = q.argmax(-1).eq(p.argmax(-1)).to(torch::kFloat32);                           // [N]
   std::vector<uint8_t> g(greedy.begin(), greedy.end());
   g.resize(static_cast<size_t>(q.size(0)), 0);
-  auto mask = to_device(torch::tensor(std::vector<int64_t>(g.begin(), g.end())), q.device()).to(torch::kBool);
+  auto mask = to_device(torch::tensor(std::vector<int64_t>(g.begin(), g.end())), q.device())
+                  .to(torch::kBool);
   return torch::where(mask, agree, overlap).mean().item<double>();
 }
 

@@ -71,7 +71,8 @@ at::Tensor OnlineDistiller::student_logits(Transformer& model, const std::vector
   }
   std::vector<int64_t> flat(N);  // row * T + last position of each record
   for (int64_t i = 0; i < N; ++i) flat[i] = host[i] * T + static_cast<int64_t>(records[i].context.size()) - 1;
-  auto logits = model.forward_full(to_device(tokens, model.device()));                   // [H, T, V] (right padding is causal-safe)
+  auto logits = model.forward_full(
+      to_device(tokens, model.device()));  // [H, T, V] (right padding is causal-safe)
   auto idx = to_device(torch::tensor(flat), logits.device());
   return logits.reshape({H * T, logits.size(2)}).index_select(0, idx);           // [N, V]
 }
@@ -85,8 +86,11 @@ double OnlineDistiller::heldout_acceptance(Transformer& model, const std::vector
     if (all_greedy) teacher_best.push_back(r.top_ids[0]);  // top_ids are sorted: [0] is the argmax
   }
   if (all_greedy) {  // argmax agreement: no need to rebuild the teacher's [N, V] distributions
-    auto best = student_logits(model, records).argmax(-1);                                   // [N]
-    return best.eq(to_device(torch::tensor(teacher_best), best.device())).to(torch::kFloat64).mean().item<double>();
+    auto best = student_logits(model, records).argmax(-1);  // [N]
+    return best.eq(to_device(torch::tensor(teacher_best), best.device()))
+        .to(torch::kFloat64)
+        .mean()
+        .item<double>();
   }
   auto q = torch::softmax(student_logits(model, records), -1);
   auto p = to_device(rebuild_distributions(records, model.config().vocab_size), q.device());
@@ -135,7 +139,8 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
   rep.acceptance_candidate = heldout_acceptance(*trainable_, heldout);
   rep.acceptance_current = heldout_acceptance(*published_, heldout);
   if (!std::isfinite(rep.acceptance_candidate) ||
-      rep.acceptance_candidate < rep.acceptance_current - std::max(opt_.rollback_margin, opt_.guard_margin)) {
+      rep.acceptance_candidate <
+          rep.acceptance_current - std::max(opt_.rollback_margin, opt_.guard_margin)) {
     trainable_->copy_weights_from(*published_);  // roll back to the last good weights
     reset_optimizer();
     rep.decision = "rejected by guard";

@@ -39,14 +39,14 @@ struct DistillOptions {
   int64_t batch = 64;            // records per gradient step
   int64_t steps_per_update = 4;  // gradient steps per update
   double guard_margin = -0.01;   // publish unless held-out acceptance drops by more than this (< 0: must gain)
-  double rollback_margin = 0.05; // roll back when held-out acceptance drops by more than this
+  double rollback_margin = 0.05;  // roll back when held-out acceptance drops by more than this
   int64_t min_heldout = 8;       // fewer held-out records: keep training, publish nothing yet
   bool inject_nan = false;       // tests: every loss becomes NaN
 };
 
 struct UpdateReport {
   bool published = false;
-  std::string decision;          // published | held | rejected by guard | deferred: ... | discarded: ...
+  std::string decision;  // published | held | rejected by guard | deferred: ... | discarded: ...
   double loss = 0;               // mean loss of the finite steps
   double acceptance_candidate = -1, acceptance_current = -1;  // on held-out (-1: not evaluated)
   int64_t version = 0;           // published version after this update

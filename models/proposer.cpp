@@ -75,13 +75,13 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
   // (gathered there), and the host reads the tokens once, after the last step. Each row's draft
   // randomness is drawn on the host up front, in the order the steps consume it.
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(dev);
-  auto tokens_dev = torch::zeros({B, K}, i64);                                                 // [B, K]
+  auto tokens_dev = torch::zeros({B, K}, i64);  // [B, K]
   for (int64_t j = 0; j < K; ++j) {
     std::vector<int64_t> active, slots, lens;
     for (int64_t i = 0; i < B; ++i)
       if (k[i] > j) active.push_back(i);
     const int64_t A = static_cast<int64_t>(active.size());
-    auto active_dev = to_device(torch::tensor(active, torch::kInt64), dev);                            // [A]
+    auto active_dev = to_device(torch::tensor(active, torch::kInt64), dev);  // [A]
     std::vector<SamplingParams> params;
     std::vector<double> u;
     for (auto i : active) {
@@ -90,41 +90,43 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
       params.push_back(rows[i]->params);
       u.push_back(rows[i]->rng.uniform());
     }
-    at::Tensor in;                                                                             // [A, T]
-    if (j == 0) {  // the pending chunks, ragged (right-padded)
+    at::Tensor in;  // [A, T]
+    if (j == 0) {   // the pending chunks, ragged (right-padded)
       int64_t T = 1;
       for (auto i : active) T = std::max<int64_t>(T, rows[i]->pending.size());
       in = torch::zeros({A, T}, torch::kInt64);
       auto acc = in.accessor<int64_t, 2>();
       for (int64_t r = 0; r < A; ++r)
-        for (size_t t = 0; t < rows[active[r]]->pending.size(); ++t) acc[r][t] = rows[active[r]]->pending[t];
+        for (size_t t = 0; t < rows[active[r]]->pending.size(); ++t)
+          acc[r][t] = rows[active[r]]->pending[t];
       in = to_device(in, dev);
     } else {
-      in = tokens_dev.select(1, j - 1).index_select(0, active_dev).unsqueeze(1);            // [A, 1]
+      in = tokens_dev.select(1, j - 1).index_select(0, active_dev).unsqueeze(1);  // [A, 1]
     }
     // A CUDA graph where available: every step after the first feeds one token per row, the first
     // the pending chunks (two tokens after a round that accepted every draft). Longer chunks run
     // eagerly rather than adding graph shapes.
     const int64_t T = in.size(1);
-    at::Tensor logits;                                                                         // [A, V]
+    at::Tensor logits;  // [A, V]
     if (graphs_.enabled() && T <= 4) {
-      auto full = graphs_.forward(in, slots, lens);                                            // [A, T, V]
+      auto full = graphs_.forward(in, slots, lens);  // [A, T, V]
       if (T == 1) {
         logits = full.squeeze(1);
       } else {  // each row's last real position (rows are right-padded)
         std::vector<int64_t> last(lens);
         for (auto& x : last) x -= 1;
-        auto at = to_device(torch::tensor(last, torch::kInt64), dev).view({A, 1, 1}).expand({A, 1, V});
+        auto at =
+            to_device(torch::tensor(last, torch::kInt64), dev).view({A, 1, 1}).expand({A, 1, V});
         logits = full.gather(1, at).squeeze(1);
       }
     } else {
       logits = draft_->forward(in, slots, cache_, lens, /*last_only=*/true).squeeze(1);
     }
-    at::Tensor drawn;                                                                          // [A]
+    at::Tensor drawn;  // [A]
     if (all_greedy) {
       drawn = logits.argmax(-1);  // q is one-hot at the draw: filled in after the loop
     } else {
-      auto q = processed_probs(logits, params);                                                // [A, V]
+      auto q = processed_probs(logits, params);  // [A, V]
       drawn = sample_from_probs(q, torch::tensor(u, torch::kFloat64));
       out.probs.select(1, j).index_copy_(0, active_dev, q);
     }
@@ -132,7 +134,8 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
     ++out.draft_steps;
   }
   if (all_greedy && K > 0) {  // q = one-hot at each drawn token, zero past a row's k
-    auto valid = torch::arange(K, i64).unsqueeze(0) < to_device(torch::tensor(k, torch::kInt64), dev).unsqueeze(1);  // [B, K]
+    auto valid = torch::arange(K, i64).unsqueeze(0) <
+                 to_device(torch::tensor(k, torch::kInt64), dev).unsqueeze(1);  // [B, K]
     out.probs.scatter_(2, tokens_dev.unsqueeze(-1), valid.unsqueeze(-1).to(torch::kFloat32));
   }
   // The proposal's one host sync: the drafted tokens.

@@ -24,10 +24,10 @@ RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule) {
     if (k < 0 || k > K) throw Error("rejection_sample: k outside [0, K]");
   auto dev = in.p.device();
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(dev);
-  auto kt = to_device(torch::tensor(in.k, torch::kInt64), dev);                           // [B]
+  auto kt = to_device(torch::tensor(in.k, torch::kInt64), dev);                   // [B]
   at::Tensor accepted;                                                            // [B]
   if (K > 0) {
-    auto idx = to_device(in.draft_tokens, dev).unsqueeze(-1);                             // [B, K, 1]
+    auto idx = to_device(in.draft_tokens, dev).unsqueeze(-1);                         // [B, K, 1]
     auto p_x = in.p.narrow(1, 0, K).gather(-1, idx).squeeze(-1).to(torch::kFloat64);  // [B, K]
     auto q_x = in.q.gather(-1, idx).squeeze(-1).to(torch::kFloat64);                  // [B, K]
     auto u = to_device(torch::tensor(in.u_accept, torch::kFloat64).view({B, K}), dev);
@@ -75,19 +75,20 @@ RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
       row_rngs[i]->uniform();
     }
     const auto dev = logits.device();
-    auto best = logits.to(torch::kFloat32).argmax(-1);                             // [B, K + 1]
-    at::Tensor accepted;                                                          // [B]
+    auto best = logits.to(torch::kFloat32).argmax(-1);  // [B, K + 1]
+    at::Tensor accepted;                                // [B]
     if (K > 0) {
       auto kt = to_device(torch::tensor(prop.k, torch::kInt64), dev);
-      auto valid = torch::arange(K, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
-                   kt.unsqueeze(1);                                               // [B, K]
+      auto valid =
+          torch::arange(K, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
+          kt.unsqueeze(1);  // [B, K]
       auto agree = best.narrow(1, 0, K).eq(to_device(prop.tokens, dev)).logical_and(valid);
       accepted = agree.to(torch::kInt64).cumprod(1).sum(1);
     } else {
       accepted = torch::zeros({B}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
     }
-    auto next = best.gather(1, accepted.unsqueeze(1)).squeeze(1);                 // [B]
-    auto both = torch::stack({accepted, next}).to(torch::kCPU);                   // [2, B]: the host sync
+    auto next = best.gather(1, accepted.unsqueeze(1)).squeeze(1);  // [B]
+    auto both = torch::stack({accepted, next}).to(torch::kCPU);    // [2, B]: the host sync
     r.out.accepted.assign(both[0].data_ptr<int64_t>(), both[0].data_ptr<int64_t>() + B);
     r.out.next_token.assign(both[1].data_ptr<int64_t>(), both[1].data_ptr<int64_t>() + B);
   } else {
@@ -98,10 +99,12 @@ RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
     r.target_probs = processed_probs(logits.view({B * K1, V}), params).view({B, K1, V});
     // The draft may live on another device (osd.draft-device): its tokens and q come to p's.
     const auto dev = r.target_probs.device();
-    RejectionInput in{to_device(prop.tokens, dev), to_device(prop.probs, dev), r.target_probs, prop.k, {}, {}};
+    RejectionInput in{
+        to_device(prop.tokens, dev), to_device(prop.probs, dev), r.target_probs, prop.k, {}, {}};
     in.u_accept.reserve(B * K);
     for (int64_t i = 0; i < B; ++i) {
-      for (int64_t j = 0; j < K; ++j) in.u_accept.push_back(j < prop.k[i] ? row_rngs[i]->uniform() : 0.5);
+      for (int64_t j = 0; j < K; ++j)
+        in.u_accept.push_back(j < prop.k[i] ? row_rngs[i]->uniform() : 0.5);
       in.u_final.push_back(row_rngs[i]->uniform());
     }
     r.out = rejection_sample(in, rule);

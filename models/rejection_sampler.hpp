@@ -43,7 +43,7 @@ RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule = Acc
 // target's logits [B, K + 1, V] with each row's sampling params, draws each row's uniforms from
 // its RequestRng (k accept tests, then one final draw), applies the rule, and builds the verdicts.
 struct RoundVerification {
-  at::Tensor target_probs;        // [B, K + 1, V] processed p (undefined on the all-greedy shortcut)
+  at::Tensor target_probs;  // [B, K + 1, V] processed p (undefined on the all-greedy shortcut)
   RejectionOutput out;
   std::vector<Verdict> verdicts;  // emitted = accepted draft tokens + the next token
 };

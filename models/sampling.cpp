@@ -54,12 +54,13 @@ at::Tensor processed_probs(const at::Tensor& logits_in, const std::vector<Sampli
   auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
   at::Tensor probs;
   if (!all_greedy) {
-    auto scaled = logits * to_device(torch::tensor(inv_temp, f32), dev).unsqueeze(1);     // [N, V]
+    auto scaled = logits * to_device(torch::tensor(inv_temp, f32), dev).unsqueeze(1);  // [N, V]
     if (any_filter) {
       auto sorted = scaled.sort(-1, /*descending=*/true);
       auto values = std::get<0>(sorted), index = std::get<1>(sorted);               // [N, V]
       auto rank = torch::arange(V, f32.dtype(torch::kInt64).device(dev)).unsqueeze(0);
-      auto keep = rank < to_device(torch::tensor(top_k, f32.dtype(torch::kInt64)), dev).unsqueeze(1);
+      auto keep =
+          rank < to_device(torch::tensor(top_k, f32.dtype(torch::kInt64)), dev).unsqueeze(1);
       auto ninf = -std::numeric_limits<float>::infinity();
       values = values.masked_fill(keep.logical_not(), ninf);
       auto p_sorted = torch::softmax(values, -1);
@@ -74,7 +75,8 @@ at::Tensor processed_probs(const at::Tensor& logits_in, const std::vector<Sampli
     auto onehot = torch::zeros({N, V}, f32.device(dev))
                       .scatter_(1, logits.argmax(-1, /*keepdim=*/true), 1.0);
     if (all_greedy) return onehot;
-    auto g = to_device(torch::tensor(std::vector<int64_t>(greedy.begin(), greedy.end())).to(torch::kBool), dev);
+    auto g = to_device(
+        torch::tensor(std::vector<int64_t>(greedy.begin(), greedy.end())).to(torch::kBool), dev);
     probs = torch::where(g.unsqueeze(1), onehot, probs);
   }
   return probs;
@@ -87,7 +89,8 @@ at::Tensor sample_from_probs(const at::Tensor& probs, const at::Tensor& uniforms
     throw Error("sample_from_probs: " + std::to_string(uniforms.size(0)) + " uniforms for " +
                 std::to_string(probs.size(0)) + " rows");
   auto cdf = probs.to(torch::kFloat64).cumsum(-1);                                 // [N, V]
-  auto target = (to_device(uniforms, probs.device()).to(torch::kFloat64) * cdf.select(1, -1)).unsqueeze(1);
+  auto target =
+      (to_device(uniforms, probs.device()).to(torch::kFloat64) * cdf.select(1, -1)).unsqueeze(1);
   auto idx = torch::searchsorted(cdf, target, /*out_int32=*/false, /*right=*/true);  // [N, 1]
   return idx.squeeze(1).clamp_max(probs.size(1) - 1);
 }

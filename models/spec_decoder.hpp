@@ -43,7 +43,8 @@ struct RoundResult {
   std::vector<std::vector<int64_t>> kept;        // per verdict: emitted tokens kept after stops
   std::vector<SeqId> finished;                   // sequences that finished this round
   at::Tensor target_logits;                      // [B, K + 1, V] raw logits of every verified position
-  at::Tensor target_probs;                       // [B, K + 1, V] processed p the rule used (undefined when every row is greedy)
+  at::Tensor
+      target_probs;  // [B, K + 1, V] processed p the rule used (undefined when every row is greedy)
   double draft_seconds = 0, target_seconds = 0;
 };
 

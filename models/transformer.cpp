@@ -228,7 +228,8 @@ namespace {
 // cache and the position table have room: cuDNN's attention builds a plan per query length, and a
 // new plan per prompt length cost ~50-90 ms per request on the H200. Padded positions are written
 // past each row's committed length (masked, overwritten later) and never read.
-int64_t padded_chunk(int64_t T, const KVCache& cache, const std::vector<int64_t>& slots, int64_t max_positions) {
+int64_t padded_chunk(int64_t T, const KVCache& cache, const std::vector<int64_t>& slots,
+                     int64_t max_positions) {
   if (T <= 8 || !cache.device().is_cuda()) return T;
   int64_t padded = (T + 63) / 64 * 64;
   for (auto s : slots)
@@ -244,7 +245,8 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   const int64_t T_real = tokens.size(1);
   if (static_cast<int64_t>(slots.size()) == tokens.size(0)) {
     const int64_t T_pad = padded_chunk(T_real, cache, slots, config_.max_position_embeddings);
-    if (T_pad > T_real) tokens = torch::constant_pad_nd(tokens, {0, T_pad - T_real}, 0);  // [B, T_pad]
+    if (T_pad > T_real)
+      tokens = torch::constant_pad_nd(tokens, {0, T_pad - T_real}, 0);  // [B, T_pad]
   }
   const int64_t B = tokens.size(0), T = tokens.size(1);
   if (static_cast<int64_t>(slots.size()) != B)
@@ -276,7 +278,7 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   if (device_.is_cuda()) span = std::min(cache.max_len(), (span + 127) / 128 * 128);
   torch::NoGradGuard no_grad;
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  auto lens = osd::to_device(torch::tensor(lengths, i64), device_);                             // [B]
+  auto lens = osd::to_device(torch::tensor(lengths, i64), device_);                         // [B]
   auto positions = lens.unsqueeze(1) + torch::arange(T, i64.device(device_)).unsqueeze(0);  // [B, T]
   auto key_pos = torch::arange(span, i64.device(device_));                        // [S]
   auto mask = (key_pos.view({1, 1, span}) <= positions.unsqueeze(2)).unsqueeze(1);  // [B, 1, T, S]
@@ -285,7 +287,7 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   cw.cache = &cache;
   cw.positions = positions;
   auto slot_t = torch::tensor(slots, i64);
-  cw.slot_index = osd::to_device(slot_t, device_).unsqueeze(1);                                // [B, 1]
+  cw.slot_index = osd::to_device(slot_t, device_).unsqueeze(1);  // [B, 1]
   cw.span = span;
   bool contiguous = true;
   for (int64_t i = 1; i < B; ++i) contiguous = contiguous && slots[i] == slots[0] + i;
@@ -295,12 +297,15 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   auto x = F::embedding(tokens, embed_);                                          // [B, T, hidden]
   auto h = run_layers(x, positions, mask, &cw);                                   // [B, T, hidden]
   if (last_only) {
-    auto last = osd::to_device(torch::tensor(num_new, i64), device_).sub(1).view({B, 1, 1}).expand({B, 1, h.size(2)});
+    auto last = osd::to_device(torch::tensor(num_new, i64), device_)
+                    .sub(1)
+                    .view({B, 1, 1})
+                    .expand({B, 1, h.size(2)});
     h = h.gather(1, last);                                                        // [B, 1, hidden]
   }
   auto logits = torch::matmul(h, lm_head().t()).to(torch::kFloat32);             // [B, *, vocab]
   cache.commit(slots, num_new);
-  return last_only || T == T_real ? logits : logits.narrow(1, 0, T_real);         // [B, T_real, vocab]
+  return last_only || T == T_real ? logits : logits.narrow(1, 0, T_real);  // [B, T_real, vocab]
 }
 
 at::Tensor Transformer::step_static(const at::Tensor& tokens, const at::Tensor& lens, const at::Tensor& slots,

@@ -141,7 +141,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     impl->route_names.push_back(o.routes[r].name);
     const int64_t fail_on = r == 0 ? o.inject_drafter_failure : -1;
     impl->drafters.push_back(
-        spawn_drafter(sys, o.routes[r].draft, DrafterOptions{o.max_batch, o.max_len, fail_on, versions[r], o.trace}));
+        spawn_drafter(sys, o.routes[r].draft,
+                      DrafterOptions{o.max_batch, o.max_len, fail_on, versions[r], o.trace}));
   }
   VerifierOptions vo;
   vo.num_slots = o.max_batch;
@@ -166,8 +167,9 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     // Each route gets an equal share of the buffer budget.
     const size_t share = static_cast<size_t>(o.online.buffer_bytes) / o.routes.size();
     for (size_t r = 0; r < o.routes.size(); ++r)
-      impl->buffers.push_back(spawn_buffer(sys, BufferOptions{std::max<size_t>(1024, share), o.online.heldout_every,
-                                                                static_cast<size_t>(o.online.heldout_records)}));
+      impl->buffers.push_back(
+          spawn_buffer(sys, BufferOptions{std::max<size_t>(1024, share), o.online.heldout_every,
+                                          static_cast<size_t>(o.online.heldout_records)}));
   }
   if (speculative) {
     caf::actor_system* sys_ptr = impl->sys.get();
@@ -175,7 +177,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     vo.drafter_factory = [sys_ptr, routes, o](int64_t r, std::shared_ptr<const Transformer> latest, int64_t version) {
       // The newest published snapshot if there is one (immutable; forward() only reads it).
       auto weights = latest ? std::const_pointer_cast<Transformer>(latest) : routes[r].draft;
-      return spawn_drafter(*sys_ptr, weights, DrafterOptions{o.max_batch, o.max_len, -1, version, o.trace});
+      return spawn_drafter(*sys_ptr, weights,
+                           DrafterOptions{o.max_batch, o.max_len, -1, version, o.trace});
     };
   }
   impl->verifier = spawn_verifier(sys, o.target, impl->drafters, impl->intake, impl->metrics, impl->buffers, vo);
@@ -183,9 +186,12 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     for (size_t r = 0; r < o.routes.size(); ++r) {
       DistillerOptions dopt;
       const auto& on = o.online;
-      dopt.train = DistillOptions{*loss, on.jsd_beta, on.lr, on.weight_decay, on.warmup_steps, on.clip, on.batch,
-                                  on.steps_per_update, on.guard_margin, on.rollback_margin, on.min_heldout,
-                                  on.inject_nan};
+      dopt.train = DistillOptions{*loss,           on.jsd_beta,
+                                  on.lr,           on.weight_decay,
+                                  on.warmup_steps, on.clip,
+                                  on.batch,        on.steps_per_update,
+                                  on.guard_margin, on.rollback_margin,
+                                  on.min_heldout,  on.inject_nan};
       dopt.min_new_records = on.min_new_records;
       dopt.route = static_cast<int64_t>(r);
       if (!on.state_dir.empty()) dopt.state_dir = state_dir(r);

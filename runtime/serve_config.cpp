@@ -13,41 +13,61 @@ ServeConfig::ServeConfig() {
   auto& d = defaults_;
   opt_group{custom_options_, "osd"}
       .add(d.target, "target", "target model: default, an HF checkpoint folder, or a preset name")
-      .add(d.draft, "draft", "draft model: default, an HF checkpoint folder, a preset name, or none")
-      .add(d.device, "device", "device of the target (and of the drafts unless draft-device): cpu, cuda or cuda:N")
-      .add(d.draft_device, "draft-device", "device of the drafts and their distillers (empty: device)")
+      .add(d.draft, "draft",
+           "draft model: default, an HF checkpoint folder, a preset name, or none")
+      .add(d.device, "device",
+           "device of the target (and of the drafts unless draft-device): cpu, cuda or cuda:N")
+      .add(d.draft_device, "draft-device",
+           "device of the drafts and their distillers (empty: device)")
       .add(d.dtype, "dtype", "weights and compute dtype: float32, bfloat16 or float16")
       .add(d.weights_seed, "weights-seed", "seed of the random weights of presets")
-      .add(d.routes, "routes", "draft routes, comma-separated names (requests pick one with their domain field)")
-      .add(d.route_drafts, "route-drafts", "per route, comma-separated model specs; empty: every route starts from draft")
-      .add(d.tokenizer, "tokenizer", "auto (the target folder's tokenizer files), a tokenizer.json / .model / folder, bytes, or none")
+      .add(d.routes, "routes",
+           "draft routes, comma-separated names (requests pick one with their domain field)")
+      .add(d.route_drafts, "route-drafts",
+           "per route, comma-separated model specs; empty: every route starts from draft")
+      .add(d.tokenizer, "tokenizer",
+           "auto (the target folder's tokenizer files), a tokenizer.json / .model / folder, bytes, "
+           "or none")
       .add(d.k, "k", "draft tokens per round when adaptive-k is off (0..64)")
-      .add(d.adaptive_k, "adaptive-k", "choose k per sequence from its acceptance and the cost ratio")
+      .add(d.adaptive_k, "adaptive-k",
+           "choose k per sequence from its acceptance and the cost ratio")
       .add(d.k_max, "k-max", "upper bound of adaptive k (0..64)")
-      .add(d.groups, "groups", "verification groups in flight (>= 2 overlaps drafting with verification)")
+      .add(d.groups, "groups",
+           "verification groups in flight (>= 2 overlaps drafting with verification)")
       .add(d.max_batch, "max-batch", "sequences in flight on the verifier (KV cache slots)")
       .add(d.max_len, "max-len", "KV cache positions per sequence (the context limit)")
-      .add(d.max_in_flight, "max-in-flight", "admitted unfinished requests; beyond it clients get busy")
+      .add(d.max_in_flight, "max-in-flight",
+           "admitted unfinished requests; beyond it clients get busy")
       .add(d.max_new_tokens, "max-new-tokens", "largest max_new_tokens a request may ask for")
       .add(d.max_frame_bytes, "max-frame-bytes", "largest request frame accepted")
       .add(d.endpoint, "endpoint", "ZeroMQ ROUTER endpoint clients connect to")
-      .add(d.metrics_endpoint, "metrics-endpoint", "Prometheus GET /metrics endpoint (tcp://host:port), empty = off")
+      .add(d.metrics_endpoint, "metrics-endpoint",
+           "Prometheus GET /metrics endpoint (tcp://host:port), empty = off")
       .add(d.torch_threads, "torch-threads", "libtorch intra-op threads, 0 = number of cores")
-      .add(d.online.enabled, "online", "distil the draft online from the target's verified distributions")
+      .add(d.online.enabled, "online",
+           "distil the draft online from the target's verified distributions")
       .add(d.online.loss, "online-loss", "distillation loss: fkl, rkl, jsd or tvd")
       .add(d.online.lr, "online-lr", "distiller learning rate (AdamW)")
       .add(d.online.warmup_steps, "online-warmup", "distiller warm-up steps")
       .add(d.online.batch, "online-batch", "records per distiller gradient step")
-      .add(d.online.steps_per_update, "online-steps-per-update", "gradient steps per guarded update")
+      .add(d.online.steps_per_update, "online-steps-per-update",
+           "gradient steps per guarded update")
       .add(d.online.min_new_records, "online-min-new-records", "new records that trigger an update")
-      .add(d.online.update_every_ms, "online-update-every-ms", "also update after this many ms once any record is new (0 = off)")
-      .add(d.online.record_all_positions, "online-record-all", "buffer every verified position (false: first rejection only)")
-      .add(d.online.record_top_k, "online-top-k", "target log-probs kept per record (0: full distribution)")
+      .add(d.online.update_every_ms, "online-update-every-ms",
+           "also update after this many ms once any record is new (0 = off)")
+      .add(d.online.record_all_positions, "online-record-all",
+           "buffer every verified position (false: first rejection only)")
+      .add(d.online.record_top_k, "online-top-k",
+           "target log-probs kept per record (0: full distribution)")
       .add(d.online.buffer_bytes, "online-buffer-bytes", "distillation buffer budget in bytes")
-      .add(d.online.guard_margin, "online-guard-margin", "publish unless held-out acceptance drops by more")
-      .add(d.online.rollback_margin, "online-rollback-margin", "roll back when held-out acceptance drops by more")
-      .add(d.online.heldout_records, "online-heldout-records", "held-out records per route the guard evaluates on")
-      .add(d.online.state_dir, "online-state-dir", "save and restore the learned draft here (empty = off)")
+      .add(d.online.guard_margin, "online-guard-margin",
+           "publish unless held-out acceptance drops by more")
+      .add(d.online.rollback_margin, "online-rollback-margin",
+           "roll back when held-out acceptance drops by more")
+      .add(d.online.heldout_records, "online-heldout-records",
+           "held-out records per route the guard evaluates on")
+      .add(d.online.state_dir, "online-state-dir",
+           "save and restore the learned draft here (empty = off)")
       .add(d.online.save_every, "online-save-every", "published updates between saves");
 }
 

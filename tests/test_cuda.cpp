@@ -10,8 +10,8 @@
 #include "models/device_stream.hpp"
 #include "models/sampling.hpp"
 #include "models/spec_decoder.hpp"
-#include "tests/spec_fixtures.hpp"
 #include "models/transformer.hpp"
+#include "tests/spec_fixtures.hpp"
 
 using namespace osd;
 using osd::test::max_abs_diff;
@@ -74,16 +74,16 @@ TEST_CASE("CUDA prefill chunks padded for attention plans give the unpadded resu
   Transformer cpu(cfg, 3);
   Transformer gpu(cfg, 3, c10::Device("cuda"));
   auto seq = random_tokens(2, 38, 256, 5);
-  auto ref = cpu.forward_full(seq);                                   // [2, 38, V]
-  for (int64_t max_len : {128, 40}) {                                 // room for 64, then only 40
+  auto ref = cpu.forward_full(seq);    // [2, 38, V]
+  for (int64_t max_len : {128, 40}) {  // room for 64, then only 40
     auto cache = gpu.make_cache(2, max_len);
     std::vector<int64_t> slots = {cache.allocate_slot(), cache.allocate_slot()};
-    auto a = gpu.forward(seq.narrow(1, 0, 20), slots, cache);         // [2, 20, V]
+    auto a = gpu.forward(seq.narrow(1, 0, 20), slots, cache);  // [2, 20, V]
     REQUIRE(a.size(1) == 20);
     CHECK(cache.length(slots[0]) == 20);
     auto b = gpu.forward(seq.narrow(1, 20, 15), slots, cache, {}, /*last_only=*/true);  // [2, 1, V]
     CHECK(cache.length(slots[1]) == 35);
-    auto c = gpu.forward(seq.narrow(1, 35, 3), slots, cache);         // [2, 3, V]
+    auto c = gpu.forward(seq.narrow(1, 35, 3), slots, cache);  // [2, 3, V]
     INFO("max_len " << max_len);
     CHECK(max_abs_diff(a.cpu(), ref.narrow(1, 0, 20)) <= 1e-4);
     CHECK(max_abs_diff(b.cpu(), ref.narrow(1, 34, 1)) <= 1e-4);
@@ -212,7 +212,8 @@ TEST_CASE("device streams: no-ops on the CPU", "[streams]") {
   CHECK(timeline.chrome_events() == "[]");
 }
 
-TEST_CASE("device streams: a mark orders two streams without a host sync; CUDA-event spans overlap", "[cuda]") {
+TEST_CASE("device streams: a mark orders two streams without a host sync; CUDA-event spans overlap",
+          "[cuda]") {
   OSD_REQUIRE_CUDA();
   const c10::Device cuda("cuda");
   ActorStream a(cuda), b(cuda);
@@ -240,7 +241,8 @@ TEST_CASE("device streams: a mark orders two streams without a host sync; CUDA-e
   auto expected = x.sum();  // on the default stream, after both streams are done
   CHECK(y.item<double>() == Approx(expected.item<double>()).epsilon(1e-5));
   // Spans come back as Chrome events on "<track> (GPU)"; b's span starts after a's ended.
-  auto ea = nlohmann::json::parse(ta.chrome_events()), eb = nlohmann::json::parse(tb.chrome_events());
+  auto ea = nlohmann::json::parse(ta.chrome_events()),
+       eb = nlohmann::json::parse(tb.chrome_events());
   REQUIRE(ea.size() == 1);
   REQUIRE(eb.size() == 1);
   CHECK(ea[0]["tid"] == "a (GPU)");
@@ -264,8 +266,10 @@ TEST_CASE("device streams: a mark orders two streams without a host sync; CUDA-e
     for (int i = 0; i < 200; ++i) r2 = torch::tanh(torch::mm(r2, small) / 32.0);
     t2.end(s, "two");
   });
-  auto e1 = nlohmann::json::parse(t1.chrome_events())[0], e2 = nlohmann::json::parse(t2.chrome_events())[0];
-  const double s1 = e1["ts"], f1 = s1 + e1["dur"].get<double>(), s2 = e2["ts"], f2 = s2 + e2["dur"].get<double>();
+  auto e1 = nlohmann::json::parse(t1.chrome_events())[0],
+       e2 = nlohmann::json::parse(t2.chrome_events())[0];
+  const double s1 = e1["ts"], f1 = s1 + e1["dur"].get<double>(), s2 = e2["ts"],
+               f2 = s2 + e2["dur"].get<double>();
   WARN("stream spans: one " << s1 << ".." << f1 << ", two " << s2 << ".." << f2 << " us");
   CHECK(std::min(f1, f2) > std::max(s1, s2));
 }

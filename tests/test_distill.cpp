@@ -84,7 +84,8 @@ TEST_CASE("buffer: compact distributions, budget with FIFO eviction, held-out sl
 }
 
 TEST_CASE("distillation records: staged top-k rows equal compact_distributions", "[distill]") {
-  auto probs = torch::softmax(torch::randn({6, 40}, at::detail::createCPUGenerator(3)), -1);  // [6, 40]
+  auto probs =
+      torch::softmax(torch::randn({6, 40}, at::detail::createCPUGenerator(3)), -1);  // [6, 40]
   for (int64_t top_k : {0, 5}) {
     auto all = compact_distributions(probs, top_k);
     auto staged = stage_top_k(probs, top_k, /*async=*/true);  // on the CPU: already complete

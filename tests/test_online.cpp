@@ -242,8 +242,10 @@ TEST_CASE("online: an update also starts after update_every_ms when few records 
   }
 }
 
-TEST_CASE("online on CUDA: each actor on its own stream; greedy equals target-only; GPU trace shows overlap",
-          "[cuda][online]") {
+TEST_CASE(
+    "online on CUDA: each actor on its own stream; greedy equals target-only; GPU trace shows "
+    "overlap",
+    "[cuda][online]") {
   if (!torch::cuda::is_available()) {
     WARN("CUDA not available: skipped");
     return;
@@ -282,10 +284,12 @@ TEST_CASE("online on CUDA: each actor on its own stream; greedy equals target-on
   const auto served = run(true, true, &trace);
   int equal = 0;
   for (size_t i = 0; i < served.size(); ++i) equal += served[i] == reference[i];
-  CHECK(equal == static_cast<int>(served.size()));  // the draft changed while serving: output did not
+  CHECK(equal ==
+        static_cast<int>(served.size()));  // the draft changed while serving: output did not
   std::map<std::string, std::vector<std::pair<double, double>>> tracks;
   for (const auto& e : trace["traceEvents"])
-    tracks[e["tid"].get<std::string>()].push_back({e["ts"].get<double>(), e["ts"].get<double>() + e["dur"].get<double>()});
+    tracks[e["tid"].get<std::string>()].push_back(
+        {e["ts"].get<double>(), e["ts"].get<double>() + e["dur"].get<double>()});
   for (const char* t : {"verifier (GPU)", "drafter (GPU)", "distiller (GPU)"}) {
     INFO(t);
     CHECK(tracks[t].size() >= 1);
@@ -297,7 +301,8 @@ TEST_CASE("online on CUDA: each actor on its own stream; greedy equals target-on
         ++during;
         break;
       }
-  WARN(tracks["distiller (GPU)"].size() << " GPU distiller updates, " << tracks["verifier (GPU)"].size()
-                                        << " GPU verifications, " << during << " overlapping an update");
+  WARN(tracks["distiller (GPU)"].size()
+       << " GPU distiller updates, " << tracks["verifier (GPU)"].size() << " GPU verifications, "
+       << during << " overlapping an update");
   CHECK(during >= 1);
 }

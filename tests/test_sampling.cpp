@@ -137,19 +137,21 @@ TEST_CASE("sampling params: absurd values are named", "[sampling][errors]") {
   CHECK_THROWS_WITH(processed_probs(torch::zeros({3, 4}), {p, p}), Catch::Contains("params for"));
 }
 
-TEST_CASE("all-greedy verification shortcut gives the rule's verdicts, k = 0 rows included", "[sampling]") {
+TEST_CASE("all-greedy verification shortcut gives the rule's verdicts, k = 0 rows included",
+          "[sampling]") {
   const int64_t B = 6, K = 4, V = 50;
   auto gen = at::detail::createCPUGenerator(21);
   for (int trial = 0; trial < 20; ++trial) {
-    auto logits = torch::randn({B, K + 1, V}, gen);                                   // [B, K + 1, V]
-    auto best = logits.argmax(-1);                                                    // [B, K + 1]
+    auto logits = torch::randn({B, K + 1, V}, gen);  // [B, K + 1, V]
+    auto best = logits.argmax(-1);                   // [B, K + 1]
     Proposals prop;
     prop.k = {4, 3, 0, 4, 1, 2};
     prop.tokens = torch::zeros({B, K}, torch::kInt64);
     prop.host_tokens.assign(B, {});
     for (int64_t i = 0; i < B; ++i) {
       prop.ids.push_back(i);
-      const int64_t agree = (trial + i) % (K + 1);  // the first `agree` drafts are the target's argmax
+      const int64_t agree =
+          (trial + i) % (K + 1);  // the first `agree` drafts are the target's argmax
       for (int64_t j = 0; j < prop.k[i]; ++j) {
         int64_t t = best[i][j].item<int64_t>();
         if (j >= agree) t = (t + 1 + j) % V;
@@ -158,7 +160,8 @@ TEST_CASE("all-greedy verification shortcut gives the rule's verdicts, k = 0 row
       }
     }
     auto valid = torch::arange(K).unsqueeze(0) < torch::tensor(prop.k).unsqueeze(1);
-    prop.probs = torch::zeros({B, K, V}).scatter_(2, prop.tokens.unsqueeze(-1), valid.unsqueeze(-1).to(torch::kFloat32));
+    prop.probs = torch::zeros({B, K, V}).scatter_(2, prop.tokens.unsqueeze(-1),
+                                                  valid.unsqueeze(-1).to(torch::kFloat32));
     std::vector<SamplingParams> params(B);
     for (auto& sp : params) sp.temperature = 0;  // greedy
     std::vector<RequestRng> rngs, rngs_rule;
@@ -172,13 +175,15 @@ TEST_CASE("all-greedy verification shortcut gives the rule's verdicts, k = 0 row
     auto p = processed_probs(logits.view({B * (K + 1), V}), flat).view({B, K + 1, V});
     RejectionInput in{prop.tokens, prop.probs, p, prop.k, {}, {}};
     for (int64_t i = 0; i < B; ++i) {
-      for (int64_t j = 0; j < K; ++j) in.u_accept.push_back(j < prop.k[i] ? rp_rule[i]->uniform() : 0.5);
+      for (int64_t j = 0; j < K; ++j)
+        in.u_accept.push_back(j < prop.k[i] ? rp_rule[i]->uniform() : 0.5);
       in.u_final.push_back(rp_rule[i]->uniform());
     }
     auto rule = rejection_sample(in);
     INFO("trial " << trial);
     CHECK(fast.out.accepted == rule.accepted);
     CHECK(fast.out.next_token == rule.next_token);
-    for (int64_t i = 0; i < B; ++i) CHECK(rngs[i].uniform() == rngs_rule[i].uniform());  // generators advanced alike
+    for (int64_t i = 0; i < B; ++i)
+      CHECK(rngs[i].uniform() == rngs_rule[i].uniform());  // generators advanced alike
   }
 }

@@ -74,7 +74,8 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
   CHECK(load({"--osd.online-loss=kl"}, s).find("osd.online-loss must be fkl, rkl, jsd or tvd") != std::string::npos);
   CHECK(load({"--osd.online-guard-margin=2"}, s).find("osd.online-guard-margin") != std::string::npos);
   CHECK(load({"--osd.online-guard-margin=-0.05"}, s) == "");
-  CHECK(load({"--osd.online-rollback-margin=-0.1"}, s).find("osd.online-rollback-margin") != std::string::npos);
+  CHECK(load({"--osd.online-rollback-margin=-0.1"}, s).find("osd.online-rollback-margin") !=
+        std::string::npos);
   CHECK(load({"--osd.online-rollback-margin=0.2"}, s) == "");
   CHECK(s.online.rollback_margin == Approx(0.2));
 }

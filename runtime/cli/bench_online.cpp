@@ -49,8 +49,8 @@ Workload load_workload(const std::string& corpora, const std::vector<std::string
       ++n;
     }
     if (n < per_domain)
-      throw Error(path + ": " + std::to_string(skipped + n) + " prompts, " + std::to_string(skip + per_domain) +
-                  " needed");
+      throw Error(path + ": " + std::to_string(skipped + n) + " prompts, " +
+                  std::to_string(skip + per_domain) + " needed");
   }
   return w;
 }
@@ -112,12 +112,14 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
     std::ofstream(trace_path) << trace.dump() << "\n";
     // Host tracks time the actors' handlers; "(GPU)" tracks time their kernels by CUDA events.
     r.trace_summary = {{"file", trace_path}, {"events", trace["traceEvents"].size()}};
-    for (const char* t : {"verifier", "drafter", "distiller", "verifier (GPU)", "drafter (GPU)", "distiller (GPU)"})
+    for (const char* t :
+         {"verifier", "drafter", "distiller", "verifier (GPU)", "drafter (GPU)", "distiller (GPU)"})
       r.trace_summary["busy_ms"][t] = track_busy_ms(trace, t);
     r.trace_summary["overlap"] = {
         {"distiller_with_verifier", overlap_fraction(trace, "distiller", "verifier")},
         {"drafter_with_verifier", overlap_fraction(trace, "drafter", "verifier")},
-        {"distiller_with_verifier_gpu", overlap_fraction(trace, "distiller (GPU)", "verifier (GPU)")},
+        {"distiller_with_verifier_gpu",
+         overlap_fraction(trace, "distiller (GPU)", "verifier (GPU)")},
         {"drafter_with_verifier_gpu", overlap_fraction(trace, "drafter (GPU)", "verifier (GPU)")}};
   }
   rt->shutdown();
@@ -206,7 +208,8 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_option("--requests", o->requests, "requests per domain")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
-  cmd->add_option("--skip", o->skip, "skip the first N prompts of each domain (e.g. prompts a previous run served)")
+  cmd->add_option("--skip", o->skip,
+                  "skip the first N prompts of each domain (e.g. prompts a previous run served)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
       ->capture_default_str();
   cmd->add_option("--window", o->window)->check(CLI::Range(1, 100000))->capture_default_str();
@@ -228,10 +231,13 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_option("--dtype", o->dtype)->capture_default_str();
   cmd->add_option("--replays", o->replays, "which of target static shadow online to run")->capture_default_str();
   cmd->add_option("--tsv", o->tsv, "write acceptance per window here");
-  cmd->add_option("--online-state", o->online_state,
-                  "the online replay saves its learned drafts here at the end, and starts from them when a "
-                  "previous run saved some (e.g. measure batch-1 latency after a shift run adapted the drafts)");
-  cmd->add_option("--trace", o->trace, "write the online replay's Chrome trace here (host and CUDA-event tracks)");
+  cmd->add_option(
+      "--online-state", o->online_state,
+      "the online replay saves its learned drafts here at the end, and starts from them when a "
+      "previous run saved some (e.g. measure batch-1 latency after a shift run adapted the "
+      "drafts)");
+  cmd->add_option("--trace", o->trace,
+                  "write the online replay's Chrome trace here (host and CUDA-event tracks)");
   cmd->add_option("--png", o->png, "plot acceptance per window here (gnuplot; needs --tsv)");
   cmd->callback([o, &json] {
     auto w = load_workload(o->corpora, o->domains, o->requests, o->skip);
@@ -266,14 +272,22 @@ void add_online_bench(CLI::App& app, bool& json) {
     };
     auto wanted = [&](const char* name) { return std::find(o->replays.begin(), o->replays.end(), name) != o->replays.end(); };
     RunResult plain, fixed, shadow, online;
-    if (wanted("target")) plain = replay(base(false, false, false), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
-    if (wanted("static")) fixed = replay(base(true, false, false), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
-    if (wanted("shadow")) shadow = replay(base(true, true, true), w, o->concurrency, o->new_tokens, o->temperature, o->routes);
+    if (wanted("target"))
+      plain = replay(base(false, false, false), w, o->concurrency, o->new_tokens, o->temperature,
+                     o->routes);
+    if (wanted("static"))
+      fixed = replay(base(true, false, false), w, o->concurrency, o->new_tokens, o->temperature,
+                     o->routes);
+    if (wanted("shadow"))
+      shadow = replay(base(true, true, true), w, o->concurrency, o->new_tokens, o->temperature,
+                      o->routes);
     auto online_options = base(true, true, false);
     online_options.online.state_dir = o->online_state;
     if (wanted("online"))
-      online = replay(online_options, w, o->concurrency, o->new_tokens, o->temperature, o->routes, o->trace);
-    if (!fixed.ran || !online.ran) throw Error("--replays must include static and online (acceptance is compared)");
+      online = replay(online_options, w, o->concurrency, o->new_tokens, o->temperature, o->routes,
+                      o->trace);
+    if (!fixed.ran || !online.ran)
+      throw Error("--replays must include static and online (acceptance is compared)");
 
     Report rep("online", {"requests", "domain", "static acc", "online acc", "gain"});
     std::ofstream tsv;
@@ -341,18 +355,20 @@ void add_online_bench(CLI::App& app, bool& json) {
     rep.note("online_draft_version", online.draft_version);
     rep.note("online_decisions", online.decisions);
     if (!o->trace.empty()) rep.note("online_trace", online.trace_summary);
-    rep.note("workload", {{"domains", o->domains},
-                          {"requests_per_domain", o->requests},
-                          {"skipped_per_domain", o->skip},
-                          {"new_tokens", o->new_tokens},
-                          {"concurrency", o->concurrency},
-                          {"k", o->k},
-                          {"temperature", o->temperature},
-                          {"routes", o->routes},
-                          {"lr", o->lr},
-                          {"online_state", o->online_state},
-                          {"device", o->device == "cpu" ? std::string("cpu") : torch_cuda_device_name(c10::Device(o->device))},
-                          {"threads", at::get_num_threads()}});
+    rep.note("workload",
+             {{"domains", o->domains},
+              {"requests_per_domain", o->requests},
+              {"skipped_per_domain", o->skip},
+              {"new_tokens", o->new_tokens},
+              {"concurrency", o->concurrency},
+              {"k", o->k},
+              {"temperature", o->temperature},
+              {"routes", o->routes},
+              {"lr", o->lr},
+              {"online_state", o->online_state},
+              {"device", o->device == "cpu" ? std::string("cpu")
+                                            : torch_cuda_device_name(c10::Device(o->device))},
+              {"threads", at::get_num_threads()}});
     rep.print(json);
   });
 }

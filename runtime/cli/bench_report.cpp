@@ -69,7 +69,8 @@ double now_synced(bool cuda) {
 }
 
 namespace {
-std::vector<std::pair<double, double>> intervals(const nlohmann::json& trace, const std::string& track) {
+std::vector<std::pair<double, double>> intervals(const nlohmann::json& trace,
+                                                 const std::string& track) {
   std::vector<std::pair<double, double>> out;
   for (const auto& e : trace["traceEvents"])
     if (e.value("tid", std::string()) == track && e.contains("dur"))
@@ -79,7 +80,8 @@ std::vector<std::pair<double, double>> intervals(const nlohmann::json& trace, co
 }
 }  // namespace
 
-double overlap_fraction(const nlohmann::json& trace, const std::string& busy, const std::string& other) {
+double overlap_fraction(const nlohmann::json& trace, const std::string& busy,
+                        const std::string& other) {
   const auto a = intervals(trace, busy), b = intervals(trace, other);
   double total = 0, both = 0;
   size_t first = 0;  // b is sorted by start; skip the intervals that ended before a starts

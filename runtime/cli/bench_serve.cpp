@@ -97,9 +97,11 @@ void add_serve_bench(CLI::App& app, bool& json) {
         auto trace = nlohmann::json::parse(rt->trace_json());
         if (spec && C == o->concurrency.back() && !o->trace_path.empty()) std::ofstream(o->trace_path) << trace.dump();
         rt->shutdown();
-        rep.add({spec ? "on" : "off", C, n, n / secs, tokens / secs, pct(lat, 0.5), pct(lat, 0.9), pct(lat, 0.99),
-                 pct(ttft, 0.5), pct(tpot, 0.5), drafted ? double(accepted) / drafted : 0.0,
-                 stats["verifier"]["verifier_idle_fraction"].get<double>(), spec ? overlap_fraction(trace, "drafter", "verifier") : 0.0});
+        rep.add({spec ? "on" : "off", C, n, n / secs, tokens / secs, pct(lat, 0.5), pct(lat, 0.9),
+                 pct(lat, 0.99), pct(ttft, 0.5), pct(tpot, 0.5),
+                 drafted ? double(accepted) / drafted : 0.0,
+                 stats["verifier"]["verifier_idle_fraction"].get<double>(),
+                 spec ? overlap_fraction(trace, "drafter", "verifier") : 0.0});
       }
     }
     rep.note("target", std::to_string(tcfg.num_parameters()) + " params; draft " +
