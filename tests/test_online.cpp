@@ -76,6 +76,25 @@ Served serve(const RuntimeOptions& base, const std::vector<std::vector<int64_t>>
   return out;
 }
 
+// n greedy requests of 24 tokens cycling through prompts, all in flight at once: their tokens.
+std::vector<std::vector<int64_t>> submit_all(Runtime& rt, const std::vector<std::vector<int64_t>>& prompts, int n) {
+  std::vector<std::shared_ptr<RequestHandle>> hs;
+  for (int i = 0; i < n; ++i) {
+    GenerateParams p;
+    p.prompt_tokens = prompts[i % prompts.size()];
+    p.max_new_tokens = 24;
+    p.temperature = 0;
+    hs.push_back(rt.submit(p));
+  }
+  std::vector<std::vector<int64_t>> out;
+  for (auto& h : hs) {
+    auto res = h->get();
+    REQUIRE(res.ok());
+    out.push_back(res.tokens);
+  }
+  return out;
+}
+
 double mean(const std::vector<double>& v, size_t from, size_t to) {
   double s = 0;
   for (size_t i = from; i < to; ++i) s += v[i];
@@ -154,16 +173,7 @@ TEST_CASE("online: training overlaps serving (trace)", "[online][trace]") {
   std::string err;
   auto rt = Runtime::create(o, &err);
   REQUIRE(rt);
-  auto prompts = domain_prompts(11, 8);
-  std::vector<std::shared_ptr<RequestHandle>> hs;
-  for (int i = 0; i < 96; ++i) {
-    GenerateParams p;
-    p.prompt_tokens = prompts[i % prompts.size()];
-    p.max_new_tokens = 24;
-    p.temperature = 0;
-    hs.push_back(rt->submit(p));
-  }
-  for (auto& h : hs) REQUIRE(h->get().ok());
+  submit_all(*rt, domain_prompts(11, 8), 96);
   auto trace = nlohmann::json::parse(rt->trace_json());
   rt->shutdown();
   std::vector<std::pair<double, double>> distill, verify;
@@ -261,20 +271,7 @@ TEST_CASE(
     std::string err;
     auto rt = Runtime::create(o, &err);
     REQUIRE(rt);
-    std::vector<std::shared_ptr<RequestHandle>> hs;
-    for (int i = 0; i < 160; ++i) {
-      GenerateParams p;
-      p.prompt_tokens = prompts[i % prompts.size()];
-      p.max_new_tokens = 24;
-      p.temperature = 0;
-      hs.push_back(rt->submit(p));
-    }
-    std::vector<std::vector<int64_t>> out;
-    for (auto& h : hs) {
-      auto res = h->get();
-      REQUIRE(res.ok());
-      out.push_back(res.tokens);
-    }
+    auto out = submit_all(*rt, prompts, 160);
     if (trace_out) *trace_out = nlohmann::json::parse(rt->trace_json());
     rt->shutdown();
     return out;
