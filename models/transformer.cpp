@@ -224,13 +224,13 @@ at::Tensor Transformer::run_layers(at::Tensor x, const at::Tensor& positions,
 }
 
 namespace {
-// On CUDA, chunks of more than 8 tokens (prefills) are right-padded to a multiple of 64 where the
+// On CUDA, chunks of more than 16 tokens (prefills) are right-padded to a multiple of 64 where the
 // cache and the position table have room: cuDNN's attention builds a plan per query length, and a
 // new plan per prompt length cost ~50-90 ms per request on the H200. Padded positions are written
 // past each row's committed length (masked, overwritten later) and never read.
 int64_t padded_chunk(int64_t T, const KVCache& cache, const std::vector<int64_t>& slots,
                      int64_t max_positions) {
-  if (T <= 8 || !cache.device().is_cuda()) return T;
+  if (T <= 16 || !cache.device().is_cuda()) return T;  // decode and verification shapes are few
   int64_t padded = (T + 63) / 64 * 64;
   for (auto s : slots)
     padded = std::min(padded, std::min(cache.max_len(), max_positions) - cache.length(s));
