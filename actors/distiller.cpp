@@ -120,7 +120,14 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
                              " updates published, training stops (max_updates)"));
           return;
         }
-        next_update(self, opt, buffer, verifier, metrics);
+        // A duty cap leaves the device to serving for a while before the next batch.
+        const double pause = distiller_pause_ms(
+            std::chrono::duration<double, std::milli>(t1 - t0).count(), opt.max_duty);
+        if (pause > 0)
+          self->delayed_send(self, std::chrono::microseconds(static_cast<int64_t>(pause * 1e3)),
+                             tick_atom_v);
+        else
+          next_update(self, opt, buffer, verifier, metrics);
       });
 }
 
@@ -141,6 +148,7 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
   st.serve_dtype = draft->dtype();
   next_update(self, opt, buffer, verifier, metrics);
   return {
+      [=](tick_atom) { next_update(self, opt, buffer, verifier, metrics); },
       [=](trace_atom) -> std::string {
         auto events = self->state.trace;
         for (auto& e : nlohmann::json::parse(self->state.timeline->chrome_events()))
@@ -171,6 +179,11 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
 }
 
 }  // namespace
+
+double distiller_pause_ms(double update_ms, double max_duty) {
+  if (!(max_duty < 1.0) || !(update_ms > 0)) return 0.0;
+  return update_ms * (1.0 / std::max(max_duty, 1e-3) - 1.0);
+}
 
 caf::actor spawn_distiller(caf::actor_system& sys, std::shared_ptr<const Transformer> draft,
                            DistillerOptions opt, caf::actor buffer, caf::actor verifier,

@@ -27,7 +27,12 @@ struct DistillerOptions {
   bool shadow = false;           // train and guard, never publish (measures the distiller's cost)
   int64_t update_every_ms = 0;   // also update after this long once any record is new (0: only min_new_records)
   bool trace = false;            // record CUDA events per update (GPU trace)
+  double max_duty = 1.0;         // busy share of wall time, (0, 1]: pauses after each update
 };
+
+// How long the distiller waits after an update of update_ms so that its busy share of wall time
+// stays at most max_duty: update_ms * (1 / max_duty - 1); 0 for max_duty >= 1.
+double distiller_pause_ms(double update_ms, double max_duty);
 
 caf::actor spawn_distiller(caf::actor_system& sys, std::shared_ptr<const Transformer> draft, DistillerOptions opt,
                            caf::actor buffer, caf::actor verifier, caf::actor metrics);

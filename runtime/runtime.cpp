@@ -99,6 +99,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     if (!speculative) return fail("online distillation needs a draft model");
     if (!loss) return fail("online.loss must be fkl, rkl, jsd or tvd (got '" + o.online.loss + "')");
     if (!(o.online.lr > 0) || o.online.lr > 1e6) return fail("online.lr must be in (0, 1e6]");
+    if (!(o.online.max_duty > 0) || o.online.max_duty > 1)
+      return fail("online.max_duty must be in (0, 1]");
     if (o.online.batch < 1 || o.online.steps_per_update < 1 || o.online.min_new_records < 1)
       return fail("online.batch, steps_per_update and min_new_records must be >= 1");
     if (o.online.buffer_bytes < 1024) return fail("online.buffer_bytes must be >= 1024");
@@ -200,6 +202,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       dopt.shadow = on.shadow;
       dopt.update_every_ms = on.update_every_ms;
       dopt.trace = o.trace;
+      dopt.max_duty = on.max_duty;
       impl->distillers.push_back(
           spawn_distiller(sys, o.routes[r].draft, dopt, impl->buffers[r], impl->verifier, impl->metrics));
     }

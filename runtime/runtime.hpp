@@ -49,6 +49,7 @@ struct OnlineOptions {
   int64_t buffer_bytes = 64 << 20;   // buffer memory budget, split evenly over routes (oldest evicted first)
   int64_t heldout_every = 10;        // every n-th request is held out for the guard
   int64_t heldout_records = 2048;    // the held-out slice keeps this many newest records per route
+  double max_duty = 1.0;             // each distiller's busy share of wall time, (0, 1] (1: no cap)
   double guard_margin = -0.01;       // publish unless held-out acceptance drops by more (< 0: must gain that much)
   double rollback_margin = 0.05;     // roll the trainable copy back when it drops by more than this
   int64_t min_heldout = 8;

@@ -11,6 +11,7 @@
 #include <thread>
 #include <tuple>
 
+#include "actors/distiller.hpp"
 #include "models/files.hpp"
 #include "models/losses.hpp"
 #include "models/online_distiller.hpp"
@@ -302,4 +303,25 @@ TEST_CASE(
        << " GPU distiller updates, " << tracks["verifier (GPU)"].size() << " GPU verifications, "
        << during << " overlapping an update");
   CHECK(during >= 1);
+}
+
+TEST_CASE("online: a duty cap pauses the distiller after each update, and it keeps training",
+          "[online]") {
+  CHECK(distiller_pause_ms(10.0, 1.0) == 0.0);  // no cap
+  CHECK(distiller_pause_ms(10.0, 0.25) == Approx(30.0));
+  CHECK(distiller_pause_ms(10.0, 0.5) == Approx(10.0));
+  CHECK(distiller_pause_ms(0.0, 0.5) == 0.0);
+  auto o = online_options(true);
+  o.online.max_duty = 0.5;  // each update is followed by a pause as long as itself (the tick path)
+  auto s = serve(o, domain_prompts(11, 8), 160);
+  int64_t updates = 0;
+  for (auto& [decision, n] : s.stats["metrics"]["distill"]["decisions"].items())
+    updates += n.get<int64_t>();
+  WARN("updates with max_duty 0.5: " << updates);
+  CHECK(updates >= 2);
+  auto bad = online_options(true);
+  bad.online.max_duty = 0;
+  std::string err;
+  CHECK(Runtime::create(bad, &err) == nullptr);
+  CHECK(err.find("max_duty") != std::string::npos);
 }

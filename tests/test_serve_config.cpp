@@ -78,4 +78,7 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
         std::string::npos);
   CHECK(load({"--osd.online-rollback-margin=0.2"}, s) == "");
   CHECK(s.online.rollback_margin == Approx(0.2));
+  CHECK(load({"--osd.online-max-duty=0"}, s).find("osd.online-max-duty") != std::string::npos);
+  CHECK(load({"--osd.online-max-duty=0.25"}, s) == "");
+  CHECK(s.online.max_duty == Approx(0.25));
 }

@@ -192,7 +192,7 @@ void add_online_bench(CLI::App& app, bool& json) {
                 dtype = "float32";
     std::vector<std::string> domains{"python", "c", "english"};
     int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
-    double temperature = 0, lr = 1e-3;
+    double temperature = 0, lr = 1e-3, max_duty = 1.0;
     int64_t batch = 256, min_new = 128;
     bool routes = false;
     std::string tsv, png, trace, online_state;
@@ -224,6 +224,10 @@ void add_online_bench(CLI::App& app, bool& json) {
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
   cmd->add_option("--lr", o->lr, "distiller learning rate")->capture_default_str();
+  cmd->add_option("--max-duty", o->max_duty,
+                  "each distiller's busy share of wall time (1 = no cap)")
+      ->check(CLI::Range(1e-3, 1.0))
+      ->capture_default_str();
   cmd->add_option("--batch", o->batch, "records per distiller step")->capture_default_str();
   cmd->add_option("--min-new-records", o->min_new, "new records per update")->capture_default_str();
   cmd->add_flag("--routes", o->routes, "one draft route per domain (requests carry their domain)");
@@ -265,6 +269,7 @@ void add_online_bench(CLI::App& app, bool& json) {
       r.online.enabled = online;
       r.online.shadow = shadow;
       r.online.lr = o->lr;
+      r.online.max_duty = o->max_duty;
       r.online.batch = o->batch;
       r.online.min_new_records = o->min_new;
       r.online.record_all_positions = true;
@@ -365,6 +370,7 @@ void add_online_bench(CLI::App& app, bool& json) {
               {"temperature", o->temperature},
               {"routes", o->routes},
               {"lr", o->lr},
+              {"max_duty", o->max_duty},
               {"online_state", o->online_state},
               {"device", o->device == "cpu" ? std::string("cpu")
                                             : torch_cuda_device_name(c10::Device(o->device))},
