@@ -134,8 +134,7 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
     ++out.draft_steps;
   }
   if (all_greedy && K > 0) {  // q = one-hot at each drawn token, zero past a row's k
-    auto valid = torch::arange(K, i64).unsqueeze(0) <
-                 to_device(torch::tensor(k, torch::kInt64), dev).unsqueeze(1);  // [B, K]
+    auto valid = prefix_mask(k, K, dev);  // [B, K]
     out.probs.scatter_(2, tokens_dev.unsqueeze(-1), valid.unsqueeze(-1).to(torch::kFloat32));
   }
   // The proposal's one host sync: the drafted tokens.

@@ -8,6 +8,11 @@
 
 namespace osd {
 
+namespace {
+// Accepted draft tokens per row: the leading run of true in ok [B, K] -> [B] int64.
+at::Tensor leading_run(const at::Tensor& ok) { return ok.to(torch::kInt64).cumprod(1).sum(1); }
+}  // namespace
+
 RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule) {
   check_dims(in.draft_tokens, 2, "rejection_sample draft_tokens [B, K]");
   check_dims(in.q, 3, "rejection_sample q [B, K, V]");
@@ -33,8 +38,7 @@ RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule) {
     auto u = to_device(torch::tensor(in.u_accept, torch::kFloat64).view({B, K}), dev);
     // accept iff u < min(1, p/q)  <=>  u * q < p   (q > 0 for a token drawn from q)
     auto ok = rule == AcceptRule::broken_q_over_p ? u * p_x < q_x : u * q_x < p_x;
-    auto valid = torch::arange(K, i64).unsqueeze(0) < kt.unsqueeze(1);            // [B, K]
-    accepted = ok.logical_and(valid).to(torch::kInt64).cumprod(1).sum(1);          // [B]
+    accepted = leading_run(ok.logical_and(prefix_mask(in.k, K, dev)));            // [B]
   } else {
     accepted = torch::zeros({B}, i64);
   }
@@ -64,29 +68,24 @@ RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
                                AcceptRule rule) {
   const int64_t B = logits.size(0), K1 = logits.size(1), V = logits.size(2), K = K1 - 1;
   RoundVerification r;
+  // The rows' uniforms, drawn in the rule's order (the all-greedy shortcut draws them too, so the
+  // generators advance alike either way).
+  std::vector<double> u_accept, u_final;
+  u_accept.reserve(B * K);
+  for (int64_t i = 0; i < B; ++i) {
+    for (int64_t j = 0; j < K; ++j) u_accept.push_back(j < prop.k[i] ? row_rngs[i]->uniform() : 0.5);
+    u_final.push_back(row_rngs[i]->uniform());
+  }
   bool all_greedy = rule == AcceptRule::exact;
   for (const auto& p : row_params) all_greedy = all_greedy && p.greedy();
   if (all_greedy) {
     // The rule with one-hot p and q: accept while the target's argmax equals the draft token,
-    // then emit the target's argmax. The row generators advance as the rule would advance them.
-    for (int64_t i = 0; i < B; ++i) {
-      for (int64_t j = 0; j < K; ++j)
-        if (j < prop.k[i]) row_rngs[i]->uniform();
-      row_rngs[i]->uniform();
-    }
+    // then emit the target's argmax.
     const auto dev = logits.device();
     auto best = logits.to(torch::kFloat32).argmax(-1);  // [B, K + 1]
-    at::Tensor accepted;                                // [B]
-    if (K > 0) {
-      auto kt = to_device(torch::tensor(prop.k, torch::kInt64), dev);
-      auto valid =
-          torch::arange(K, torch::TensorOptions().dtype(torch::kInt64).device(dev)).unsqueeze(0) <
-          kt.unsqueeze(1);  // [B, K]
-      auto agree = best.narrow(1, 0, K).eq(to_device(prop.tokens, dev)).logical_and(valid);
-      accepted = agree.to(torch::kInt64).cumprod(1).sum(1);
-    } else {
-      accepted = torch::zeros({B}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
-    }
+    auto accepted = K > 0 ? leading_run(best.narrow(1, 0, K).eq(to_device(prop.tokens, dev))
+                                            .logical_and(prefix_mask(prop.k, K, dev)))
+                          : torch::zeros({B}, torch::TensorOptions().dtype(torch::kInt64).device(dev));  // [B]
     auto next = best.gather(1, accepted.unsqueeze(1)).squeeze(1);  // [B]
     auto both = torch::stack({accepted, next}).to(torch::kCPU);    // [2, B]: the host sync
     r.out.accepted.assign(both[0].data_ptr<int64_t>(), both[0].data_ptr<int64_t>() + B);
@@ -99,14 +98,8 @@ RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
     r.target_probs = processed_probs(logits.view({B * K1, V}), params).view({B, K1, V});
     // The draft may live on another device (osd.draft-device): its tokens and q come to p's.
     const auto dev = r.target_probs.device();
-    RejectionInput in{
-        to_device(prop.tokens, dev), to_device(prop.probs, dev), r.target_probs, prop.k, {}, {}};
-    in.u_accept.reserve(B * K);
-    for (int64_t i = 0; i < B; ++i) {
-      for (int64_t j = 0; j < K; ++j)
-        in.u_accept.push_back(j < prop.k[i] ? row_rngs[i]->uniform() : 0.5);
-      in.u_final.push_back(row_rngs[i]->uniform());
-    }
+    RejectionInput in{to_device(prop.tokens, dev), to_device(prop.probs, dev), r.target_probs, prop.k,
+                      std::move(u_accept), std::move(u_final)};
     r.out = rejection_sample(in, rule);
   }
   for (int64_t i = 0; i < B; ++i) {

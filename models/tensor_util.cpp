@@ -29,6 +29,11 @@ at::Tensor to_device(const at::Tensor& t, c10::Device device) {
   return t.to(device, /*non_blocking=*/t.is_cpu() && device.is_cuda());
 }
 
+at::Tensor prefix_mask(const std::vector<int64_t>& lengths, int64_t width, c10::Device device) {
+  auto positions = torch::arange(width, torch::TensorOptions().dtype(torch::kInt64).device(device));
+  return positions.unsqueeze(0) < to_device(torch::tensor(lengths, torch::kInt64), device).unsqueeze(1);
+}
+
 std::string shape_str(const at::Tensor& t) {
   if (!t.defined()) return "<undefined>";
   std::ostringstream s;

@@ -23,6 +23,9 @@ std::string shape_str(const at::Tensor& t);
 // tensor: the drafter's and verifier's steps spent most of their time there); this copy is
 // queued instead, and CUDA stages the host bytes before returning, so the source may go at once.
 at::Tensor to_device(const at::Tensor& t, c10::Device device);
+// [B, width] bool on `device`: row i is true at positions j < lengths[i] (e.g. the draft tokens
+// row i proposed, of a batch padded to `width`).
+at::Tensor prefix_mask(const std::vector<int64_t>& lengths, int64_t width, c10::Device device);
 
 // A tensor as bytes (torch's pickle format, via the CPU) and back; undefined <-> empty. This is
 // how tensors in actor messages cross processes.
