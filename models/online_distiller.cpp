@@ -59,10 +59,6 @@ at::Tensor OnlineDistiller::student_logits(Transformer& model, const std::vector
   const int64_t H = static_cast<int64_t>(hosts.size());
   int64_t T = 1;
   for (auto h : hosts) T = std::max<int64_t>(T, records[h].context.size());
-  // On CUDA the batch's length is padded to a multiple of 64 (right padding is causal-safe):
-  // cuDNN's attention builds a plan per length, and every batch had a new one.
-  if (model.device().is_cuda())
-    T = std::max(T, std::min<int64_t>((T + 63) / 64 * 64, model.config().max_position_embeddings));
   auto tokens = torch::zeros({H, T}, torch::kInt64);
   auto acc = tokens.accessor<int64_t, 2>();
   for (int64_t r = 0; r < H; ++r) {

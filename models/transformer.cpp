@@ -13,12 +13,14 @@ namespace osd {
 namespace F = torch::nn::functional;
 
 namespace {
-// OSD_RMS_NORM=manual keeps the composed norm on CUDA too (for comparisons).
+// Comparison switches: <variable>=manual keeps osd's hand-written form on CUDA too.
+bool manual_requested(const char* variable) {
+  const char* v = std::getenv(variable);
+  return v && std::string(v) == "manual";
+}
+// OSD_RMS_NORM=manual: the composed norm instead of libtorch's kernel.
 [[maybe_unused]] bool use_fused_norm_on_cuda() {
-  static const bool fused = [] {
-    const char* v = std::getenv("OSD_RMS_NORM");
-    return !(v && std::string(v) == "manual");
-  }();
+  static const bool fused = !manual_requested("OSD_RMS_NORM");
   return fused;
 }
 }  // namespace
@@ -37,12 +39,9 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 }
 
 namespace {
-// OSD_ATTENTION=manual forces the hand-written attention on CUDA too (for comparisons).
+// OSD_ATTENTION=manual: the hand-written attention instead of SDPA.
 [[maybe_unused]] bool use_sdpa_on_cuda() {
-  static const bool sdpa = [] {
-    const char* v = std::getenv("OSD_ATTENTION");
-    return !(v && std::string(v) == "manual");
-  }();
+  static const bool sdpa = !manual_requested("OSD_ATTENTION");
   return sdpa;
 }
 
@@ -224,17 +223,13 @@ at::Tensor Transformer::run_layers(at::Tensor x, const at::Tensor& positions,
 }
 
 namespace {
-// On CUDA, chunks of more than 16 tokens (prefills) are right-padded to a multiple of 64 where the
-// cache and the position table have room: cuDNN's attention builds a plan per query length, and a
-// new plan per prompt length cost ~50-90 ms per request on the H200. Padded positions are written
-// past each row's committed length (masked, overwritten later) and never read.
-int64_t padded_chunk(int64_t T, const KVCache& cache, const std::vector<int64_t>& slots,
-                     int64_t max_positions) {
-  if (T <= 16 || !cache.device().is_cuda()) return T;  // decode and verification shapes are few
-  int64_t padded = (T + 63) / 64 * 64;
-  for (auto s : slots)
-    padded = std::min(padded, std::min(cache.max_len(), max_positions) - cache.length(s));
-  return std::max(padded, T);
+// On CUDA, chunks of more than 16 tokens (prefills, the distiller's batches) run right-padded to a
+// multiple of 64, at most `room` tokens: cuDNN's attention builds a plan per query length, and a
+// new plan per prompt length cost ~50-90 ms per request on the H200. Padded positions come after
+// every real one (causal: they change nothing before them) and their outputs are dropped.
+int64_t padded_length(int64_t T, int64_t room, const c10::Device& device) {
+  if (T <= 16 || !device.is_cuda()) return T;  // decode and verification shapes are few
+  return std::max(T, std::min((T + 63) / 64 * 64, room));
 }
 }  // namespace
 
@@ -243,10 +238,12 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
                                 bool last_only) {
   auto tokens = check_tokens(tokens_in, "forward");
   const int64_t T_real = tokens.size(1);
-  if (static_cast<int64_t>(slots.size()) == tokens.size(0)) {
-    const int64_t T_pad = padded_chunk(T_real, cache, slots, config_.max_position_embeddings);
-    if (T_pad > T_real)
-      tokens = torch::constant_pad_nd(tokens, {0, T_pad - T_real}, 0);  // [B, T_pad]
+  const int64_t limit = std::min(cache.max_len(), config_.max_position_embeddings);
+  if (padded_length(T_real, limit, device_) > T_real && static_cast<int64_t>(slots.size()) == tokens.size(0)) {
+    int64_t room = limit;  // the padded positions must fit every row's cache
+    for (auto s : slots) room = std::min(room, limit - cache.length(s));
+    const int64_t T_pad = padded_length(T_real, room, device_);
+    if (T_pad > T_real) tokens = torch::constant_pad_nd(tokens, {0, T_pad - T_real}, 0);  // [B, T_pad]
   }
   const int64_t B = tokens.size(0), T = tokens.size(1);
   if (static_cast<int64_t>(slots.size()) != B)
@@ -302,10 +299,12 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
                     .view({B, 1, 1})
                     .expand({B, 1, h.size(2)});
     h = h.gather(1, last);                                                        // [B, 1, hidden]
+  } else if (T > T_real) {
+    h = h.narrow(1, 0, T_real);                                                   // [B, T_real, hidden]
   }
   auto logits = torch::matmul(h, lm_head().t()).to(torch::kFloat32);             // [B, *, vocab]
   cache.commit(slots, num_new);
-  return last_only || T == T_real ? logits : logits.narrow(1, 0, T_real);  // [B, T_real, vocab]
+  return logits;
 }
 
 at::Tensor Transformer::step_static(const at::Tensor& tokens, const at::Tensor& lens, const at::Tensor& slots,
@@ -340,16 +339,19 @@ int64_t Transformer::prefill_slot(KVCache& cache, const std::vector<int64_t>& to
 
 at::Tensor Transformer::forward_full(const at::Tensor& tokens_in) {
   auto tokens = check_tokens(tokens_in, "forward_full");
-  const int64_t B = tokens.size(0), T = tokens.size(1);
-  if (T > config_.max_position_embeddings)
-    throw Error("forward_full: " + std::to_string(T) + " tokens exceed max_position_embeddings " +
+  const int64_t T_real = tokens.size(1);
+  if (T_real > config_.max_position_embeddings)
+    throw Error("forward_full: " + std::to_string(T_real) + " tokens exceed max_position_embeddings " +
                 std::to_string(config_.max_position_embeddings));
+  const int64_t T_pad = padded_length(T_real, config_.max_position_embeddings, device_);
+  if (T_pad > T_real) tokens = torch::constant_pad_nd(tokens, {0, T_pad - T_real}, 0);  // [B, T_pad]
+  const int64_t B = tokens.size(0), T = tokens.size(1);
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device_);
   auto positions = torch::arange(T, i64).unsqueeze(0).expand({B, T});            // [B, T]
   auto mask = torch::ones({T, T}, i64.dtype(torch::kBool)).tril().view({1, 1, T, T});
   auto x = F::embedding(tokens, embed_);
-  auto h = run_layers(x, positions, mask, nullptr);
-  return torch::matmul(h, lm_head().t()).to(torch::kFloat32);                     // [B, T, vocab]
+  auto h = run_layers(x, positions, mask, nullptr).narrow(1, 0, T_real);          // [B, T_real, hidden]
+  return torch::matmul(h, lm_head().t()).to(torch::kFloat32);                     // [B, T_real, vocab]
 }
 
 }  // namespace osd
