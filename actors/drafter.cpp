@@ -89,8 +89,8 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
           torch::NoGradGuard g;
           auto t = torch::tensor(std::vector<int64_t>(tokens.begin() + start, tokens.end()),
                                  torch::kInt64)
-                       .view({1, -1})
-                       .to(model.device());
+                       .view({1, -1});
+          t = to_device(t, model.device());
           auto pred = model.forward_full(t)[0].argmax(-1);  // [T]
           const int64_t T = t.size(1), n = static_cast<int64_t>(tokens.size()) - from;
           auto hits = pred.narrow(0, T - n - 1, n).eq(t[0].narrow(0, T - n, n));  // [n]

@@ -5,9 +5,8 @@
 //   (propose_atom, ids, ks)                     -> Proposals
 //   (commit_atom, VerdictList)                  -> void     roll back to the accepted prefix
 //   (remove_atom, SeqId)                        -> void
-//   (swap_atom, WeightsSnapshot)                            new draft weights, used from the next
-//   proposal (trace_atom)                                -> string   its GPU spans (Chrome trace
-//   events; "[]" on the CPU)
+//   (swap_atom, WeightsSnapshot)                new weights from the next proposal
+//   (trace_atom)                                -> string   GPU spans (Chrome events; "[]" on the CPU)
 // On CUDA it runs on a stream of its own; each Proposals carries a mark of that stream (ready).
 // An exception escaping a handler kills the actor; the verifier monitors it and respawns it.
 #include <caf/fwd.hpp>

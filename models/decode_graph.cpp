@@ -105,9 +105,9 @@ at::Tensor DecodeGraph::step(const at::Tensor& tokens, const std::vector<int64_t
   cache_.check_append(slots, tokens_);
   std::vector<int64_t> lens(slots.size());
   for (size_t i = 0; i < slots.size(); ++i) lens[i] = cache_.length(slots[i]);
+  // Queued copies: the host does not wait for the stream.
   impl_->tokens.copy_(tokens, /*non_blocking=*/true);
-  impl_->lens.copy_(torch::tensor(lens, torch::kInt64),
-                    /*non_blocking=*/true);  // queued, no host wait
+  impl_->lens.copy_(torch::tensor(lens, torch::kInt64), /*non_blocking=*/true);
   impl_->slots.copy_(torch::tensor(slots, torch::kInt64), /*non_blocking=*/true);
   impl_->graph.replay();
   cache_.commit(slots, commit);
