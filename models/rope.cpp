@@ -33,15 +33,15 @@ RopeTables make_rope_tables(const ModelConfig& c, c10::Device device) {
   auto pos = torch::arange(c.max_position_embeddings, torch::kInt64).to(torch::kFloat32);
   auto freqs = pos.unsqueeze(1) * inv_freq.unsqueeze(0);                      // [P, D/2]
   auto emb = torch::cat({freqs, freqs}, -1);                                  // [P, D]
-  return {emb.cos().to(device), emb.sin().to(device)};
+  auto sin = emb.sin();
+  const int64_t half = c.head_dim / 2;
+  auto sin_signed = torch::cat({-sin.narrow(1, 0, half), sin.narrow(1, half, half)}, -1);  // [P, D]
+  return {emb.cos().to(device), sin_signed.to(device)};
 }
 
-at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-  const int64_t half = x.size(-1) / 2;
-  auto x1 = x.narrow(-1, 0, half);
-  auto x2 = x.narrow(-1, half, half);
-  auto rotated = torch::cat({-x2, x1}, -1);
-  return x * cos + rotated * sin;
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin_signed) {
+  // roll by half: [x2, x1]; times [-sin, sin]: [-x2 sin, x1 sin] = rotate_half(x) * sin.
+  return torch::addcmul(x * cos, torch::roll(x, x.size(-1) / 2, -1), sin_signed);
 }
 
 }  // namespace osd

@@ -27,11 +27,10 @@ bool manual_requested(const char* variable) {
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 #if TORCH_VERSION_MAJOR >= 2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 4)
-  // libtorch's rms_norm: one kernel where it has a fused one, against the six of the composed
-  // form (a decode step is launch-bound). Normalised in float32 and rounded to x's dtype before
-  // the weight, as Hugging Face's LlamaRMSNorm does.
-  if (x.is_cuda() && use_fused_norm_on_cuda())
-    return weight * at::rms_norm(x, {x.size(-1)}, c10::nullopt, eps);
+  // libtorch's rms_norm, weight included: one kernel where it has a fused one, against the seven
+  // of the composed form (a decode step is launch-bound). It applies the weight before rounding
+  // to x's dtype, where Hugging Face's LlamaRMSNorm rounds first: one rounding apart in bf16.
+  if (x.is_cuda() && use_fused_norm_on_cuda()) return at::rms_norm(x, {x.size(-1)}, weight, eps);
 #endif
   auto h = x.to(torch::kFloat32);
   h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps);
@@ -43,6 +42,16 @@ namespace {
 [[maybe_unused]] bool use_sdpa_on_cuda() {
   static const bool sdpa = !manual_requested("OSD_ATTENTION");
   return sdpa;
+}
+
+// Whether attention on x goes through SDPA (CUDA, libtorch >= 2.5, not switched off).
+bool sdpa_path(const at::Tensor& x) {
+#if TORCH_VERSION_MAJOR >= 2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 5)
+  return x.is_cuda() && use_sdpa_on_cuda();
+#else
+  (void)x;
+  return false;
+#endif
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
@@ -104,7 +113,7 @@ void Transformer::to_device(c10::Device device, c10::ScalarType dtype) {
   device_ = device;
   config_.dtype = from_scalar_type(dtype);
   rope_.cos = rope_.cos.to(device);
-  rope_.sin = rope_.sin.to(device);
+  rope_.sin_signed = rope_.sin_signed.to(device);
 }
 
 std::shared_ptr<Transformer> Transformer::clone(c10::Device device, c10::ScalarType dtype) const {
@@ -154,18 +163,20 @@ at::Tensor Transformer::attention(int64_t l, const at::Tensor& x, const at::Tens
   const int64_t B = x.size(0), T = x.size(1), H = c.num_heads, Hkv = c.num_kv_heads,
                 D = c.head_dim, G = H / Hkv;
   auto qkv = linear(x, w.wqkv, w.bqkv);                                   // [B, T, (H + 2Hkv) D]
-  auto q = qkv.narrow(-1, 0, H * D).view({B, T, H, D});
-  auto k = qkv.narrow(-1, H * D, Hkv * D).view({B, T, Hkv, D});
+  // q and k rotated together: one set of RoPE kernels for both.
+  auto qk = apply_rope(qkv.narrow(-1, 0, (H + Hkv) * D).view({B, T, H + Hkv, D}), cos, sin);
+  auto q = qk.narrow(2, 0, H);    // [B, T, H, D]
+  auto k = qk.narrow(2, H, Hkv);  // [B, T, Hkv, D]
   auto v = qkv.narrow(-1, (H + Hkv) * D, Hkv * D).view({B, T, Hkv, D});
-  q = apply_rope(q, cos, sin);
-  k = apply_rope(k, cos, sin);
 
   at::Tensor keys = k, values = v;                                        // [B, S, Hkv, D]
   if (cw) {
     auto& kc = cw->cache->keys(l);                                        // [slots, L, Hkv, D]
     auto& vc = cw->cache->values(l);
-    kc.index_put_({cw->slot_index, cw->positions}, k);
-    vc.index_put_({cw->slot_index, cw->positions}, v);
+    // Rows of the flat cache [slots * L, Hkv, D]: one index_copy each (cheaper than index_put's
+    // two-index kernel on the GPU).
+    kc.view({-1, Hkv, D}).index_copy_(0, cw->flat_index, k.flatten(0, 1));
+    vc.view({-1, Hkv, D}).index_copy_(0, cw->flat_index, v.flatten(0, 1));
     if (cw->read_slots.defined()) {
       keys = kc.narrow(1, 0, cw->span).index_select(0, cw->read_slots);
       values = vc.narrow(1, 0, cw->span).index_select(0, cw->read_slots);
@@ -180,7 +191,7 @@ at::Tensor Transformer::attention(int64_t l, const at::Tensor& x, const at::Tens
   values = values.permute({0, 2, 1, 3});
   at::Tensor out;                                                         // [B, T, H * D]
 #if TORCH_VERSION_MAJOR >= 2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 5)
-  if (x.is_cuda() && use_sdpa_on_cuda()) {
+  if (sdpa_path(x)) {  // mask: additive, in x's dtype (run_layers)
     auto qh = q.transpose(1, 2);                                          // [B, H, T, D]
     auto o = at::scaled_dot_product_attention(qh, keys, values, mask, 0.0, false, scale,
                                               /*enable_gqa=*/G > 1);      // [B, H, T, D]
@@ -209,11 +220,17 @@ at::Tensor Transformer::mlp(int64_t l, const at::Tensor& x) {
 }
 
 at::Tensor Transformer::run_layers(at::Tensor x, const at::Tensor& positions,
-                                   const at::Tensor& mask, const CacheWrite* cw) {
+                                   const at::Tensor& keep, const CacheWrite* cw) {
   // positions: [B, T] -> cos/sin [B, T, 1, D] in the activation dtype (HF casts after fp32 math).
   auto pos = positions.clamp_max(config_.max_position_embeddings - 1);
   auto cos = rope_.cos.index({pos}).to(x.scalar_type()).unsqueeze(2);
-  auto sin = rope_.sin.index({pos}).to(x.scalar_type()).unsqueeze(2);
+  auto sin = rope_.sin_signed.index({pos}).to(x.scalar_type()).unsqueeze(2);
+  // SDPA takes the mask as an additive bias (0 / -inf, x's dtype), made here once instead of
+  // converted from the boolean form in every layer.
+  auto mask = sdpa_path(x)
+                  ? torch::zeros(keep.sizes(), x.options())
+                        .masked_fill_(keep.logical_not(), -std::numeric_limits<float>::infinity())
+                  : keep;
   const double eps = config_.rms_norm_eps;
   for (int64_t l = 0; l < config_.num_layers; ++l) {
     x = x + attention(l, rms_norm(x, layers_[l].attn_norm, eps), cos, sin, mask, cw);
@@ -282,9 +299,9 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
 
   CacheWrite cw;
   cw.cache = &cache;
-  cw.positions = positions;
   auto slot_t = torch::tensor(slots, i64);
   cw.slot_index = osd::to_device(slot_t, device_).unsqueeze(1);  // [B, 1]
+  cw.flat_index = (cw.slot_index * cache.max_len() + positions).view({-1});  // [B * T]
   cw.span = span;
   bool contiguous = true;
   for (int64_t i = 1; i < B; ++i) contiguous = contiguous && slots[i] == slots[0] + i;
@@ -307,18 +324,19 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   return logits;
 }
 
-at::Tensor Transformer::step_static(const at::Tensor& tokens, const at::Tensor& lens, const at::Tensor& slots,
-                                    KVCache& cache) {
+at::Tensor Transformer::step_static(const at::Tensor& tokens, const at::Tensor& lens,
+                                    const at::Tensor& slots, KVCache& cache, int64_t span) {
   torch::NoGradGuard no_grad;
-  const int64_t B = tokens.size(0), T = tokens.size(1), span = cache.max_len();
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  if (span <= 0 || span > cache.max_len()) span = cache.max_len();
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device_);
   auto positions = lens.view({B, 1}) + torch::arange(T, i64).view({1, T});             // [B, T]
   auto key_pos = torch::arange(span, i64);                                              // [S]
   auto mask = (key_pos.view({1, 1, span}) <= positions.unsqueeze(2)).unsqueeze(1);    // [B, 1, T, S]
   CacheWrite cw;
   cw.cache = &cache;
-  cw.positions = positions;
-  cw.slot_index = slots.view({B, 1});  // broadcasts against positions [B, T]
+  cw.slot_index = slots.view({B, 1});
+  cw.flat_index = (cw.slot_index * cache.max_len() + positions).view({-1});  // [B * T]
   cw.read_slots = slots.view({B});
   cw.span = span;
   auto h = run_layers(F::embedding(tokens, embed_), positions, mask, &cw);              // [B, T, hidden]

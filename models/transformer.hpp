@@ -65,9 +65,11 @@ class Transformer : public torch::nn::Module {
   // One step of T tokens per row from device tensors only, with no host synchronisation and no
   // host bookkeeping, so a CUDA graph can capture it (models/decode_graph.hpp): tokens [B, T],
   // lens [B] (each slot's current length), slots [B] (int64, on the model's device). Attention
-  // spans the whole cache (masked). Writes positions lens[i] .. lens[i] + T - 1 of slots[i] but
+  // reads the first `span` positions of each slot (masked; 0: the whole cache), so every
+  // lens[i] + T must be <= span. Writes positions lens[i] .. lens[i] + T - 1 of slots[i] but
   // does not commit them: the caller calls cache.commit. Returns logits [B, T, vocab] fp32.
-  at::Tensor step_static(const at::Tensor& tokens, const at::Tensor& lens, const at::Tensor& slots, KVCache& cache);
+  at::Tensor step_static(const at::Tensor& tokens, const at::Tensor& lens, const at::Tensor& slots,
+                         KVCache& cache, int64_t span = 0);
 
   // Full causal forward without a cache (training, references). tokens: [B, T] -> [B, T, vocab].
   at::Tensor forward_full(const at::Tensor& tokens);
@@ -92,12 +94,13 @@ class Transformer : public torch::nn::Module {
   // Registers every parameter, made by the given factories (shape -> tensor, n -> tensor).
   template <typename Normal, typename Ones, typename Zeros>
   void build(Normal normal, Ones ones, Zeros zeros);
-  // x: [B, T, hidden]; cos/sin: [B, T, 1, head_dim]; mask: [B, 1, T, S] bool (true = attend).
-  // With a cache, k/v are written at (slot_index, positions) and attention reads [0, S).
+  // x: [B, T, hidden]; cos/sin: [B, T, 1, head_dim]; mask: [B, 1, T, S], bool (true = attend)
+  // into run_layers, which hands attention an additive bias in x's dtype where SDPA takes it.
+  // With a cache, k/v are written at flat_index and attention reads [0, S).
   struct CacheWrite {
     KVCache* cache = nullptr;
     at::Tensor slot_index;  // [B, 1] int64
-    at::Tensor positions;   // [B, T] int64
+    at::Tensor flat_index;  // [B * T] int64: slot * max_len + position, rows of the flat cache
     at::Tensor read_slots;  // [B] int64, or undefined when slots are one contiguous run
     int64_t first_slot = 0;
     int64_t span = 0;       // S: positions attention reads per row
