@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -36,20 +37,32 @@ bool DecodeGraph::available() {
 #endif
 }
 
-DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int64_t tokens_per_row)
-    : cache_(cache), batch_(batch), tokens_(tokens_per_row) {
+int64_t graph_span(int64_t needed, int64_t max_len) {
+  int64_t span = 256;
+  while (span < needed) span *= 2;
+  return std::min(span, max_len);
+}
+
+DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int64_t tokens_per_row,
+                         int64_t span)
+    : cache_(cache),
+      batch_(batch),
+      tokens_(tokens_per_row),
+      span_(span > 0 ? std::min(span, cache.max_len()) : cache.max_len()) {
 #ifdef OSD_HAVE_CUDA_GRAPHS
   if (!model.device().is_cuda() || cache.device() != model.device())
     throw Error("DecodeGraph: the model and its cache must be on one CUDA device");
-  if (batch < 1 || batch > cache.num_slots() || tokens_per_row < 1 || tokens_per_row > cache.max_len())
-    throw Error("DecodeGraph: batch " + std::to_string(batch) + " x " + std::to_string(tokens_per_row) +
-                " tokens does not fit a cache of " + std::to_string(cache.num_slots()) + " x " + std::to_string(cache.max_len()));
+  if (batch < 1 || batch > cache.num_slots() || tokens_per_row < 1 || tokens_per_row > span_)
+    throw Error("DecodeGraph: batch " + std::to_string(batch) + " x " +
+                std::to_string(tokens_per_row) + " tokens does not fit a cache of " +
+                std::to_string(cache.num_slots()) + " x " + std::to_string(cache.max_len()) +
+                " with a span of " + std::to_string(span_));
   torch::NoGradGuard no_grad;
   impl_ = std::make_unique<Impl>();
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
   impl_->tokens = torch::zeros({batch, tokens_per_row}, i64);
-  // Warm-up runs write the last T positions of slots 0..B-1: saved here, restored below.
-  const int64_t at = cache.max_len() - tokens_per_row;
+  // Warm-up runs write the span's last T positions of slots 0..B-1: saved here, restored below.
+  const int64_t at = span_ - tokens_per_row;
   impl_->lens = torch::full({batch}, at, i64);
   impl_->slots = torch::arange(batch, i64);
   std::vector<at::Tensor> saved;
@@ -69,10 +82,11 @@ DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int6
   auto capture = [&] {
     auto stream = c10::cuda::getCurrentCUDAStream();
     // Warm-up on the capture stream (allocator, cuBLAS handles, attention plans), then capture.
-    for (int i = 0; i < 2; ++i) model.step_static(impl_->tokens, impl_->lens, impl_->slots, cache);
+    for (int i = 0; i < 2; ++i)
+      model.step_static(impl_->tokens, impl_->lens, impl_->slots, cache, span_);
     stream.synchronize();
     impl_->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
-    impl_->logits = model.step_static(impl_->tokens, impl_->lens, impl_->slots, cache);
+    impl_->logits = model.step_static(impl_->tokens, impl_->lens, impl_->slots, cache, span_);
     impl_->graph.capture_end();
     for (int64_t l = 0; l < cache.num_layers(); ++l) {
       cache.keys(l).narrow(0, 0, batch).narrow(1, at, tokens_per_row).copy_(saved[2 * l]);
@@ -104,7 +118,13 @@ at::Tensor DecodeGraph::step(const at::Tensor& tokens, const std::vector<int64_t
     if (n < 1 || n > tokens_) throw Error("DecodeGraph::step: num_new " + std::to_string(n) + " outside [1, T]");
   cache_.check_append(slots, tokens_);
   std::vector<int64_t> lens(slots.size());
-  for (size_t i = 0; i < slots.size(); ++i) lens[i] = cache_.length(slots[i]);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    lens[i] = cache_.length(slots[i]);
+    if (lens[i] + tokens_ > span_)
+      throw Error("DecodeGraph::step: slot " + std::to_string(slots[i]) + " holds " +
+                  std::to_string(lens[i]) + " positions; " + std::to_string(tokens_) +
+                  " more pass the graph's span of " + std::to_string(span_));
+  }
   // Queued copies: the host does not wait for the stream.
   impl_->tokens.copy_(tokens, /*non_blocking=*/true);
   impl_->lens.copy_(torch::tensor(lens, torch::kInt64), /*non_blocking=*/true);
@@ -125,13 +145,20 @@ GraphCache::GraphCache(Transformer& model, KVCache& cache) : model_(&model), cac
   enabled_ = DecodeGraph::available() && model.device().is_cuda() && !(env && std::string(env) == "0");
 }
 
-at::Tensor GraphCache::forward(const at::Tensor& tokens, const std::vector<int64_t>& slots, const std::vector<int64_t>& num_new) {
+at::Tensor GraphCache::forward(const at::Tensor& tokens, const std::vector<int64_t>& slots,
+                               const std::vector<int64_t>& num_new, bool keep) {
   if (!enabled_) return model_->forward(tokens, slots, cache_, num_new);
-  const auto key = std::make_pair(tokens.size(0), tokens.size(1));
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  int64_t needed = T;
+  for (auto s : slots) needed = std::max(needed, cache_.length(s) + T);
+  const auto key = std::make_tuple(B, T, graph_span(needed, cache_.max_len()));
   auto it = graphs_.find(key);
   if (it == graphs_.end())
-    it = graphs_.emplace(key, std::make_unique<DecodeGraph>(*model_, cache_, key.first, key.second)).first;
-  return it->second->step(tokens, slots, num_new).clone();  // callers may keep it past the next replay
+    it =
+        graphs_.emplace(key, std::make_unique<DecodeGraph>(*model_, cache_, B, T, std::get<2>(key)))
+            .first;
+  auto logits = it->second->step(tokens, slots, num_new);
+  return keep ? logits.clone() : logits;
 }
 
 void GraphCache::reset(Transformer& model) {

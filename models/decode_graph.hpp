@@ -3,15 +3,18 @@
 // graph launch replaces the step's few hundred kernel launches, which dominate small models'
 // steps on an H100/H200 (an eager 117M-parameter step is 4-6 ms, its memory floor 0.05 ms;
 // docs/RESULTS.md). The draft's decode steps use T = 1, the target's verification T = k + 1.
-// Inputs go into static device buffers; any B distinct in-use slots of the cache may be used, of
-// any lengths, since attention spans the whole cache (masked). Without CUDA, available() is
-// false and constructing one throws.
+// Inputs go into static device buffers; any B distinct in-use slots of the cache may be used whose
+// lengths leave T positions within the graph's attention span (the first `span` positions of each
+// slot, masked). A short span makes the step cheaper: reading a slot's keys and attending over
+// them cost with the span (graphed, 10 heads of 64 on an H200: a batch-16 verification of 5 tokens
+// gathers in 12 us and attends in 14 us over 256 positions, 38 and 36 us over 1024; per layer).
+// Without CUDA, available() is false and constructing one throws.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <utility>
+#include <tuple>
 #include <vector>
 
 namespace osd {
@@ -23,34 +26,46 @@ class DecodeGraph {
  public:
   static bool available();
   // Captures model.step_static for `batch` rows of `tokens_per_row` tokens on `cache` (both on
-  // one CUDA device). The cache's contents are left as they were.
-  DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int64_t tokens_per_row = 1);
+  // one CUDA device) attending over `span` positions (0: the whole cache). The cache's contents
+  // are left as they were.
+  DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int64_t tokens_per_row = 1,
+              int64_t span = 0);
   ~DecodeGraph();
   DecodeGraph(const DecodeGraph&) = delete;
   DecodeGraph& operator=(const DecodeGraph&) = delete;
 
   // tokens [B, T] int64 (host or device); `slots`: B distinct in-use slots with room for T more
-  // positions; `num_new`: positions to commit per row (default T), as Transformer::forward.
+  // positions within the span; `num_new`: positions to commit per row (default T), as
+  // Transformer::forward.
   // Returns logits [B, T, vocab] fp32: a static buffer, overwritten by the next replay.
   at::Tensor step(const at::Tensor& tokens, const std::vector<int64_t>& slots, const std::vector<int64_t>& num_new = {});
   int64_t batch() const { return batch_; }
   int64_t tokens_per_row() const { return tokens_; }
+  int64_t span() const { return span_; }
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
   KVCache& cache_;
-  int64_t batch_, tokens_;
+  int64_t batch_, tokens_, span_;
 };
 
-// The graphs one model and cache use, captured on first use of each (batch, tokens) shape. Off
-// unless CUDA graphs are available, the model is on CUDA and OSD_CUDA_GRAPHS is not "0".
+// The span a graph for rows reaching `needed` positions uses: the next power of two from 256 on,
+// at most `max_len`, so a cache sees at most a few spans per (batch, tokens) shape.
+int64_t graph_span(int64_t needed, int64_t max_len);
+
+// The graphs one model and cache use, captured on first use of each (batch, tokens, span) shape,
+// the span chosen by graph_span from the rows' lengths. Off unless CUDA graphs are available, the
+// model is on CUDA and OSD_CUDA_GRAPHS is not "0".
 class GraphCache {
  public:
   GraphCache(Transformer& model, KVCache& cache);
   bool enabled() const { return enabled_; }
-  // Transformer::forward(tokens, slots, cache, num_new) through a graph.
-  at::Tensor forward(const at::Tensor& tokens, const std::vector<int64_t>& slots, const std::vector<int64_t>& num_new);
+  // Transformer::forward(tokens, slots, cache, num_new) through a graph. `keep` false: the
+  // returned logits are the graph's buffer, valid until the next replay on this stream (callers
+  // that consume them at once skip a copy).
+  at::Tensor forward(const at::Tensor& tokens, const std::vector<int64_t>& slots,
+                     const std::vector<int64_t>& num_new, bool keep = true);
   // The model's weights changed identity (a new snapshot): captured graphs read the old ones.
   void reset(Transformer& model);
   size_t size() const { return graphs_.size(); }
@@ -59,7 +74,8 @@ class GraphCache {
   Transformer* model_;
   KVCache& cache_;
   bool enabled_;
-  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<DecodeGraph>> graphs_;
+  std::map<std::tuple<int64_t, int64_t, int64_t>, std::unique_ptr<DecodeGraph>>
+      graphs_;  // (B, T, span)
 };
 
 }  // namespace osd

@@ -109,7 +109,7 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
     const int64_t T = in.size(1);
     at::Tensor logits;  // [A, V]
     if (graphs_.enabled() && T <= 4) {
-      auto full = graphs_.forward(in, slots, lens);  // [A, T, V]
+      auto full = graphs_.forward(in, slots, lens, /*keep=*/false);  // [A, T, V], read at once
       if (T == 1) {
         logits = full.squeeze(1);
       } else {  // each row's last real position (rows are right-padded)

@@ -154,6 +154,26 @@ TEST_CASE("CUDA graph decode step equals the eager decode step, ragged slots", "
   CHECK(graph_cache.length(3) == 15);
   CHECK(graph_cache.length(1) == 10);
   CHECK_THROWS_WITH(graph.step(random_tokens(3, 1, 256, 1), {0, 1, 2}), Catch::Contains("int64 [2, 1]"));
+
+  // A graph attending over the first 18 positions only gives the same verification logits (2
+  // tokens per row); rows that would pass its span are refused, the cache unchanged.
+  DecodeGraph short_graph(gpu, graph_cache, 2, 2, 18);
+  CHECK(short_graph.span() == 18);
+  auto tok = random_tokens(2, 2, 256, 30).to(c10::Device("cuda"));
+  auto eager = gpu.forward(tok, slots, eager_cache).cpu();
+  CHECK(max_abs_diff(short_graph.step(tok, slots).cpu(), eager) <= 1e-4);
+  CHECK(graph_cache.length(3) == 17);
+  CHECK_THROWS_WITH(short_graph.step(tok, slots), Catch::Contains("span of 18"));
+  CHECK(graph_cache.length(3) == 17);
+}
+
+TEST_CASE("graph spans: powers of two from 256, at most the cache", "[streams]") {
+  CHECK(graph_span(1, 1024) == 256);
+  CHECK(graph_span(256, 1024) == 256);
+  CHECK(graph_span(257, 1024) == 512);
+  CHECK(graph_span(700, 1024) == 1024);
+  CHECK(graph_span(1024, 1024) == 1024);
+  CHECK(graph_span(100, 80) == 80);
 }
 
 TEST_CASE("CUDA graphs in speculative decoding: greedy output equals target-only greedy", "[cuda]") {
