@@ -12,8 +12,10 @@
 #          shift run adapted;
 #   hf:    HF transformers on the same checkpoints and prompts: generate with and without
 #          assistant_model.
+#   duty:  the shift again on the same pair with the distillers' duty capped (osd.online-max-duty)
+#          at each value of DUTIES (default "0.2 0.1"): the distiller's cost against adaptation.
 # Usage (with .gpu/ carried: debs, corpora-paper.tar.gz):
-#   [PHASES="shift b1 hf"] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
+#   [PHASES="shift b1 hf duty"] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
 set -uo pipefail
 out=${1:?usage: paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]}
 train_s=${2:-150} requests=${3:-300} prompts=${4:-10} phases=${PHASES:-shift b1 hf}
@@ -60,6 +62,14 @@ phase b1 && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$p
 [ -f "$out/trace-b1.json" ] && gzip -9f "$out/trace-b1.json"
 echo "batch 1: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
-phase hf && python3 scripts/hf_assisted.py --target $P/target --draft $P/draft --corpora $C --prompts "$prompts" --skip "$requests" \
-  --new-tokens 64 --json "$out/hf.json" 2>"$out/hf.err" | grep -v "^{" ; tail -3 "$out/hf.err"
+phase hf && { python3 scripts/hf_assisted.py --target $P/target --draft $P/draft --corpora $C --prompts "$prompts" \
+  --skip "$requests" --new-tokens 64 --json "$out/hf.json" 2>"$out/hf.err" | grep -v "^{"; tail -3 "$out/hf.err"; }
 echo "hf: $(( $(date +%s) - t0 )) s"
+for duty in ${DUTIES:-0.2 0.1}; do
+  phase duty || break
+  t0=$(date +%s)
+  ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$requests" --window 50 --concurrency 16 \
+    --max-duty "$duty" --online-state $P/online-duty$duty --tsv "$out/shift-duty$duty.tsv" --json \
+    2>"$out/shift-duty$duty.log" | tee "$out/shift-duty$duty.txt" | grep -E "distiller_overhead|tokens_per_s"
+  echo "duty $duty: $(( $(date +%s) - t0 )) s"
+done
