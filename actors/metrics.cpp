@@ -14,7 +14,7 @@ namespace {
 struct MetricsState {
   SpecStats totals;
   std::map<std::string, int64_t> finished;  // by finish reason
-  int64_t rounds = 0, batch_sum = 0, emitted = 0, draft_version = 0;
+  int64_t rounds = 0, plain_rounds = 0, batch_sum = 0, emitted = 0, draft_version = 0;
   std::map<std::string, SpecStats> per_route;      // acceptance per draft route
   std::map<std::string, int64_t> route_requests;
   double score_ms = 0;
@@ -41,6 +41,8 @@ caf::behavior metrics(caf::stateful_actor<MetricsState>* self) {
     [=](const RoundMetrics& r) {
       auto& st = self->state;
       ++st.rounds;
+      // Rounds without draft tokens: target-only, or adaptive k chose plain steps.
+      if (r.draft_tokens == 0) ++st.plain_rounds;
       st.batch_sum += r.batch;
       st.emitted += r.emitted;
       st.score_ms += r.score_ms;
@@ -91,6 +93,7 @@ caf::behavior metrics(caf::stateful_actor<MetricsState>* self) {
                        {"last_loss", st.last_distill.loss},
                        {"last_heldout_acceptance", st.last_distill.acceptance_candidate}}},
           {"uptime_s", secs}};
+      j["plain_rounds"] = st.plain_rounds;
       nlohmann::json routes = nlohmann::json::object();
       for (const auto& [name, stats] : st.per_route)
         routes[name] = {{"requests", st.route_requests[name]}, {"acceptance_rate", stats.acceptance_rate()},

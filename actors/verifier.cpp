@@ -2,9 +2,10 @@
 
 #include <chrono>
 #include <deque>
-#include <set>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <string>
 
 #include "actors/messages.hpp"
 #include "models/adaptive_k.hpp"
@@ -39,6 +40,9 @@ struct Group {
   std::vector<SeqId> members;
   int64_t route = 0;  // a group's sequences share one draft route (one drafter per round)
   bool busy = false;
+  Clock::time_point round_start;  // when its current round asked its drafter (for the hops)
+  double reply_ms = 0;            // ... and how long the proposal took to arrive
+  bool alone = false;             // no other group's round was running when it asked
 };
 
 // One draft route: its drafter, its share of the distillation buffer, its newest weights.
@@ -70,7 +74,9 @@ struct VerifierState {
   std::vector<int64_t> group_failures;
   std::set<caf::actor_addr> drafters;  // every drafter this verifier used (linked)
   nlohmann::json trace = nlohmann::json::array();  // Chrome trace events (opt.trace)
-  double cost_ratio = 0.1;
+  RoundCosts costs;                                // measured round costs: adaptive k's prices
+  double cost_ratio = 0.1;                         // c at the last round's batch size (stats)
+  double formula_c = 0.1;  // c as draft step / verification round (the formula's chooser)
   int64_t busy_groups = 0;
   Clock::time_point idle_since = Clock::now(), started = Clock::now();
   double busy_ms = 0, idle_ms = 0;
@@ -332,10 +338,19 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
                         {"ts", v_start}, {"dur", rm.score_ms * 1e3},
                         {"args", {{"batch", B}, {"draft_tokens", rm.draft_tokens}, {"accepted", rm.accepted}}}});
   }
+  // What this round cost, for adaptive k: the verification of its longest proposal, the draft's
+  // steps, and the hops (the round's wall time beyond drafting and verifying).
+  const int64_t K = prop.tokens.defined() && prop.tokens.dim() == 2 ? prop.tokens.size(1) : 0;
+  st.costs.observe_verify(B, K, rm.score_ms);
   if (prop.draft_steps > 0) {
-    const double c = (prop.seconds * 1e3 / prop.draft_steps) / std::max(rm.score_ms, 1e-6);
-    st.cost_ratio = 0.9 * st.cost_ratio + 0.1 * c;
+    st.formula_c = 0.9 * st.formula_c +
+                   0.1 * (prop.seconds * 1e3 / prop.draft_steps) / std::max(rm.score_ms, 1e-6);
+    st.costs.observe_draft_step(B, prop.seconds * 1e3 / prop.draft_steps);
+    // The hops: the wait for a proposal beyond drafting it, counted where no other group's round
+    // was in flight (else the wait is the drafter's queue, which overlaps other verification).
+    if (st.groups[g].alone) st.costs.observe_hops(st.groups[g].reply_ms - prop.seconds * 1e3);
   }
+  st.cost_ratio = st.costs.cost_ratio(B);
   if (st.metrics) self->send(st.metrics, rm);
   st.groups[g].busy = false;
   st.group_failures[g] = 0;
@@ -343,6 +358,7 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
 }
 
 void verify_and_continue(Self* self, size_t g, const Proposals& prop) {
+  self->state.groups[g].reply_ms = ms_since(self->state.groups[g].round_start);
   // The drafter's stream finished the proposal before this stream reads it (a GPU-side wait).
   self->state.stream->make_current();
   self->state.stream->wait(prop.ready.get(), {prop.tokens, prop.probs});
@@ -362,20 +378,31 @@ void run_group(Self* self, size_t g) {
   auto& grp = st.groups[g];
   if (grp.busy || grp.members.empty()) return;
   std::vector<SeqId> ids = grp.members;
+  const int64_t B = static_cast<int64_t>(ids.size());
   std::vector<int64_t> ks;
+  bool drafts = false;
   for (auto sid : ids) {
     Seq& s = st.seqs.at(sid);
     int64_t k = 0;
     if (st.speculative) {
-      k = st.opt.adaptive_k ? s.estimator.choose(st.opt.k_max, st.cost_ratio) : st.opt.k;
+      if (!st.opt.adaptive_k)
+        k = st.opt.k;
+      else if (st.opt.measured_costs)
+        k = s.estimator.choose(st.costs, B);
+      else
+        k = s.estimator.choose(st.opt.k_max, st.formula_c);
       k = std::max<int64_t>(0, std::min({k, s.stop.remaining() - 1, st.scorer->room(sid)}));
     }
+    drafts = drafts || k > 0;
     ks.push_back(k);
   }
   grp.busy = true;
   if (st.busy_groups++ == 0) st.idle_ms += ms_since(st.idle_since);
   auto after = [=](const Proposals& prop) { verify_and_continue(self, g, prop); };
-  if (st.speculative) {
+  // A round without draft tokens skips the drafter (its verdicts still reach it as commits).
+  if (drafts) {
+    grp.round_start = Clock::now();
+    grp.alone = st.busy_groups == 1;
     const int64_t r = grp.route;
     const int64_t generation = st.routes[r].generation;
     self->request(st.routes[r].drafter, caf::infinite, propose_atom_v, ids, ks)
@@ -393,8 +420,8 @@ void run_group(Self* self, size_t g) {
                 start_rounds(self);
               });
   } else {
-    // Target-only: run the round from the mailbox, so admissions and cancels interleave with
-    // rounds (and rounds never recurse).
+    // No draft tokens (target-only, or adaptive k chose plain steps): run the round from the
+    // mailbox, so admissions and cancels interleave with rounds (and rounds never recurse).
     self->send(self, round_atom_v, static_cast<int64_t>(g), ids, ks);
   }
 }
@@ -415,6 +442,7 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
   st.intake = intake;
   st.metrics = metrics;
   st.opt = opt;
+  st.costs = RoundCosts(opt.k_max);
   st.speculative = !drafters.empty();
   for (size_t r = 0; r < drafters.size(); ++r) {
     Route route;
@@ -484,8 +512,8 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
         if (!s.groups[seq.group].busy) finish_seq(self, f->second, "cancelled");
       },
       [=](round_atom, int64_t g, std::vector<SeqId>& ids, std::vector<int64_t>& ks) {
-        // Target-only: no draft tokens. Sequences cancelled or finished since the round was
-        // scheduled are dropped from it.
+        // No draft tokens. Sequences cancelled or finished since the round was scheduled are
+        // dropped from it.
         self->state.stream->make_current();
         std::vector<SeqId> live_ids;
         std::vector<int64_t> live_ks;
@@ -494,6 +522,8 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
         auto prop =
             Proposals::none(std::move(live_ids), std::move(live_ks),
                             self->state.target->config().vocab_size, self->state.target->device());
+        if (self->state.speculative)
+          prop.draft_version = self->state.routes[self->state.groups[g].route].version;
         if (prop.ids.empty()) {
           auto& st = self->state;
           st.groups[g].busy = false;
@@ -543,6 +573,20 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
                             {"drafter_generation", r.generation}});
         }
         j["routes"] = routes;
+        // What adaptive k prices a round at, by batch size (ms, measured or interpolated).
+        nlohmann::json costs = nlohmann::json::object();
+        for (int64_t b : {1, 2, 4, 8, 16}) {
+          nlohmann::json verify = nlohmann::json::array(), round = nlohmann::json::array();
+          for (int64_t K = 0; K <= s.costs.k_max(); ++K) {
+            verify.push_back(s.costs.verify_ms(b, K));
+            round.push_back(s.costs.round_ms(b, K));
+          }
+          costs["batch " + std::to_string(b) + (b == 16 ? "+" : "")] = {
+              {"verify_ms_by_k", verify},
+              {"round_ms_by_k", round},
+              {"cost_ratio", s.costs.cost_ratio(b)}};
+        }
+        j["round_costs"] = costs;
         return j.dump();
       },
   };

@@ -34,6 +34,7 @@ struct VerifierOptions {
   int64_t k = 4;                // fixed draft length
   bool adaptive_k = true;
   int64_t k_max = 8;
+  bool measured_costs = false;  // adaptive k by RoundCosts, not the formula's one ratio c
   std::function<std::string(int64_t)> token_text;  // detokenizer piece; empty: no text
   // Per-sequence text (a stream decoder with the prompt as context); wins over token_text.
   std::function<std::function<std::string(int64_t)>(const std::vector<int64_t>& prompt)> text_stream;

@@ -6,12 +6,53 @@
 // Each sequence keeps a decayed estimate of alpha from its own rounds and picks the k in
 // [0, k_max] that maximises S. At k = 0 it learns nothing, so it probes with k = 1 every
 // `probe_every` rounds.
+//
+// The formula prices a verification of k + 1 tokens like a one-token step and a round's hops
+// between actors at nothing. RoundCosts (osd.adaptive-k-measured, off by default) prices rounds
+// by measured times instead: once steps are bound by their kernel count a k = 4 verification
+// costs ~1.3x a one-token step, and a round pays ~0.1 ms of hops (H200, docs/RESULTS.md runs
+// 10-11). On the CPU it chose as well as the formula (docs/PERFORMANCE.md); on the GPU it is not
+// yet measured.
 #include <cstdint>
+#include <vector>
 
 namespace osd {
 
 double expected_speedup(double alpha, int64_t k, double c);
 double expected_tokens_per_round(double alpha, int64_t k);
+
+// Measured costs of speculative rounds, per batch-size bucket (1, 2-3, 4-7, 8-15, 16+): the time
+// of a draft step, of a verification whose longest proposal had K tokens (K = 0: a plain step),
+// and of a round's hops (its wall time beyond drafting and verifying). Exponentially decayed
+// means; a verification of a K never seen is interpolated between the nearest seen, or
+// extrapolated along the two nearest, or taken as flat from the one seen.
+class RoundCosts {
+ public:
+  explicit RoundCosts(int64_t k_max = 8, double decay = 0.9);
+  void observe_draft_step(int64_t batch, double ms);
+  void observe_verify(int64_t batch, int64_t K, double ms);
+  void observe_hops(double ms);
+  // Expected wall time of a round of `batch` rows whose longest proposal is K tokens (K = 0: a
+  // plain step, no drafter involved).
+  double round_ms(int64_t batch, int64_t K) const;
+  double verify_ms(int64_t batch, int64_t K) const;
+  // c: a draft step over a plain step, at this batch size.
+  double cost_ratio(int64_t batch) const;
+  int64_t k_max() const { return k_max_; }
+
+ private:
+  struct Mean {
+    double value = 0;
+    bool seen = false;
+  };
+  static int bucket(int64_t batch);
+  void update(Mean& m, double x) const;
+  int64_t k_max_;
+  double decay_;
+  std::vector<std::vector<Mean>> verify_;  // [bucket][K]
+  std::vector<Mean> draft_;                // [bucket]
+  Mean hops_;
+};
 
 class AcceptanceEstimator {
  public:
@@ -23,8 +64,12 @@ class AcceptanceEstimator {
   double alpha() const { return accepted_ / (accepted_ + rejected_); }
   // The k in [0, k_max] with the largest expected speedup at cost ratio c.
   int64_t choose(int64_t k_max, double c);
+  // The k in [0, costs.k_max()] with the most expected tokens per millisecond for a round of
+  // `batch` rows: (1 - alpha^(k+1)) / (1 - alpha) / costs.round_ms(batch, k).
+  int64_t choose(const RoundCosts& costs, int64_t batch);
 
  private:
+  int64_t pick(int64_t best, int64_t k_max);  // the probe at k = 0
   double decay_;
   double accepted_, rejected_;
   int64_t rounds_at_zero_ = 0;

@@ -158,6 +158,8 @@ void DraftProposer::commit(const Verdict& v) {
   auto it = seqs_.find(v.id);
   if (it == seqs_.end()) throw Error("draft commit: unknown sequence " + std::to_string(v.id));
   Seq& s = it->second;
+  // A round without draft tokens may skip the drafter: its verdict (k = 0) needs no proposal.
+  if (s.proposed < 0 && v.k == 0) s.proposed = 0;
   if (s.proposed < 0) throw Error("draft commit: sequence " + std::to_string(v.id) + " has no proposal");
   const int64_t k = s.proposed, n = v.accepted;
   if (n < 0 || n > k || static_cast<int64_t>(v.emitted.size()) != n + 1)

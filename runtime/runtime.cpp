@@ -153,6 +153,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   vo.k = o.k;
   vo.adaptive_k = o.adaptive_k;
   vo.k_max = o.k_max;
+  vo.measured_costs = o.measured_costs;
   vo.token_text = o.token_text;
   if (o.tokenizer)
     vo.text_stream = [tok = o.tokenizer](const std::vector<int64_t>& prompt) -> std::function<std::string(int64_t)> {

@@ -83,6 +83,7 @@ struct RuntimeOptions {
   int64_t max_len = 1024;               // KV cache positions per sequence (context limit)
   int64_t k = 4;                        // draft tokens per round when adaptive_k is off
   bool adaptive_k = true;
+  bool measured_costs = false;  // adaptive k by measured round costs (RoundCosts)
   int64_t k_max = 8;
   int64_t groups = 2;                   // verification groups in flight (>= 2 overlaps drafting)
   int64_t max_in_flight = 256;          // admitted, unfinished requests; beyond: error "busy"

@@ -32,6 +32,9 @@ ServeConfig::ServeConfig() {
       .add(d.adaptive_k, "adaptive-k",
            "choose k per sequence from its acceptance and the cost ratio")
       .add(d.k_max, "k-max", "upper bound of adaptive k (0..64)")
+      .add(d.measured_costs, "adaptive-k-measured",
+           "adaptive k prices rounds by measured times (draft step, verification of k + 1 tokens, "
+           "hops; per batch size) instead of the formula's one cost ratio")
       .add(d.groups, "groups",
            "verification groups in flight (>= 2 overlaps drafting with verification)")
       .add(d.max_batch, "max-batch", "sequences in flight on the verifier (KV cache slots)")
@@ -187,6 +190,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   integer("k", out.k, 0, 64);
   boolean("adaptive-k", out.adaptive_k);
   integer("k-max", out.k_max, 0, 64);
+  boolean("adaptive-k-measured", out.measured_costs);
   integer("groups", out.groups, 1, 16);
   integer("max-batch", out.max_batch, 1, 4096);
   integer("max-len", out.max_len, 2, 1 << 20);

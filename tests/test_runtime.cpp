@@ -107,6 +107,43 @@ TEST_CASE("runtime: 16 client threads x 8 requests, greedy equals target-only, e
   }
 }
 
+TEST_CASE(
+    "runtime: with a draft that never agrees, adaptive k falls back to plain rounds that skip the "
+    "drafter",
+    "[runtime][adaptive]") {
+  // An unrelated draft: the per-request estimator soon prices speculation below a plain step
+  // (measured round costs), and rounds without draft tokens go straight to the target. Greedy
+  // output stays the target's; most rounds are plain, with a probe of k = 1 now and then.
+  auto [prompts, refs] = greedy_cases(*models().target, 3, 8, 100, 11);
+  for (bool measured : {false, true}) {
+    DYNAMIC_SECTION((measured ? "measured round costs" : "the formula's cost ratio")) {
+      RuntimeOptions o;
+      o.target = models().target;
+      o.draft = peaked_model(tiny_config(256, 64, 2), 77);
+      o.max_batch = 1;
+      o.max_len = 128;
+      o.threads = 2;
+      o.adaptive_k = true;
+      o.measured_costs = measured;
+      std::string err;
+      auto rt = Runtime::create(o, &err);
+      REQUIRE(rt != nullptr);
+      int wrong = 0;
+      for (size_t i = 0; i < prompts.size(); ++i)
+        wrong += rt->submit(greedy(prompts[i], 100))->get().tokens != refs[i];
+      CHECK(wrong == 0);
+      auto stats = nlohmann::json::parse(rt->stats_json());
+      auto m = stats["metrics"];
+      INFO(m.dump());
+      const int64_t rounds = m["rounds"], plain = m["plain_rounds"];
+      CHECK(plain > rounds / 2);
+      CHECK(m["num_draft_tokens"].get<int64_t>() < 300 / 2);
+      CHECK(stats["verifier"]["round_costs"]["batch 1"]["verify_ms_by_k"].size() == 9);
+      rt->shutdown();
+    }
+  }
+}
+
 TEST_CASE("runtime: cancel mid-stream, shutdown without finishing, bad input", "[runtime][errors]") {
   auto rt = make_runtime(true);
   SECTION("cancel mid-stream") {
@@ -225,6 +262,10 @@ TEST_CASE("runtime: a drafter that throws mid-run is restarted, a failing round 
       o.threads = 2;
       o.inject_drafter_failure = drafter_fail;
       o.inject_verifier_failure = verifier_fail;
+      // Every round drafts (adaptive k would price this draft, as large as its target, out of
+      // most rounds, and rounds without draft tokens never reach the drafter to fail).
+      o.adaptive_k = false;
+      o.k = 3;
       std::string err;
       auto rt = Runtime::create(o, &err);
       REQUIRE(rt);

@@ -187,6 +187,72 @@ TEST_CASE("adaptive k: speedup formula and the estimator's choice", "[spec][adap
   CHECK(probes >= 3);
 }
 
+TEST_CASE("adaptive k by measured round costs", "[spec][adaptive]") {
+  RoundCosts costs(8);
+  // Before any measurement the prices are the fixed-c chooser's: plain step 1, draft step 0.1.
+  CHECK(costs.round_ms(1, 0) == Approx(1.0));
+  CHECK(costs.round_ms(1, 4) == Approx(1.4));
+  for (double a : {0.1, 0.3, 0.6, 0.9}) {
+    AcceptanceEstimator fixed(0.9, a, 1e6), measured(0.9, a, 1e6);
+    CHECK(measured.choose(costs, 1) == fixed.choose(8, 0.1));
+  }
+  // One verification length seen: flat; two: interpolated and extrapolated along them.
+  costs.observe_verify(1, 4, 1.69);
+  CHECK(costs.verify_ms(1, 0) == Approx(1.69));
+  costs.observe_verify(1, 0, 1.30);
+  CHECK(costs.verify_ms(1, 2) == Approx(1.495));
+  CHECK(costs.verify_ms(1, 8) == Approx(2.08));
+  costs.observe_draft_step(1, 0.18);
+  costs.observe_hops(0.12);
+  CHECK(costs.round_ms(1, 4) == Approx(4 * 0.18 + 1.69 + 0.12));
+  CHECK(costs.round_ms(1, 0) == Approx(1.30));  // a plain round skips the drafter: no hops
+  CHECK(costs.cost_ratio(1) == Approx(0.18 / 1.30));
+  // Batch sizes are priced apart: batch 16 has seen nothing yet.
+  CHECK(costs.round_ms(16, 0) == Approx(1.0));
+  // Noisy means that slope down are not extrapolated down: past the longest seen, flat.
+  RoundCosts noisy(8);
+  noisy.observe_verify(2, 0, 24.0);
+  noisy.observe_verify(2, 4, 10.0);
+  CHECK(noisy.verify_ms(2, 2) == Approx(17.0));
+  CHECK(noisy.verify_ms(2, 8) == Approx(10.0));
+  // The H200 round of docs/RESULTS.md (run 10): at acceptance 0.58 two draft tokens make the most
+  // tokens per ms; at 0.3 plain steps beat every k, where the fixed c (0.138) still drafts.
+  AcceptanceEstimator english(0.9, 0.58, 1e6);
+  CHECK(english.choose(costs, 1) == 2);
+  AcceptanceEstimator c_domain(0.9, 0.3, 1e6);
+  CHECK(c_domain.choose(costs, 1) == 0);
+  AcceptanceEstimator c_fixed(0.9, 0.3, 1e6);
+  CHECK(c_fixed.choose(8, 0.18 / 1.30) == 1);
+  // Means decay toward new measurements; nonsense is ignored.
+  costs.observe_verify(1, 0, 2.30);
+  CHECK(costs.verify_ms(1, 0) == Approx(0.9 * 1.30 + 0.1 * 2.30));
+  costs.observe_verify(1, 0, -1);
+  costs.observe_verify(1, 9, 5);
+  CHECK(costs.verify_ms(1, 0) == Approx(0.9 * 1.30 + 0.1 * 2.30));
+}
+
+TEST_CASE("proposer: a k = 0 verdict commits without a proposal, as after a proposal of 0 tokens",
+          "[spec][adaptive]") {
+  // Rounds without draft tokens skip the drafter; their verdicts still reach it.
+  auto draft = peaked_model(tiny_config(64, 32, 2), 1);
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  const std::vector<int64_t> seq = {5, 9, 3, 7, 1};
+  DraftProposer asked(draft, 2, 64), skipped(draft, 2, 64);
+  asked.add(1, seq, greedy);
+  skipped.add(1, seq, greedy);
+  for (int64_t next : {11, 23, 42}) {
+    asked.propose({1}, {0});
+    Verdict v{1, 0, 0, {next}};
+    asked.commit(v);
+    skipped.commit(v);
+  }
+  CHECK(asked.propose({1}, {3}).host_tokens == skipped.propose({1}, {3}).host_tokens);
+  DraftProposer fresh(draft, 2, 64);
+  fresh.add(2, seq, greedy);
+  CHECK_THROWS_WITH(fresh.commit(Verdict{2, 2, 0, {5}}), Catch::Contains("no proposal"));
+}
+
 TEST_CASE("proposer: a weight swap refreshes the cache, so proposals equal a fresh draft's", "[spec][swap]") {
   auto cfg = tiny_config(64, 32, 2);
   auto old_draft = peaked_model(cfg, 1), new_draft = peaked_model(cfg, 2);

@@ -194,7 +194,7 @@ void add_online_bench(CLI::App& app, bool& json) {
     int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
     double temperature = 0, lr = 1e-3, max_duty = 1.0;
     int64_t batch = 256, min_new = 128;
-    bool routes = false;
+    bool routes = false, adaptive_k = false, measured_costs = false;
     std::string tsv, png, trace, online_state;
     std::vector<std::string> replays{"target", "static", "shadow", "online"};
   };
@@ -220,6 +220,11 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_option("--k", o->k, "draft tokens per round (fixed, so acceptance rates compare)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  cmd->add_flag("--adaptive-k", o->adaptive_k,
+                "choose k per request and round (osd-serve's default), up to 2k; acceptance rates "
+                "then count only the rounds that drafted");
+  cmd->add_flag("--measured-costs", o->measured_costs,
+                "with --adaptive-k: price rounds by measured times (osd.adaptive-k-measured)");
   cmd->add_option("--temperature", o->temperature)
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
@@ -258,8 +263,10 @@ void add_online_bench(CLI::App& app, bool& json) {
       r.target = target;
       r.max_batch = std::max<int64_t>(8, o->concurrency);
       r.max_len = std::min<int64_t>(1024, target->config().max_position_embeddings);
-      r.adaptive_k = false;
+      r.adaptive_k = o->adaptive_k;
       r.k = o->k;
+      r.k_max = 2 * o->k;
+      r.measured_costs = o->measured_costs;
       if (draft) {
         if (o->routes)
           for (const auto& d : o->domains) r.routes.push_back({d, fresh_draft()});
@@ -367,6 +374,8 @@ void add_online_bench(CLI::App& app, bool& json) {
               {"new_tokens", o->new_tokens},
               {"concurrency", o->concurrency},
               {"k", o->k},
+              {"adaptive_k", o->adaptive_k},
+              {"measured_costs", o->measured_costs},
               {"temperature", o->temperature},
               {"routes", o->routes},
               {"lr", o->lr},

@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   ro.max_len = s.max_len;
   ro.k = s.k;
   ro.adaptive_k = s.adaptive_k;
+  ro.measured_costs = s.measured_costs;
   ro.k_max = s.k_max;
   ro.groups = s.groups;
   ro.max_in_flight = s.max_in_flight;
