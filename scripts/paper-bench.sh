@@ -14,8 +14,11 @@
 #          assistant_model.
 #   duty:  the shift again on the same pair with the distillers' duty capped (osd.online-max-duty)
 #          at each value of DUTIES (default "0.2 0.1"): the distiller's cost against adaptation.
+#   adaptive: batch 1 as in b1 (after shift), each variant from a copy of the same adapted drafts:
+#          fixed k, adaptive k by the formula, by measured round costs (osd.adaptive-k-measured),
+#          and by measured costs with the distillers' duty capped at 0.1.
 # Usage (with .gpu/ carried: debs, corpora-paper.tar.gz):
-#   [PHASES="shift b1 hf duty"] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
+#   [PHASES="shift b1 hf duty adaptive"] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
 set -uo pipefail
 out=${1:?usage: paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]}
 train_s=${2:-150} requests=${3:-300} prompts=${4:-10} phases=${PHASES:-shift b1 hf}
@@ -65,6 +68,20 @@ t0=$(date +%s)
 phase hf && { python3 scripts/hf_assisted.py --target $P/target --draft $P/draft --corpora $C --prompts "$prompts" \
   --skip "$requests" --new-tokens 64 --json "$out/hf.json" 2>"$out/hf.err" | grep -v "^{"; tail -3 "$out/hf.err"; }
 echo "hf: $(( $(date +%s) - t0 )) s"
+if phase adaptive; then
+  for variant in fixed formula measured measured-duty0.1; do
+    flags=()
+    [[ $variant != fixed ]] && flags+=(--adaptive-k)
+    [[ $variant == measured* ]] && flags+=(--measured-costs)
+    [[ $variant == *duty0.1 ]] && flags+=(--max-duty 0.1)
+    rm -rf "$P/online-$variant" && cp -r "$P/online" "$P/online-$variant"
+    t0=$(date +%s)
+    ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$prompts" --skip "$requests" --window "$prompts" \
+      --concurrency 1 --online-state "$P/online-$variant" --replays target static online "${flags[@]}" --json \
+      2>"$out/b1-$variant.log" | tee "$out/b1-$variant.txt" | grep -E "^\| "
+    echo "batch 1, adaptive k ($variant): $(( $(date +%s) - t0 )) s"
+  done
+fi
 for duty in ${DUTIES:-0.2 0.1}; do
   phase duty || break
   t0=$(date +%s)
