@@ -339,7 +339,7 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
                         {"args", {{"batch", B}, {"draft_tokens", rm.draft_tokens}, {"accepted", rm.accepted}}}});
   }
   // What this round cost, for adaptive k: the verification of its longest proposal, the draft's
-  // steps, and the hops (the round's wall time beyond drafting and verifying).
+  // steps, and the hops (below).
   const int64_t K = prop.tokens.defined() && prop.tokens.dim() == 2 ? prop.tokens.size(1) : 0;
   st.costs.observe_verify(B, K, rm.score_ms);
   if (prop.draft_steps > 0) {
