@@ -16,6 +16,7 @@
 #include "models/losses.hpp"
 #include "models/online_distiller.hpp"
 #include "runtime/runtime.hpp"
+#include "runtime/trace_summary.hpp"
 #include "tests/spec_fixtures.hpp"
 
 using namespace osd;
@@ -194,6 +195,44 @@ TEST_CASE("online: training overlaps serving (trace)", "[online][trace]") {
                       << " of them inside an update");
   CHECK(distill.size() >= 1);
   CHECK(during >= 1);
+  // The summary reads the same trace.
+  auto sum = summarize_trace(trace);
+  INFO(sum.dump());
+  CHECK(sum["rounds"]["count"].get<size_t>() == verify.size());
+  CHECK(sum["rounds"]["verify"].get<double>() > 0);
+  CHECK(sum["rounds"]["propose"].get<double>() > 0);
+  CHECK(sum["busy_ms"]["distiller"].get<double>() > 0);
+  CHECK(sum["overlap"]["distiller_with_verifier"].get<double>() > 0);
+}
+
+TEST_CASE("trace summary: track families, overlap, round medians", "[trace]") {
+  auto ev = [](const char* tid, const char* name, double ts, double dur) {
+    return nlohmann::json{{"tid", tid}, {"name", name}, {"ph", "X"},
+                          {"pid", 1},   {"ts", ts},     {"dur", dur}};
+  };
+  nlohmann::json trace = {
+      {"traceEvents",
+       {ev("drafter", "propose g0", 0, 100), ev("verifier", "verify g0", 150, 300),
+        ev("drafter", "propose g0", 520, 100), ev("verifier", "verify g0", 660, 340),
+        ev("drafter", "propose g0", 10000, 80),  // after a 9 ms wait: not a hop
+        ev("verifier", "verify g0", 10100, 320), ev("drafter (GPU) c", "propose", 0, 90),
+        ev("drafter (GPU)", "propose", 520, 110), ev("verifier (GPU)", "verify g0", 150, 280),
+        ev("distiller c", "distill update", 100, 500),
+        ev("distiller english", "distill update", 400, 400)}}};
+  auto sum = summarize_trace(trace);
+  INFO(sum.dump());
+  CHECK(sum["busy_ms"]["drafter"].get<double>() == Approx(0.28));       // host spans only
+  CHECK(sum["busy_ms"]["drafter (GPU)"].get<double>() == Approx(0.2));  // both routes' tracks
+  CHECK(sum["busy_ms"]["distiller"].get<double>() == Approx(0.7));      // the union of 2 routes
+  CHECK(sum["overlap"]["distiller_with_verifier"].get<double>() == Approx(440.0 / 700.0));
+  CHECK(sum["rounds"]["count"] == 3);
+  CHECK(sum["rounds"]["propose"].get<double>() == Approx(0.1));
+  CHECK(sum["rounds"]["verify"].get<double>() == Approx(0.32));
+  CHECK(sum["rounds"]["propose_gpu"].get<double>() == Approx(0.1));
+  CHECK(sum["rounds"]["verify_gpu"].get<double>() == Approx(0.28));
+  CHECK(sum["rounds"]["hop_to_verify"].get<double>() == Approx(0.04));
+  CHECK(sum["rounds"]["hop_to_propose"].get<double>() == Approx(0.07));
+  CHECK(trace_overlap(nlohmann::json::object(), "drafter", "verifier") == 0.0);
 }
 
 TEST_CASE("online: learning survives a restart and the version continues", "[online][restart]") {

@@ -22,6 +22,7 @@
 #include "runtime/cli/benches.hpp"
 #include "runtime/model_source.hpp"
 #include "runtime/runtime.hpp"
+#include "runtime/trace_summary.hpp"
 
 namespace osd::bench {
 
@@ -110,17 +111,10 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
   if (o.trace) {
     const auto trace = nlohmann::json::parse(rt->trace_json());
     std::ofstream(trace_path) << trace.dump() << "\n";
-    // Host tracks time the actors' handlers; "(GPU)" tracks time their kernels by CUDA events.
-    r.trace_summary = {{"file", trace_path}, {"events", trace["traceEvents"].size()}};
-    for (const char* t :
-         {"verifier", "drafter", "distiller", "verifier (GPU)", "drafter (GPU)", "distiller (GPU)"})
-      r.trace_summary["busy_ms"][t] = track_busy_ms(trace, t);
-    r.trace_summary["overlap"] = {
-        {"distiller_with_verifier", overlap_fraction(trace, "distiller", "verifier")},
-        {"drafter_with_verifier", overlap_fraction(trace, "drafter", "verifier")},
-        {"distiller_with_verifier_gpu",
-         overlap_fraction(trace, "distiller (GPU)", "verifier (GPU)")},
-        {"drafter_with_verifier_gpu", overlap_fraction(trace, "drafter (GPU)", "verifier (GPU)")}};
+    // Busy time and overlaps per actor (host and CUDA-event tracks), round medians.
+    r.trace_summary = summarize_trace(trace);
+    r.trace_summary["file"] = trace_path;
+    r.trace_summary["events"] = trace["traceEvents"].size();
   }
   rt->shutdown();
   return r;

@@ -68,39 +68,4 @@ double now_synced(bool cuda) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-namespace {
-std::vector<std::pair<double, double>> intervals(const nlohmann::json& trace,
-                                                 const std::string& track) {
-  std::vector<std::pair<double, double>> out;
-  for (const auto& e : trace["traceEvents"])
-    if (e.value("tid", std::string()) == track && e.contains("dur"))
-      out.push_back({e["ts"].get<double>(), e["ts"].get<double>() + e["dur"].get<double>()});
-  std::sort(out.begin(), out.end());
-  return out;
-}
-}  // namespace
-
-double overlap_fraction(const nlohmann::json& trace, const std::string& busy,
-                        const std::string& other) {
-  const auto a = intervals(trace, busy), b = intervals(trace, other);
-  double total = 0, both = 0;
-  size_t first = 0;  // b is sorted by start; skip the intervals that ended before a starts
-  for (auto [s, e] : a) {
-    total += e - s;
-    while (first < b.size() && b[first].second <= s) ++first;
-    double covered_to = s;  // b's intervals may overlap each other: count each instant once
-    for (size_t j = first; j < b.size() && b[j].first < e; ++j) {
-      const double from = std::max(covered_to, b[j].first), to = std::min(e, b[j].second);
-      if (to > from) both += to - from, covered_to = to;
-    }
-  }
-  return total > 0 ? both / total : 0.0;
-}
-
-double track_busy_ms(const nlohmann::json& trace, const std::string& track) {
-  double total = 0;
-  for (auto [s, e] : intervals(trace, track)) total += e - s;
-  return total / 1e3;
-}
-
 }  // namespace osd::bench

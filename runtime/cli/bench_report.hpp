@@ -31,11 +31,4 @@ class Report {
 // Seconds since an arbitrary epoch, after waiting for queued device work (CUDA) to finish.
 double now_synced(bool cuda);
 
-// From a Chrome trace (Runtime::trace_json): the fraction of the time track `busy` was busy
-// during which track `other` was busy too (e.g. "distiller (GPU)" vs "verifier (GPU)").
-double overlap_fraction(const nlohmann::json& trace, const std::string& busy,
-                        const std::string& other);
-// Total busy time of a track, in milliseconds.
-double track_busy_ms(const nlohmann::json& trace, const std::string& track);
-
 }  // namespace osd::bench

@@ -13,6 +13,7 @@
 #include "runtime/cli/bench_report.hpp"
 #include "runtime/cli/benches.hpp"
 #include "runtime/runtime.hpp"
+#include "runtime/trace_summary.hpp"
 
 namespace osd::bench {
 
@@ -105,7 +106,7 @@ void add_serve_bench(CLI::App& app, bool& json) {
                  pct(lat, 0.99), pct(ttft, 0.5), pct(tpot, 0.5),
                  drafted ? double(accepted) / drafted : 0.0,
                  stats["verifier"]["verifier_idle_fraction"].get<double>(),
-                 spec ? overlap_fraction(trace, "drafter", "verifier") : 0.0});
+                 spec ? trace_overlap(trace, "drafter", "verifier") : 0.0});
       }
     }
     rep.note("target", std::to_string(tcfg.num_parameters()) + " params; draft " +
