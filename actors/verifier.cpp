@@ -321,6 +321,7 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
     if (s.stop.finished() != FinishReason::none || s.cancelled) done.push_back(prop.ids[i]);
   }
   if (st.speculative) self->send(st.routes[route].drafter, commit_atom_v, std::move(verdicts));
+  const double round_ms = ms_since(t0);  // the round's own cost, before finishing requests
   for (auto sid : done) {
     auto& s = st.seqs.at(sid);
     finish_seq(self, sid, s.cancelled ? "cancelled" : finish_reason_name(s.stop.finished()));
@@ -341,7 +342,7 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   // What this round cost, for adaptive k: the verification of its longest proposal, the draft's
   // steps, and the hops (below).
   const int64_t K = prop.tokens.defined() && prop.tokens.dim() == 2 ? prop.tokens.size(1) : 0;
-  st.costs.observe_verify(B, K, rm.score_ms);
+  st.costs.observe_verify(B, K, round_ms);
   if (prop.draft_steps > 0) {
     st.formula_c = 0.9 * st.formula_c +
                    0.1 * (prop.seconds * 1e3 / prop.draft_steps) / std::max(rm.score_ms, 1e-6);

@@ -88,9 +88,8 @@ void RoundCosts::observe_hops(double ms) {
   update(hops_, ms);
 }
 
-double RoundCosts::verify_ms(int64_t batch, int64_t K) const {
-  const auto& v = verify_[bucket(batch)];
-  K = std::clamp<int64_t>(K, 0, k_max_);
+double RoundCosts::estimate(int64_t bucket_index, int64_t K) const {
+  const auto& v = verify_[bucket_index];
   if (v[K].seen) return v[K].value;
   std::vector<int64_t> seen;
   for (int64_t j = 0; j <= k_max_; ++j)
@@ -107,12 +106,21 @@ double RoundCosts::verify_ms(int64_t batch, int64_t K) const {
   else
     a = *(hi - 1), b = *hi;
   const double slope = (v[b].value - v[a].value) / static_cast<double>(b - a);
-  // Beyond the seen lengths a verification never gets cheaper with more tokens (noisy means can
-  // slope down, and a long proposal would look free).
-  const double rising = std::max(0.0, slope);
+  const double rising = std::max(0.0, slope);  // not extrapolated downward
   if (K > b) return v[b].value + rising * static_cast<double>(K - b);
   if (K < a) return std::max(0.0, v[a].value - rising * static_cast<double>(a - K));
   return v[a].value + slope * static_cast<double>(K - a);
+}
+
+double RoundCosts::verify_ms(int64_t batch, int64_t K) const {
+  // A verification of more tokens never costs less than one of fewer: noisy means can slope down
+  // (a plain round that also finished requests looked dearer than a drafting one), and a longer
+  // proposal must not look free, nor drafting look cheaper than a plain step.
+  const int b = bucket(batch);
+  K = std::clamp<int64_t>(K, 0, k_max_);
+  double most = 0;
+  for (int64_t j = 0; j <= K; ++j) most = std::max(most, estimate(b, j));
+  return most;
 }
 
 double RoundCosts::round_ms(int64_t batch, int64_t K) const {

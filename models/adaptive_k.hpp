@@ -23,9 +23,10 @@ double expected_tokens_per_round(double alpha, int64_t k);
 
 // Measured costs of speculative rounds, per batch-size bucket (1, 2-3, 4-7, 8-15, 16+): the time
 // of a draft step, of a verification whose longest proposal had K tokens (K = 0: a plain step),
-// and of a round's hops (its wall time beyond drafting and verifying). Exponentially decayed
+// and of a round's hops (the wait for a proposal beyond drafting it). Exponentially decayed
 // means; a verification of a K never seen is interpolated between the nearest seen, or
-// extrapolated along the two nearest, or taken as flat from the one seen.
+// extrapolated along the two nearest, or taken as flat from the one seen; and a verification of
+// K tokens is priced at least as high as one of fewer.
 class RoundCosts {
  public:
   explicit RoundCosts(int64_t k_max = 8, double decay = 0.9);
@@ -46,6 +47,7 @@ class RoundCosts {
     bool seen = false;
   };
   static int bucket(int64_t batch);
+  double estimate(int64_t bucket_index, int64_t K) const;  // seen, interpolated or extrapolated
   void update(Mean& m, double x) const;
   int64_t k_max_;
   double decay_;

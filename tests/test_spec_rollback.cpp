@@ -209,12 +209,17 @@ TEST_CASE("adaptive k by measured round costs", "[spec][adaptive]") {
   CHECK(costs.cost_ratio(1) == Approx(0.18 / 1.30));
   // Batch sizes are priced apart: batch 16 has seen nothing yet.
   CHECK(costs.round_ms(16, 0) == Approx(1.0));
-  // Noisy means that slope down are not extrapolated down: past the longest seen, flat.
+  // Noisy means that slope down: a verification of more tokens is never priced below one of
+  // fewer, so drafting never looks cheaper than a plain step (this once kept an unrelated draft
+  // drafting: the plain rounds were the requests' last, and their times included finishing them).
   RoundCosts noisy(8);
   noisy.observe_verify(2, 0, 24.0);
   noisy.observe_verify(2, 4, 10.0);
-  CHECK(noisy.verify_ms(2, 2) == Approx(17.0));
-  CHECK(noisy.verify_ms(2, 8) == Approx(10.0));
+  CHECK(noisy.verify_ms(2, 2) == Approx(24.0));
+  CHECK(noisy.verify_ms(2, 8) == Approx(24.0));
+  AcceptanceEstimator hopeless(0.9, 0.01, 1e6);
+  noisy.observe_draft_step(2, 0.5);
+  CHECK(hopeless.choose(noisy, 2) == 0);
   // The H200 round of docs/RESULTS.md (run 10): at acceptance 0.58 two draft tokens make the most
   // tokens per ms; at 0.3 plain steps beat every k, where the fixed c (0.138) still drafts.
   AcceptanceEstimator english(0.9, 0.58, 1e6);
