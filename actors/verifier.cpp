@@ -75,8 +75,7 @@ struct VerifierState {
   std::set<caf::actor_addr> drafters;  // every drafter this verifier used (linked)
   nlohmann::json trace = nlohmann::json::array();  // Chrome trace events (opt.trace)
   RoundCosts costs;                                // measured round costs: adaptive k's prices
-  double cost_ratio = 0.1;                         // c at the last round's batch size (stats)
-  double formula_c = 0.1;  // c as draft step / verification round (the formula's chooser)
+  double cost_ratio = 0.1;  // c as draft step / verification round (the formula's chooser)
   int64_t busy_groups = 0;
   Clock::time_point idle_since = Clock::now(), started = Clock::now();
   double busy_ms = 0, idle_ms = 0;
@@ -344,14 +343,13 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   const int64_t K = prop.tokens.defined() && prop.tokens.dim() == 2 ? prop.tokens.size(1) : 0;
   st.costs.observe_verify(B, K, round_ms);
   if (prop.draft_steps > 0) {
-    st.formula_c = 0.9 * st.formula_c +
-                   0.1 * (prop.seconds * 1e3 / prop.draft_steps) / std::max(rm.score_ms, 1e-6);
+    st.cost_ratio = 0.9 * st.cost_ratio +
+                    0.1 * (prop.seconds * 1e3 / prop.draft_steps) / std::max(rm.score_ms, 1e-6);
     st.costs.observe_draft_step(B, prop.seconds * 1e3 / prop.draft_steps);
     // The hops: the wait for a proposal beyond drafting it, counted where no other group's round
     // was in flight (else the wait is the drafter's queue, which overlaps other verification).
     if (st.groups[g].alone) st.costs.observe_hops(st.groups[g].reply_ms - prop.seconds * 1e3);
   }
-  st.cost_ratio = st.costs.cost_ratio(B);
   if (st.metrics) self->send(st.metrics, rm);
   st.groups[g].busy = false;
   st.group_failures[g] = 0;
@@ -382,6 +380,10 @@ void run_group(Self* self, size_t g) {
   const int64_t B = static_cast<int64_t>(ids.size());
   std::vector<int64_t> ks;
   bool drafts = false;
+  // The measured prices of this round's k choices, shared by its rows.
+  const auto prices = st.speculative && st.opt.adaptive_k && st.opt.measured_costs
+                          ? st.costs.round_table(B)
+                          : std::vector<double>();
   for (auto sid : ids) {
     Seq& s = st.seqs.at(sid);
     int64_t k = 0;
@@ -389,9 +391,9 @@ void run_group(Self* self, size_t g) {
       if (!st.opt.adaptive_k)
         k = st.opt.k;
       else if (st.opt.measured_costs)
-        k = s.estimator.choose(st.costs, B);
+        k = s.estimator.choose(prices);
       else
-        k = s.estimator.choose(st.opt.k_max, st.formula_c);
+        k = s.estimator.choose(st.opt.k_max, st.cost_ratio);
       k = std::max<int64_t>(0, std::min({k, s.stop.remaining() - 1, st.scorer->room(sid)}));
     }
     drafts = drafts || k > 0;
@@ -577,14 +579,9 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
         // What adaptive k prices a round at, by batch size (ms, measured or interpolated).
         nlohmann::json costs = nlohmann::json::object();
         for (int64_t b : {1, 2, 4, 8, 16}) {
-          nlohmann::json verify = nlohmann::json::array(), round = nlohmann::json::array();
-          for (int64_t K = 0; K <= s.costs.k_max(); ++K) {
-            verify.push_back(s.costs.verify_ms(b, K));
-            round.push_back(s.costs.round_ms(b, K));
-          }
           costs["batch " + std::to_string(b) + (b == 16 ? "+" : "")] = {
-              {"verify_ms_by_k", verify},
-              {"round_ms_by_k", round},
+              {"verify_ms_by_k", s.costs.verify_table(b)},
+              {"round_ms_by_k", s.costs.round_table(b)},
               {"cost_ratio", s.costs.cost_ratio(b)}};
         }
         j["round_costs"] = costs;

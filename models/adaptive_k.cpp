@@ -32,15 +32,16 @@ int64_t AcceptanceEstimator::choose(int64_t k_max, double c) {
   return pick(best, k_max);
 }
 
-int64_t AcceptanceEstimator::choose(const RoundCosts& costs, int64_t batch) {
+int64_t AcceptanceEstimator::choose(const std::vector<double>& round_ms_by_k) {
   const double a = std::clamp(alpha(), 0.0, 0.999);
+  const int64_t k_max = static_cast<int64_t>(round_ms_by_k.size()) - 1;
   int64_t best = 0;
-  double best_rate = expected_tokens_per_round(a, 0) / costs.round_ms(batch, 0);
-  for (int64_t k = 1; k <= costs.k_max(); ++k) {
-    const double rate = expected_tokens_per_round(a, k) / costs.round_ms(batch, k);
+  double best_rate = expected_tokens_per_round(a, 0) / round_ms_by_k[0];
+  for (int64_t k = 1; k <= k_max; ++k) {
+    const double rate = expected_tokens_per_round(a, k) / round_ms_by_k[k];
     if (rate > best_rate * 1.0001) best = k, best_rate = rate;
   }
-  return pick(best, costs.k_max());
+  return pick(best, k_max);
 }
 
 int64_t AcceptanceEstimator::pick(int64_t best, int64_t k_max) {
@@ -88,52 +89,60 @@ void RoundCosts::observe_hops(double ms) {
   update(hops_, ms);
 }
 
-double RoundCosts::estimate(int64_t bucket_index, int64_t K) const {
-  const auto& v = verify_[bucket_index];
-  if (v[K].seen) return v[K].value;
+std::vector<double> RoundCosts::verify_table(int64_t batch) const {
+  const auto& v = verify_[bucket(batch)];
   std::vector<int64_t> seen;
   for (int64_t j = 0; j <= k_max_; ++j)
     if (v[j].seen) seen.push_back(j);
-  if (seen.empty()) return 1.0;
-  if (seen.size() == 1) return v[seen[0]].value;
-  // Interpolate between the nearest seen on each side, else extrapolate along the two nearest.
-  auto hi = std::lower_bound(seen.begin(), seen.end(), K);
-  int64_t a, b;
-  if (hi == seen.begin())
-    a = seen[0], b = seen[1];
-  else if (hi == seen.end())
-    a = seen[seen.size() - 2], b = seen.back();
-  else
-    a = *(hi - 1), b = *hi;
-  const double slope = (v[b].value - v[a].value) / static_cast<double>(b - a);
-  const double rising = std::max(0.0, slope);  // not extrapolated downward
-  if (K > b) return v[b].value + rising * static_cast<double>(K - b);
-  if (K < a) return std::max(0.0, v[a].value - rising * static_cast<double>(a - K));
-  return v[a].value + slope * static_cast<double>(K - a);
-}
-
-double RoundCosts::verify_ms(int64_t batch, int64_t K) const {
+  // A K seen is its mean; another is interpolated between the nearest seen on each side, else
+  // extrapolated along the two nearest (never downward), or flat from the one seen.
+  auto estimate = [&](int64_t K) {
+    if (v[K].seen) return v[K].value;
+    if (seen.empty()) return 1.0;
+    if (seen.size() == 1) return v[seen[0]].value;
+    auto hi = std::lower_bound(seen.begin(), seen.end(), K);
+    int64_t a, b;
+    if (hi == seen.begin())
+      a = seen[0], b = seen[1];
+    else if (hi == seen.end())
+      a = seen[seen.size() - 2], b = seen.back();
+    else
+      a = *(hi - 1), b = *hi;
+    const double slope = (v[b].value - v[a].value) / static_cast<double>(b - a);
+    const double rising = std::max(0.0, slope);
+    if (K > b) return v[b].value + rising * static_cast<double>(K - b);
+    if (K < a) return std::max(0.0, v[a].value - rising * static_cast<double>(a - K));
+    return v[a].value + slope * static_cast<double>(K - a);
+  };
   // A verification of more tokens never costs less than one of fewer: noisy means can slope down
   // (a plain round that also finished requests looked dearer than a drafting one), and a longer
   // proposal must not look free, nor drafting look cheaper than a plain step.
-  const int b = bucket(batch);
-  K = std::clamp<int64_t>(K, 0, k_max_);
+  std::vector<double> out(k_max_ + 1);
   double most = 0;
-  for (int64_t j = 0; j <= K; ++j) most = std::max(most, estimate(b, j));
-  return most;
+  for (int64_t K = 0; K <= k_max_; ++K) out[K] = most = std::max(most, estimate(K));
+  return out;
+}
+
+std::vector<double> RoundCosts::round_table(int64_t batch) const {
+  auto out = verify_table(batch);
+  const double plain = out[0];
+  const auto& d = draft_[bucket(batch)];
+  const double draft = d.seen ? d.value : 0.1 * plain, hops = hops_.seen ? hops_.value : 0.0;
+  for (int64_t K = 1; K <= k_max_; ++K) out[K] += static_cast<double>(K) * draft + hops;
+  return out;
+}
+
+double RoundCosts::verify_ms(int64_t batch, int64_t K) const {
+  return verify_table(batch)[std::clamp<int64_t>(K, 0, k_max_)];
 }
 
 double RoundCosts::round_ms(int64_t batch, int64_t K) const {
-  const double plain = verify_ms(batch, 0);
-  if (K <= 0) return plain;
-  const auto& d = draft_[bucket(batch)];
-  const double draft = d.seen ? d.value : 0.1 * plain;
-  return static_cast<double>(K) * draft + verify_ms(batch, K) + (hops_.seen ? hops_.value : 0.0);
+  return round_table(batch)[std::clamp<int64_t>(K, 0, k_max_)];
 }
 
 double RoundCosts::cost_ratio(int64_t batch) const {
   const auto& d = draft_[bucket(batch)];
-  const double plain = verify_ms(batch, 0);
+  const double plain = verify_table(batch)[0];
   return d.seen ? d.value / std::max(plain, std::numeric_limits<double>::min()) : 0.1;
 }
 

@@ -33,8 +33,10 @@ class RoundCosts {
   void observe_draft_step(int64_t batch, double ms);
   void observe_verify(int64_t batch, int64_t K, double ms);
   void observe_hops(double ms);
-  // Expected wall time of a round of `batch` rows whose longest proposal is K tokens (K = 0: a
-  // plain step, no drafter involved).
+  // Expected wall times of a round of `batch` rows whose longest proposal is K tokens, for K =
+  // 0..k_max (K = 0: a plain step, no drafter involved): the prices one round's choices share.
+  std::vector<double> round_table(int64_t batch) const;
+  std::vector<double> verify_table(int64_t batch) const;
   double round_ms(int64_t batch, int64_t K) const;
   double verify_ms(int64_t batch, int64_t K) const;
   // c: a draft step over a plain step, at this batch size.
@@ -47,7 +49,6 @@ class RoundCosts {
     bool seen = false;
   };
   static int bucket(int64_t batch);
-  double estimate(int64_t bucket_index, int64_t K) const;  // seen, interpolated or extrapolated
   void update(Mean& m, double x) const;
   int64_t k_max_;
   double decay_;
@@ -66,9 +67,13 @@ class AcceptanceEstimator {
   double alpha() const { return accepted_ / (accepted_ + rejected_); }
   // The k in [0, k_max] with the largest expected speedup at cost ratio c.
   int64_t choose(int64_t k_max, double c);
-  // The k in [0, costs.k_max()] with the most expected tokens per millisecond for a round of
-  // `batch` rows: (1 - alpha^(k+1)) / (1 - alpha) / costs.round_ms(batch, k).
-  int64_t choose(const RoundCosts& costs, int64_t batch);
+  // The k in [0, k_max] with the most expected tokens per millisecond, round_ms_by_k[k] being
+  // the price of a round with k draft tokens (RoundCosts::round_table, k_max = its size - 1):
+  // (1 - alpha^(k+1)) / (1 - alpha) / round_ms_by_k[k].
+  int64_t choose(const std::vector<double>& round_ms_by_k);
+  int64_t choose(const RoundCosts& costs, int64_t batch) {
+    return choose(costs.round_table(batch));
+  }
 
  private:
   int64_t pick(int64_t best, int64_t k_max);  // the probe at k = 0

@@ -248,7 +248,23 @@ int64_t padded_length(int64_t T, int64_t room, const c10::Device& device) {
   if (T <= 16 || !device.is_cuda()) return T;  // decode and verification shapes are few
   return std::max(T, std::min((T + 63) / 64 * 64, room));
 }
+
+// Which of a span's key positions each query may see: key_pos <= its position. [B, 1, T, S] bool.
+at::Tensor span_mask(const at::Tensor& positions, int64_t span) {
+  auto key_pos = torch::arange(span, positions.options());  // [S]
+  return (key_pos.view({1, 1, span}) <= positions.unsqueeze(2)).unsqueeze(1);
+}
 }  // namespace
+
+Transformer::CacheWrite Transformer::cache_write(KVCache& cache, const at::Tensor& slots,
+                                                 const at::Tensor& positions, int64_t span) {
+  CacheWrite cw;
+  cw.cache = &cache;
+  cw.flat_index = (slots.view({-1, 1}) * cache.max_len() + positions).view({-1});  // [B * T]
+  cw.read_slots = slots;
+  cw.span = span;
+  return cw;
+}
 
 at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<int64_t>& slots,
                                 KVCache& cache, const std::vector<int64_t>& num_new_in,
@@ -294,19 +310,14 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   auto lens = osd::to_device(torch::tensor(lengths, i64), device_);                         // [B]
   auto positions = lens.unsqueeze(1) + torch::arange(T, i64.device(device_)).unsqueeze(0);  // [B, T]
-  auto key_pos = torch::arange(span, i64.device(device_));                        // [S]
-  auto mask = (key_pos.view({1, 1, span}) <= positions.unsqueeze(2)).unsqueeze(1);  // [B, 1, T, S]
-
-  CacheWrite cw;
-  cw.cache = &cache;
-  auto slot_t = torch::tensor(slots, i64);
-  cw.slot_index = osd::to_device(slot_t, device_).unsqueeze(1);  // [B, 1]
-  cw.flat_index = (cw.slot_index * cache.max_len() + positions).view({-1});  // [B * T]
-  cw.span = span;
+  auto mask = span_mask(positions, span);  // [B, 1, T, S]
+  auto cw = cache_write(cache, osd::to_device(torch::tensor(slots, i64), device_), positions, span);
   bool contiguous = true;
   for (int64_t i = 1; i < B; ++i) contiguous = contiguous && slots[i] == slots[0] + i;
-  if (contiguous) cw.first_slot = slots[0];
-  else cw.read_slots = cw.slot_index.squeeze(1);
+  if (contiguous) {  // read the run of slots as one narrow instead of a gather
+    cw.first_slot = slots[0];
+    cw.read_slots = at::Tensor();
+  }
 
   auto x = F::embedding(tokens, embed_);                                          // [B, T, hidden]
   auto h = run_layers(x, positions, mask, &cw);                                   // [B, T, hidden]
@@ -331,14 +342,8 @@ at::Tensor Transformer::step_static(const at::Tensor& tokens, const at::Tensor& 
   if (span <= 0 || span > cache.max_len()) span = cache.max_len();
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device_);
   auto positions = lens.view({B, 1}) + torch::arange(T, i64).view({1, T});             // [B, T]
-  auto key_pos = torch::arange(span, i64);                                              // [S]
-  auto mask = (key_pos.view({1, 1, span}) <= positions.unsqueeze(2)).unsqueeze(1);    // [B, 1, T, S]
-  CacheWrite cw;
-  cw.cache = &cache;
-  cw.slot_index = slots.view({B, 1});
-  cw.flat_index = (cw.slot_index * cache.max_len() + positions).view({-1});  // [B * T]
-  cw.read_slots = slots.view({B});
-  cw.span = span;
+  auto mask = span_mask(positions, span);  // [B, 1, T, S]
+  auto cw = cache_write(cache, slots.view({B}), positions, span);
   auto h = run_layers(F::embedding(tokens, embed_), positions, mask, &cw);              // [B, T, hidden]
   return torch::matmul(h, lm_head().t()).to(torch::kFloat32);                          // [B, T, vocab]
 }

@@ -99,12 +99,15 @@ class Transformer : public torch::nn::Module {
   // With a cache, k/v are written at flat_index and attention reads [0, S).
   struct CacheWrite {
     KVCache* cache = nullptr;
-    at::Tensor slot_index;  // [B, 1] int64
     at::Tensor flat_index;  // [B * T] int64: slot * max_len + position, rows of the flat cache
     at::Tensor read_slots;  // [B] int64, or undefined when slots are one contiguous run
     int64_t first_slot = 0;
     int64_t span = 0;       // S: positions attention reads per row
   };
+  // Writes rows' T new positions (positions [B, T]) of `slots` ([B] int64, on the device) and
+  // reads their first `span` positions through a gather.
+  static CacheWrite cache_write(KVCache& cache, const at::Tensor& slots,
+                                const at::Tensor& positions, int64_t span);
   at::Tensor attention(int64_t layer, const at::Tensor& x, const at::Tensor& cos,
                        const at::Tensor& sin, const at::Tensor& mask, const CacheWrite* cw);
   at::Tensor mlp(int64_t layer, const at::Tensor& x);

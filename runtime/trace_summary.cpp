@@ -17,20 +17,16 @@ bool in_family(const std::string& tid, const std::string& track) {
   return gpu_track || tid.compare(track.size() + 1, 5, "(GPU)") != 0;
 }
 
-std::vector<Span> spans(const nlohmann::json& trace, const std::string& track) {
-  std::vector<Span> out;
+// The time a track family was busy: its spans, sorted, overlapping ones (per-route tracks)
+// merged into one.
+std::vector<Span> busy_spans(const nlohmann::json& trace, const std::string& track) {
+  std::vector<Span> all, out;
   if (!trace.contains("traceEvents")) return out;
   for (const auto& e : trace["traceEvents"])
     if (e.contains("dur") && e.contains("ts") && in_family(e.value("tid", std::string()), track))
-      out.push_back({e["ts"].get<double>(), e["ts"].get<double>() + e["dur"].get<double>()});
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-// The union of sorted spans: overlapping ones (per-route tracks of one family) merged.
-std::vector<Span> merged(const std::vector<Span>& in) {
-  std::vector<Span> out;
-  for (const auto& sp : in) {
+      all.push_back({e["ts"].get<double>(), e["ts"].get<double>() + e["dur"].get<double>()});
+  std::sort(all.begin(), all.end());
+  for (const auto& sp : all) {
     if (!out.empty() && sp.first <= out.back().second)
       out.back().second = std::max(out.back().second, sp.second);
     else
@@ -55,13 +51,13 @@ std::string group_of(const std::string& name) {
 
 double trace_busy_ms(const nlohmann::json& trace, const std::string& track) {
   double total = 0;
-  for (auto [s, e] : merged(spans(trace, track))) total += e - s;
+  for (auto [s, e] : busy_spans(trace, track)) total += e - s;
   return total / 1e3;
 }
 
 double trace_overlap(const nlohmann::json& trace, const std::string& busy,
                      const std::string& other) {
-  const auto a = merged(spans(trace, busy)), b = merged(spans(trace, other));
+  const auto a = busy_spans(trace, busy), b = busy_spans(trace, other);
   double total = 0, both = 0;
   size_t first = 0;  // b is sorted by start; skip the spans that ended before a's starts
   for (auto [s, e] : a) {

@@ -135,6 +135,36 @@ TEST_CASE("prefill + chunks of k tokens equal a full forward, last_only picks ea
   }
 }
 
+TEST_CASE(
+    "the graph-capturable step equals a full forward, within a short span and over the whole cache",
+    "[transformer]") {
+  // step_static is what CUDA graphs capture; on the CPU it runs eagerly, so the CPU suite checks
+  // its cache writes and masks against forward_full: slots 2 and 0 of ragged lengths, 3 tokens
+  // per row, then one more token per row through the cache it wrote.
+  auto cfg = *ModelConfig::preset("tiny");
+  Transformer model(cfg, 3);
+  const std::vector<at::Tensor> prompts = {random_tokens(1, 7, 256, 1),
+                                           random_tokens(1, 4, 256, 2)};
+  auto tok = random_tokens(2, 3, 256, 3), next = random_tokens(2, 1, 256, 4);
+  for (int64_t span : {0, 16}) {
+    auto cache = model.make_cache(3, 24);
+    for (int i = 0; i < 3; ++i) cache.allocate_slot();
+    model.forward(prompts[0], {2}, cache);
+    model.forward(prompts[1], {0}, cache);
+    auto got = model.step_static(tok, torch::tensor({7, 4}), torch::tensor({2, 0}), cache, span);
+    cache.commit({2, 0}, {3, 3});
+    auto after = model.forward(next, {2, 0}, cache);  // [2, 1, V]
+    INFO("span " << span);
+    for (int64_t r = 0; r < 2; ++r) {
+      auto seq = torch::cat({prompts[r], tok.narrow(0, r, 1), next.narrow(0, r, 1)}, 1);  // [1, L]
+      auto ref = model.forward_full(seq);  // [1, L, V]
+      const int64_t L = seq.size(1);
+      CHECK(max_abs_diff(got.narrow(0, r, 1), ref.narrow(1, L - 4, 3)) <= 1e-4);
+      CHECK(max_abs_diff(after.narrow(0, r, 1), ref.narrow(1, L - 1, 1)) <= 1e-4);
+    }
+  }
+}
+
 TEST_CASE("truncate then append equals a fresh forward on the new sequence", "[transformer]") {
   Transformer m(variant("gqa"), 3);
   auto cache = m.make_cache(2, 40);
