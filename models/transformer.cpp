@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "models/error.hpp"
+#include "models/fused_ops.hpp"
 #include "models/tensor_util.hpp"
 
 namespace osd {
@@ -163,20 +164,30 @@ at::Tensor Transformer::attention(int64_t l, const at::Tensor& x, const at::Tens
   const int64_t B = x.size(0), T = x.size(1), H = c.num_heads, Hkv = c.num_kv_heads,
                 D = c.head_dim, G = H / Hkv;
   auto qkv = linear(x, w.wqkv, w.bqkv);                                   // [B, T, (H + 2Hkv) D]
-  // q and k rotated together: one set of RoPE kernels for both.
-  auto qk = apply_rope(qkv.narrow(-1, 0, (H + Hkv) * D).view({B, T, H + Hkv, D}), cos, sin);
-  auto q = qk.narrow(2, 0, H);    // [B, T, H, D]
-  auto k = qk.narrow(2, H, Hkv);  // [B, T, Hkv, D]
-  auto v = qkv.narrow(-1, (H + Hkv) * D, Hkv * D).view({B, T, Hkv, D});
-
-  at::Tensor keys = k, values = v;                                        // [B, S, Hkv, D]
-  if (cw) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  at::Tensor q, keys, values;
+  if (cw && cw->fused) {
+    // One kernel rotates q and k and writes k and v into the cache; with few query tokens a
+    // second attends over the cache in place (no gather, no mask).
+    fused::CacheRows rows{cw->positions, cw->slots, cw->cache->keys(l), cw->cache->values(l)};
+    q = fused::rope_cache_write(qkv, rope_.cos, rope_.sin_signed, rows, H);  // [B, T, H, D]
+    if (cw->fused_attention) return linear(fused::attention(q, rows, cw->span, scale), w.wo, w.bo);
+  } else {
+    // q and k rotated together: one set of RoPE kernels for both.
+    auto qk = apply_rope(qkv.narrow(-1, 0, (H + Hkv) * D).view({B, T, H + Hkv, D}), cos, sin);
+    q = qk.narrow(2, 0, H);       // [B, T, H, D]
+    keys = qk.narrow(2, H, Hkv);  // [B, T, Hkv, D]
+    values = qkv.narrow(-1, (H + Hkv) * D, Hkv * D).view({B, T, Hkv, D});
+    if (cw) {
+      // Rows of the flat cache [slots * L, Hkv, D]: one index_copy each (cheaper than
+      // index_put's two-index kernel on the GPU).
+      cw->cache->keys(l).view({-1, Hkv, D}).index_copy_(0, cw->flat_index, keys.flatten(0, 1));
+      cw->cache->values(l).view({-1, Hkv, D}).index_copy_(0, cw->flat_index, values.flatten(0, 1));
+    }
+  }
+  if (cw) {                                                               // [B, S, Hkv, D]
     auto& kc = cw->cache->keys(l);                                        // [slots, L, Hkv, D]
     auto& vc = cw->cache->values(l);
-    // Rows of the flat cache [slots * L, Hkv, D]: one index_copy each (cheaper than index_put's
-    // two-index kernel on the GPU).
-    kc.view({-1, Hkv, D}).index_copy_(0, cw->flat_index, k.flatten(0, 1));
-    vc.view({-1, Hkv, D}).index_copy_(0, cw->flat_index, v.flatten(0, 1));
     if (cw->read_slots.defined()) {
       keys = kc.narrow(1, 0, cw->span).index_select(0, cw->read_slots);
       values = vc.narrow(1, 0, cw->span).index_select(0, cw->read_slots);
@@ -186,7 +197,6 @@ at::Tensor Transformer::attention(int64_t l, const at::Tensor& x, const at::Tens
     }
   }
   const int64_t S = keys.size(1);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   keys = keys.permute({0, 2, 1, 3});                                      // [B, Hkv, S, D]
   values = values.permute({0, 2, 1, 3});
   at::Tensor out;                                                         // [B, T, H * D]
@@ -215,28 +225,45 @@ at::Tensor Transformer::mlp(int64_t l, const at::Tensor& x) {
   const auto& w = layers_[l];
   const int64_t I = config_.intermediate_size;
   auto gu = linear(x, w.w_gate_up, w.b_gate_up);                          // [B, T, 2I]
-  auto h = F::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);            // [B, T, I]
+  auto h = fused::applies(gu) ? fused::silu_mul(gu)                       // [B, T, I]
+                              : F::silu(gu.narrow(-1, 0, I)) * gu.narrow(-1, I, I);
   return linear(h, w.w_down, w.b_down);
 }
 
 at::Tensor Transformer::run_layers(at::Tensor x, const at::Tensor& positions,
                                    const at::Tensor& keep, const CacheWrite* cw) {
-  // positions: [B, T] -> cos/sin [B, T, 1, D] in the activation dtype (HF casts after fp32 math).
-  auto pos = positions.clamp_max(config_.max_position_embeddings - 1);
-  auto cos = rope_.cos.index({pos}).to(x.scalar_type()).unsqueeze(2);
-  auto sin = rope_.sin_signed.index({pos}).to(x.scalar_type()).unsqueeze(2);
-  // SDPA takes the mask as an additive bias (0 / -inf, x's dtype), made here once instead of
-  // converted from the boolean form in every layer.
-  auto mask = sdpa_path(x)
-                  ? torch::zeros(keep.sizes(), x.options())
-                        .masked_fill_(keep.logical_not(), -std::numeric_limits<float>::infinity())
-                  : keep;
-  const double eps = config_.rms_norm_eps;
-  for (int64_t l = 0; l < config_.num_layers; ++l) {
-    x = x + attention(l, rms_norm(x, layers_[l].attn_norm, eps), cos, sin, mask, cw);
-    x = x + mlp(l, rms_norm(x, layers_[l].mlp_norm, eps));
+  at::Tensor cos, sin, mask;
+  if (!cw || !cw->fused) {  // the fused kernel reads the fp32 tables by position itself
+    // positions: [B, T] -> cos/sin [B, T, 1, D] in the activation dtype (HF casts after fp32 math).
+    auto pos = positions.clamp_max(config_.max_position_embeddings - 1);
+    cos = rope_.cos.index({pos}).to(x.scalar_type()).unsqueeze(2);
+    sin = rope_.sin_signed.index({pos}).to(x.scalar_type()).unsqueeze(2);
   }
-  return rms_norm(x, norm_, eps);
+  if (!cw || !cw->fused_attention) {  // the fused attention masks by position itself
+    // SDPA takes the mask as an additive bias (0 / -inf, x's dtype), made here once instead of
+    // converted from the boolean form in every layer.
+    mask = sdpa_path(x)
+               ? torch::zeros(keep.sizes(), x.options())
+                     .masked_fill_(keep.logical_not(), -std::numeric_limits<float>::infinity())
+               : keep;
+  }
+  // The residual stream and the next norm's input come out of one kernel where it is fused:
+  // stream = stream + delta; h = rms_norm(stream) * weight.
+  const double eps = config_.rms_norm_eps;
+  const bool fuse = fused::norm_applies(x, config_.hidden_size);
+  auto add_norm = [&](const at::Tensor& stream, const at::Tensor& delta, const at::Tensor& weight) {
+    if (fuse) return fused::add_rms_norm(stream, delta, weight, eps);
+    auto sum = delta.defined() ? stream + delta : stream;
+    return std::make_pair(sum, rms_norm(sum, weight, eps));
+  };
+  const int64_t L = config_.num_layers;
+  auto [stream, h] = add_norm(x, at::Tensor(), L > 0 ? layers_[0].attn_norm : norm_);
+  for (int64_t l = 0; l < L; ++l) {
+    std::tie(stream, h) =
+        add_norm(stream, attention(l, h, cos, sin, mask, cw), layers_[l].mlp_norm);
+    std::tie(stream, h) = add_norm(stream, mlp(l, h), l + 1 < L ? layers_[l + 1].attn_norm : norm_);
+  }
+  return h;  // [B, T, hidden], after the final norm
 }
 
 namespace {
@@ -260,9 +287,15 @@ Transformer::CacheWrite Transformer::cache_write(KVCache& cache, const at::Tenso
                                                  const at::Tensor& positions, int64_t span) {
   CacheWrite cw;
   cw.cache = &cache;
-  cw.flat_index = (slots.view({-1, 1}) * cache.max_len() + positions).view({-1});  // [B * T]
+  cw.positions = positions;
+  cw.slots = slots;
   cw.read_slots = slots;
   cw.span = span;
+  const auto& like = cache.keys(0);
+  cw.fused = fused::applies(like);
+  cw.fused_attention =
+      cw.fused && fused::attention_applies(like, positions.size(1), like.size(3), span);
+  if (!cw.fused) cw.flat_index = (slots.view({-1, 1}) * cache.max_len() + positions).view({-1});
   return cw;
 }
 
@@ -309,9 +342,10 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   torch::NoGradGuard no_grad;
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   auto lens = osd::to_device(torch::tensor(lengths, i64), device_);                         // [B]
-  auto positions = lens.unsqueeze(1) + torch::arange(T, i64.device(device_)).unsqueeze(0);  // [B, T]
-  auto mask = span_mask(positions, span);  // [B, 1, T, S]
+  auto positions =
+      lens.unsqueeze(1) + torch::arange(T, i64.device(device_)).unsqueeze(0);  // [B, T]
   auto cw = cache_write(cache, osd::to_device(torch::tensor(slots, i64), device_), positions, span);
+  auto mask = cw.fused_attention ? at::Tensor() : span_mask(positions, span);  // [B, 1, T, S]
   bool contiguous = true;
   for (int64_t i = 1; i < B; ++i) contiguous = contiguous && slots[i] == slots[0] + i;
   if (contiguous) {  // read the run of slots as one narrow instead of a gather
@@ -341,9 +375,9 @@ at::Tensor Transformer::step_static(const at::Tensor& tokens, const at::Tensor& 
   const int64_t B = tokens.size(0), T = tokens.size(1);
   if (span <= 0 || span > cache.max_len()) span = cache.max_len();
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device_);
-  auto positions = lens.view({B, 1}) + torch::arange(T, i64).view({1, T});             // [B, T]
-  auto mask = span_mask(positions, span);  // [B, 1, T, S]
+  auto positions = lens.view({B, 1}) + torch::arange(T, i64).view({1, T});  // [B, T]
   auto cw = cache_write(cache, slots.view({B}), positions, span);
+  auto mask = cw.fused_attention ? at::Tensor() : span_mask(positions, span);  // [B, 1, T, S]
   auto h = run_layers(F::embedding(tokens, embed_), positions, mask, &cw);              // [B, T, hidden]
   return torch::matmul(h, lm_head().t()).to(torch::kFloat32);                          // [B, T, vocab]
 }

@@ -99,13 +99,17 @@ class Transformer : public torch::nn::Module {
   // With a cache, k/v are written at flat_index and attention reads [0, S).
   struct CacheWrite {
     KVCache* cache = nullptr;
-    at::Tensor flat_index;  // [B * T] int64: slot * max_len + position, rows of the flat cache
+    at::Tensor positions;          // [B, T] int64
+    at::Tensor slots;              // [B] int64, on the device
+    bool fused = false;            // RoPE + cache write by the fused kernel (models/fused_ops)
+    bool fused_attention = false;  // and attention too (few tokens, a span it takes)
+    at::Tensor flat_index;         // [B * T] int64: slot * max_len + position (unfused writes only)
     at::Tensor read_slots;  // [B] int64, or undefined when slots are one contiguous run
     int64_t first_slot = 0;
     int64_t span = 0;       // S: positions attention reads per row
   };
   // Writes rows' T new positions (positions [B, T]) of `slots` ([B] int64, on the device) and
-  // reads their first `span` positions through a gather.
+  // reads their first `span` positions (through a gather, unless the fused attention applies).
   static CacheWrite cache_write(KVCache& cache, const at::Tensor& slots,
                                 const at::Tensor& positions, int64_t span);
   at::Tensor attention(int64_t layer, const at::Tensor& x, const at::Tensor& cos,

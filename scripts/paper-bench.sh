@@ -18,7 +18,7 @@
 #          fixed k, adaptive k by the formula, by measured round costs (osd.adaptive-k-measured),
 #          and by measured costs with the distillers' duty capped at 0.1.
 # Usage (with .gpu/ carried: debs, corpora-paper.tar.gz):
-#   [PHASES="shift b1 hf duty adaptive"] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
+#   [PHASES="shift b1 hf duty adaptive"] [REUSE_PAIR=1] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
 set -uo pipefail
 out=${1:?usage: paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]}
 train_s=${2:-150} requests=${3:-300} prompts=${4:-10} phases=${PHASES:-shift b1 hf}
@@ -38,6 +38,10 @@ cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DOSD_BUILD_TESTS=O
 cmake --build build-cuda --target osd-train osd-bench >"$out/build.log" 2>&1 || { grep -E "error" -A5 "$out/build.log" | head -40; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s"
 P=build-cuda/pair
+# REUSE_PAIR=1: keep a pair an earlier call on this machine trained (the machine stays warm briefly).
+if [ "${REUSE_PAIR:-0}" = 1 ] && [ -f $P/target/config.json ] && [ -f $P/draft/config.json ]; then
+  echo "pair: reused from $P"
+else
 t0=$(date +%s)
 ./build-cuda/osd-train --data python=$C/python.train.txt --data c=$C/c.train.txt --data english=$C/english.train.txt \
   --eval python=$C/python.eval.txt --eval c=$C/c.eval.txt --eval english=$C/english.eval.txt \
@@ -51,6 +55,7 @@ t0=$(date +%s)
   --eval-every 0 --eval-batches 4 --seed 2 --device cuda --time-budget 40 --out $P/draft --json \
   2>"$out/train-draft.err" | tee "$out/train-draft.txt" | tail -4
 echo "draft: $(( $(date +%s) - t0 )) s"
+fi
 common=(--target $P/target --draft $P/draft --corpora $C --device cuda --dtype bfloat16 --k 4 --new-tokens 64)
 t0=$(date +%s)
 phase shift && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$requests" --window 50 --concurrency 16 \

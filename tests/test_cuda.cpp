@@ -8,6 +8,8 @@
 
 #include "models/decode_graph.hpp"
 #include "models/device_stream.hpp"
+#include "models/fused_ops.hpp"
+#include "models/rope.hpp"
 #include "models/sampling.hpp"
 #include "models/spec_decoder.hpp"
 #include "models/transformer.hpp"
@@ -293,4 +295,179 @@ TEST_CASE("device streams: a mark orders two streams without a host sync; CUDA-e
                f2 = s2 + e2["dur"].get<double>();
   WARN("stream spans: one " << s1 << ".." << f1 << ", two " << s2 << ".." << f2 << " us");
   CHECK(std::min(f1, f2) > std::max(s1, s2));
+}
+
+// ---- fused decode kernels (models/fused_ops.hpp) against libtorch's ops ----------------------
+
+TEST_CASE("fused kernels: clear errors where they do not apply", "[streams]") {
+  auto x = torch::randn({2, 8});
+  CHECK(!fused::applies(x));  // CPU tensors never take them
+  CHECK_THROWS_WITH(fused::silu_mul(x), Catch::Contains("no fused kernels"));
+  CHECK_THROWS_WITH(fused::add_rms_norm(x, x, torch::ones({8}), 1e-5),
+                    Catch::Contains("no fused kernels"));
+  CHECK(!fused::attention_applies(x, 1, 64, 256));
+}
+
+namespace {
+#define OSD_REQUIRE_FUSED()                               \
+  OSD_REQUIRE_CUDA();                                     \
+  if (!fused::built()) {                                  \
+    WARN("no fused CUDA kernels in this build: skipped"); \
+    return;                                               \
+  }
+
+// Largest |a - b| relative to the largest |b| (bf16 keeps ~3 significant digits).
+double rel_diff(const at::Tensor& a, const at::Tensor& b) {
+  auto bf = b.to(torch::kFloat32).cpu();
+  return max_abs_diff(a.to(torch::kFloat32).cpu(), bf) /
+         std::max(1e-6, bf.abs().max().item<double>());
+}
+
+// Hugging Face's LlamaRMSNorm in composed ops, computed on the CPU in x's dtype.
+at::Tensor hf_rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+  auto h = x.cpu().to(torch::kFloat32);
+  h = h * torch::rsqrt(h.pow(2).mean(-1, true) + eps);
+  return w.cpu() * h.to(x.scalar_type());
+}
+}  // namespace
+
+TEST_CASE("fused add + RMSNorm and SiLU * up equal the composed ops", "[cuda]") {
+  OSD_REQUIRE_FUSED();
+  torch::NoGradGuard no_grad;
+  const c10::Device cuda("cuda");
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    INFO("dtype " << dtype);
+    const double tol = dtype == torch::kFloat32 ? 1e-5 : 1e-2;
+    auto o = torch::TensorOptions().device(cuda).dtype(dtype);
+    for (int64_t hidden : {64, 640, 2048}) {
+      INFO("hidden " << hidden);
+      auto x = torch::randn({3, 5, hidden}, o), r = torch::randn({3, 5, hidden}, o);
+      auto w = (torch::rand({hidden}, o) + 0.5);
+      auto [sum, normed] = fused::add_rms_norm(x, r, w, 1e-5);
+      auto ref_sum = (x + r).cpu();
+      CHECK(torch::equal(sum.cpu(), ref_sum));  // the same rounding of the same sum
+      CHECK(rel_diff(normed, hf_rms_norm(ref_sum, w, 1e-5)) <= tol);
+      auto [same, only] = fused::add_rms_norm(x, at::Tensor(), w, 1e-5);
+      CHECK(same.data_ptr() == x.data_ptr());
+      CHECK(rel_diff(only, hf_rms_norm(x, w, 1e-5)) <= tol);
+      // A wrong answer must show: the norm of another row is far off.
+      CHECK(rel_diff(only.roll(1, 0), hf_rms_norm(x, w, 1e-5)) > 0.1);
+    }
+    auto gu = torch::randn({2, 3, 2 * 172}, o) * 3;
+    auto ref = torch::nn::functional::silu(gu.narrow(-1, 0, 172)) * gu.narrow(-1, 172, 172);
+    auto got = fused::silu_mul(gu);
+    CHECK(got.sizes() == ref.sizes());
+    CHECK(rel_diff(got, ref) <= tol);
+    CHECK(rel_diff(fused::silu_mul(gu.flip(-1)), ref) > 0.1);
+  }
+  CHECK(!fused::norm_applies(torch::ones({2}, torch::TensorOptions().device(cuda)), 36));
+  {
+    torch::AutoGradMode grad(
+        true);  // no autograd through the kernels: training keeps libtorch's ops
+    CHECK(!fused::applies(torch::ones({2}, torch::TensorOptions().device(cuda))));
+  }
+}
+
+TEST_CASE("fused RoPE + cache write and cache attention equal the libtorch path", "[cuda]") {
+  OSD_REQUIRE_FUSED();
+  torch::NoGradGuard no_grad;
+  const c10::Device cuda("cuda");
+  const int64_t B = 3, H = 4, Hkv = 2, L = 40, slots_n = 4;
+  const std::vector<int64_t> slot_ids = {3, 0, 2}, lens = {7, 0, 30};
+  for (int64_t D : {16, 64, 128}) {
+    for (int64_t T : {1, 5}) {
+      for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+        INFO("D " << D << ", T " << T << ", dtype " << dtype);
+        const double tol = dtype == torch::kFloat32 ? 1e-5 : 2e-2;
+        auto o = torch::TensorOptions().device(cuda).dtype(dtype);
+        auto i64 = torch::TensorOptions().device(cuda).dtype(torch::kInt64);
+        ModelConfig cfg = *ModelConfig::preset("tiny");
+        cfg.hidden_size = H * D;
+        cfg.num_heads = H;
+        cfg.num_kv_heads = Hkv;
+        cfg.head_dim = D;
+        auto rope = make_rope_tables(cfg, cuda);
+        auto qkv = torch::randn({B, T, (H + 2 * Hkv) * D}, o);
+        auto positions = torch::tensor(lens, i64).view({B, 1}) + torch::arange(T, i64).view({1, T});
+        auto slots = torch::tensor(slot_ids, i64);
+        auto keys = torch::randn({slots_n, L, Hkv, D}, o),
+             values = torch::randn({slots_n, L, Hkv, D}, o);
+        auto ref_keys = keys.clone(), ref_values = values.clone();
+        fused::CacheRows rows{positions, slots, keys, values};
+        auto q = fused::rope_cache_write(qkv, rope.cos, rope.sin_signed, rows, H);  // [B, T, H, D]
+
+        // libtorch: RoPE on q and k, index_put into the cache.
+        auto cos = rope.cos.index({positions}).to(dtype).unsqueeze(2);
+        auto sin = rope.sin_signed.index({positions}).to(dtype).unsqueeze(2);
+        auto qk = apply_rope(qkv.narrow(-1, 0, (H + Hkv) * D).view({B, T, H + Hkv, D}), cos, sin);
+        auto ref_q = qk.narrow(2, 0, H);
+        auto slot_rows = slots.view({B, 1}).expand({B, T});
+        ref_keys.index_put_({slot_rows, positions}, qk.narrow(2, H, Hkv));
+        ref_values.index_put_({slot_rows, positions},
+                              qkv.narrow(-1, (H + Hkv) * D, Hkv * D).view({B, T, Hkv, D}));
+        CHECK(rel_diff(q, ref_q) <= tol);
+        CHECK(rel_diff(keys, ref_keys) <= tol);
+        CHECK(torch::equal(values.cpu(), ref_values.cpu()));  // v is copied, not computed
+
+        // Attention over the cache, fp32 reference per row and token.
+        const int64_t span = 48;
+        REQUIRE(fused::attention_applies(q, T, D, span));
+        const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+        auto out = fused::attention(q, rows, span, scale).view({B, T, H, D});
+        double worst = 0;
+        for (int64_t b = 0; b < B; ++b) {
+          for (int64_t t = 0; t < T; ++t) {
+            const int64_t n = lens[b] + t + 1;
+            auto k = keys[slot_ids[b]].narrow(0, 0, n).to(torch::kFloat32);  // [n, Hkv, D]
+            auto v = values[slot_ids[b]].narrow(0, 0, n).to(torch::kFloat32);
+            auto qh = q[b][t].to(torch::kFloat32).view({Hkv, H / Hkv, D});  // heads by KV head
+            auto s = torch::einsum("cgd,ncd->cgn", {qh, k}) * scale;
+            auto ref = torch::einsum("cgn,ncd->cgd", {torch::softmax(s, -1), v}).reshape({H, D});
+            worst = std::max(worst, rel_diff(out[b][t], ref));
+          }
+        }
+        CHECK(worst <= tol);
+        // The control: attending one position short is visibly wrong.
+        auto short_rows = rows;
+        short_rows.positions = positions - 1;
+        auto off = fused::attention(q, short_rows, span, scale).view({B, T, H, D});
+        CHECK(rel_diff(off[2], out[2]) > 1e-3);
+      }
+    }
+  }
+  CHECK(
+      !fused::attention_applies(torch::ones({1}, torch::TensorOptions().device(cuda)), 1, 12, 256));
+  CHECK(!fused::attention_applies(torch::ones({1}, torch::TensorOptions().device(cuda)), 1, 64,
+                                  100000));
+  CHECK(!fused::attention_applies(torch::ones({1}, torch::TensorOptions().device(cuda)), 17, 64,
+                                  256));
+}
+
+TEST_CASE("fused and libtorch decode steps agree, bf16, head size 64", "[cuda]") {
+  OSD_REQUIRE_FUSED();
+  auto cfg = *ModelConfig::preset("tiny");
+  cfg.hidden_size = 256;
+  cfg.num_heads = 4;
+  cfg.num_kv_heads = 2;
+  cfg.head_dim = 64;
+  cfg.intermediate_size = 512;
+  cfg.dtype = DType::bf16;
+  Transformer gpu(cfg, 11, c10::Device("cuda"));
+  auto prompt = random_tokens(2, 9, 256, 21);
+  auto next = random_tokens(2, 6, 256, 22);  // the same tokens for both: no divergence
+  std::vector<at::Tensor> logits;
+  for (bool on : {false, true}) {
+    fused::set_enabled(on);
+    auto cache = gpu.make_cache(3, 64);
+    cache.allocate_slot();
+    std::vector<int64_t> slots = {cache.allocate_slot(), cache.allocate_slot()};  // 1, 2
+    std::vector<at::Tensor> steps = {gpu.forward(prompt, slots, cache)};          // [2, 9, V]
+    for (int64_t i = 0; i < 6; ++i)
+      steps.push_back(gpu.forward(next.narrow(1, i, 1), slots, cache));
+    steps.push_back(gpu.forward(next.narrow(1, 0, 5), slots, cache));  // a verification shape
+    logits.push_back(torch::cat(steps, 1).cpu());
+  }
+  fused::set_enabled(true);
+  CHECK(rel_diff(logits[1], logits[0]) <= 0.03);
+  CHECK(rel_diff(logits[1].roll(1, 1), logits[0]) > 0.1);  // the measure tells positions apart
 }

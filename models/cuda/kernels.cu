@@ -1,0 +1,361 @@
+// Fused decode-step kernels: see kernels.hpp. Math in fp32; values are rounded to the storage
+// dtype where Hugging Face's Llama rounds them, so bf16 results follow the reference's roundings.
+#include "models/cuda/kernels.hpp"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+namespace osd::cuda_kernels {
+namespace {
+
+template <typename T>
+struct Num;
+template <>
+struct Num<float> {
+  static __device__ __forceinline__ float load(float v) { return v; }
+  static __device__ __forceinline__ float store(float v) { return v; }
+};
+template <>
+struct Num<__half> {
+  static __device__ __forceinline__ float load(__half v) { return __half2float(v); }
+  static __device__ __forceinline__ __half store(float v) { return __float2half_rn(v); }
+};
+template <>
+struct Num<__nv_bfloat16> {
+  static __device__ __forceinline__ float load(__nv_bfloat16 v) { return __bfloat162float(v); }
+  static __device__ __forceinline__ __nv_bfloat16 store(float v) { return __float2bfloat16_rn(v); }
+};
+
+template <typename T>
+__device__ __forceinline__ float f(T v) {
+  return Num<T>::load(v);
+}
+template <typename T>
+__device__ __forceinline__ T to(float v) {
+  return Num<T>::store(v);
+}
+// v rounded to T and back: where the reference stores an intermediate in the model's dtype.
+template <typename T>
+__device__ __forceinline__ float rnd(float v) {
+  return f<T>(to<T>(v));
+}
+
+// Eight consecutive elements, loaded and stored as one aligned access (16 bytes for the 2-byte
+// types, 32 for float): rows of hidden or head_dim % 8 == 0 elements start aligned.
+template <typename T>
+struct alignas(sizeof(T) * 8) Vec8 {
+  T e[8];
+};
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum (or max) over the block, returned to every thread. blockDim.x: a multiple of 32, <= 1024;
+// scratch: 32 floats of shared memory. Ends with a barrier, so shared writes before it are seen.
+template <bool kMax>
+__device__ float block_reduce(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = kMax ? warp_max(v) : warp_sum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float r = lane < warps ? scratch[lane] : (kMax ? -INFINITY : 0.0f);
+  r = kMax ? warp_max(r) : warp_sum(r);
+  __syncthreads();  // scratch may be reused
+  return r;
+}
+
+// ---- residual add + RMSNorm: one block per row, chunks of 8 elements per thread ----------------
+// Each thread keeps its chunks in registers between the sum of squares and the output.
+constexpr int kNormChunks = 4;  // chunks per thread: hidden <= 4 * 8 * 1024
+
+template <typename T>
+__global__ void add_rms_norm_kernel(const T* x, const T* residual, T* sum_out, const T* weight,
+                                    T* out, int64_t rows, int hidden, float eps) {
+  __shared__ float scratch[32];
+  const int chunks = hidden / 8;
+  const auto* w = reinterpret_cast<const Vec8<T>*>(weight);
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const auto* xr = reinterpret_cast<const Vec8<T>*>(x + row * hidden);
+    const auto* rr = residual ? reinterpret_cast<const Vec8<T>*>(residual + row * hidden) : nullptr;
+    auto* sr = sum_out ? reinterpret_cast<Vec8<T>*>(sum_out + row * hidden) : nullptr;
+    float h[kNormChunks][8];
+    float squares = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kNormChunks; ++k) {
+      const int c = threadIdx.x + k * blockDim.x;
+      if (c >= chunks) continue;
+      const Vec8<T> xv = xr[c];
+      if (rr) {
+        const Vec8<T> rv = rr[c];
+        Vec8<T> sv;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          sv.e[e] = to<T>(f<T>(xv.e[e]) + f<T>(rv.e[e]));  // the residual stream is stored in T
+          h[k][e] = f<T>(sv.e[e]);
+        }
+        sr[c] = sv;
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) h[k][e] = f<T>(xv.e[e]);
+      }
+#pragma unroll
+      for (int e = 0; e < 8; ++e) squares += h[k][e] * h[k][e];
+    }
+    const float inv = rsqrtf(block_reduce<false>(squares, scratch) / hidden + eps);
+    auto* o = reinterpret_cast<Vec8<T>*>(out + row * hidden);
+#pragma unroll
+    for (int k = 0; k < kNormChunks; ++k) {
+      const int c = threadIdx.x + k * blockDim.x;
+      if (c >= chunks) continue;
+      const Vec8<T> wv = w[c];
+      Vec8<T> ov;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) ov.e[e] = to<T>(f<T>(wv.e[e]) * rnd<T>(h[k][e] * inv));  // HF
+      o[c] = ov;
+    }
+  }
+}
+
+// ---- SiLU(gate) * up ----------------------------------------------------------------------------
+template <typename T>
+__global__ void silu_mul_kernel(const T* gate_up, T* out, int64_t rows, int64_t inter) {
+  const int64_t n = rows * inter;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / inter, c = i - r * inter;
+    const float g = f<T>(gate_up[r * 2 * inter + c]), u = f<T>(gate_up[r * 2 * inter + inter + c]);
+    out[i] = to<T>(rnd<T>(g / (1.0f + expf(-g))) * u);
+  }
+}
+
+// ---- RoPE on q and k + KV-cache write: blockIdx.y walks rows, x covers the row's qkv ----------
+template <typename T>
+__global__ void rope_cache_kernel(RopeCacheArgs a) {
+  const int D = static_cast<int>(a.head_dim), half = D / 2;
+  const int H = static_cast<int>(a.heads), Hkv = static_cast<int>(a.kv_heads);
+  const int rotated = (H + Hkv) * D, total = (H + 2 * Hkv) * D;
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= total) return;
+  for (int64_t row = blockIdx.y; row < a.rows; row += gridDim.y) {
+    const T* src = static_cast<const T*>(a.qkv) + row * total;
+    const int64_t pos = a.positions[row];
+    const int64_t cache_row = a.slots[row / a.tokens] * a.max_len + pos;  // of [slots * L, Hkv, D]
+    if (idx < rotated) {
+      const int head = idx / D, d = idx - head * D;
+      const int64_t p = pos < a.max_positions ? pos : a.max_positions - 1;
+      // HF: cos/sin cast to the dtype; q * cos + rotate_half(q) * sin, each product rounded.
+      const float c = rnd<T>(a.cos[p * D + d]), s = rnd<T>(a.sin_signed[p * D + d]);
+      const float x = f<T>(src[idx]);
+      const float partner = f<T>(src[head * D + (d < half ? d + half : d - half)]);
+      const T y = to<T>(rnd<T>(x * c) + rnd<T>(partner * s));
+      if (head < H)
+        static_cast<T*>(a.q_out)[row * H * D + idx] = y;
+      else
+        static_cast<T*>(a.k_cache)[(cache_row * Hkv + (head - H)) * D + d] = y;
+    } else {
+      static_cast<T*>(a.v_cache)[cache_row * Hkv * D + (idx - rotated)] = src[idx];
+    }
+  }
+}
+
+// ---- attention of few query tokens over the cache: one block per (query head, row) -----------
+// Scores: a key per thread, its chunks of 8 loaded together. Output: head_dim / 8 threads share a
+// key (8 output elements each) and groups of them take keys in turn, four keys in flight.
+constexpr int kAttentionThreads = 256;
+constexpr int kScoreBatch = 8;  // chunks of a key loaded before they are used
+
+size_t attention_shared_bytes(int64_t head_dim, int64_t span) {
+  return sizeof(float) * (head_dim + 32 + 8 * kAttentionThreads + span);
+}
+constexpr size_t kSharedLimit = 48 * 1024;
+
+template <typename T>
+__global__ void __launch_bounds__(kAttentionThreads) decode_attention_kernel(AttentionArgs a) {
+  extern __shared__ float smem[];
+  const int D = static_cast<int>(a.head_dim), H = static_cast<int>(a.heads), chunks = D / 8;
+  const int h = blockIdx.x, hk = h / (H / static_cast<int>(a.kv_heads));
+  const int64_t row = blockIdx.y;
+  float* qs = smem;                              // [D] the query, scaled
+  float* scratch = qs + D;                       // [32]
+  float* part = scratch + 32;                    // [groups, D] partial outputs
+  float* scores = part + 8 * kAttentionThreads;  // [span]
+  const T* q = static_cast<const T*>(a.q) + (row * H + h) * D;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = f<T>(q[d]) * a.scale;
+  __syncthreads();
+
+  const int64_t keys = min(a.positions[row] + 1, a.span);
+  const int64_t stride = a.kv_heads * D;  // elements between positions
+  const int64_t base = a.slots[row / a.tokens] * a.max_len * stride + static_cast<int64_t>(hk) * D;
+  const T* kb = static_cast<const T*>(a.k_cache) + base;
+  const T* vb = static_cast<const T*>(a.v_cache) + base;
+
+  float local_max = -INFINITY;
+  for (int64_t j = threadIdx.x; j < keys; j += blockDim.x) {
+    const auto* kj = reinterpret_cast<const Vec8<T>*>(kb + j * stride);
+    float dot = 0.0f;
+    for (int c0 = 0; c0 < chunks; c0 += kScoreBatch) {
+      Vec8<T> raw[kScoreBatch];
+#pragma unroll
+      for (int c = 0; c < kScoreBatch; ++c)
+        if (c0 + c < chunks) raw[c] = kj[c0 + c];
+#pragma unroll
+      for (int c = 0; c < kScoreBatch; ++c) {
+        if (c0 + c >= chunks) break;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) dot += qs[(c0 + c) * 8 + e] * f<T>(raw[c].e[e]);
+      }
+    }
+    scores[j] = dot;
+    local_max = fmaxf(local_max, dot);
+  }
+  const float m = block_reduce<true>(local_max, scratch);
+  float local_sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < keys; j += blockDim.x) {
+    const float p = expf(scores[j] - m);
+    scores[j] = p;
+    local_sum += p;
+  }
+  const float total = block_reduce<false>(local_sum, scratch);  // its barrier publishes scores
+
+  const int groups = blockDim.x / chunks, g = threadIdx.x / chunks, c = threadIdx.x - g * chunks;
+  if (g < groups) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    auto v_at = [&](int64_t j) { return reinterpret_cast<const Vec8<T>*>(vb + j * stride)[c]; };
+    int64_t j = g;
+    for (; j + 3 * groups < keys; j += 4 * groups) {
+      Vec8<T> v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) v[u] = v_at(j + u * groups);
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const float p = scores[j + u * groups];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[e] += p * f<T>(v[u].e[e]);
+      }
+    }
+    for (; j < keys; j += groups) {
+      const Vec8<T> v = v_at(j);
+      const float p = scores[j];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] += p * f<T>(v.e[e]);
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) part[g * D + c * 8 + e] = acc[e];
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float s = 0.0f;
+    for (int k = 0; k < groups; ++k) s += part[k * D + d];
+    static_cast<T*>(a.out)[(row * H + h) * D + d] = to<T>(s / total);
+  }
+}
+
+#define OSD_DISPATCH(dtype, ...)    \
+  switch (dtype) {                  \
+    case Dtype::f32: {              \
+      using T = float;              \
+      __VA_ARGS__;                  \
+      break;                        \
+    }                               \
+    case Dtype::f16: {              \
+      using T = __half;             \
+      __VA_ARGS__;                  \
+      break;                        \
+    }                               \
+    case Dtype::bf16: {             \
+      using T = __nv_bfloat16;      \
+      __VA_ARGS__;                  \
+      break;                        \
+    }                               \
+    default:                        \
+      return cudaErrorInvalidValue; \
+  }
+
+int last_error() {
+  return static_cast<int>(cudaGetLastError());
+}
+
+constexpr int64_t kMaxGridY = 65535;
+
+}  // namespace
+
+int add_rms_norm(Dtype dtype, const void* x, const void* residual, void* sum_out,
+                 const void* weight, void* out, int64_t rows, int64_t hidden, float eps,
+                 void* stream) {
+  if (rows <= 0) return 0;
+  if ((residual != nullptr) != (sum_out != nullptr) || !norm_supported(hidden))
+    return cudaErrorInvalidValue;
+  const int64_t chunks = hidden / 8;
+  const int threads = static_cast<int>(((chunks < 1024 ? chunks : 1024) + 31) / 32 * 32);
+  const unsigned blocks = static_cast<unsigned>(rows < 65535 ? rows : 65535);
+  auto s = static_cast<cudaStream_t>(stream);
+  OSD_DISPATCH(dtype, add_rms_norm_kernel<T><<<blocks, threads, 0, s>>>(
+                          static_cast<const T*>(x), static_cast<const T*>(residual),
+                          static_cast<T*>(sum_out), static_cast<const T*>(weight),
+                          static_cast<T*>(out), rows, static_cast<int>(hidden), eps));
+  return last_error();
+}
+
+int silu_mul(Dtype dtype, const void* gate_up, void* out, int64_t rows, int64_t inter,
+             void* stream) {
+  const int64_t n = rows * inter;
+  if (n <= 0) return 0;
+  const int threads = 256;
+  const int64_t want = (n + threads - 1) / threads;
+  const unsigned blocks = static_cast<unsigned>(want < 4096 ? want : 4096);
+  auto s = static_cast<cudaStream_t>(stream);
+  OSD_DISPATCH(dtype, silu_mul_kernel<T><<<blocks, threads, 0, s>>>(
+                          static_cast<const T*>(gate_up), static_cast<T*>(out), rows, inter));
+  return last_error();
+}
+
+int rope_cache_write(Dtype dtype, const RopeCacheArgs& args, void* stream) {
+  if (args.rows <= 0) return 0;
+  if (args.head_dim % 2 != 0 || args.kv_heads <= 0 || args.heads % args.kv_heads != 0)
+    return cudaErrorInvalidValue;
+  const int threads = 128;
+  const int64_t total = (args.heads + 2 * args.kv_heads) * args.head_dim;
+  const dim3 grid(static_cast<unsigned>((total + threads - 1) / threads),
+                  static_cast<unsigned>(args.rows < kMaxGridY ? args.rows : kMaxGridY));
+  auto s = static_cast<cudaStream_t>(stream);
+  OSD_DISPATCH(dtype, rope_cache_kernel<T><<<grid, threads, 0, s>>>(args));
+  return last_error();
+}
+
+bool norm_supported(int64_t hidden) {
+  return hidden > 0 && hidden % 8 == 0 && hidden <= 8 * kNormChunks * 1024;
+}
+
+bool attention_supported(int64_t head_dim, int64_t span) {
+  if (head_dim <= 0 || head_dim % 8 != 0 || head_dim / 8 > kAttentionThreads || span <= 0)
+    return false;
+  return attention_shared_bytes(head_dim, span) <= kSharedLimit;
+}
+
+int decode_attention(Dtype dtype, const AttentionArgs& args, void* stream) {
+  if (args.rows <= 0) return 0;
+  if (!attention_supported(args.head_dim, args.span) || args.kv_heads <= 0 ||
+      args.heads % args.kv_heads != 0 || args.rows > kMaxGridY)
+    return cudaErrorInvalidValue;
+  const dim3 grid(static_cast<unsigned>(args.heads), static_cast<unsigned>(args.rows));
+  const int threads = kAttentionThreads;
+  const size_t shared = attention_shared_bytes(args.head_dim, args.span);
+  auto s = static_cast<cudaStream_t>(stream);
+  OSD_DISPATCH(dtype, decode_attention_kernel<T><<<grid, threads, shared, s>>>(args));
+  return last_error();
+}
+
+const char* error_string(int code) {
+  return cudaGetErrorString(static_cast<cudaError_t>(code));
+}
+
+}  // namespace osd::cuda_kernels

@@ -1,0 +1,50 @@
+#pragma once
+// The decode step's elementwise work as fused CUDA kernels (models/cuda/kernels.hpp), for the
+// transformer. A build has them when CMake found a CUDA compiler next to a CUDA libtorch; they
+// run on CUDA tensors in float32, float16 or bfloat16 unless switched off (OSD_KERNELS=torch, or
+// set_enabled(false)). Callers ask applies() and otherwise use the libtorch ops, which compute
+// the same values up to rounding (the kernels round where Hugging Face's Llama does).
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <utility>
+
+namespace osd::fused {
+
+bool built();               // this build has the kernels
+bool enabled();             // process-wide switch; initially off only with OSD_KERNELS=torch
+void set_enabled(bool on);  // for comparisons and tests; not for use while steps run
+bool applies(const at::Tensor& like);  // built, enabled, grad mode off, CUDA, f32/f16/bf16
+
+// Whether add_rms_norm takes this hidden size (a multiple of 8, at most 32768).
+bool norm_applies(const at::Tensor& like, int64_t hidden);
+// x, residual: [rows..., hidden] -> {x + residual, rms_norm(x + residual) * weight}; with
+// residual undefined {x, rms_norm(x) * weight}. weight: [hidden].
+std::pair<at::Tensor, at::Tensor> add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
+                                               const at::Tensor& weight, double eps);
+
+// gate_up: [rows..., 2 * I] (gate first) -> silu(gate) * up: [rows..., I].
+at::Tensor silu_mul(const at::Tensor& gate_up);
+
+// One layer's cache and the rows being written to it.
+struct CacheRows {
+  at::Tensor positions;  // [B, T] int64: each new token's position
+  at::Tensor slots;      // [B] int64: each row's slot
+  at::Tensor keys;       // the layer's cache [num_slots, max_len, Hkv, D]
+  at::Tensor values;
+};
+
+// qkv: [B, T, (H + 2 Hkv) * D] -> q [B, T, H, D] rotated by RoPE; the rotated k and v are written
+// at each token's position in its slot. cos, sin_signed: RopeTables (fp32 [P, D]).
+at::Tensor rope_cache_write(const at::Tensor& qkv, const at::Tensor& cos,
+                            const at::Tensor& sin_signed, const CacheRows& rows, int64_t heads);
+
+// Whether attention() takes these shapes: few query tokens (T <= kMaxAttentionTokens), a head
+// size the kernel handles, and a span whose scores fit its shared memory.
+constexpr int64_t kMaxAttentionTokens = 16;
+bool attention_applies(const at::Tensor& like, int64_t tokens, int64_t head_dim, int64_t span);
+// q: [B, T, H, D] -> [B, T, H * D]: each token attends causally to positions 0 .. its own of its
+// slot (at most `span`), read from the cache in place. scale: usually 1 / sqrt(D).
+at::Tensor attention(const at::Tensor& q, const CacheRows& rows, int64_t span, double scale);
+
+}  // namespace osd::fused
