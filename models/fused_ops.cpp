@@ -245,4 +245,69 @@ at::Tensor attention(const at::Tensor& q_in, const CacheRows& rows, int64_t span
 #endif
 }
 
+bool linear_applies(const at::Tensor& like, int64_t rows, int64_t k) {
+#ifdef OSD_WITH_CUDA_KERNELS
+  return applies(like) && k::gemv_supported(kernel_dtype(like.scalar_type()), rows, k);
+#else
+  (void)like, (void)rows, (void)k;
+  return false;
+#endif
+}
+
+bool gemv_preferred(const at::Tensor& weight, int64_t rows) {
+  auto setting = [](const char* name, int64_t fallback) {
+    const char* v = std::getenv(name);
+    return v ? std::atoll(v) : fallback;
+  };
+  static const int64_t max_elements = setting("OSD_GEMV_MAX_ELEMENTS", int64_t{8} << 20);
+  static const int64_t max_rows = setting("OSD_GEMV_MAX_ROWS", 1);
+  return rows <= max_rows && weight.numel() <= max_elements;
+}
+
+at::Tensor linear(const at::Tensor& x_in, const at::Tensor& weight, const at::Tensor& bias,
+                  const LinearInput& input, const at::Tensor& residual, bool out_float) {
+  if (!applies(x_in)) unavailable("linear");
+#ifdef OSD_WITH_CUDA_KERNELS
+  const int64_t N = weight.size(0), K = weight.size(1);
+  const int64_t x_cols = input.silu_input ? 2 * K : K;
+  const int64_t rows = x_in.numel() / std::max<int64_t>(1, x_in.size(-1));
+  const auto dt = x_in.scalar_type();
+  auto same = [&](const at::Tensor& t, int64_t n) {
+    return !t.defined() || (t.numel() == n && t.scalar_type() == dt && t.is_cuda());
+  };
+  if (weight.dim() != 2 || x_in.size(-1) != x_cols || weight.scalar_type() != dt ||
+      !same(bias, N) || !same(input.norm_weight, K) || !same(residual, rows * N) ||
+      (input.silu_input && input.norm_weight.defined()) ||
+      !k::gemv_supported(kernel_dtype(dt), rows, K))
+    throw Error("fused linear: x " + shape_str(x_in) + " with weight " + shape_str(weight) +
+                " is not a shape the GEMV takes (rows <= 8, K % 8 == 0, matching dtypes)");
+  c10::cuda::CUDAGuard guard(x_in.device());
+  auto x = aligned(x_in);
+  auto w = aligned(weight);
+  auto b = bias.defined() ? aligned(bias) : at::Tensor();
+  auto nw = input.norm_weight.defined() ? aligned(input.norm_weight) : at::Tensor();
+  auto r = residual.defined() ? aligned(residual) : at::Tensor();
+  auto sizes = x.sizes().vec();
+  sizes.back() = N;
+  auto out = torch::empty(sizes, x.options().dtype(out_float ? torch::kFloat32 : dt));
+  k::GemvArgs a;
+  a.x = x.data_ptr();
+  a.weight = w.data_ptr();
+  a.bias = b.defined() ? b.data_ptr() : nullptr;
+  a.norm_weight = nw.defined() ? nw.data_ptr() : nullptr;
+  a.residual = r.defined() ? r.data_ptr() : nullptr;
+  a.out = out.data_ptr();
+  a.rows = rows;
+  a.n = N;
+  a.k = K;
+  a.eps = static_cast<float>(input.eps);
+  a.silu_input = input.silu_input;
+  a.out_float = out_float;
+  check(k::gemv(kernel_dtype(dt), a, current_stream(x)), "linear");
+  return out;
+#else
+  unavailable("linear");
+#endif
+}
+
 }  // namespace osd::fused

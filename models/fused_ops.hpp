@@ -47,4 +47,24 @@ bool attention_applies(const at::Tensor& like, int64_t tokens, int64_t head_dim,
 // slot (at most `span`), read from the cache in place. scale: usually 1 / sqrt(D).
 at::Tensor attention(const at::Tensor& q, const CacheRows& rows, int64_t span, double scale);
 
+// A linear layer for a few rows (M <= 8: decode steps at small batch) as one GEMV kernel with the
+// work around it fused: y = in(x) W^T + bias, then residual + y when a residual is given.
+struct LinearInput {
+  at::Tensor norm_weight;  // in(x) = rms_norm(x) * norm_weight (HF's roundings), or undefined
+  double eps = 1e-6;
+  bool silu_input = false;  // in(x) = silu(gate) * up of x = [gate | up] (x has 2K columns)
+};
+// Whether linear() takes `rows` rows of `k` inputs in x's dtype.
+bool linear_applies(const at::Tensor& like, int64_t rows, int64_t k);
+// Whether the GEMV is the better choice for `rows` rows through this weight: at most
+// OSD_GEMV_MAX_ROWS rows (default 1) and OSD_GEMV_MAX_ELEMENTS weight elements (default 8M).
+// Measured on the H200 (docs/RESULTS.md, run 15): faster than cuBLAS at one row up to the 100M
+// shape, slower for the 1.1B shape's MLP matrices and for 5-row verifications.
+bool gemv_preferred(const at::Tensor& weight, int64_t rows);
+// x: [rows..., K] (or [rows..., 2K] with silu_input); weight [N, K]; bias [N] or undefined;
+// residual [rows..., N] or undefined. Returns [rows..., N] in x's dtype, or float32 with
+// out_float (rounded through x's dtype first, as matmul(...).to(float32)).
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                  const LinearInput& input, const at::Tensor& residual, bool out_float = false);
+
 }  // namespace osd::fused

@@ -159,11 +159,16 @@ at::Tensor Transformer::check_tokens(const at::Tensor& tokens, const char* what)
 at::Tensor Transformer::attention(int64_t l, const at::Tensor& x, const at::Tensor& cos,
                                   const at::Tensor& sin, const at::Tensor& mask,
                                   const CacheWrite* cw) {
-  const auto& c = config_;
   const auto& w = layers_[l];
-  const int64_t B = x.size(0), T = x.size(1), H = c.num_heads, Hkv = c.num_kv_heads,
+  return linear(attend(l, linear(x, w.wqkv, w.bqkv), cos, sin, mask, cw), w.wo, w.bo);
+}
+
+at::Tensor Transformer::attend(int64_t l, const at::Tensor& qkv, const at::Tensor& cos,
+                               const at::Tensor& sin, const at::Tensor& mask,
+                               const CacheWrite* cw) {
+  const auto& c = config_;
+  const int64_t B = qkv.size(0), T = qkv.size(1), H = c.num_heads, Hkv = c.num_kv_heads,
                 D = c.head_dim, G = H / Hkv;
-  auto qkv = linear(x, w.wqkv, w.bqkv);                                   // [B, T, (H + 2Hkv) D]
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   at::Tensor q, keys, values;
   if (cw && cw->fused) {
@@ -171,7 +176,7 @@ at::Tensor Transformer::attention(int64_t l, const at::Tensor& x, const at::Tens
     // second attends over the cache in place (no gather, no mask).
     fused::CacheRows rows{cw->positions, cw->slots, cw->cache->keys(l), cw->cache->values(l)};
     q = fused::rope_cache_write(qkv, rope_.cos, rope_.sin_signed, rows, H);  // [B, T, H, D]
-    if (cw->fused_attention) return linear(fused::attention(q, rows, cw->span, scale), w.wo, w.bo);
+    if (cw->fused_attention) return fused::attention(q, rows, cw->span, scale);
   } else {
     // q and k rotated together: one set of RoPE kernels for both.
     auto qk = apply_rope(qkv.narrow(-1, 0, (H + Hkv) * D).view({B, T, H + Hkv, D}), cos, sin);
@@ -201,7 +206,7 @@ at::Tensor Transformer::attention(int64_t l, const at::Tensor& x, const at::Tens
   values = values.permute({0, 2, 1, 3});
   at::Tensor out;                                                         // [B, T, H * D]
 #if TORCH_VERSION_MAJOR >= 2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 5)
-  if (sdpa_path(x)) {  // mask: additive, in x's dtype (run_layers)
+  if (sdpa_path(qkv)) {  // mask: additive, in x's dtype (run_layers)
     auto qh = q.transpose(1, 2);                                          // [B, H, T, D]
     auto o = at::scaled_dot_product_attention(qh, keys, values, mask, 0.0, false, scale,
                                               /*enable_gqa=*/G > 1);      // [B, H, T, D]
@@ -218,7 +223,7 @@ at::Tensor Transformer::attention(int64_t l, const at::Tensor& x, const at::Tens
     auto o = torch::matmul(probs.view({B, Hkv, G * T, S}), values);       // [B, Hkv, G*T, D]
     out = o.view({B, Hkv, G, T, D}).permute({0, 3, 1, 2, 4}).reshape({B, T, H * D});
   }
-  return linear(out, w.wo, w.bo);
+  return out;  // [B, T, H * D], before the output projection
 }
 
 at::Tensor Transformer::mlp(int64_t l, const at::Tensor& x) {
@@ -257,6 +262,26 @@ at::Tensor Transformer::run_layers(at::Tensor x, const at::Tensor& positions,
     return std::make_pair(sum, rms_norm(sum, weight, eps));
   };
   const int64_t L = config_.num_layers;
+  const auto& c = config_;
+  const int64_t rows = x.size(0) * x.size(1);
+  const auto& first = layers_.empty() ? LayerWeights() : layers_[0];  // every layer's shape
+  if (fuse && L > 0 && fused::linear_applies(x, rows, c.hidden_size) &&
+      fused::linear_applies(x, rows, c.q_dim()) &&
+      fused::linear_applies(x, rows, c.intermediate_size) &&
+      fused::gemv_preferred(first.wqkv, rows) && fused::gemv_preferred(first.wo, rows) &&
+      fused::gemv_preferred(first.w_gate_up, rows) && fused::gemv_preferred(first.w_down, rows)) {
+    // One row (a batch-1 decode step): each linear layer is one GEMV kernel that applies the norm
+    // (or SiLU * up) to its input and adds the residual in its epilogue. Six kernels a layer.
+    at::Tensor stream = x;
+    for (int64_t l = 0; l < L; ++l) {
+      const auto& w = layers_[l];
+      auto qkv = fused::linear(stream, w.wqkv, w.bqkv, {w.attn_norm, eps}, {});  // [B, T, QKV]
+      stream = fused::linear(attend(l, qkv, cos, sin, mask, cw), w.wo, w.bo, {}, stream);
+      auto gate_up = fused::linear(stream, w.w_gate_up, w.b_gate_up, {w.mlp_norm, eps}, {});
+      stream = fused::linear(gate_up, w.w_down, w.b_down, {at::Tensor(), eps, true}, stream);
+    }
+    return fused::add_rms_norm(stream, at::Tensor(), norm_, eps).second;
+  }
   auto [stream, h] = add_norm(x, at::Tensor(), L > 0 ? layers_[0].attn_norm : norm_);
   for (int64_t l = 0; l < L; ++l) {
     std::tie(stream, h) =
@@ -264,6 +289,13 @@ at::Tensor Transformer::run_layers(at::Tensor x, const at::Tensor& positions,
     std::tie(stream, h) = add_norm(stream, mlp(l, h), l + 1 < L ? layers_[l + 1].attn_norm : norm_);
   }
   return h;  // [B, T, hidden], after the final norm
+}
+
+at::Tensor Transformer::logits(const at::Tensor& h) {
+  const int64_t rows = h.numel() / h.size(-1);
+  if (fused::linear_applies(h, rows, config_.hidden_size) && fused::gemv_preferred(lm_head(), rows))
+    return fused::linear(h, lm_head(), at::Tensor(), {}, at::Tensor(), /*out_float=*/true);
+  return torch::matmul(h, lm_head().t()).to(torch::kFloat32);
 }
 
 namespace {
@@ -364,7 +396,7 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
   } else if (T > T_real) {
     h = h.narrow(1, 0, T_real);                                                   // [B, T_real, hidden]
   }
-  auto logits = torch::matmul(h, lm_head().t()).to(torch::kFloat32);             // [B, *, vocab]
+  auto logits = this->logits(h);  // [B, *, vocab]
   cache.commit(slots, num_new);
   return logits;
 }
@@ -379,7 +411,7 @@ at::Tensor Transformer::step_static(const at::Tensor& tokens, const at::Tensor& 
   auto cw = cache_write(cache, slots.view({B}), positions, span);
   auto mask = cw.fused_attention ? at::Tensor() : span_mask(positions, span);  // [B, 1, T, S]
   auto h = run_layers(F::embedding(tokens, embed_), positions, mask, &cw);              // [B, T, hidden]
-  return torch::matmul(h, lm_head().t()).to(torch::kFloat32);                          // [B, T, vocab]
+  return logits(h);  // [B, T, vocab]
 }
 
 int64_t Transformer::prefill_slot(KVCache& cache, const std::vector<int64_t>& tokens) {
@@ -408,7 +440,7 @@ at::Tensor Transformer::forward_full(const at::Tensor& tokens_in) {
   auto mask = torch::ones({T, T}, i64.dtype(torch::kBool)).tril().view({1, 1, T, T});
   auto x = F::embedding(tokens, embed_);
   auto h = run_layers(x, positions, mask, nullptr).narrow(1, 0, T_real);          // [B, T_real, hidden]
-  return torch::matmul(h, lm_head().t()).to(torch::kFloat32);                     // [B, T_real, vocab]
+  return logits(h);  // [B, T_real, vocab]
 }
 
 }  // namespace osd

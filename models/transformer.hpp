@@ -112,8 +112,14 @@ class Transformer : public torch::nn::Module {
   // reads their first `span` positions (through a gather, unless the fused attention applies).
   static CacheWrite cache_write(KVCache& cache, const at::Tensor& slots,
                                 const at::Tensor& positions, int64_t span);
+  // x [B, T, hidden] -> the attention block's output (after wo); attend() is the part from qkv
+  // [B, T, (H + 2Hkv) D] to the heads' output [B, T, H * D] (RoPE, cache write, attention).
   at::Tensor attention(int64_t layer, const at::Tensor& x, const at::Tensor& cos,
                        const at::Tensor& sin, const at::Tensor& mask, const CacheWrite* cw);
+  at::Tensor attend(int64_t layer, const at::Tensor& qkv, const at::Tensor& cos,
+                    const at::Tensor& sin, const at::Tensor& mask, const CacheWrite* cw);
+  // h [.., hidden] (after the final norm) -> fp32 logits [.., vocab].
+  at::Tensor logits(const at::Tensor& h);
   at::Tensor mlp(int64_t layer, const at::Tensor& x);
   at::Tensor run_layers(at::Tensor x, const at::Tensor& positions, const at::Tensor& mask,
                         const CacheWrite* cw);

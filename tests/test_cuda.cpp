@@ -443,31 +443,79 @@ TEST_CASE("fused RoPE + cache write and cache attention equal the libtorch path"
                                   256));
 }
 
-TEST_CASE("fused and libtorch decode steps agree, bf16, head size 64", "[cuda]") {
+TEST_CASE("fused GEMV with its input transform and epilogue equals the composed ops", "[cuda]") {
   OSD_REQUIRE_FUSED();
-  auto cfg = *ModelConfig::preset("tiny");
-  cfg.hidden_size = 256;
-  cfg.num_heads = 4;
-  cfg.num_kv_heads = 2;
-  cfg.head_dim = 64;
-  cfg.intermediate_size = 512;
-  cfg.dtype = DType::bf16;
-  Transformer gpu(cfg, 11, c10::Device("cuda"));
-  auto prompt = random_tokens(2, 9, 256, 21);
-  auto next = random_tokens(2, 6, 256, 22);  // the same tokens for both: no divergence
-  std::vector<at::Tensor> logits;
-  for (bool on : {false, true}) {
-    fused::set_enabled(on);
-    auto cache = gpu.make_cache(3, 64);
-    cache.allocate_slot();
-    std::vector<int64_t> slots = {cache.allocate_slot(), cache.allocate_slot()};  // 1, 2
-    std::vector<at::Tensor> steps = {gpu.forward(prompt, slots, cache)};          // [2, 9, V]
-    for (int64_t i = 0; i < 6; ++i)
-      steps.push_back(gpu.forward(next.narrow(1, i, 1), slots, cache));
-    steps.push_back(gpu.forward(next.narrow(1, 0, 5), slots, cache));  // a verification shape
-    logits.push_back(torch::cat(steps, 1).cpu());
+  torch::NoGradGuard no_grad;
+  namespace F = torch::nn::functional;
+  const c10::Device cuda("cuda");
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const double tol = dtype == torch::kFloat32 ? 1e-5 : 2e-2;
+    auto o = torch::TensorOptions().device(cuda).dtype(dtype);
+    for (int64_t M : {1, 5, 8}) {
+      for (auto [N, K] :
+           std::vector<std::pair<int64_t, int64_t>>{{40, 64}, {2560, 2048}, {300, 1000}}) {
+        INFO("dtype " << dtype << ", M " << M << ", N " << N << ", K " << K);
+        REQUIRE(fused::linear_applies(torch::ones({1}, o), M, K));
+        auto x = torch::randn({M, K}, o) * 3, w = torch::randn({N, K}, o) * 0.05;
+        auto b = torch::randn({N}, o), r = torch::randn({M, N}, o), nw = torch::rand({K}, o) + 0.5;
+        auto plain = F::linear(x, w, b);
+        CHECK(rel_diff(fused::linear(x, w, b, {}, {}), plain) <= tol);
+        CHECK(rel_diff(fused::linear(x, w, {}, {}, r), r + torch::matmul(x, w.t())) <= tol);
+        auto normed = hf_rms_norm(x, nw, 1e-5).to(cuda);
+        auto with_norm = fused::linear(x, w, {}, {nw, 1e-5}, {});
+        CHECK(rel_diff(with_norm, torch::matmul(normed, w.t())) <= tol);
+        CHECK(rel_diff(with_norm, torch::matmul(x, w.t())) > 0.1);  // the control: no norm
+        auto gu = torch::randn({M, 2 * K}, o) * 2;
+        auto h = F::silu(gu.narrow(-1, 0, K)) * gu.narrow(-1, K, K);
+        fused::LinearInput silu;
+        silu.silu_input = true;
+        CHECK(rel_diff(fused::linear(gu, w, {}, silu, r), r + torch::matmul(h, w.t())) <= tol);
+        auto logits = fused::linear(x, w, {}, {}, {}, /*out_float=*/true);
+        CHECK(logits.scalar_type() == torch::kFloat32);
+        CHECK(rel_diff(logits, torch::matmul(x, w.t()).to(torch::kFloat32)) <= tol);
+      }
+    }
+    CHECK(!fused::linear_applies(torch::ones({1}, o), 9, 64));
+    CHECK(!fused::linear_applies(torch::ones({1}, o), 1, 60));
   }
-  fused::set_enabled(true);
-  CHECK(rel_diff(logits[1], logits[0]) <= 0.03);
-  CHECK(rel_diff(logits[1].roll(1, 1), logits[0]) > 0.1);  // the measure tells positions apart
+}
+
+TEST_CASE("fused and libtorch decode steps agree, bf16 and fp32, head size 64", "[cuda]") {
+  OSD_REQUIRE_FUSED();
+  for (auto dtype : {DType::bf16, DType::f32}) {
+    INFO("dtype " << static_cast<int>(dtype));
+    const double tol = dtype == DType::f32 ? 1e-4 : 0.03;
+    auto cfg = *ModelConfig::preset("tiny");
+    cfg.hidden_size = 256;
+    cfg.num_heads = 4;
+    cfg.num_kv_heads = 2;
+    cfg.head_dim = 64;
+    cfg.intermediate_size = 512;
+    cfg.dtype = dtype;
+    Transformer gpu(cfg, 11, c10::Device("cuda"));
+    auto prompt = random_tokens(2, 9, 256, 21);
+    auto next = random_tokens(2, 6, 256, 22);  // the same tokens for both: no divergence
+    std::vector<at::Tensor> logits, single;
+    for (bool on : {false, true}) {
+      fused::set_enabled(on);
+      auto cache = gpu.make_cache(3, 64);
+      cache.allocate_slot();
+      std::vector<int64_t> slots = {cache.allocate_slot(), cache.allocate_slot()};  // 1, 2
+      std::vector<at::Tensor> steps = {gpu.forward(prompt, slots, cache)};          // [2, 9, V]
+      for (int64_t i = 0; i < 6; ++i)
+        steps.push_back(gpu.forward(next.narrow(1, i, 1), slots, cache));
+      steps.push_back(gpu.forward(next.narrow(1, 0, 5), slots, cache));  // a verification shape
+      logits.push_back(torch::cat(steps, 1).cpu());
+      // One row (the GEMV path: batch-1 decode), continuing slot 2 alone.
+      std::vector<at::Tensor> one;
+      for (int64_t i = 0; i < 4; ++i)
+        one.push_back(gpu.forward(next.narrow(0, 1, 1).narrow(1, i, 1), {slots[1]}, cache));
+      single.push_back(torch::cat(one, 1).cpu());  // [1, 4, V]
+    }
+    fused::set_enabled(true);
+    CHECK(rel_diff(logits[1], logits[0]) <= tol);
+    CHECK(rel_diff(logits[1].roll(1, 1), logits[0]) > 0.1);  // the measure tells positions apart
+    CHECK(rel_diff(single[1], single[0]) <= tol);
+    CHECK(rel_diff(single[1].roll(1, 1), single[0]) > 0.1);
+  }
 }

@@ -259,6 +259,107 @@ __global__ void __launch_bounds__(kAttentionThreads) decode_attention_kernel(Att
   }
 }
 
+// ---- GEMV for a few rows with its input transform and epilogue ----------------------------------
+// A block of 8 warps stages in(x) for all M rows in shared memory (in the dtype, as the reference
+// rounds it), then each warp computes `rows_per_warp` output features in turn: its lanes read the
+// weight row 8 elements at a time (kGemvBatch loads in flight), accumulate M dot products, and
+// reduce them across the warp.
+constexpr int kGemvThreads = 256, kGemvWarps = kGemvThreads / 32, kGemvMaxRows = 8;
+constexpr int kGemvBatch = 8;  // chunks of 8 per lane loaded before use
+
+template <typename T>
+__global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a, int rows_per_warp) {
+  extern __shared__ __align__(16) unsigned char gemv_smem[];
+  T* in = reinterpret_cast<T*>(gemv_smem);  // [M, K]
+  __shared__ float scratch[32];
+  __shared__ float inv_rms[kGemvMaxRows];
+  const int M = static_cast<int>(a.rows), K = static_cast<int>(a.k), chunks = K / 8;
+  const T* x = static_cast<const T*>(a.x);
+  const int64_t x_cols = a.silu_input ? 2 * static_cast<int64_t>(K) : K;
+
+  if (a.norm_weight) {  // one inverse RMS per input row
+    for (int m = 0; m < M; ++m) {
+      float squares = 0.0f;
+      for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+        const Vec8<T> v = reinterpret_cast<const Vec8<T>*>(x + m * x_cols)[c];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) squares += f<T>(v.e[e]) * f<T>(v.e[e]);
+      }
+      const float total = block_reduce<false>(squares, scratch);
+      if (threadIdx.x == 0) inv_rms[m] = rsqrtf(total / K + a.eps);
+    }
+    __syncthreads();
+  }
+  for (int i = threadIdx.x; i < M * chunks; i += blockDim.x) {
+    const int m = i / chunks, c = i - m * chunks;
+    const Vec8<T> v = reinterpret_cast<const Vec8<T>*>(x + m * x_cols)[c];
+    Vec8<T> o;
+    if (a.silu_input) {
+      const Vec8<T> u = reinterpret_cast<const Vec8<T>*>(x + m * x_cols + K)[c];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const float g = f<T>(v.e[e]);
+        o.e[e] = to<T>(rnd<T>(g / (1.0f + expf(-g))) * f<T>(u.e[e]));
+      }
+    } else if (a.norm_weight) {
+      const Vec8<T> w = reinterpret_cast<const Vec8<T>*>(a.norm_weight)[c];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) o.e[e] = to<T>(f<T>(w.e[e]) * rnd<T>(f<T>(v.e[e]) * inv_rms[m]));
+    } else {
+      o = v;
+    }
+    reinterpret_cast<Vec8<T>*>(in + m * K)[c] = o;
+  }
+  __syncthreads();
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t first = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + warp) * rows_per_warp;
+  for (int r = 0; r < rows_per_warp; ++r) {
+    const int64_t n = first + r;
+    if (n >= a.n) break;
+    const auto* wrow = reinterpret_cast<const Vec8<T>*>(static_cast<const T*>(a.weight) + n * K);
+    float acc[kGemvMaxRows];
+#pragma unroll
+    for (int m = 0; m < kGemvMaxRows; ++m) acc[m] = 0.0f;
+    for (int c0 = lane; c0 < chunks; c0 += 32 * kGemvBatch) {
+      Vec8<T> wv[kGemvBatch];
+#pragma unroll
+      for (int b = 0; b < kGemvBatch; ++b)
+        if (c0 + 32 * b < chunks) wv[b] = wrow[c0 + 32 * b];
+#pragma unroll
+      for (int b = 0; b < kGemvBatch; ++b) {
+        const int c = c0 + 32 * b;
+        if (c < chunks) {
+          float wf[8];
+#pragma unroll
+          for (int e = 0; e < 8; ++e) wf[e] = f<T>(wv[b].e[e]);
+#pragma unroll
+          for (int m = 0; m < kGemvMaxRows; ++m) {
+            if (m < M) {
+              const Vec8<T> iv = reinterpret_cast<const Vec8<T>*>(in + m * K)[c];
+#pragma unroll
+              for (int e = 0; e < 8; ++e) acc[m] += wf[e] * f<T>(iv.e[e]);
+            }
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int m = 0; m < kGemvMaxRows; ++m) {
+      if (m >= M) continue;
+      const float sum = warp_sum(acc[m]);
+      if (lane != 0) continue;
+      float y = sum + (a.bias ? f<T>(static_cast<const T*>(a.bias)[n]) : 0.0f);
+      y = rnd<T>(y);
+      if (a.residual) y = rnd<T>(f<T>(static_cast<const T*>(a.residual)[m * a.n + n]) + y);
+      if (a.out_float)
+        static_cast<float*>(a.out)[m * a.n + n] = y;
+      else
+        static_cast<T*>(a.out)[m * a.n + n] = to<T>(y);
+    }
+  }
+}
+
 #define OSD_DISPATCH(dtype, ...)    \
   switch (dtype) {                  \
     case Dtype::f32: {              \
@@ -351,6 +452,53 @@ int decode_attention(Dtype dtype, const AttentionArgs& args, void* stream) {
   const size_t shared = attention_shared_bytes(args.head_dim, args.span);
   auto s = static_cast<cudaStream_t>(stream);
   OSD_DISPATCH(dtype, decode_attention_kernel<T><<<grid, threads, shared, s>>>(args));
+  return last_error();
+}
+
+namespace {
+size_t gemv_shared_bytes(Dtype dtype, int64_t rows, int64_t k) {
+  return static_cast<size_t>(rows * k) * (dtype == Dtype::f32 ? 4 : 2);
+}
+// The opt-in shared-memory limit per block of the current device (227 KB on Hopper).
+size_t gemv_shared_limit() {
+  int device = 0, bytes = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+          cudaSuccess)
+    return 48 * 1024;
+  return static_cast<size_t>(bytes) - 1024;  // the kernel's static shared arrays
+}
+}  // namespace
+
+bool gemv_supported(Dtype dtype, int64_t rows, int64_t k) {
+  if (rows < 1 || rows > kGemvMaxRows || k <= 0 || k % 8 != 0) return false;
+  static const size_t limit = gemv_shared_limit();
+  return gemv_shared_bytes(dtype, rows, k) <= limit;
+}
+
+int gemv(Dtype dtype, const GemvArgs& args, void* stream) {
+  if (args.n <= 0) return 0;
+  if (!gemv_supported(dtype, args.rows, args.k) || (args.silu_input && args.norm_weight))
+    return cudaErrorInvalidValue;
+  // Enough blocks to fill the GPU at batch 1 (N = 2048 -> 256 blocks of 8 rows), up to 4 output
+  // features per warp for the wide layers, so each block's staged input serves more of them.
+  const int64_t per_block_one = kGemvWarps;
+  int rows_per_warp =
+      static_cast<int>((args.n + 2 * 132 * per_block_one - 1) / (2 * 132 * per_block_one));
+  rows_per_warp = rows_per_warp < 1 ? 1 : (rows_per_warp > 4 ? 4 : rows_per_warp);
+  const int64_t per_block = per_block_one * rows_per_warp;
+  const unsigned blocks = static_cast<unsigned>((args.n + per_block - 1) / per_block);
+  const size_t shared = gemv_shared_bytes(dtype, args.rows, args.k);
+  auto s = static_cast<cudaStream_t>(stream);
+  OSD_DISPATCH(dtype, {
+    if (shared > 48 * 1024) {
+      static const cudaError_t raised =
+          cudaFuncSetAttribute(gemv_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(gemv_shared_limit()));
+      if (raised != cudaSuccess) return static_cast<int>(raised);
+    }
+    gemv_kernel<T><<<blocks, kGemvThreads, shared, s>>>(args, rows_per_warp);
+  });
   return last_error();
 }
 

@@ -65,6 +65,28 @@ int decode_attention(Dtype dtype, const AttentionArgs& args, void* stream);
 // The cache must be 16-byte aligned.
 bool attention_supported(int64_t head_dim, int64_t span);
 
+// A GEMV for a few rows (the decode step's linear layers at batch 1), with the work around it
+// fused: y = round(in(x) W^T + bias), then out = round(residual + y) when residual is given.
+// in(x) is x itself, rms_norm(x) * norm_weight (HF's roundings; norm_weight set), or
+// silu(gate) * up of x = [gate | up] (silu_input; x then has 2K columns). W: [N, K] row-major;
+// x, residual, out: [M, ...] rows. out_float: out is float32 (y rounded to the dtype first, as
+// `matmul(...).to(float32)`). gemv_supported: M <= 8, K % 8 == 0, the staged input fits shared
+// memory; all pointers 16-byte aligned.
+struct GemvArgs {
+  const void* x = nullptr;
+  const void* weight = nullptr;       // [N, K]
+  const void* bias = nullptr;         // [N] or null
+  const void* norm_weight = nullptr;  // [K] or null
+  const void* residual = nullptr;     // [M, N] or null
+  void* out = nullptr;                // [M, N]
+  int64_t rows = 0, n = 0, k = 0;     // M, N, K
+  float eps = 1e-6f;
+  bool silu_input = false;
+  bool out_float = false;
+};
+bool gemv_supported(Dtype dtype, int64_t rows, int64_t k);
+int gemv(Dtype dtype, const GemvArgs& args, void* stream);
+
 const char* error_string(int code);
 
 }  // namespace osd::cuda_kernels
