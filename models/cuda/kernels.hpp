@@ -2,7 +2,9 @@
 // Fused CUDA kernels for the decode step (models/cuda/kernels.cu). A graphed decode step at
 // batch 1 is bound by its kernel count, not by memory (docs/GPU.md): these put the elementwise
 // work of a layer into four kernels instead of ~14 (residual add + RMSNorm; RoPE on q and k +
-// the KV-cache write; attention of a few query tokens over the cache, read in place; SiLU * up).
+// the KV-cache write; attention of a few query tokens over the cache, read in place; SiLU * up),
+// and at one row a GEMV takes the norm or SiLU * up into its input and the residual add into its
+// epilogue (six kernels a layer in all).
 //
 // Plain pointers and no torch or CUDA headers, so nvcc compiles the .cu alone and fast; callers
 // go through models/fused_ops.hpp, which checks shapes and falls back to libtorch ops. Inputs
