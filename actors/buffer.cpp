@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/messages.hpp"
+#include "runtime/logging/log.hpp"
 
 namespace osd {
 
@@ -51,6 +52,17 @@ caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) 
       [=](records_atom, std::vector<DistillRecord>& records) {
         auto& st = self->state;
         for (auto& r : records) st.buffer.add(std::move(r));
+        deliver_ready(st);
+      },
+      // A verification round's records, built here rather than in the verifier's round.
+      [=](records_atom, RecordSource& source) {
+        auto& st = self->state;
+        try {
+          for (auto& r : make_records(source)) st.buffer.add(std::move(r));
+        } catch (const std::exception& e) {
+          log::warn(log::cat("buffer: dropped a round's records: ", e.what()));
+          return;
+        }
         deliver_ready(st);
       },
       [=](sample_atom, int64_t n, int64_t min_new, int64_t route,

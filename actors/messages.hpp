@@ -5,17 +5,20 @@
 //   intake -> router      route_atom, Submission, sink
 //   router -> verifier    admit_atom, Submission (route set), sink
 //   verifier -> router    RouteOutcome                          (automatically routed requests)
-//   verifier -> drafter   score_atom(tokens, from) -> double    (greedy agreement, router evaluation)
-//   verifier -> drafter   add_atom(id, prompt, params) | propose_atom(ids, ks) -> Proposals
+//   verifier -> drafter   score_atom(tokens, from) -> double    (greedy agreement, router
+//   evaluation) verifier -> drafter   add_atom(id, prompt, params) | propose_atom(ids, ks) ->
+//   Proposals
 //                         commit_atom(verdicts) | remove_atom(id)
 //   verifier -> sink      TokenEvent (streaming), DoneEvent (once per request)
 //   verifier -> intake    release_atom(DoneEvent, sink)           frees a queue place, then
 //                         intake -> sink DoneEvent                (an id is free before its answer)
-//   verifier -> buffer    records_atom(vector<DistillRecord>)   target distributions it verified
+//   verifier -> buffer    records_atom(RecordSource)            target distributions it verified
+//                                                               (the buffer builds the records)
 //   distiller -> buffer   sample_atom(n, min_new, route, wait_ms) -> DistillBatch
 //                         (answered once min_new are new, or after wait_ms once any is)
-//   distiller -> verifier swap_atom(WeightsSnapshot)            -> drafter: swap_atom(WeightsSnapshot)
-//   anyone -> metrics     RoundMetrics, DoneEvent, DistillMetrics; stats_atom -> JSON
+//   distiller -> verifier swap_atom(WeightsSnapshot)            -> drafter:
+//   swap_atom(WeightsSnapshot) anyone -> metrics     RoundMetrics, DoneEvent, DistillMetrics;
+//   stats_atom -> JSON
 //
 // Every message type has an inspect() overload, so any actor could live in another process
 // (CAF's middleman). Tensors travel as bytes (torch's pickle format) when serialized; between
@@ -198,6 +201,23 @@ typename Inspector::result_type inspect(Inspector& f, Proposals& x) {
            x.seconds, x.start_us, x.draft_steps, x.draft_version, tokens, probs, caf::meta::load_callback(load));
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, RecordSource& x) {
+  std::vector<char> probs, ids;  // the staged tensors' bytes, filled only while (de)serializing
+  auto save = [&]() -> caf::error {
+    probs = tensor_to_bytes(x.staged.probs);
+    ids = tensor_to_bytes(x.staged.ids);
+    return caf::none;
+  };
+  auto load = [&]() -> caf::error {
+    x.staged.probs = tensor_from_bytes(probs);
+    x.staged.ids = tensor_from_bytes(ids);
+    return caf::none;
+  };
+  return f(caf::meta::type_name("osd::RecordSource"), caf::meta::save_callback(save), x.route,
+           x.rows, x.seq, x.appended, x.bases, x.drafts, x.sources, x.greedy, probs, ids,
+           caf::meta::load_callback(load));
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, RoundMetrics& x) {
   return f(caf::meta::type_name("osd::RoundMetrics"), x.batch, x.draft_tokens, x.accepted, x.emitted,
            x.score_ms, x.wait_ms, x.draft_version);
@@ -218,6 +238,7 @@ CAF_ADD_TYPE_ID(osd, (osd::DistillBatch))
 CAF_ADD_TYPE_ID(osd, (osd::DistillMetrics))
 CAF_ADD_TYPE_ID(osd, (osd::DistillRecord))
 CAF_ADD_TYPE_ID(osd, (osd::RouteOutcome))
+CAF_ADD_TYPE_ID(osd, (osd::RecordSource))
 CAF_ADD_ATOM(osd, osd, submit_atom, "submit")
 CAF_ADD_ATOM(osd, osd, route_atom, "route")
 CAF_ADD_ATOM(osd, osd, admit_atom, "admit")

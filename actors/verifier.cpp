@@ -76,6 +76,8 @@ struct VerifierState {
   nlohmann::json trace = nlohmann::json::array();  // Chrome trace events (opt.trace)
   RoundCosts costs;                                // measured round costs: adaptive k's prices
   double cost_ratio = 0.1;  // c as draft step / verification round (the formula's chooser)
+  double record_host_ms = 0;  // host time spent staging and building distillation records
+  int64_t records_sent = 0;
   int64_t busy_groups = 0;
   Clock::time_point idle_since = Clock::now(), started = Clock::now();
   double busy_ms = 0, idle_ms = 0;
@@ -230,38 +232,34 @@ void round_failed(Self* self, size_t g, const std::string& code, const std::stri
 
 // The target's distributions at verified positions go to the buffer: the logits are the ones
 // this round already computed (no extra target pass). Position j's context is the sequence so
-// far plus the first j draft tokens.
+// far plus the first j draft tokens; the buffer builds the records (make_records), so the round
+// only copies each sequence's tokens once.
 void send_records(Self* self, int64_t route, const caf::actor& buffer, const Proposals& prop,
-                  const StagedTopK& staged, int64_t K1, const std::vector<int64_t>& accepted,
+                  StagedTopK staged, int64_t K1, const std::vector<int64_t>& accepted,
                   const std::vector<Seq*>& rows) {
   auto& st = self->state;
-  std::vector<int64_t> flat;  // row * (K + 1) + position
-  std::vector<std::vector<int64_t>> contexts;
-  std::vector<int64_t> sources;
-  std::vector<bool> greedy;
+  RecordSource src;
+  src.route = route;
   for (size_t i = 0; i < rows.size(); ++i) {
     const int64_t k = prop.k[i], n = accepted[i];
     if (k == 0) continue;
     const int64_t from = st.opt.record_all_positions ? 0 : n, to = n;  // inclusive
     if (!st.opt.record_all_positions && n == k) continue;             // nothing was rejected
+    const auto q = static_cast<int64_t>(src.bases.size());
+    src.bases.push_back(tokens_so_far(*rows[i]));
+    src.drafts.push_back(prop.host_tokens[i]);
+    src.sources.push_back(prop.ids[i]);
+    src.greedy.push_back(rows[i]->sub.request.sampling.temperature <= 0);
     for (int64_t j = from; j <= to; ++j) {
-      auto ctx = tokens_so_far(*rows[i]);
-      ctx.insert(ctx.end(), prop.host_tokens[i].begin(), prop.host_tokens[i].begin() + j);
-      contexts.push_back(std::move(ctx));
-      sources.push_back(prop.ids[i]);
-      greedy.push_back(rows[i]->sub.request.sampling.temperature <= 0);
-      flat.push_back(static_cast<int64_t>(i) * K1 + j);
+      src.rows.push_back(static_cast<int64_t>(i) * K1 + j);
+      src.seq.push_back(q);
+      src.appended.push_back(j);
     }
   }
-  if (flat.empty()) return;
-  auto records = compact_rows(staged, flat);
-  for (size_t m = 0; m < records.size(); ++m) {
-    records[m].context = std::move(contexts[m]);
-    records[m].route = route;
-    records[m].source = sources[m];
-    records[m].greedy = greedy[m];
-  }
-  self->send(buffer, records_atom_v, std::move(records));
+  if (src.rows.empty()) return;
+  src.staged = std::move(staged);
+  st.records_sent += static_cast<int64_t>(src.rows.size());
+  self->send(buffer, records_atom_v, std::move(src));
 }
 
 void verify_round(Self* self, size_t g, const Proposals& prop) {
@@ -284,17 +282,23 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   // The target's top-k at every position, queued before the accepted tokens are read, so that one
   // host sync serves both.
   StagedTopK staged;
-  if (record)
+  if (record) {
+    const auto r0 = Clock::now();
     staged = stage_top_k(torch::softmax(logits.view({-1, logits.size(2)}), -1), st.opt.record_top_k,
                          true);
+    st.record_host_ms += ms_since(r0);
+  }
   auto verified = verify_round(prop, logits, params, rngs);  // the round's host sync
   st.timeline->end(
       span, "verify g" + std::to_string(g),
       "{\"batch\":" + std::to_string(B) + ",\"k\":" + std::to_string(prop.tokens.size(1)) + "}");
   const auto& out = verified.out;
-  if (record)
-    send_records(self, route, st.routes[route].buffer, prop, staged, logits.size(1), out.accepted,
-                 rows);
+  if (record) {
+    const auto r0 = Clock::now();
+    send_records(self, route, st.routes[route].buffer, prop, std::move(staged), logits.size(1),
+                 out.accepted, rows);
+    st.record_host_ms += ms_since(r0);
+  }
   VerdictList verdicts;
   RoundMetrics rm;
   rm.batch = B;
@@ -563,6 +567,8 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
                             {"verifier_no_round_ms", idle},
                             {"verifier_idle_fraction", total > 0 ? 1.0 - s.busy_ms / total : 0.0},
                             {"cost_ratio", s.cost_ratio},
+                            {"record_host_ms", s.record_host_ms},
+                            {"records_sent", s.records_sent},
                             {"drafter_restarts", s.drafter_restarts},
                             {"round_recoveries", s.round_recoveries},
                             {"draft_version", s.routes.empty() ? 0 : s.routes[0].version}};

@@ -41,6 +41,35 @@ std::vector<DistillRecord> compact_rows(const StagedTopK& staged,
   return out;
 }
 
+std::vector<DistillRecord> make_records(const RecordSource& src) {
+  const size_t n = src.rows.size(), seqs = src.bases.size();
+  if (src.seq.size() != n || src.appended.size() != n || src.drafts.size() != seqs ||
+      src.sources.size() != seqs || src.greedy.size() != seqs)
+    throw Error("make_records: " + std::to_string(n) + " records, " + std::to_string(seqs) +
+                " sequences, and per-record or per-sequence fields of other lengths");
+  for (size_t m = 0; m < n; ++m) {
+    const int64_t q = src.seq[m], j = src.appended[m];
+    if (q < 0 || q >= static_cast<int64_t>(seqs) || j < 0 ||
+        j > static_cast<int64_t>(src.drafts[q].size()))
+      throw Error("make_records: record " + std::to_string(m) + " names sequence " +
+                  std::to_string(q) + " and " + std::to_string(j) +
+                  " draft tokens it does not have");
+  }
+  auto out = compact_rows(src.staged, src.rows);  // checks the rows
+  for (size_t m = 0; m < n; ++m) {
+    const auto& base = src.bases[src.seq[m]];
+    const auto& draft = src.drafts[src.seq[m]];
+    auto& r = out[m];
+    r.context.reserve(base.size() + src.appended[m]);
+    r.context.assign(base.begin(), base.end());
+    r.context.insert(r.context.end(), draft.begin(), draft.begin() + src.appended[m]);
+    r.route = src.route;
+    r.source = src.sources[src.seq[m]];
+    r.greedy = src.greedy[src.seq[m]] != 0;
+  }
+  return out;
+}
+
 std::vector<DistillRecord> compact_distributions(const at::Tensor& probs, int64_t top_k) {
   auto staged = stage_top_k(probs, top_k, /*async=*/false);
   std::vector<int64_t> rows(staged.probs.size(0));

@@ -46,6 +46,23 @@ struct StagedTopK {
 };
 StagedTopK stage_top_k(const at::Tensor& probs, int64_t top_k, bool async);
 std::vector<DistillRecord> compact_rows(const StagedTopK& staged, const std::vector<int64_t>& rows);
+// What one verification round's records are made from, so that the buffer actor builds them and
+// the verifier's round does not (its host time sits between rounds): the staged top-k (read after
+// the round's sync) and, per record, its row there, its sequence and how many of the round's draft
+// tokens its context appends to the sequence's tokens so far.
+struct RecordSource {
+  int64_t route = 0;
+  StagedTopK staged;
+  std::vector<int64_t> rows;                 // per record: row of staged
+  std::vector<int64_t> seq;                  // per record: index into bases / drafts
+  std::vector<int64_t> appended;             // per record: draft tokens appended, 0 .. k
+  std::vector<std::vector<int64_t>> bases;   // per sequence: its tokens so far
+  std::vector<std::vector<int64_t>> drafts;  // per sequence: this round's draft tokens
+  std::vector<int64_t> sources;              // per sequence: the request (sequence id)
+  std::vector<char> greedy;                  // per sequence: decoded greedily
+};
+// The records of a RecordSource; throws osd::Error on indices that do not fit it.
+std::vector<DistillRecord> make_records(const RecordSource& source);
 // The teacher distributions of records: [N, V] float32 on the CPU.
 at::Tensor rebuild_distributions(const std::vector<DistillRecord>& records, int64_t vocab);
 

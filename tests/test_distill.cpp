@@ -100,6 +100,43 @@ TEST_CASE("distillation records: staged top-k rows equal compact_distributions",
   }
 }
 
+TEST_CASE("distillation records: a round's RecordSource expands to contexts and rows",
+          "[distill]") {
+  auto probs =
+      torch::softmax(torch::randn({6, 40}, at::detail::createCPUGenerator(4)), -1);  // [6, 40]
+  auto all = compact_distributions(probs, 5);
+  RecordSource src;
+  src.route = 2;
+  src.staged = stage_top_k(probs, 5, /*async=*/true);
+  src.bases = {{7, 8, 9}, {1}};
+  src.drafts = {{20, 21}, {30, 31}};
+  src.sources = {11, 12};
+  src.greedy = {1, 0};
+  src.rows = {0, 1, 2, 4};  // sequence 0 positions 0..2, sequence 1 position 1
+  src.seq = {0, 0, 0, 1};
+  src.appended = {0, 1, 2, 1};
+  auto records = make_records(src);
+  REQUIRE(records.size() == 4);
+  CHECK(records[0].context == std::vector<int64_t>{7, 8, 9});
+  CHECK(records[2].context == std::vector<int64_t>{7, 8, 9, 20, 21});
+  CHECK(records[3].context == std::vector<int64_t>{1, 30});
+  CHECK(records[3].top_ids == all[4].top_ids);
+  CHECK(records[1].top_probs == all[1].top_probs);
+  CHECK(records[3].source == 12);
+  CHECK(records[0].greedy);
+  CHECK(!records[3].greedy);
+  CHECK(records[2].route == 2);
+  auto bad = src;
+  bad.appended[3] = 3;  // sequence 1 drafted 2 tokens
+  CHECK_THROWS_WITH(make_records(bad), Catch::Contains("draft tokens it does not have"));
+  bad = src;
+  bad.seq.pop_back();
+  CHECK_THROWS_WITH(make_records(bad), Catch::Contains("other lengths"));
+  bad = src;
+  bad.rows[0] = 6;
+  CHECK_THROWS_WITH(make_records(bad), Catch::Contains("outside"));
+}
+
 TEST_CASE("online distiller: updates raise held-out acceptance, guard and NaN paths", "[distill]") {
   auto target = osd::test::peaked_model(osd::test::tiny_config(64, 32, 2), 3);
   auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 32, 1), 4);

@@ -65,6 +65,7 @@ struct RunResult {
   int64_t tokens = 0, draft_version = 0;
   nlohmann::json decisions;
   nlohmann::json trace_summary;  // per-actor busy time and overlaps (trace runs only)
+  double record_host_ms = 0;     // the verifier's host time making distillation records
 };
 
 // Untimed requests before a replay's clock starts, so CUDA graph captures and attention plans
@@ -140,6 +141,7 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
   auto stats = nlohmann::json::parse(rt->stats_json());
   r.draft_version = stats["metrics"].value("draft_version", 0);
   r.decisions = stats["metrics"]["distill"]["decisions"];
+  r.record_host_ms = stats.value("verifier", nlohmann::json::object()).value("record_host_ms", 0.0);
   if (o.trace) {
     const auto trace = nlohmann::json::parse(rt->trace_json());
     std::ofstream(trace_path) << trace.dump() << "\n";
@@ -361,6 +363,12 @@ void add_online_bench(CLI::App& app, bool& json) {
       rep.note("speedup_online", online.tokens_per_s / plain.tokens_per_s);
     }
     if (shadow.ran) rep.note("distiller_overhead", 1.0 - shadow.tokens_per_s / fixed.tokens_per_s);
+    // The verifier's host time for distillation records, as a share of each learning replay's
+    // wall time (on the serving critical path between rounds).
+    nlohmann::json record_share = nlohmann::json::object();
+    if (shadow.ran) record_share["shadow"] = shadow.record_host_ms / (1e3 * shadow.seconds);
+    record_share["online"] = online.record_host_ms / (1e3 * online.seconds);
+    rep.note("record_host_share", record_share);
     // Per domain: mean latency per request and acceptance, over all of the domain's requests
     // and over its last window (after the online draft adapted), plus the formula's prediction
     // from the measured decode-step cost ratio c.
