@@ -275,7 +275,9 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
     rngs.push_back(&rows[i]->rng);
   }
   const size_t span = st.timeline->begin();
+  const size_t graphs_before = st.scorer->graphs_captured();
   auto logits = st.scorer->score(prop);                                        // [B, K + 1, V]
+  const bool captured = st.scorer->graphs_captured() != graphs_before;  // timed a graph capture
   if (++st.rounds == st.opt.fail_on_round) throw std::runtime_error("injected verifier failure");
   const int64_t route = st.groups[g].route;
   const bool record = st.speculative && st.routes[route].buffer && prop.tokens.size(1) > 0;
@@ -343,10 +345,11 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
                         {"args", {{"batch", B}, {"draft_tokens", rm.draft_tokens}, {"accepted", rm.accepted}}}});
   }
   // What this round cost, for adaptive k: the verification of its longest proposal, the draft's
-  // steps, and the hops (below).
+  // steps, and the hops (below). A round whose verification captured a CUDA graph (the first of
+  // each batch, k + 1 and span) took tens of milliseconds more than the step costs: not counted.
   const int64_t K = prop.tokens.defined() && prop.tokens.dim() == 2 ? prop.tokens.size(1) : 0;
-  st.costs.observe_verify(B, K, round_ms);
-  if (prop.draft_steps > 0) {
+  if (!captured) st.costs.observe_verify(B, K, round_ms);
+  if (prop.draft_steps > 0 && !captured) {
     st.cost_ratio = 0.9 * st.cost_ratio +
                     0.1 * (prop.seconds * 1e3 / prop.draft_steps) / std::max(rm.score_ms, 1e-6);
     st.costs.observe_draft_step(B, prop.seconds * 1e3 / prop.draft_steps);

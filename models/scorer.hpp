@@ -38,6 +38,9 @@ class TargetScorer {
 
   const Transformer& model() const { return *target_; }
   int64_t length(SeqId id) const;  // tokens of the sequence so far (cache + pending)
+  // CUDA graphs captured so far (0 without CUDA graphs): a score() that raised it paid for a
+  // capture, so its time says nothing about the step's cost.
+  size_t graphs_captured() const { return graphs_.size(); }
 
  private:
   struct Seq {
