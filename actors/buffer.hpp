@@ -1,7 +1,9 @@
 #pragma once
 // buffer: owns the online distillation records (models/distill_buffer.hpp): what the verifier
 // verified, compactly, within a memory budget, with a held-out slice.
-//   (records_atom, vector<DistillRecord>)        from the verifier
+//   (records_atom, RecordSource)                 from the verifier: one round's records, built
+//                                                here (make_records)
+//   (records_atom, vector<DistillRecord>)        records another actor built
 //   (sample_atom, n, min_new, route, wait_ms) -> DistillBatch
 //                                                n records (half new, half replay) and the
 //                                                held-out slice, answered once min_new records

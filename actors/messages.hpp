@@ -1,13 +1,13 @@
 #pragma once
 // Every message type and atom of osd's actors, declared once.
 //
+// clang-format off
 //   client -> intake      submit_atom, Submission, sink         (sink gets TokenEvent / DoneEvent)
 //   intake -> router      route_atom, Submission, sink
 //   router -> verifier    admit_atom, Submission (route set), sink
 //   verifier -> router    RouteOutcome                          (automatically routed requests)
-//   verifier -> drafter   score_atom(tokens, from) -> double    (greedy agreement, router
-//   evaluation) verifier -> drafter   add_atom(id, prompt, params) | propose_atom(ids, ks) ->
-//   Proposals
+//   verifier -> drafter   score_atom(tokens, from) -> double    (greedy agreement, router evaluation)
+//   verifier -> drafter   add_atom(id, prompt, params) | propose_atom(ids, ks) -> Proposals
 //                         commit_atom(verdicts) | remove_atom(id)
 //   verifier -> sink      TokenEvent (streaming), DoneEvent (once per request)
 //   verifier -> intake    release_atom(DoneEvent, sink)           frees a queue place, then
@@ -16,9 +16,9 @@
 //                                                               (the buffer builds the records)
 //   distiller -> buffer   sample_atom(n, min_new, route, wait_ms) -> DistillBatch
 //                         (answered once min_new are new, or after wait_ms once any is)
-//   distiller -> verifier swap_atom(WeightsSnapshot)            -> drafter:
-//   swap_atom(WeightsSnapshot) anyone -> metrics     RoundMetrics, DoneEvent, DistillMetrics;
-//   stats_atom -> JSON
+//   distiller -> verifier swap_atom(WeightsSnapshot)            -> drafter: swap_atom(WeightsSnapshot)
+//   anyone -> metrics     RoundMetrics, DoneEvent, DistillMetrics; stats_atom -> JSON
+// clang-format on
 //
 // Every message type has an inspect() overload, so any actor could live in another process
 // (CAF's middleman). Tensors travel as bytes (torch's pickle format) when serialized; between

@@ -52,11 +52,15 @@ void check(int code, const char* what) {
   if (code != 0) throw Error(std::string("fused ") + what + ": " + k::error_string(code));
 }
 
-// Contiguous with its data aligned for the kernels' 32-byte vector accesses (a view into the
-// middle of a tensor may not be; a fresh allocation is).
+// Whether t's data is aligned for the kernels' 32-byte vector accesses (a view into the middle
+// of a tensor may not be; a fresh allocation is).
+bool is_aligned(const at::Tensor& t) {
+  return reinterpret_cast<uintptr_t>(t.data_ptr()) % 32 == 0;
+}
+// Contiguous and aligned: t itself where it is, else a copy.
 at::Tensor aligned(const at::Tensor& t) {
   auto c = t.contiguous();
-  return reinterpret_cast<uintptr_t>(c.data_ptr()) % 32 == 0 ? c : c.clone();
+  return is_aligned(c) ? c : c.clone();
 }
 
 void check_rows(const CacheRows& rows, int64_t B, int64_t T) {
@@ -67,8 +71,7 @@ void check_rows(const CacheRows& rows, int64_t B, int64_t T) {
                 shape_str(rows.slots) + " do not match " + std::to_string(B) + " rows of " +
                 std::to_string(T) + " tokens");
   if (!rows.keys.is_contiguous() || !rows.values.is_contiguous() || rows.keys.dim() != 4 ||
-      reinterpret_cast<uintptr_t>(rows.keys.data_ptr()) % 32 != 0 ||
-      reinterpret_cast<uintptr_t>(rows.values.data_ptr()) % 32 != 0)
+      !is_aligned(rows.keys) || !is_aligned(rows.values))
     throw Error("fused kernels: the cache must be contiguous [slots, max_len, Hkv, D], aligned");
 }
 #endif

@@ -58,6 +58,11 @@ bool sdpa_path(const at::Tensor& x) {
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   return b.defined() ? torch::nn::functional::linear(x, w, b) : torch::matmul(x, w.t());
 }
+
+// Whether `rows` rows of x through weight w [N, K] go through the fused GEMV (fused::linear).
+bool gemv_takes(const at::Tensor& x, int64_t rows, const at::Tensor& w) {
+  return fused::linear_applies(x, rows, w.size(1)) && fused::gemv_preferred(w, rows);
+}
 }  // namespace
 
 Transformer::Transformer(const ModelConfig& config, uint64_t seed, c10::Device device) : config_(config), device_(c10::kCPU) {
@@ -262,14 +267,10 @@ at::Tensor Transformer::run_layers(at::Tensor x, const at::Tensor& positions,
     return std::make_pair(sum, rms_norm(sum, weight, eps));
   };
   const int64_t L = config_.num_layers;
-  const auto& c = config_;
   const int64_t rows = x.size(0) * x.size(1);
-  const auto& first = layers_.empty() ? LayerWeights() : layers_[0];  // every layer's shape
-  if (fuse && L > 0 && fused::linear_applies(x, rows, c.hidden_size) &&
-      fused::linear_applies(x, rows, c.q_dim()) &&
-      fused::linear_applies(x, rows, c.intermediate_size) &&
-      fused::gemv_preferred(first.wqkv, rows) && fused::gemv_preferred(first.wo, rows) &&
-      fused::gemv_preferred(first.w_gate_up, rows) && fused::gemv_preferred(first.w_down, rows)) {
+  const auto gemv = [&](const at::Tensor& w) { return gemv_takes(x, rows, w); };
+  if (fuse && L > 0 && gemv(layers_[0].wqkv) && gemv(layers_[0].wo) &&  // every layer's shapes
+      gemv(layers_[0].w_gate_up) && gemv(layers_[0].w_down)) {
     // One row (a batch-1 decode step): each linear layer is one GEMV kernel that applies the norm
     // (or SiLU * up) to its input and adds the residual in its epilogue. Six kernels a layer.
     at::Tensor stream = x;
@@ -293,7 +294,7 @@ at::Tensor Transformer::run_layers(at::Tensor x, const at::Tensor& positions,
 
 at::Tensor Transformer::logits(const at::Tensor& h) {
   const int64_t rows = h.numel() / h.size(-1);
-  if (fused::linear_applies(h, rows, config_.hidden_size) && fused::gemv_preferred(lm_head(), rows))
+  if (gemv_takes(h, rows, lm_head()))
     return fused::linear(h, lm_head(), at::Tensor(), {}, at::Tensor(), /*out_float=*/true);
   return torch::matmul(h, lm_head().t()).to(torch::kFloat32);
 }

@@ -96,7 +96,8 @@ class Transformer : public torch::nn::Module {
   void build(Normal normal, Ones ones, Zeros zeros);
   // x: [B, T, hidden]; cos/sin: [B, T, 1, head_dim]; mask: [B, 1, T, S], bool (true = attend)
   // into run_layers, which hands attention an additive bias in x's dtype where SDPA takes it.
-  // With a cache, k/v are written at flat_index and attention reads [0, S).
+  // With a cache, k/v are written at each row's positions of its slot (by the fused kernel, or
+  // at flat_index) and attention reads [0, S).
   struct CacheWrite {
     KVCache* cache = nullptr;
     at::Tensor positions;          // [B, T] int64

@@ -176,7 +176,7 @@ constexpr int kScoreBatch = 8;  // chunks of a key loaded before they are used
 size_t attention_shared_bytes(int64_t head_dim, int64_t span) {
   return sizeof(float) * (head_dim + 32 + 8 * kAttentionThreads + span);
 }
-constexpr size_t kSharedLimit = 48 * 1024;
+constexpr size_t kSharedLimit = 48 * 1024;  // shared memory a block gets without opting in
 
 template <typename T>
 __global__ void __launch_bounds__(kAttentionThreads) decode_attention_kernel(AttentionArgs a) {
@@ -465,7 +465,7 @@ size_t gemv_shared_limit() {
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
           cudaSuccess)
-    return 48 * 1024;
+    return kSharedLimit;
   return static_cast<size_t>(bytes) - 1024;  // the kernel's static shared arrays
 }
 }  // namespace
@@ -482,16 +482,17 @@ int gemv(Dtype dtype, const GemvArgs& args, void* stream) {
     return cudaErrorInvalidValue;
   // Enough blocks to fill the GPU at batch 1 (N = 2048 -> 256 blocks of 8 rows), up to 4 output
   // features per warp for the wide layers, so each block's staged input serves more of them.
-  const int64_t per_block_one = kGemvWarps;
-  int rows_per_warp =
-      static_cast<int>((args.n + 2 * 132 * per_block_one - 1) / (2 * 132 * per_block_one));
+  // Sized for two blocks on each of an H100's / H200's 132 multiprocessors (where it was tuned).
+  constexpr int64_t kTunedMultiprocessors = 132;
+  const int64_t per_block_one = kGemvWarps, wave = 2 * kTunedMultiprocessors * per_block_one;
+  int rows_per_warp = static_cast<int>((args.n + wave - 1) / wave);
   rows_per_warp = rows_per_warp < 1 ? 1 : (rows_per_warp > 4 ? 4 : rows_per_warp);
   const int64_t per_block = per_block_one * rows_per_warp;
   const unsigned blocks = static_cast<unsigned>((args.n + per_block - 1) / per_block);
   const size_t shared = gemv_shared_bytes(dtype, args.rows, args.k);
   auto s = static_cast<cudaStream_t>(stream);
   OSD_DISPATCH(dtype, {
-    if (shared > 48 * 1024) {
+    if (shared > kSharedLimit) {  // past the default per-block limit: opt in once
       static const cudaError_t raised =
           cudaFuncSetAttribute(gemv_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                static_cast<int>(gemv_shared_limit()));
