@@ -135,7 +135,17 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
                         caf::actor buffer, caf::actor verifier, caf::actor metrics) {
   auto& st = self->state;
   st.serve_device = draft->device();
-  st.stream = std::make_unique<ActorStream>(st.serve_device, ActorStream::Priority::background);
+  st.stream = std::make_unique<ActorStream>(st.serve_device, ActorStream::Priority::background,
+                                            opt.multiprocessors);
+  if (opt.multiprocessors > 0 && st.stream->on_gpu()) {
+    if (st.stream->multiprocessors() > 0)
+      log::info(log::cat("distiller route ", opt.route, ": trains on ",
+                         st.stream->multiprocessors(), " multiprocessors of the GPU"));
+    else
+      log::warn(log::cat("distiller route ", opt.route, ": cannot train on ", opt.multiprocessors,
+                         " multiprocessors (", st.stream->partition_error(),
+                         "): it shares the whole GPU"));
+  }
   // Trains where the draft runs; resumes from state_dir when it holds a saved state.
   st.stream->run_on([&] {
     if (!opt.state_dir.empty() && OnlineDistiller::saved_version(opt.state_dir) >= 0)

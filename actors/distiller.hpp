@@ -28,6 +28,7 @@ struct DistillerOptions {
   int64_t update_every_ms = 0;   // also update after this long once any record is new (0: only min_new_records)
   bool trace = false;            // record CUDA events per update (GPU trace)
   double max_duty = 1.0;         // busy share of wall time, (0, 1]: pauses after each update
+  int multiprocessors = 0;       // CUDA: train on this share of the GPU (ActorStream); 0: all of it
 };
 
 // How long the distiller waits after an update of update_ms so that its busy share of wall time

@@ -92,6 +92,21 @@ void set_enabled(bool on) {
   switch_state().store(on, std::memory_order_relaxed);
 }
 
+void set_programmatic_launch(bool on) {
+#ifdef OSD_WITH_CUDA_KERNELS
+  k::set_programmatic_launch(on);
+#else
+  (void)on;
+#endif
+}
+bool programmatic_launch() {
+#ifdef OSD_WITH_CUDA_KERNELS
+  return k::programmatic_launch();
+#else
+  return false;
+#endif
+}
+
 bool applies(const at::Tensor& like) {
   // No autograd through the kernels: training forwards (grad mode on) take libtorch's ops.
   return built() && enabled() && !at::GradMode::is_enabled() && like.defined() && like.is_cuda() &&

@@ -15,6 +15,11 @@ bool built();               // this build has the kernels
 bool enabled();             // process-wide switch; initially off only with OSD_KERNELS=torch
 void set_enabled(bool on);  // for comparisons and tests; not for use while steps run
 bool applies(const at::Tensor& like);  // built, enabled, grad mode off, CUDA, f32/f16/bf16
+// Programmatic dependent launch of the kernels (Hopper): each starts while the one before it
+// finishes. On by default where the current device takes it; OSD_PDL=0 turns it off. Like
+// set_enabled: for comparisons and tests, not while steps run or graphs are captured.
+void set_programmatic_launch(bool on);
+bool programmatic_launch();  // whether launches on the current device use it
 
 // Whether add_rms_norm takes this hidden size (a multiple of 8, at most 32768).
 bool norm_applies(const at::Tensor& like, int64_t hidden);

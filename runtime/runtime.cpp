@@ -105,6 +105,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       return fail("online.batch, steps_per_update and min_new_records must be >= 1");
     if (o.online.buffer_bytes < 1024) return fail("online.buffer_bytes must be >= 1024");
     if (o.online.update_every_ms < 0) return fail("online.update_every_ms must be >= 0");
+    if (o.online.distiller_multiprocessors < 0 || o.online.distiller_multiprocessors > 4096)
+      return fail("online.distiller_multiprocessors must be in [0, 4096] (0: the whole GPU)");
   }
   // A saved online-distillation state replaces a route's draft weights and sets its version.
   std::vector<int64_t> versions(o.routes.size(), 0);
@@ -204,6 +206,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       dopt.update_every_ms = on.update_every_ms;
       dopt.trace = o.trace;
       dopt.max_duty = on.max_duty;
+      dopt.multiprocessors = static_cast<int>(on.distiller_multiprocessors);
       impl->distillers.push_back(
           spawn_distiller(sys, o.routes[r].draft, dopt, impl->buffers[r], impl->verifier, impl->metrics));
     }

@@ -69,6 +69,8 @@ ServeConfig::ServeConfig() {
            "roll back when held-out acceptance drops by more")
       .add(d.online.max_duty, "online-max-duty",
            "each distiller's busy share of wall time (1 = no cap)")
+      .add(d.online.distiller_multiprocessors, "online-distiller-multiprocessors",
+           "CUDA: GPU multiprocessors the distillers train on (0 = all)")
       .add(d.online.heldout_records, "online-heldout-records",
            "held-out records per route the guard evaluates on")
       .add(d.online.state_dir, "online-state-dir",
@@ -215,6 +217,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   real("online-rollback-margin", out.online.rollback_margin, 0.0, 1.0);
   integer("online-heldout-records", out.online.heldout_records, 8, 1 << 20);
   real("online-max-duty", out.online.max_duty, 1e-3, 1.0);
+  integer("online-distiller-multiprocessors", out.online.distiller_multiprocessors, 0, 4096);
   str("online-state-dir", out.online.state_dir);
   integer("online-save-every", out.online.save_every, 1, 1 << 20);
   if (error.empty() && !parse_distill_loss(out.online.loss))

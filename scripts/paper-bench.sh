@@ -14,11 +14,13 @@
 #          assistant_model.
 #   duty:  the shift again on the same pair with the distillers' duty capped (osd.online-max-duty)
 #          at each value of DUTIES (default "0.2 0.1"): the distiller's cost against adaptation.
+#          DUTY_REPLAYS="static record shadow online" splits the cost into recording (a shadow
+#          replay that never trains) and training.
 #   adaptive: batch 1 as in b1 (after shift), each variant from a copy of the same adapted drafts:
 #          fixed k, adaptive k by the formula, by measured round costs (osd.adaptive-k-measured),
 #          and by measured costs with the distillers' duty capped at 0.1.
 # Usage (with .gpu/ carried: debs, corpora-paper.tar.gz):
-#   [PHASES="shift b1 hf duty adaptive"] [REUSE_PAIR=1] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
+#   [PHASES="shift b1 hf duty adaptive"] [REUSE_PAIR=1] [DISTILLER_MPS=16] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
 set -uo pipefail
 out=${1:?usage: paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]}
 train_s=${2:-150} requests=${3:-300} prompts=${4:-10} phases=${PHASES:-shift b1 hf}
@@ -56,7 +58,10 @@ t0=$(date +%s)
   2>"$out/train-draft.err" | tee "$out/train-draft.txt" | tail -4
 echo "draft: $(( $(date +%s) - t0 )) s"
 fi
-common=(--target $P/target --draft $P/draft --corpora $C --device cuda --dtype bfloat16 --k 4 --new-tokens 64)
+# DISTILLER_MPS=N: the distillers train on N of the GPU's multiprocessors (a green context;
+# default 16, osd's default; 0: the whole GPU).
+common=(--target $P/target --draft $P/draft --corpora $C --device cuda --dtype bfloat16 --k 4 --new-tokens 64
+        --distiller-multiprocessors "${DISTILLER_MPS:-16}")
 t0=$(date +%s)
 phase shift && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$requests" --window 50 --concurrency 16 \
   --online-state $P/online --trace "$out/trace-shift.json" --tsv "$out/shift.tsv" --json 2>"$out/shift-c16.log" \
@@ -91,7 +96,8 @@ for duty in ${DUTIES:-0.2 0.1}; do
   phase duty || break
   t0=$(date +%s)
   ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$requests" --window 50 --concurrency 16 \
-    --max-duty "$duty" --online-state $P/online-duty$duty --tsv "$out/shift-duty$duty.tsv" --json \
+    --max-duty "$duty" --online-state $P/online-duty$duty --tsv "$out/shift-duty$duty.tsv" \
+    --replays ${DUTY_REPLAYS:-target static shadow online} --json \
     2>"$out/shift-duty$duty.log" | tee "$out/shift-duty$duty.txt" | grep -E "distiller_overhead|tokens_per_s"
   echo "duty $duty: $(( $(date +%s) - t0 )) s"
 done

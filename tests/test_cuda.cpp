@@ -4,6 +4,8 @@
 
 #include <torch/cuda.h>
 
+#include <chrono>
+
 #include <nlohmann/json.hpp>
 
 #include "models/decode_graph.hpp"
@@ -233,6 +235,49 @@ TEST_CASE("device streams: no-ops on the CPU", "[streams]") {
   timeline.end(span, "verify");
   CHECK(timeline.size() == 0);
   CHECK(timeline.chrome_events() == "[]");
+  // A share of the multiprocessors is a CUDA matter: the CPU has none to give, and asks nothing.
+  ActorStream shared(c10::Device(c10::kCPU), ActorStream::Priority::background, 16);
+  CHECK(shared.multiprocessors() == 0);
+  CHECK(shared.partition_error().empty());
+  CHECK_THROWS_WITH(ActorStream(c10::Device(c10::kCPU), ActorStream::Priority::background, -1),
+                    Catch::Contains("must be >= 0"));
+}
+
+TEST_CASE("a stream on a share of the multiprocessors computes the same, and slower", "[cuda]") {
+  OSD_REQUIRE_CUDA();
+  torch::NoGradGuard no_grad;
+  ActorStream part(c10::Device("cuda"), ActorStream::Priority::background, 16);
+  if (part.multiprocessors() == 0) {
+    WARN("no green contexts here (" << part.partition_error() << "): skipped");
+    return;
+  }
+  CHECK(part.multiprocessors() >= 16);
+  CHECK(part.multiprocessors() < 64);
+  ActorStream whole(c10::Device("cuda"), ActorStream::Priority::background);
+  CHECK(whole.multiprocessors() == 0);
+  auto a = torch::randn({4096, 4096}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16));
+  auto b = torch::randn({4096, 4096}, a.options());
+  // Compute-bound work: on 16 of an H100's 132 multiprocessors it takes several times as long.
+  auto timed = [&](const ActorStream& s, at::Tensor& out) {
+    double ms = 0;
+    s.run_on([&] {
+      out = torch::matmul(a, b);  // warm (cuBLAS plans)
+      s.synchronize();
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < 20; ++i) out = torch::matmul(a, b);
+      s.synchronize();
+      ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    });
+    return ms;
+  };
+  at::Tensor on_part, on_whole;
+  const double part_ms = timed(part, on_part), whole_ms = timed(whole, on_whole);
+  INFO("share " << part.multiprocessors() << ": " << part_ms << " ms; whole GPU: " << whole_ms << " ms");
+  const double scale = on_whole.abs().max().item<double>();
+  CHECK(max_abs_diff(on_part, on_whole) <= 0.02 * scale);
+  CHECK(part_ms > 2.0 * whole_ms);  // the share is in effect (its ideal ratio is ~132 / 16)
+  WARN("share of " << part.multiprocessors() << " multiprocessors: " << part_ms << " ms vs " << whole_ms
+                   << " ms on the whole GPU (20 bf16 4096^3 matmuls)");
 }
 
 TEST_CASE("device streams: a mark orders two streams without a host sync; CUDA-event spans overlap",
@@ -453,7 +498,10 @@ TEST_CASE("fused GEMV with its input transform and epilogue equals the composed 
     auto o = torch::TensorOptions().device(cuda).dtype(dtype);
     for (int64_t M : {1, 5, 8}) {
       for (auto [N, K] :
-           std::vector<std::pair<int64_t, int64_t>>{{40, 64}, {2560, 2048}, {300, 1000}}) {
+           std::vector<std::pair<int64_t, int64_t>>{{40, 64}, {2560, 2048}, {300, 1000},
+                                                    // several rows a warp; several (odd) units
+                                                    // a row; a part-filled last warp
+                                                    {11264, 2048}, {2048, 5632}, {5000, 3000}}) {
         INFO("dtype " << dtype << ", M " << M << ", N " << N << ", K " << K);
         REQUIRE(fused::linear_applies(torch::ones({1}, o), M, K));
         auto x = torch::randn({M, K}, o) * 3, w = torch::randn({N, K}, o) * 0.05;
@@ -518,4 +566,47 @@ TEST_CASE("fused and libtorch decode steps agree, bf16 and fp32, head size 64", 
     CHECK(rel_diff(single[1], single[0]) <= tol);
     CHECK(rel_diff(single[1].roll(1, 1), single[0]) > 0.1);
   }
+}
+
+TEST_CASE("graphed fused batch-1 steps: programmatic launch changes no bit", "[cuda]") {
+  OSD_REQUIRE_FUSED();
+  if (!DecodeGraph::available()) {
+    WARN("no CUDA graphs in this build: skipped");
+    return;
+  }
+  if (!fused::programmatic_launch()) WARN("this GPU takes no programmatic launch: on = off");
+  auto cfg = *ModelConfig::preset("tiny");
+  cfg.hidden_size = 512;
+  cfg.num_layers = 4;
+  cfg.num_heads = 8;
+  cfg.num_kv_heads = 2;
+  cfg.head_dim = 64;
+  cfg.intermediate_size = 1376;
+  cfg.dtype = DType::bf16;
+  Transformer gpu(cfg, 13, c10::Device("cuda"));
+  auto prompt = random_tokens(1, 7, 256, 31);
+  auto next = random_tokens(1, 12, 256, 32);
+  // Eager libtorch, then graphed fused steps with programmatic launch off and on.
+  std::vector<at::Tensor> logits;
+  for (int run = 0; run < 3; ++run) {
+    fused::set_enabled(run > 0);
+    fused::set_programmatic_launch(run == 2);
+    auto cache = gpu.make_cache(2, 64);
+    std::vector<int64_t> slot = {cache.allocate_slot()};
+    std::unique_ptr<DecodeGraph> graph;
+    if (run > 0) graph = std::make_unique<DecodeGraph>(gpu, cache, 1);
+    gpu.forward(prompt.to(c10::Device("cuda")), slot, cache);
+    std::vector<at::Tensor> steps;
+    for (int64_t i = 0; i < next.size(1); ++i) {
+      auto tok = next.narrow(1, i, 1).to(c10::Device("cuda"));
+      // (a graph's logits are a static buffer: copied out before the next replay)
+      steps.push_back((graph ? graph->step(tok, slot) : gpu.forward(tok, slot, cache)).cpu());
+    }
+    logits.push_back(torch::cat(steps, 1));  // [1, 12, V]
+  }
+  fused::set_enabled(true);
+  fused::set_programmatic_launch(true);
+  CHECK(torch::equal(logits[2], logits[1]));
+  CHECK(rel_diff(logits[2], logits[0]) <= 0.03);
+  CHECK(rel_diff(logits[2].roll(1, 1), logits[0]) > 0.1);  // the measure tells steps apart
 }

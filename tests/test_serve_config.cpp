@@ -81,4 +81,8 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
   CHECK(load({"--osd.online-max-duty=0"}, s).find("osd.online-max-duty") != std::string::npos);
   CHECK(load({"--osd.online-max-duty=0.25"}, s) == "");
   CHECK(s.online.max_duty == Approx(0.25));
+  CHECK(load({"--osd.online-distiller-multiprocessors=-1"}, s)
+            .find("osd.online-distiller-multiprocessors") != std::string::npos);
+  CHECK(load({"--osd.online-distiller-multiprocessors=16"}, s) == "");
+  CHECK(s.online.distiller_multiprocessors == 16);
 }

@@ -89,6 +89,13 @@ struct GemvArgs {
 bool gemv_supported(Dtype dtype, int64_t rows, int64_t k);
 int gemv(Dtype dtype, const GemvArgs& args, void* stream);
 
+// Programmatic dependent launch (Hopper, CUDA 12.3+): each kernel here may start while the
+// kernel before it on the stream finishes, and streams its weights in meanwhile (the GEMV). On by
+// default where the device takes it; OSD_PDL=0 or set_programmatic_launch(false) turns it off.
+// programmatic_launch(): whether launches on the current device use it.
+void set_programmatic_launch(bool on);
+bool programmatic_launch();
+
 const char* error_string(int code);
 
 }  // namespace osd::cuda_kernels

@@ -221,10 +221,10 @@ void add_online_bench(CLI::App& app, bool& json) {
     std::vector<std::string> domains{"python", "c", "english"};
     int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
     double temperature = 0, lr = 1e-3, max_duty = 1.0;
-    int64_t batch = 256, min_new = 128, warmup = 2;
+    int64_t batch = 256, min_new = 128, warmup = 2, distiller_multiprocessors = 16;
     bool routes = false, adaptive_k = false, measured_costs = false;
     std::string tsv, png, trace, online_state;
-    std::vector<std::string> replays{"target", "static", "shadow", "online"};
+    std::vector<std::string> replays{"target", "static", "shadow", "online"};  // and "record"
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--target", o->target, "model spec (default | HF folder | preset)")
@@ -266,12 +266,20 @@ void add_online_bench(CLI::App& app, bool& json) {
                   "each distiller's busy share of wall time (1 = no cap)")
       ->check(CLI::Range(1e-3, 1.0))
       ->capture_default_str();
+  cmd->add_option("--distiller-multiprocessors", o->distiller_multiprocessors,
+                  "CUDA: GPU multiprocessors the distillers train on (0 = all; "
+                  "osd.online-distiller-multiprocessors)")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
   cmd->add_option("--batch", o->batch, "records per distiller step")->capture_default_str();
   cmd->add_option("--min-new-records", o->min_new, "new records per update")->capture_default_str();
   cmd->add_flag("--routes", o->routes, "one draft route per domain (requests carry their domain)");
   cmd->add_option("--device", o->device)->capture_default_str();
   cmd->add_option("--dtype", o->dtype)->capture_default_str();
-  cmd->add_option("--replays", o->replays, "which of target static shadow online to run")->capture_default_str();
+  cmd->add_option("--replays", o->replays,
+                  "which of target static shadow online to run; record: shadow with no training "
+                  "step (the distiller's cost split into recording and training)")
+      ->capture_default_str();
   cmd->add_option("--tsv", o->tsv, "write acceptance per window here");
   cmd->add_option(
       "--online-state", o->online_state,
@@ -310,13 +318,14 @@ void add_online_bench(CLI::App& app, bool& json) {
       r.online.shadow = shadow;
       r.online.lr = o->lr;
       r.online.max_duty = o->max_duty;
+      r.online.distiller_multiprocessors = o->distiller_multiprocessors;
       r.online.batch = o->batch;
       r.online.min_new_records = o->min_new;
       r.online.record_all_positions = true;
       return r;
     };
     auto wanted = [&](const char* name) { return std::find(o->replays.begin(), o->replays.end(), name) != o->replays.end(); };
-    RunResult plain, fixed, shadow, online;
+    RunResult plain, fixed, shadow, recording, online;
     if (wanted("target"))
       plain = replay(base(false, false, false), w, o->concurrency, o->new_tokens, o->temperature,
                      o->routes, o->warmup);
@@ -326,6 +335,11 @@ void add_online_bench(CLI::App& app, bool& json) {
     if (wanted("shadow"))
       shadow = replay(base(true, true, true), w, o->concurrency, o->new_tokens, o->temperature,
                       o->routes, o->warmup);
+    if (wanted("record")) {
+      auto r = base(true, true, true);
+      r.online.min_new_records = int64_t{1} << 40;  // records are kept, never trained on
+      recording = replay(r, w, o->concurrency, o->new_tokens, o->temperature, o->routes, o->warmup);
+    }
     auto online_options = base(true, true, false);
     online_options.online.state_dir = o->online_state;
     if (wanted("online"))
@@ -358,15 +372,22 @@ void add_online_bench(CLI::App& app, bool& json) {
     rep.note("tokens_per_s_static", tps(fixed));
     rep.note("tokens_per_s_online", tps(online));
     rep.note("tokens_per_s_shadow", tps(shadow));
+    if (recording.ran) rep.note("tokens_per_s_record", tps(recording));
     if (plain.ran) {
       rep.note("speedup_static", fixed.tokens_per_s / plain.tokens_per_s);
       rep.note("speedup_online", online.tokens_per_s / plain.tokens_per_s);
     }
     if (shadow.ran) rep.note("distiller_overhead", 1.0 - shadow.tokens_per_s / fixed.tokens_per_s);
+    if (recording.ran) {  // recording alone, and what training adds on top of it
+      nlohmann::json parts = {{"recording", 1.0 - recording.tokens_per_s / fixed.tokens_per_s}};
+      if (shadow.ran) parts["training"] = 1.0 - shadow.tokens_per_s / recording.tokens_per_s;
+      rep.note("distiller_overhead_parts", parts);
+    }
     // The verifier's host time for distillation records, as a share of each learning replay's
     // wall time (on the serving critical path between rounds).
     nlohmann::json record_share = nlohmann::json::object();
     if (shadow.ran) record_share["shadow"] = shadow.record_host_ms / (1e3 * shadow.seconds);
+    if (recording.ran) record_share["record"] = recording.record_host_ms / (1e3 * recording.seconds);
     record_share["online"] = online.record_host_ms / (1e3 * online.seconds);
     rep.note("record_host_share", record_share);
     // Per domain: mean latency per request and acceptance, over all of the domain's requests
@@ -419,6 +440,7 @@ void add_online_bench(CLI::App& app, bool& json) {
               {"routes", o->routes},
               {"lr", o->lr},
               {"max_duty", o->max_duty},
+              {"distiller_multiprocessors", o->distiller_multiprocessors},
               {"online_state", o->online_state},
               {"device", o->device == "cpu" ? std::string("cpu")
                                             : torch_cuda_device_name(c10::Device(o->device))},
