@@ -52,7 +52,7 @@ class ActorStream {
   ActorStream& operator=(const ActorStream&) = delete;
 
   bool on_gpu() const;
-  int multiprocessors() const;         // the share it got; 0: the whole device (or the CPU)
+  int multiprocessors() const;          // the share it got; 0: the whole device (or the CPU)
   std::string partition_error() const;  // why a requested share was not made ("" if it was)
   // Makes this the calling thread's current stream of its device. Actors with a thread of their
   // own (CAF detached actors) call it before GPU work; libtorch then queues everything there.

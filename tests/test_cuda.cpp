@@ -255,7 +255,8 @@ TEST_CASE("a stream on a share of the multiprocessors computes the same, and slo
   CHECK(part.multiprocessors() < 64);
   ActorStream whole(c10::Device("cuda"), ActorStream::Priority::background);
   CHECK(whole.multiprocessors() == 0);
-  auto a = torch::randn({4096, 4096}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16));
+  auto a = torch::randn({4096, 4096},
+                        torch::TensorOptions().device(torch::kCUDA).dtype(torch::kBFloat16));
   auto b = torch::randn({4096, 4096}, a.options());
   // Compute-bound work: on 16 of an H100's 132 multiprocessors it takes several times as long.
   auto timed = [&](const ActorStream& s, at::Tensor& out) {
@@ -272,12 +273,13 @@ TEST_CASE("a stream on a share of the multiprocessors computes the same, and slo
   };
   at::Tensor on_part, on_whole;
   const double part_ms = timed(part, on_part), whole_ms = timed(whole, on_whole);
-  INFO("share " << part.multiprocessors() << ": " << part_ms << " ms; whole GPU: " << whole_ms << " ms");
+  INFO("share " << part.multiprocessors() << ": " << part_ms << " ms; whole GPU: " << whole_ms
+                << " ms");
   const double scale = on_whole.abs().max().item<double>();
   CHECK(max_abs_diff(on_part, on_whole) <= 0.02 * scale);
   CHECK(part_ms > 2.0 * whole_ms);  // the share is in effect (its ideal ratio is ~132 / 16)
-  WARN("share of " << part.multiprocessors() << " multiprocessors: " << part_ms << " ms vs " << whole_ms
-                   << " ms on the whole GPU (20 bf16 4096^3 matmuls)");
+  WARN("share of " << part.multiprocessors() << " multiprocessors: " << part_ms << " ms vs "
+                   << whole_ms << " ms on the whole GPU (20 bf16 4096^3 matmuls)");
 }
 
 TEST_CASE("device streams: a mark orders two streams without a host sync; CUDA-event spans overlap",
@@ -498,10 +500,14 @@ TEST_CASE("fused GEMV with its input transform and epilogue equals the composed 
     auto o = torch::TensorOptions().device(cuda).dtype(dtype);
     for (int64_t M : {1, 5, 8}) {
       for (auto [N, K] :
-           std::vector<std::pair<int64_t, int64_t>>{{40, 64}, {2560, 2048}, {300, 1000},
+           std::vector<std::pair<int64_t, int64_t>>{{40, 64},
+                                                    {2560, 2048},
+                                                    {300, 1000},
                                                     // several rows a warp; several (odd) units
                                                     // a row; a part-filled last warp
-                                                    {11264, 2048}, {2048, 5632}, {5000, 3000}}) {
+                                                    {11264, 2048},
+                                                    {2048, 5632},
+                                                    {5000, 3000}}) {
         INFO("dtype " << dtype << ", M " << M << ", N " << N << ", K " << K);
         REQUIRE(fused::linear_applies(torch::ones({1}, o), M, K));
         auto x = torch::randn({M, K}, o) * 3, w = torch::randn({N, K}, o) * 0.05;

@@ -48,8 +48,7 @@ std::pair<GreenContext, std::string> green_context(int device, int multiprocesso
   unsigned groups = 1;
   r = cuDevSmResourceSplitByCount(&share, &groups, &all, &rest, 0,
                                   static_cast<unsigned>(multiprocessors));
-  if (r != CUDA_SUCCESS || groups != 1)
-    return {{}, describe(r, "cuDevSmResourceSplitByCount")};
+  if (r != CUDA_SUCCESS || groups != 1) return {{}, describe(r, "cuDevSmResourceSplitByCount")};
   CUdevResourceDesc desc = nullptr;
   r = cuDevResourceGenerateDesc(&desc, &share, 1);
   if (r != CUDA_SUCCESS) return {{}, describe(r, "cuDevResourceGenerateDesc")};
@@ -73,7 +72,8 @@ PartitionStream create_partition_stream(int device, int multiprocessors, int pri
     return out;
   }
   CUstream stream = nullptr;
-  const CUresult r = cuGreenCtxStreamCreate(&stream, green.context, CU_STREAM_NON_BLOCKING, priority);
+  const CUresult r =
+      cuGreenCtxStreamCreate(&stream, green.context, CU_STREAM_NON_BLOCKING, priority);
   if (r != CUDA_SUCCESS) {
     out.error = describe(r, "cuGreenCtxStreamCreate");
     return out;
