@@ -387,7 +387,8 @@ void add_online_bench(CLI::App& app, bool& json) {
     // wall time (on the serving critical path between rounds).
     nlohmann::json record_share = nlohmann::json::object();
     if (shadow.ran) record_share["shadow"] = shadow.record_host_ms / (1e3 * shadow.seconds);
-    if (recording.ran) record_share["record"] = recording.record_host_ms / (1e3 * recording.seconds);
+    if (recording.ran)
+      record_share["record"] = recording.record_host_ms / (1e3 * recording.seconds);
     record_share["online"] = online.record_host_ms / (1e3 * online.seconds);
     rep.note("record_host_share", record_share);
     // Per domain: mean latency per request and acceptance, over all of the domain's requests
