@@ -221,7 +221,7 @@ void add_online_bench(CLI::App& app, bool& json) {
     std::vector<std::string> domains{"python", "c", "english"};
     int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
     double temperature = 0, lr = 1e-3, max_duty = 1.0;
-    int64_t batch = 256, min_new = 128, warmup = 2, distiller_multiprocessors = 16;
+    int64_t batch = 256, min_new = 128, warmup = 2, distiller_multiprocessors = 16, repeats = 1;
     bool routes = false, adaptive_k = false, measured_costs = false;
     std::string tsv, png, trace, online_state;
     std::vector<std::string> replays{"target", "static", "shadow", "online"};  // and "record"
@@ -270,6 +270,12 @@ void add_online_bench(CLI::App& app, bool& json) {
                   "CUDA: GPU multiprocessors the distillers train on (0 = all; "
                   "osd.online-distiller-multiprocessors)")
       ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  cmd->add_option("--repeats", o->repeats,
+                  "run static and shadow (and record) this many times, alternating, and report "
+                  "the distiller's cost per pair (mean, min, max): replays of one pair vary by "
+                  "several percent")
+      ->check(CLI::Range(1, 20))
       ->capture_default_str();
   cmd->add_option("--batch", o->batch, "records per distiller step")->capture_default_str();
   cmd->add_option("--min-new-records", o->min_new, "new records per update")->capture_default_str();
@@ -332,13 +338,32 @@ void add_online_bench(CLI::App& app, bool& json) {
     if (wanted("static"))
       fixed = replay(base(true, false, false), w, o->concurrency, o->new_tokens, o->temperature,
                      o->routes, o->warmup);
+    auto recording_options = base(true, true, true);
+    recording_options.online.min_new_records = int64_t{1} << 40;  // records kept, never trained on
     if (wanted("shadow"))
       shadow = replay(base(true, true, true), w, o->concurrency, o->new_tokens, o->temperature,
                       o->routes, o->warmup);
-    if (wanted("record")) {
-      auto r = base(true, true, true);
-      r.online.min_new_records = int64_t{1} << 40;  // records are kept, never trained on
-      recording = replay(r, w, o->concurrency, o->new_tokens, o->temperature, o->routes, o->warmup);
+    if (wanted("record"))
+      recording = replay(recording_options, w, o->concurrency, o->new_tokens, o->temperature,
+                         o->routes, o->warmup);
+    // Further static / shadow / record pairs, alternating: the cost of each pair.
+    std::vector<double> shadow_costs, record_costs;
+    auto cost = [](const RunResult& with, const RunResult& without) {
+      return 1.0 - with.tokens_per_s / without.tokens_per_s;
+    };
+    if (fixed.ran && shadow.ran) shadow_costs.push_back(cost(shadow, fixed));
+    if (fixed.ran && recording.ran) record_costs.push_back(cost(recording, fixed));
+    for (int64_t i = 1; i < o->repeats && fixed.ran && (shadow.ran || recording.ran); ++i) {
+      auto again = replay(base(true, false, false), w, o->concurrency, o->new_tokens,
+                          o->temperature, o->routes, o->warmup);
+      if (shadow.ran)
+        shadow_costs.push_back(cost(replay(base(true, true, true), w, o->concurrency, o->new_tokens,
+                                           o->temperature, o->routes, o->warmup),
+                                    again));
+      if (recording.ran)
+        record_costs.push_back(cost(replay(recording_options, w, o->concurrency, o->new_tokens,
+                                           o->temperature, o->routes, o->warmup),
+                                    again));
     }
     auto online_options = base(true, true, false);
     online_options.online.state_dir = o->online_state;
@@ -378,6 +403,16 @@ void add_online_bench(CLI::App& app, bool& json) {
       rep.note("speedup_online", online.tokens_per_s / plain.tokens_per_s);
     }
     if (shadow.ran) rep.note("distiller_overhead", 1.0 - shadow.tokens_per_s / fixed.tokens_per_s);
+    auto spread = [](const std::vector<double>& v) {
+      double sum = 0;
+      for (double x : v) sum += x;
+      return nlohmann::json{{"mean", sum / static_cast<double>(v.size())},
+                            {"min", *std::min_element(v.begin(), v.end())},
+                            {"max", *std::max_element(v.begin(), v.end())},
+                            {"pairs", v.size()}};
+    };
+    if (shadow_costs.size() > 1) rep.note("distiller_overhead_pairs", spread(shadow_costs));
+    if (record_costs.size() > 1) rep.note("recording_overhead_pairs", spread(record_costs));
     if (recording.ran) {  // recording alone, and what training adds on top of it
       nlohmann::json parts = {{"recording", 1.0 - recording.tokens_per_s / fixed.tokens_per_s}};
       if (shadow.ran) parts["training"] = 1.0 - shadow.tokens_per_s / recording.tokens_per_s;
@@ -442,6 +477,7 @@ void add_online_bench(CLI::App& app, bool& json) {
               {"lr", o->lr},
               {"max_duty", o->max_duty},
               {"distiller_multiprocessors", o->distiller_multiprocessors},
+              {"repeats", o->repeats},
               {"online_state", o->online_state},
               {"device", o->device == "cpu" ? std::string("cpu")
                                             : torch_cuda_device_name(c10::Device(o->device))},
