@@ -53,9 +53,9 @@ struct OnlineOptions {
   // On CUDA: the distillers' kernels run on this many of the GPU's multiprocessors only (a green
   // context, CUDA 12.5+; the driver rounds up to its granularity), leaving the rest to serving.
   // 0: they share the whole GPU. Where green contexts are missing, the whole GPU, with a warning.
-  // 16 of an H100's 132 (docs/RESULTS.md, runs 22-23): the distiller cost 4.6-7.8% of throughput
-  // at concurrency 16 instead of 31-37%, and adapted more slowly (english +0.26-0.28 acceptance
-  // in 300 requests instead of +0.38).
+  // 16 of an H100's 132 (docs/RESULTS.md, runs 22-24): the distiller cost 4.6-13.2% of
+  // throughput at concurrency 16 (mean 9.2%) instead of 31-37%, and adapted more slowly (english
+  // +0.26-0.29 acceptance in 300 requests instead of +0.38).
   int64_t distiller_multiprocessors = 16;
   double guard_margin = -0.01;       // publish unless held-out acceptance drops by more (< 0: must gain that much)
   double rollback_margin = 0.05;     // roll the trainable copy back when it drops by more than this
