@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# osd-bench online as a user runs it, on tiny random presets: the table, the --json line with the
+# distiller's cost split into recording and training and reported per static/shadow pair
+# (--repeats), and clear errors for absurd arguments.
+# Usage: bench_online_cli.sh BUILD_DIR
+set -euo pipefail
+build=$1
+bench="$build/osd-bench"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+for d in alpha beta; do
+  for i in 1 2 3; do
+    echo "{\"domain\": \"$d\", \"prompt\": \"$d prompt number $i, some text to continue\"}"
+  done > "$dir/$d.prompts.jsonl"
+done
+args=(--target tiny --draft tiny --corpora "$dir" --domains alpha beta --requests 3 --window 3
+      --concurrency 2 --new-tokens 6 --warmup 0)
+"$bench" online "${args[@]}" --replays static shadow record online --repeats 2 --json \
+  > "$dir/out.txt" 2>"$dir/err.txt" || { cat "$dir/err.txt"; exit 1; }
+grep -q "static acc" "$dir/out.txt" || { cat "$dir/out.txt"; exit 1; }
+tail -1 "$dir/out.txt" | python3 -c '
+import json, sys
+n = json.loads(sys.stdin.read())["notes"]
+assert n["distiller_overhead_pairs"]["pairs"] == 2, n["distiller_overhead_pairs"]
+assert n["recording_overhead_pairs"]["pairs"] == 2, n
+p = n["distiller_overhead_pairs"]
+assert p["min"] <= p["mean"] <= p["max"], p
+assert set(n["distiller_overhead_parts"]) == {"recording", "training"}, n["distiller_overhead_parts"]
+assert n["tokens_per_s_record"] > 0, n
+assert n["workload"]["repeats"] == 2 and n["workload"]["distiller_multiprocessors"] == 16, n["workload"]'
+fails() {  # fails MESSAGE ARGS...: exit != 0 and MESSAGE on stderr
+  local want=$1; shift
+  if "$bench" online "${args[@]}" "$@" >"$dir/out.txt" 2>"$dir/err.txt"; then
+    echo "accepted: $*"; exit 1
+  fi
+  grep -q -- "$want" "$dir/err.txt" || { echo "no '$want' for: $*"; cat "$dir/err.txt"; exit 1; }
+}
+fails "repeats" --repeats 0
+fails "distiller-multiprocessors" --distiller-multiprocessors -1
+fails "must include static and online" --replays shadow online
+echo "bench online cli: ok"
