@@ -296,6 +296,15 @@ void add_online_bench(CLI::App& app, bool& json) {
                   "write the online replay's Chrome trace here (host and CUDA-event tracks)");
   cmd->add_option("--png", o->png, "plot acceptance per window here (gnuplot; needs --tsv)");
   cmd->callback([o, &json] {
+    // Checked before anything runs: a wrong list used to fail after the replays it named.
+    for (const auto& r : o->replays)
+      if (r != "target" && r != "static" && r != "shadow" && r != "record" && r != "online")
+        throw Error("--replays: unknown replay '" + r + "' (target static shadow record online)");
+    auto named = [&](const char* name) {
+      return std::find(o->replays.begin(), o->replays.end(), name) != o->replays.end();
+    };
+    if (!named("static") || !named("online"))
+      throw Error("--replays must include static and online (acceptance is compared)");
     auto w = load_workload(o->corpora, o->domains, o->requests, o->skip);
     std::string err;
     auto target = load_model({o->target, o->device, o->dtype, 0}, ModelRole::target, &err);
@@ -370,8 +379,6 @@ void add_online_bench(CLI::App& app, bool& json) {
     if (wanted("online"))
       online = replay(online_options, w, o->concurrency, o->new_tokens, o->temperature, o->routes,
                       o->warmup, o->trace);
-    if (!fixed.ran || !online.ran)
-      throw Error("--replays must include static and online (acceptance is compared)");
 
     Report rep("online", {"requests", "domain", "static acc", "online acc", "gain"});
     std::ofstream tsv;
