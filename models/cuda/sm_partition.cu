@@ -10,13 +10,13 @@
 namespace osd::cuda_kernels {
 namespace {
 
+#if CUDA_VERSION >= 12050
 std::string describe(CUresult r, const char* call) {
   const char* text = nullptr;
   cuGetErrorString(r, &text);
   return std::string(call) + ": " + (text ? text : "unknown CUDA driver error");
 }
 
-#if CUDA_VERSION >= 12050
 struct GreenContext {
   CUgreenCtx context = nullptr;
   int multiprocessors = 0;

@@ -300,10 +300,10 @@ void add_online_bench(CLI::App& app, bool& json) {
     for (const auto& r : o->replays)
       if (r != "target" && r != "static" && r != "shadow" && r != "record" && r != "online")
         throw Error("--replays: unknown replay '" + r + "' (target static shadow record online)");
-    auto named = [&](const char* name) {
+    auto wanted = [&](const char* name) {
       return std::find(o->replays.begin(), o->replays.end(), name) != o->replays.end();
     };
-    if (!named("static") || !named("online"))
+    if (!wanted("static") || !wanted("online"))
       throw Error("--replays must include static and online (acceptance is compared)");
     auto w = load_workload(o->corpora, o->domains, o->requests, o->skip);
     std::string err;
@@ -339,46 +339,38 @@ void add_online_bench(CLI::App& app, bool& json) {
       r.online.record_all_positions = true;
       return r;
     };
-    auto wanted = [&](const char* name) { return std::find(o->replays.begin(), o->replays.end(), name) != o->replays.end(); };
+    auto run = [&](const RuntimeOptions& options, const std::string& trace = "") {
+      return replay(options, w, o->concurrency, o->new_tokens, o->temperature, o->routes, o->warmup,
+                    trace);
+    };
+    // Each replay gets drafts loaded afresh (base() loads them).
+    auto static_options = [&] { return base(true, false, false); };
+    auto shadow_options = [&] { return base(true, true, true); };
+    auto recording_options = [&] {
+      auto r = base(true, true, true);
+      r.online.min_new_records = int64_t{1} << 40;  // records are kept, never trained on
+      return r;
+    };
     RunResult plain, fixed, shadow, recording, online;
-    if (wanted("target"))
-      plain = replay(base(false, false, false), w, o->concurrency, o->new_tokens, o->temperature,
-                     o->routes, o->warmup);
-    if (wanted("static"))
-      fixed = replay(base(true, false, false), w, o->concurrency, o->new_tokens, o->temperature,
-                     o->routes, o->warmup);
-    auto recording_options = base(true, true, true);
-    recording_options.online.min_new_records = int64_t{1} << 40;  // records kept, never trained on
-    if (wanted("shadow"))
-      shadow = replay(base(true, true, true), w, o->concurrency, o->new_tokens, o->temperature,
-                      o->routes, o->warmup);
-    if (wanted("record"))
-      recording = replay(recording_options, w, o->concurrency, o->new_tokens, o->temperature,
-                         o->routes, o->warmup);
+    if (wanted("target")) plain = run(base(false, false, false));
+    fixed = run(static_options());  // static and online always run (checked above)
+    if (wanted("shadow")) shadow = run(shadow_options());
+    if (wanted("record")) recording = run(recording_options());
     // Further static / shadow / record pairs, alternating: the cost of each pair.
     std::vector<double> shadow_costs, record_costs;
     auto cost = [](const RunResult& with, const RunResult& without) {
       return 1.0 - with.tokens_per_s / without.tokens_per_s;
     };
-    if (fixed.ran && shadow.ran) shadow_costs.push_back(cost(shadow, fixed));
-    if (fixed.ran && recording.ran) record_costs.push_back(cost(recording, fixed));
-    for (int64_t i = 1; i < o->repeats && fixed.ran && (shadow.ran || recording.ran); ++i) {
-      auto again = replay(base(true, false, false), w, o->concurrency, o->new_tokens,
-                          o->temperature, o->routes, o->warmup);
-      if (shadow.ran)
-        shadow_costs.push_back(cost(replay(base(true, true, true), w, o->concurrency, o->new_tokens,
-                                           o->temperature, o->routes, o->warmup),
-                                    again));
-      if (recording.ran)
-        record_costs.push_back(cost(replay(recording_options, w, o->concurrency, o->new_tokens,
-                                           o->temperature, o->routes, o->warmup),
-                                    again));
+    if (shadow.ran) shadow_costs.push_back(cost(shadow, fixed));
+    if (recording.ran) record_costs.push_back(cost(recording, fixed));
+    for (int64_t i = 1; i < o->repeats && (shadow.ran || recording.ran); ++i) {
+      auto again = run(static_options());
+      if (shadow.ran) shadow_costs.push_back(cost(run(shadow_options()), again));
+      if (recording.ran) record_costs.push_back(cost(run(recording_options()), again));
     }
     auto online_options = base(true, true, false);
     online_options.online.state_dir = o->online_state;
-    if (wanted("online"))
-      online = replay(online_options, w, o->concurrency, o->new_tokens, o->temperature, o->routes,
-                      o->warmup, o->trace);
+    online = run(online_options, o->trace);
 
     Report rep("online", {"requests", "domain", "static acc", "online acc", "gain"});
     std::ofstream tsv;
@@ -409,7 +401,7 @@ void add_online_bench(CLI::App& app, bool& json) {
       rep.note("speedup_static", fixed.tokens_per_s / plain.tokens_per_s);
       rep.note("speedup_online", online.tokens_per_s / plain.tokens_per_s);
     }
-    if (shadow.ran) rep.note("distiller_overhead", 1.0 - shadow.tokens_per_s / fixed.tokens_per_s);
+    if (shadow.ran) rep.note("distiller_overhead", shadow_costs.front());
     auto spread = [](const std::vector<double>& v) {
       double sum = 0;
       for (double x : v) sum += x;
@@ -421,8 +413,8 @@ void add_online_bench(CLI::App& app, bool& json) {
     if (shadow_costs.size() > 1) rep.note("distiller_overhead_pairs", spread(shadow_costs));
     if (record_costs.size() > 1) rep.note("recording_overhead_pairs", spread(record_costs));
     if (recording.ran) {  // recording alone, and what training adds on top of it
-      nlohmann::json parts = {{"recording", 1.0 - recording.tokens_per_s / fixed.tokens_per_s}};
-      if (shadow.ran) parts["training"] = 1.0 - shadow.tokens_per_s / recording.tokens_per_s;
+      nlohmann::json parts = {{"recording", record_costs.front()}};
+      if (shadow.ran) parts["training"] = cost(shadow, recording);
       rep.note("distiller_overhead_parts", parts);
     }
     // The verifier's host time for distillation records, as a share of each learning replay's
