@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <string>
 
 #include "models/device_stream.hpp"
@@ -25,8 +26,13 @@ struct DecodeGraph::Impl {
   at::cuda::CUDAGraph graph;
   at::Tensor tokens, lens, slots, logits;  // static buffers the graph reads and writes
 };
+struct GreedyDraftGraph::Impl {
+  at::cuda::CUDAGraph graph;
+  at::Tensor first, last, lens, slots, drafts;  // static buffers the graph reads and writes
+};
 #else
 struct DecodeGraph::Impl {};
+struct GreedyDraftGraph::Impl {};
 #endif
 
 bool DecodeGraph::available() {
@@ -43,36 +49,20 @@ int64_t graph_span(int64_t needed, int64_t max_len) {
   return std::min(span, max_len);
 }
 
-DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int64_t tokens_per_row,
-                         int64_t span)
-    : cache_(cache),
-      batch_(batch),
-      tokens_(tokens_per_row),
-      span_(span > 0 ? std::min(span, cache.max_len()) : cache.max_len()) {
 #ifdef OSD_HAVE_CUDA_GRAPHS
-  if (!model.device().is_cuda() || cache.device() != model.device())
-    throw Error("DecodeGraph: the model and its cache must be on one CUDA device");
-  if (batch < 1 || batch > cache.num_slots() || tokens_per_row < 1 || tokens_per_row > span_)
-    throw Error("DecodeGraph: batch " + std::to_string(batch) + " x " +
-                std::to_string(tokens_per_row) + " tokens does not fit a cache of " +
-                std::to_string(cache.num_slots()) + " x " + std::to_string(cache.max_len()) +
-                " with a span of " + std::to_string(span_));
-  torch::NoGradGuard no_grad;
-  impl_ = std::make_unique<Impl>();
-  auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
-  impl_->tokens = torch::zeros({batch, tokens_per_row}, i64);
-  // Warm-up runs write the span's last T positions of slots 0..B-1: saved here, restored below.
-  const int64_t at = span_ - tokens_per_row;
-  impl_->lens = torch::full({batch}, at, i64);
-  impl_->slots = torch::arange(batch, i64);
+namespace {
+// Captures `body` (cached steps of `model` that write positions at .. at + width - 1 of slots
+// 0 .. batch - 1) into `graph` after two warm-up runs of it, and restores what the cache held
+// there. Captures on the caller's stream when it is an actor's own (nothing else queues work
+// there); from the default stream (tests, SpecDecoder) on a stream made for the capture.
+void capture_steps(at::cuda::CUDAGraph& graph, Transformer& model, KVCache& cache, int64_t batch,
+                   int64_t at, int64_t width, const std::function<void()>& body) {
   std::vector<at::Tensor> saved;
   for (int64_t l = 0; l < cache.num_layers(); ++l) {
-    saved.push_back(cache.keys(l).narrow(0, 0, batch).narrow(1, at, tokens_per_row).clone());
-    saved.push_back(cache.values(l).narrow(0, 0, batch).narrow(1, at, tokens_per_row).clone());
+    saved.push_back(cache.keys(l).narrow(0, 0, batch).narrow(1, at, width).clone());
+    saved.push_back(cache.values(l).narrow(0, 0, batch).narrow(1, at, width).clone());
   }
   c10::cuda::CUDAGuard device_guard(model.device());
-  // Capture on the caller's stream when it is an actor's own (nothing else queues work there);
-  // from the default stream (tests, SpecDecoder) on a stream made for the capture.
   std::unique_ptr<ActorStream> own;
   if (c10::cuda::getCurrentCUDAStream() ==
       c10::cuda::getDefaultCUDAStream(model.device().index())) {
@@ -82,15 +72,14 @@ DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int6
   auto capture = [&] {
     auto stream = c10::cuda::getCurrentCUDAStream();
     // Warm-up on the capture stream (allocator, cuBLAS handles, attention plans), then capture.
-    for (int i = 0; i < 2; ++i)
-      model.step_static(impl_->tokens, impl_->lens, impl_->slots, cache, span_);
+    for (int i = 0; i < 2; ++i) body();
     stream.synchronize();
-    impl_->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
-    impl_->logits = model.step_static(impl_->tokens, impl_->lens, impl_->slots, cache, span_);
-    impl_->graph.capture_end();
+    graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+    body();
+    graph.capture_end();
     for (int64_t l = 0; l < cache.num_layers(); ++l) {
-      cache.keys(l).narrow(0, 0, batch).narrow(1, at, tokens_per_row).copy_(saved[2 * l]);
-      cache.values(l).narrow(0, 0, batch).narrow(1, at, tokens_per_row).copy_(saved[2 * l + 1]);
+      cache.keys(l).narrow(0, 0, batch).narrow(1, at, width).copy_(saved[2 * l]);
+      cache.values(l).narrow(0, 0, batch).narrow(1, at, width).copy_(saved[2 * l + 1]);
     }
     stream.synchronize();
   };
@@ -98,6 +87,41 @@ DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int6
     own->run_on(capture);
   else
     capture();
+}
+}  // namespace
+#endif
+
+// The checks both graphs make before capturing `width` positions a row within `span`.
+static void check_capture(const Transformer& model, const KVCache& cache, const char* what,
+                          int64_t batch, int64_t width, int64_t span) {
+  if (!model.device().is_cuda() || cache.device() != model.device())
+    throw Error(std::string(what) + ": the model and its cache must be on one CUDA device");
+  if (batch < 1 || batch > cache.num_slots() || width < 1 || width > span)
+    throw Error(std::string(what) + ": batch " + std::to_string(batch) + " x " +
+                std::to_string(width) + " positions does not fit a cache of " +
+                std::to_string(cache.num_slots()) + " x " + std::to_string(cache.max_len()) +
+                " with a span of " + std::to_string(span));
+}
+
+DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int64_t tokens_per_row,
+                         int64_t span)
+    : cache_(cache),
+      batch_(batch),
+      tokens_(tokens_per_row),
+      span_(span > 0 ? std::min(span, cache.max_len()) : cache.max_len()) {
+#ifdef OSD_HAVE_CUDA_GRAPHS
+  check_capture(model, cache, "DecodeGraph", batch, tokens_per_row, span_);
+  torch::NoGradGuard no_grad;
+  impl_ = std::make_unique<Impl>();
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
+  impl_->tokens = torch::zeros({batch, tokens_per_row}, i64);
+  // Warm-up runs write the span's last T positions of slots 0..B-1 (restored after the capture).
+  const int64_t at = span_ - tokens_per_row;
+  impl_->lens = torch::full({batch}, at, i64);
+  impl_->slots = torch::arange(batch, i64);
+  capture_steps(impl_->graph, model, cache, batch, at, tokens_per_row, [&] {
+    impl_->logits = model.step_static(impl_->tokens, impl_->lens, impl_->slots, cache, span_);
+  });
 #else
   (void)model;
   throw Error("DecodeGraph: this build has no CUDA graphs (CPU libtorch)");
@@ -140,6 +164,95 @@ at::Tensor DecodeGraph::step(const at::Tensor& tokens, const std::vector<int64_t
 #endif
 }
 
+GreedyDraftGraph::GreedyDraftGraph(Transformer& model, KVCache& cache, int64_t batch,
+                                   int64_t first_tokens, int64_t steps, int64_t span)
+    : cache_(cache),
+      batch_(batch),
+      first_(first_tokens),
+      steps_(steps),
+      span_(span > 0 ? std::min(span, cache.max_len()) : cache.max_len()) {
+#ifdef OSD_HAVE_CUDA_GRAPHS
+  if (first_tokens < 1 || steps < 1)
+    throw Error("GreedyDraftGraph: a first chunk of " + std::to_string(first_tokens) + " and " +
+                std::to_string(steps) + " steps");
+  const int64_t width = first_tokens + steps - 1;  // positions a row writes
+  check_capture(model, cache, "GreedyDraftGraph", batch, width, span_);
+  torch::NoGradGuard no_grad;
+  impl_ = std::make_unique<Impl>();
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
+  const int64_t at = span_ - width;  // warm-up runs write there (restored after the capture)
+  impl_->first = torch::zeros({batch, first_tokens}, i64);
+  impl_->last = torch::full({batch}, first_tokens - 1, i64);
+  impl_->lens = torch::full({batch}, at, i64);
+  impl_->slots = torch::arange(batch, i64);
+  impl_->drafts = torch::zeros({batch, steps}, i64);
+  const int64_t V = model.config().vocab_size;
+  capture_steps(impl_->graph, model, cache, batch, at, width, [&] {
+    auto& m = *impl_;
+    auto full = model.step_static(m.first, m.lens, m.slots, cache, span_);           // [B, T0, V]
+    auto logits = full.gather(1, m.last.view({batch, 1, 1}).expand({batch, 1, V}));  // [B, 1, V]
+    auto drawn = logits.squeeze(1).argmax(-1);                                       // [B]
+    m.drafts.select(1, 0).copy_(drawn);
+    auto lens = m.lens + m.last + 1;  // [B]: past each row's real chunk
+    for (int64_t j = 1; j < steps; ++j) {
+      auto step =
+          model.step_static(drawn.view({batch, 1}), lens, m.slots, cache, span_);  // [B,1,V]
+      drawn = step.squeeze(1).argmax(-1);
+      m.drafts.select(1, j).copy_(drawn);
+      if (j + 1 < steps) lens = lens + 1;
+    }
+  });
+#else
+  (void)model;
+  throw Error("GreedyDraftGraph: this build has no CUDA graphs (CPU libtorch)");
+#endif
+}
+
+GreedyDraftGraph::~GreedyDraftGraph() = default;
+
+at::Tensor GreedyDraftGraph::run(const std::vector<std::vector<int64_t>>& chunks,
+                                 const std::vector<int64_t>& slots) {
+#ifdef OSD_HAVE_CUDA_GRAPHS
+  if (static_cast<int64_t>(slots.size()) != batch_ || chunks.size() != slots.size())
+    throw Error("GreedyDraftGraph::run: " + std::to_string(slots.size()) + " slots and " +
+                std::to_string(chunks.size()) + " chunks for a graph of batch " +
+                std::to_string(batch_));
+  const int64_t width = first_ + steps_ - 1;
+  cache_.check_append(slots, width);
+  // The inputs as one queued host-to-device copy: first [B, T0] (right-padded), lens, last, slots.
+  std::vector<int64_t> packed(batch_ * (first_ + 3), 0), commit(batch_);
+  for (int64_t i = 0; i < batch_; ++i) {
+    const auto n = static_cast<int64_t>(chunks[i].size());
+    if (n < 1 || n > first_)
+      throw Error("GreedyDraftGraph::run: a chunk of " + std::to_string(n) +
+                  " tokens outside [1, " + std::to_string(first_) + "]");
+    const int64_t len = cache_.length(slots[i]);
+    if (len + width > span_)
+      throw Error("GreedyDraftGraph::run: slot " + std::to_string(slots[i]) + " holds " +
+                  std::to_string(len) + " positions; " + std::to_string(width) +
+                  " more pass the graph's span of " + std::to_string(span_));
+    std::copy(chunks[i].begin(), chunks[i].end(), packed.begin() + i * first_);
+    packed[batch_ * first_ + i] = len;
+    packed[batch_ * (first_ + 1) + i] = n - 1;
+    packed[batch_ * (first_ + 2) + i] = slots[i];
+    commit[i] = n + steps_ - 1;
+  }
+  auto host = torch::tensor(packed, torch::kInt64).pin_memory();
+  auto dev = host.to(impl_->lens.device(), /*non_blocking=*/true);
+  impl_->first.copy_(dev.narrow(0, 0, batch_ * first_).view({batch_, first_}));
+  impl_->lens.copy_(dev.narrow(0, batch_ * first_, batch_));
+  impl_->last.copy_(dev.narrow(0, batch_ * (first_ + 1), batch_));
+  impl_->slots.copy_(dev.narrow(0, batch_ * (first_ + 2), batch_));
+  impl_->graph.replay();
+  cache_.commit(slots, commit);
+  return impl_->drafts;
+#else
+  (void)chunks;
+  (void)slots;
+  throw Error("GreedyDraftGraph: this build has no CUDA graphs");
+#endif
+}
+
 GraphCache::GraphCache(Transformer& model, KVCache& cache) : model_(&model), cache_(cache) {
   const char* env = std::getenv("OSD_CUDA_GRAPHS");
   enabled_ = DecodeGraph::available() && model.device().is_cuda() && !(env && std::string(env) == "0");
@@ -161,8 +274,27 @@ at::Tensor GraphCache::forward(const at::Tensor& tokens, const std::vector<int64
   return keep ? logits.clone() : logits;
 }
 
+at::Tensor GraphCache::draft_greedy(const std::vector<std::vector<int64_t>>& chunks,
+                                    const std::vector<int64_t>& slots, int64_t steps) {
+  if (!enabled_) throw Error("GraphCache::draft_greedy: CUDA graphs are off");
+  const auto B = static_cast<int64_t>(chunks.size());
+  int64_t T0 = 1;
+  for (const auto& c : chunks) T0 = std::max<int64_t>(T0, static_cast<int64_t>(c.size()));
+  int64_t needed = T0 + steps - 1;
+  for (auto s : slots) needed = std::max(needed, cache_.length(s) + T0 + steps - 1);
+  const auto key = std::make_tuple(B, T0, steps, graph_span(needed, cache_.max_len()));
+  auto it = drafts_.find(key);
+  if (it == drafts_.end())
+    it = drafts_
+             .emplace(key, std::make_unique<GreedyDraftGraph>(*model_, cache_, B, T0, steps,
+                                                              std::get<3>(key)))
+             .first;
+  return it->second->run(chunks, slots);
+}
+
 void GraphCache::reset(Transformer& model) {
   graphs_.clear();
+  drafts_.clear();
   model_ = &model;
   enabled_ = enabled_ && model.device().is_cuda();
 }

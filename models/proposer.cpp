@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <string>
 
 #include "models/error.hpp"
 #include "models/tensor_util.hpp"
@@ -75,8 +77,24 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
   // (gathered there), and the host reads the tokens once, after the last step. Each row's draft
   // randomness is drawn on the host up front, in the order the steps consume it.
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(dev);
-  auto tokens_dev = torch::zeros({B, K}, i64);  // [B, K]
-  for (int64_t j = 0; j < K; ++j) {
+  at::Tensor tokens_dev;  // [B, K]
+  const bool one_graph = all_greedy && greedy_graph_fits(rows, k);
+  if (one_graph) {
+    // Every row drafts K greedily: the K steps are one CUDA graph (GreedyDraftGraph). The rows'
+    // generators advance as the step-by-step loop advances them.
+    std::vector<std::vector<int64_t>> chunks;
+    std::vector<int64_t> slots;
+    for (auto* r : rows) {
+      for (int64_t j = 0; j < K; ++j) r->rng.uniform();
+      chunks.push_back(r->pending);
+      slots.push_back(r->slot);
+    }
+    tokens_dev = graphs_.draft_greedy(chunks, slots, K).clone();  // the graph's buffer is reused
+    out.draft_steps += K;
+  } else {
+    tokens_dev = torch::zeros({B, K}, i64);
+  }
+  for (int64_t j = 0; j < K && !one_graph; ++j) {
     std::vector<int64_t> active, slots, lens;
     for (int64_t i = 0; i < B; ++i)
       if (k[i] > j) active.push_back(i);
@@ -152,6 +170,20 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
+}
+
+bool DraftProposer::greedy_graph_fits(const std::vector<Seq*>& rows,
+                                      const std::vector<int64_t>& k) const {
+  const char* env = std::getenv("OSD_GREEDY_DRAFT_GRAPH");  // read per proposal (tests flip it)
+  if ((env && std::string(env) == "0") || !graphs_.enabled() || rows.empty() || k.front() < 1)
+    return false;
+  int64_t first = 1;
+  for (auto* r : rows) first = std::max<int64_t>(first, static_cast<int64_t>(r->pending.size()));
+  if (first > 2) return false;  // longer chunks (after rounds with k = 0) go step by step
+  const int64_t limit = std::min(cache_.max_len(), draft_->config().max_position_embeddings);
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (k[i] != k.front() || cache_.length(rows[i]->slot) + first + k[i] - 1 > limit) return false;
+  return true;
 }
 
 void DraftProposer::commit(const Verdict& v) {

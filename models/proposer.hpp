@@ -64,6 +64,10 @@ class DraftProposer {
   };
   void refresh(Seq& s);
   void refresh_all();
+  // Whether this proposal's steps can run as one GreedyDraftGraph: graphs on, every row drafting
+  // the same k >= 1 from a pending chunk of at most 2 tokens with room for the padded chunk.
+  // OSD_GREEDY_DRAFT_GRAPH=0 turns it off (step-by-step graphs, for comparisons).
+  bool greedy_graph_fits(const std::vector<Seq*>& rows, const std::vector<int64_t>& k) const;
   int64_t refreshes_ = 0;
   std::shared_ptr<Transformer> draft_;
   KVCache cache_;

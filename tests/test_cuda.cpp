@@ -11,6 +11,7 @@
 #include "models/decode_graph.hpp"
 #include "models/device_stream.hpp"
 #include "models/fused_ops.hpp"
+#include "models/proposer.hpp"
 #include "models/rope.hpp"
 #include "models/sampling.hpp"
 #include "models/spec_decoder.hpp"
@@ -169,6 +170,83 @@ TEST_CASE("CUDA graph decode step equals the eager decode step, ragged slots", "
   CHECK(graph_cache.length(3) == 17);
   CHECK_THROWS_WITH(short_graph.step(tok, slots), Catch::Contains("span of 18"));
   CHECK(graph_cache.length(3) == 17);
+}
+
+TEST_CASE("greedy drafting as one graph drafts what step-by-step graphs draft", "[cuda]") {
+  OSD_REQUIRE_CUDA();
+  if (!DecodeGraph::available()) {
+    WARN("no CUDA graphs in this build: skipped");
+    return;
+  }
+  // Two proposers on one fp32 draft: one drafts k tokens step by step (a graph a step), the other
+  // as one GreedyDraftGraph. Rounds accept 0..k drafts (k accepted leaves two pending tokens, so
+  // the first chunks are ragged), and both must draft the same tokens every round.
+  auto draft = osd::test::peaked_model(osd::test::tiny_config(256, 64, 2), 5);
+  const c10::Device cuda("cuda");
+  auto a = draft->clone(cuda, torch::kFloat32), b = draft->clone(cuda, torch::kFloat32);
+  DraftProposer stepwise(a, 4, 96), graphed(b, 4, 96);
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  const std::vector<SeqId> ids = {7, 9};
+  auto p0 = random_tokens(1, 11, 256, 3), p1 = random_tokens(1, 6, 256, 4);
+  for (auto* p : {&stepwise, &graphed}) {
+    p->add(7, std::vector<int64_t>(p0.data_ptr<int64_t>(), p0.data_ptr<int64_t>() + 11), greedy);
+    p->add(9, std::vector<int64_t>(p1.data_ptr<int64_t>(), p1.data_ptr<int64_t>() + 6), greedy);
+  }
+  auto propose = [&](DraftProposer& p, bool one_graph, int64_t k) {
+    if (one_graph)
+      unsetenv("OSD_GREEDY_DRAFT_GRAPH");
+    else
+      setenv("OSD_GREEDY_DRAFT_GRAPH", "0", 1);
+    auto out = p.propose(ids, {k, k});
+    unsetenv("OSD_GREEDY_DRAFT_GRAPH");
+    return out;
+  };
+  int same = 0, rounds = 0, two_pending = 0;
+  for (int round = 0; round < 12; ++round) {
+    const int64_t k = 2 + round % 3;
+    auto s = propose(stepwise, false, k), g = propose(graphed, true, k);
+    ++rounds;
+    same += s.host_tokens == g.host_tokens;
+    CHECK(torch::equal(s.tokens.cpu(), g.tokens.cpu()));
+    CHECK(torch::equal(s.probs.cpu(), g.probs.cpu()));
+    CHECK(g.draft_steps == k);
+    // Row 0 accepts round % (k + 1) drafts, row 1 all of them every other round.
+    const std::vector<int64_t> accept = {round % (k + 1), round % 2 == 0 ? k : 1};
+    for (size_t i = 0; i < ids.size(); ++i) {
+      Verdict v{ids[i], k, accept[i], {}};
+      v.emitted.assign(s.host_tokens[i].begin(), s.host_tokens[i].begin() + accept[i]);
+      v.emitted.push_back((round * 31 + static_cast<int64_t>(i) * 7) % 256);
+      two_pending += accept[i] == k;
+      stepwise.commit(v);
+      graphed.commit(v);
+    }
+  }
+  CHECK(same == rounds);
+  CHECK(two_pending >= 6);  // ragged first chunks were drafted
+  WARN("greedy draft graph: " << same << " of " << rounds << " rounds drafted the same tokens");
+}
+
+TEST_CASE("a greedy draft graph refuses chunks and lengths it was not captured for", "[cuda]") {
+  OSD_REQUIRE_CUDA();
+  if (!DecodeGraph::available()) {
+    WARN("no CUDA graphs in this build: skipped");
+    return;
+  }
+  auto cfg = *ModelConfig::preset("tiny");
+  Transformer gpu(cfg, 3, c10::Device("cuda"));
+  auto cache = gpu.make_cache(2, 64);
+  GreedyDraftGraph graph(gpu, cache, 1, 2, 3, 20);  // chunks of <= 2, 3 steps, span 20
+  const int64_t slot = cache.allocate_slot();
+  gpu.forward(random_tokens(1, 14, 256, 2), {slot}, cache);
+  CHECK_THROWS_WITH(graph.run({{1, 2, 3}}, {slot}), Catch::Contains("outside [1, 2]"));
+  CHECK_THROWS_WITH(graph.run({{1}, {2}}, {slot, 1}), Catch::Contains("batch 1"));
+  auto drafts = graph.run({{5, 6}}, {slot});  // 14 + 2 + 2 = 18 <= 20
+  CHECK(drafts.sizes() == torch::IntArrayRef({1, 3}));
+  CHECK(cache.length(slot) == 18);
+  CHECK_THROWS_WITH(graph.run({{5}}, {slot}), Catch::Contains("span of 20"));
+  CHECK(cache.length(slot) == 18);  // refused before anything ran
+  CHECK_THROWS_WITH(GreedyDraftGraph(gpu, cache, 1, 2, 0, 20), Catch::Contains("0 steps"));
 }
 
 TEST_CASE("graph spans: powers of two from 256, at most the cache", "[streams]") {
