@@ -25,7 +25,8 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
                       DrafterOptions opt) {
   self->state.version = opt.version;
   self->state.stream =
-      std::make_unique<ActorStream>(draft->device(), ActorStream::Priority::serving);
+      std::make_unique<ActorStream>(draft->device(), ActorStream::Priority::serving,
+                                    opt.beside_multiprocessors, ActorStream::Side::rest);
   self->state.timeline = std::make_unique<GpuTimeline>(
       opt.trace ? draft->device() : c10::Device(c10::kCPU), "drafter");
   self->state.stream->run_on(

@@ -24,6 +24,9 @@ struct DrafterOptions {
   int64_t fail_on_proposal = -1;  // tests: throw (uncaught) on this proposal, 1-based; -1 never
   int64_t version = 0;            // version of the weights it starts with
   bool trace = false;             // record CUDA events per proposal (GPU trace)
+  // CUDA: draft on the GPU's multiprocessors outside the distillers' share of this many (the rest
+  // of their green-context split); 0: the whole GPU.
+  int beside_multiprocessors = 0;
 };
 
 caf::actor spawn_drafter(caf::actor_system& sys, std::shared_ptr<Transformer> draft, DrafterOptions opt);

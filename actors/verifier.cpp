@@ -14,6 +14,7 @@
 #include "models/rejection_sampler.hpp"
 #include "models/scorer.hpp"
 #include "models/stop_conditions.hpp"
+#include "runtime/logging/log.hpp"
 
 namespace osd {
 
@@ -444,7 +445,16 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
                        caf::actor intake, caf::actor metrics, std::vector<caf::actor> buffers, VerifierOptions opt) {
   auto& st = self->state;
   st.target = target;
-  st.stream = std::make_unique<ActorStream>(target->device(), ActorStream::Priority::serving);
+  st.stream = std::make_unique<ActorStream>(target->device(), ActorStream::Priority::serving,
+                                            opt.beside_multiprocessors, ActorStream::Side::rest);
+  if (opt.beside_multiprocessors > 0 && st.stream->on_gpu()) {
+    if (st.stream->multiprocessors() > 0)
+      log::info(log::cat("verifier and drafters: serve on ", st.stream->multiprocessors(),
+                         " multiprocessors, beside the distillers' ", opt.beside_multiprocessors));
+    else
+      log::warn(log::cat("verifier and drafters: cannot serve beside the distillers (",
+                         st.stream->partition_error(), "); they use the whole GPU"));
+  }
   st.timeline = std::make_unique<GpuTimeline>(opt.trace ? target->device() : c10::Device(c10::kCPU),
                                               "verifier");
   st.stream->run_on(

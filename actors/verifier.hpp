@@ -49,6 +49,9 @@ struct VerifierOptions {
   int64_t fail_on_round = -1;   // tests: throw inside this verification round (1-based)
   int64_t max_round_retries = 3;  // a round that keeps failing fails its requests
   bool trace = false;             // record per-round draft / verify intervals (trace_atom)
+  // CUDA: verify on the GPU's multiprocessors outside the distillers' share of this many (the
+  // rest of their green-context split); 0: the whole GPU.
+  int beside_multiprocessors = 0;
 };
 
 // drafters: one per draft route (empty: target-only decoding). Each route has its own groups,

@@ -56,8 +56,9 @@ struct StreamMark::Impl {
 // owners (an actor and a graph capture on another thread) could share one, and a capture would
 // then record the other owner's kernels.
 struct ActorStream::Impl {
-  Impl(c10::DeviceIndex index, ActorStream::Priority priority, int multiprocessors)
-      : device(index), stream(create(index, priority, multiprocessors)) {}
+  Impl(c10::DeviceIndex index, ActorStream::Priority priority, int multiprocessors,
+       ActorStream::Side side)
+      : device(index), stream(create(index, priority, multiprocessors, side)) {}
   ~Impl() {
     c10::cuda::CUDAGuard guard(device);
     cudaStreamSynchronize(stream.stream());
@@ -70,7 +71,7 @@ struct ActorStream::Impl {
     cudaStreamDestroy(stream.stream());
   }
   c10::cuda::CUDAStream create(c10::DeviceIndex index, ActorStream::Priority priority,
-                               int multiprocessors) {
+                               int multiprocessors, ActorStream::Side side) {
     c10::cuda::CUDAGuard guard(index);
     int least = 0, greatest = 0;  // numerically: greatest < least (lower is more urgent)
     C10_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
@@ -79,13 +80,15 @@ struct ActorStream::Impl {
                                                                       : 0;
     if (multiprocessors > 0) {
 #ifdef OSD_WITH_CUDA_KERNELS
-      auto part = cuda_kernels::create_partition_stream(index, multiprocessors, value);
+      auto part = cuda_kernels::create_partition_stream(index, multiprocessors, value,
+                                                        side == ActorStream::Side::rest);
       if (part.stream) {
         share = part.multiprocessors;
         return c10::cuda::getStreamFromExternal(static_cast<cudaStream_t>(part.stream), index);
       }
       partition_error = part.error;
 #else
+      (void)side;
       partition_error = "this build has no CUDA kernels library (green contexts)";
 #endif
     }
@@ -94,7 +97,7 @@ struct ActorStream::Impl {
     return c10::cuda::getStreamFromExternal(raw, index);
   }
   c10::DeviceIndex device;
-  int share = 0;  // multiprocessors of a partition; 0: the whole device
+  int share = 0;  // multiprocessors of a partition (its share or rest); 0: the whole device
   std::string partition_error;
   c10::cuda::CUDAStream stream;  // last: made by create(), which sets the two above
 };
@@ -146,17 +149,17 @@ struct GpuTimeline::Impl {
 StreamMark::StreamMark(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StreamMark::~StreamMark() = default;
 
-ActorStream::ActorStream(c10::Device device, Priority priority, int multiprocessors) {
+ActorStream::ActorStream(c10::Device device, Priority priority, int multiprocessors, Side side) {
   if (multiprocessors < 0)
     throw Error("an actor stream's multiprocessor share must be >= 0 (0: the whole device), not " +
                 std::to_string(multiprocessors));
 #ifdef OSD_HAVE_CUDA_STREAMS
   if (device.is_cuda()) {
     const auto index = device.has_index() ? device.index() : c10::cuda::current_device();
-    impl_ = std::make_unique<Impl>(index, priority, multiprocessors);
+    impl_ = std::make_unique<Impl>(index, priority, multiprocessors, side);
   }
 #else
-  (void)device, (void)priority;
+  (void)device, (void)priority, (void)side;
 #endif
 }
 

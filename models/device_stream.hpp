@@ -42,17 +42,19 @@ class ActorStream {
   // A stream of its own on a CUDA device (created here, destroyed with it after its work is
   // done); nothing on the CPU. Owners destroy it after the tensors made on it.
   // multiprocessors > 0: its kernels run on that share of the GPU's multiprocessors only (a CUDA
-  // green context; the distiller's training leaves the rest to serving). Where the build or the
-  // driver has no green contexts, or the share is not less than the device's count, the stream
-  // takes the whole device and partition_error() says why.
+  // green context; the distiller's training leaves the rest to serving), or with Side::rest on
+  // the GPU's other multiprocessors, beside that share (serving next to a distiller on it). Where
+  // the build or the driver has no green contexts, or the share is not less than the device's
+  // count, the stream takes the whole device and partition_error() says why.
+  enum class Side { share, rest };
   explicit ActorStream(c10::Device device, Priority priority = Priority::normal,
-                       int multiprocessors = 0);
+                       int multiprocessors = 0, Side side = Side::share);
   ~ActorStream();
   ActorStream(const ActorStream&) = delete;
   ActorStream& operator=(const ActorStream&) = delete;
 
   bool on_gpu() const;
-  int multiprocessors() const;          // the share it got; 0: the whole device (or the CPU)
+  int multiprocessors() const;          // the SMs it got; 0: the whole device (or the CPU)
   std::string partition_error() const;  // why a requested share was not made ("" if it was)
   // Makes this the calling thread's current stream of its device. Actors with a thread of their
   // own (CAF detached actors) call it before GPU work; libtorch then queues everything there.

@@ -141,12 +141,16 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   io.has_tokenizer = static_cast<bool>(o.token_text) || o.tokenizer != nullptr;
   impl->metrics = spawn_metrics(sys);
   impl->intake = spawn_intake(sys, io);
+  // Serving beside the distillers' share of the GPU (OnlineOptions::serve_beside_distillers).
+  const int beside = o.online.enabled && o.online.serve_beside_distillers
+                         ? static_cast<int>(o.online.distiller_multiprocessors)
+                         : 0;
   for (size_t r = 0; r < o.routes.size(); ++r) {
     impl->route_names.push_back(o.routes[r].name);
     const int64_t fail_on = r == 0 ? o.inject_drafter_failure : -1;
-    impl->drafters.push_back(
-        spawn_drafter(sys, o.routes[r].draft,
-                      DrafterOptions{o.max_batch, o.max_len, fail_on, versions[r], o.trace}));
+    impl->drafters.push_back(spawn_drafter(
+        sys, o.routes[r].draft,
+        DrafterOptions{o.max_batch, o.max_len, fail_on, versions[r], o.trace, beside}));
   }
   VerifierOptions vo;
   vo.num_slots = o.max_batch;
@@ -163,6 +167,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       return [stream](int64_t t) { return stream->push(t); };
     };
   vo.fail_on_round = o.inject_verifier_failure;
+  vo.beside_multiprocessors = beside;
   vo.trace = o.trace;
   vo.record_all_positions = o.online.record_all_positions;
   vo.record_top_k = o.online.record_top_k;
@@ -179,11 +184,13 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   if (speculative) {
     caf::actor_system* sys_ptr = impl->sys.get();
     auto routes = o.routes;
-    vo.drafter_factory = [sys_ptr, routes, o](int64_t r, std::shared_ptr<const Transformer> latest, int64_t version) {
+    vo.drafter_factory = [sys_ptr, routes, o, beside](int64_t r,
+                                                      std::shared_ptr<const Transformer> latest,
+                                                      int64_t version) {
       // The newest published snapshot if there is one (immutable; forward() only reads it).
       auto weights = latest ? std::const_pointer_cast<Transformer>(latest) : routes[r].draft;
       return spawn_drafter(*sys_ptr, weights,
-                           DrafterOptions{o.max_batch, o.max_len, -1, version, o.trace});
+                           DrafterOptions{o.max_batch, o.max_len, -1, version, o.trace, beside});
     };
   }
   impl->verifier = spawn_verifier(sys, o.target, impl->drafters, impl->intake, impl->metrics, impl->buffers, vo);

@@ -57,6 +57,11 @@ struct OnlineOptions {
   // throughput at concurrency 16 (mean 9.2%) instead of 31-37%, and adapted more slowly (english
   // +0.26-0.29 acceptance in 300 requests instead of +0.38).
   int64_t distiller_multiprocessors = 16;
+  // With a share above: the verifier and the drafters run on the GPU's other multiprocessors (the
+  // rest of the same split), so no verification block waits for a multiprocessor a training
+  // kernel holds; serving then never uses the distillers' share, even while they are idle.
+  // false: serving takes the whole GPU, the distillers' share included.
+  bool serve_beside_distillers = true;
   double guard_margin = -0.01;       // publish unless held-out acceptance drops by more (< 0: must gain that much)
   double rollback_margin = 0.05;     // roll the trainable copy back when it drops by more than this
   int64_t min_heldout = 8;

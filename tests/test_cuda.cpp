@@ -18,6 +18,12 @@
 #include "models/transformer.hpp"
 #include "tests/spec_fixtures.hpp"
 
+#if defined(OSD_WITH_CUDA) && __has_include(<ATen/cuda/CUDAGraph.h>)
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGraph.h>
+#define OSD_TEST_CUDA_GRAPHS 1
+#endif
+
 using namespace osd;
 using osd::test::max_abs_diff;
 using osd::test::random_tokens;
@@ -319,6 +325,10 @@ TEST_CASE("device streams: no-ops on the CPU", "[streams]") {
   CHECK(shared.partition_error().empty());
   CHECK_THROWS_WITH(ActorStream(c10::Device(c10::kCPU), ActorStream::Priority::background, -1),
                     Catch::Contains("must be >= 0"));
+  ActorStream beside(c10::Device(c10::kCPU), ActorStream::Priority::serving, 16,
+                     ActorStream::Side::rest);
+  CHECK(beside.multiprocessors() == 0);
+  CHECK(beside.partition_error().empty());
 }
 
 TEST_CASE("a stream on a share of the multiprocessors computes the same, and slower", "[cuda]") {
@@ -358,6 +368,58 @@ TEST_CASE("a stream on a share of the multiprocessors computes the same, and slo
   CHECK(part_ms > 2.0 * whole_ms);  // the share is in effect (its ideal ratio is ~132 / 16)
   WARN("share of " << part.multiprocessors() << " multiprocessors: " << part_ms << " ms vs "
                    << whole_ms << " ms on the whole GPU (20 bf16 4096^3 matmuls)");
+}
+
+TEST_CASE("graphs captured on a share and on its rest keep to their multiprocessors", "[cuda]") {
+  OSD_REQUIRE_CUDA();
+#ifndef OSD_TEST_CUDA_GRAPHS
+  WARN("no CUDA graphs in this build: skipped");
+#else
+  torch::NoGradGuard no_grad;
+  const c10::Device cuda("cuda");
+  ActorStream share(cuda, ActorStream::Priority::background, 16);
+  ActorStream rest(cuda, ActorStream::Priority::serving, 16, ActorStream::Side::rest);
+  if (share.multiprocessors() == 0 || rest.multiprocessors() == 0) {
+    WARN("no green contexts here (" << share.partition_error() << rest.partition_error()
+                                    << "): skipped");
+    return;
+  }
+  ActorStream whole(cuda, ActorStream::Priority::serving);
+  const int64_t device_count = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  CHECK(share.multiprocessors() + rest.multiprocessors() == device_count);
+  auto a = torch::randn({4096, 4096}, torch::TensorOptions().device(cuda).dtype(torch::kBFloat16));
+  auto b = torch::randn({4096, 4096}, a.options());
+  // Ten matmuls as one CUDA graph captured on each stream, replayed there.
+  auto graphed_ms = [&](const ActorStream& s, at::Tensor& out) {
+    double ms = 0;
+    s.run_on([&] {
+      at::cuda::CUDAGraph graph;
+      out = torch::matmul(a, b);  // warm (cuBLAS plans)
+      s.synchronize();
+      graph.capture_begin();
+      for (int i = 0; i < 10; ++i) out = torch::matmul(a, b);
+      graph.capture_end();
+      graph.replay();
+      s.synchronize();
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < 3; ++i) graph.replay();
+      s.synchronize();
+      ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    });
+    return ms;
+  };
+  at::Tensor on_share, on_rest, on_whole;
+  const double share_ms = graphed_ms(share, on_share), rest_ms = graphed_ms(rest, on_rest),
+               whole_ms = graphed_ms(whole, on_whole);
+  const double scale = on_whole.abs().max().item<double>();
+  CHECK(max_abs_diff(on_share, on_whole) <= 0.02 * scale);
+  CHECK(max_abs_diff(on_rest, on_whole) <= 0.02 * scale);
+  CHECK(share_ms > 2.0 * whole_ms);  // the graph kept to 16 multiprocessors
+  CHECK(rest_ms < share_ms / 2.0);   // ... and the rest's to the other ones
+  WARN("graphed matmuls: share of " << share.multiprocessors() << " " << share_ms << " ms, rest of "
+                                    << rest.multiprocessors() << " " << rest_ms << " ms, whole GPU "
+                                    << whole_ms << " ms");
+#endif
 }
 
 TEST_CASE("device streams: a mark orders two streams without a host sync; CUDA-event spans overlap",

@@ -85,4 +85,9 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
             .find("osd.online-distiller-multiprocessors") != std::string::npos);
   CHECK(load({"--osd.online-distiller-multiprocessors=16"}, s) == "");
   CHECK(s.online.distiller_multiprocessors == 16);
+  CHECK(s.online.serve_beside_distillers);  // the default
+  CHECK(load({"--osd.online-serve-beside-distillers=sometimes"}, s)
+            .find("osd.online-serve-beside-distillers must be true or false") != std::string::npos);
+  CHECK(load({"--osd.online-serve-beside-distillers=false"}, s) == "");
+  CHECK(!s.online.serve_beside_distillers);
 }

@@ -22,11 +22,34 @@ struct GreenContext {
   int multiprocessors = 0;
 };
 
-// One green context per (device, requested share), made on first use and never destroyed (the
-// streams made from it may outlive any owner here; the driver frees it at exit).
-std::pair<GreenContext, std::string> green_context(int device, int multiprocessors) {
+// A share of a device and the rest of it, as two green contexts.
+struct Split {
+  GreenContext share, rest;
+};
+
+GreenContext make_green_context(CUdevice dev, CUdevResource* resource, std::string& error) {
+  CUdevResourceDesc desc = nullptr;
+  CUresult r = cuDevResourceGenerateDesc(&desc, resource, 1);
+  if (r != CUDA_SUCCESS) {
+    error = describe(r, "cuDevResourceGenerateDesc");
+    return {};
+  }
+  GreenContext g;
+  r = cuGreenCtxCreate(&g.context, desc, dev, CU_GREEN_CTX_DEFAULT_STREAM);
+  if (r != CUDA_SUCCESS) {
+    error = describe(r, "cuGreenCtxCreate");
+    return {};
+  }
+  g.multiprocessors = static_cast<int>(resource->sm.smCount);
+  return g;
+}
+
+// One split per (device, requested share), made on first use and never destroyed (the streams
+// made from it may outlive any owner here; the driver frees it at exit). The rest's context is
+// made with the share's, so both sides of one split never overlap.
+std::pair<Split, std::string> green_contexts(int device, int multiprocessors) {
   static std::mutex mutex;
-  static std::map<std::pair<int, int>, GreenContext> made;
+  static std::map<std::pair<int, int>, Split> made;
   std::lock_guard<std::mutex> lock(mutex);
   const auto key = std::make_pair(device, multiprocessors);
   if (auto it = made.find(key); it != made.end()) return {it->second, ""};
@@ -49,24 +72,26 @@ std::pair<GreenContext, std::string> green_context(int device, int multiprocesso
   r = cuDevSmResourceSplitByCount(&share, &groups, &all, &rest, 0,
                                   static_cast<unsigned>(multiprocessors));
   if (r != CUDA_SUCCESS || groups != 1) return {{}, describe(r, "cuDevSmResourceSplitByCount")};
-  CUdevResourceDesc desc = nullptr;
-  r = cuDevResourceGenerateDesc(&desc, &share, 1);
-  if (r != CUDA_SUCCESS) return {{}, describe(r, "cuDevResourceGenerateDesc")};
-  GreenContext g;
-  r = cuGreenCtxCreate(&g.context, desc, dev, CU_GREEN_CTX_DEFAULT_STREAM);
-  if (r != CUDA_SUCCESS) return {{}, describe(r, "cuGreenCtxCreate")};
-  g.multiprocessors = static_cast<int>(share.sm.smCount);
-  made[key] = g;
-  return {g, ""};
+  if (rest.sm.smCount == 0)
+    return {{}, "a share of " + std::to_string(multiprocessors) + " multiprocessors leaves none"};
+  std::string error;
+  Split split;
+  split.share = make_green_context(dev, &share, error);
+  if (!split.share.context) return {{}, error};
+  split.rest = make_green_context(dev, &rest, error);
+  if (!split.rest.context) return {{}, error};
+  made[key] = split;
+  return {split, ""};
 }
 #endif
 
 }  // namespace
 
-PartitionStream create_partition_stream(int device, int multiprocessors, int priority) {
+PartitionStream create_partition_stream(int device, int multiprocessors, int priority, bool rest) {
   PartitionStream out;
 #if CUDA_VERSION >= 12050
-  auto [green, error] = green_context(device, multiprocessors);
+  auto [split, error] = green_contexts(device, multiprocessors);
+  const GreenContext green = rest ? split.rest : split.share;
   if (!green.context) {
     out.error = error;
     return out;
@@ -81,7 +106,7 @@ PartitionStream create_partition_stream(int device, int multiprocessors, int pri
   out.stream = stream;
   out.multiprocessors = green.multiprocessors;
 #else
-  (void)device, (void)multiprocessors, (void)priority;
+  (void)device, (void)multiprocessors, (void)priority, (void)rest;
   out.error = "built against a CUDA toolkit older than 12.5: no green contexts";
 #endif
   return out;
