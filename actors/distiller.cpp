@@ -152,6 +152,7 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
       st.core = OnlineDistiller::restore(opt.state_dir, opt.train, draft->device());
     else
       st.core = std::make_unique<OnlineDistiller>(*draft, opt.train, draft->device());
+    if (st.stream->on_gpu()) st.core->warm_up();  // before its first update meets serving
   });
   st.timeline = std::make_unique<GpuTimeline>(opt.trace ? st.serve_device : c10::Device(c10::kCPU),
                                               "distiller");

@@ -153,6 +153,35 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
   return rep;
 }
 
+void OnlineDistiller::warm_up() {
+  const int64_t V = trainable_->config().vocab_size;
+  const int64_t max_pos = trainable_->config().max_position_embeddings;
+  // Requests' records: each request contributes the prefixes of one text (as the verifier's
+  // records do), 16 records a request, contexts of a few hundred tokens.
+  std::vector<DistillRecord> mb;
+  const int64_t top = std::min<int64_t>(8, V);
+  for (int64_t i = 0; static_cast<int64_t>(mb.size()) < std::max<int64_t>(1, opt_.batch); ++i) {
+    const int64_t request = i / 16, length = std::min<int64_t>(max_pos, 96 + 16 * request + i % 16);
+    DistillRecord r;
+    for (int64_t t = 0; t < length; ++t) r.context.push_back((request * 31 + t * 7) % V);
+    for (int64_t j = 0; j < top; ++j) {
+      r.top_ids.push_back(j);
+      r.top_probs.push_back(1.0f / static_cast<float>(top));
+    }
+    r.greedy = true;
+    r.source = request;
+    mb.push_back(std::move(r));
+  }
+  auto params = trainable_->parameters();
+  auto throwaway = make_adamw(params, 0.0, opt_.weight_decay);  // lr 0: no weight moves
+  auto teacher = to_device(rebuild_distributions(mb, V), device_);
+  auto loss = distill_loss(opt_.loss, student_logits(*trainable_, mb), teacher, opt_.jsd_beta);
+  if (backward_clipped(*throwaway, loss, params, opt_.clip, nullptr, nullptr)) throwaway->step();
+  throwaway->zero_grad();
+  optimizer_->zero_grad();
+  heldout_acceptance(*trainable_, mb);
+}
+
 void OnlineDistiller::save(const std::string& dir) const {
   save_hf_checkpoint(dir, *published_);
   torch::save(*optimizer_, dir + "/optimizer.pt");

@@ -60,6 +60,13 @@ class OnlineDistiller {
   ~OnlineDistiller();
 
   UpdateReport update(const std::vector<DistillRecord>& batch, const std::vector<DistillRecord>& heldout);
+  // One training step's work on synthetic records of a minibatch's size (forward, loss,
+  // backward, an AdamW step of a throwaway optimizer at learning rate 0, the guard's forward), so
+  // that the first real update does not pay for CUDA's lazy kernel loading and the allocator's
+  // first blocks while verification runs beside it (on an H100 the first update took 367 ms and
+  // stalled verification for up to 52 ms, docs/RESULTS.md, run 27). Weights, optimizer state
+  // and version stay exactly as they were.
+  void warm_up();
   // The published weights as a new immutable model for the drafter.
   std::shared_ptr<Transformer> snapshot(c10::Device device, c10::ScalarType dtype) const;
   int64_t version() const { return version_; }

@@ -19,6 +19,7 @@
 #include "models/losses.hpp"
 #include "models/online_distiller.hpp"
 #include "models/transformer.hpp"
+#include "runtime/logging/log.hpp"
 
 #include <optional>
 
@@ -216,6 +217,17 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       dopt.multiprocessors = static_cast<int>(on.distiller_multiprocessors);
       impl->distillers.push_back(
           spawn_distiller(sys, o.routes[r].draft, dopt, impl->buffers[r], impl->verifier, impl->metrics));
+    }
+    // On a GPU each distiller warms up as it starts (OnlineDistiller::warm_up); a request returns
+    // once it has (at once elsewhere), so serving does not begin beside that first, slowest step.
+    {
+      caf::scoped_actor self{sys};
+      for (const auto& d : impl->distillers)
+        self->request(d, std::chrono::minutes(2), stats_atom_v)
+            .receive([](const std::string&) {},
+                     [&](const caf::error& e) {
+                       log::warn(log::cat("a distiller did not report ready: ", caf::to_string(e)));
+                     });
     }
   }
   impl->router = spawn_router(sys, impl->verifier,

@@ -198,6 +198,53 @@ TEST_CASE("online distiller: updates raise held-out acceptance, guard and NaN pa
   CHECK_THROWS_WITH(OnlineDistiller(*draft, DistillOptions{DistillLoss::tvd, 0.5, -1.0}), Catch::Contains("lr"));
 }
 
+TEST_CASE("online distiller: a warm-up leaves weights, optimizer and updates as they were",
+          "[distill]") {
+  auto target = osd::test::peaked_model(osd::test::tiny_config(64, 32, 2), 3);
+  auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 32, 1), 4);
+  std::vector<DistillRecord> train, heldout;
+  auto gen = at::detail::createCPUGenerator(9);
+  for (int i = 0; i < 12; ++i) {
+    auto ctx = torch::randint(0, 64, {7}, gen, torch::kInt64);
+    auto p = torch::softmax(target->forward_full(ctx.view({1, -1}))[0][-1], -1).unsqueeze(0);
+    auto r = compact_distributions(p, 0)[0];
+    r.context.assign(ctx.data_ptr<int64_t>(), ctx.data_ptr<int64_t>() + 7);
+    for (int c = 0; c < 4; ++c) train.push_back(r);
+    heldout.push_back(r);
+  }
+  DistillOptions o;
+  o.lr = 1e-2;
+  o.weight_decay = 0.1;  // decoupled decay would move weights at any learning rate but 0
+  o.batch = 16;
+  o.steps_per_update = 3;
+  OnlineDistiller warmed(*draft, o), cold(*draft, o);
+  warmed.warm_up();
+  auto same_weights = [](const Transformer& a, const Transformer& b) {
+    auto pa = a.parameters(), pb = b.parameters();
+    for (size_t i = 0; i < pa.size(); ++i)
+      if (!torch::equal(pa[i], pb[i])) return false;
+    return true;
+  };
+  const auto cpu = c10::Device(c10::kCPU);
+  CHECK(same_weights(*warmed.snapshot(cpu, torch::kFloat32), *draft));
+  CHECK(warmed.version() == 0);
+  CHECK(warmed.total_steps() == 0);
+  // The same updates from here: bit for bit the same losses, decisions and weights (the
+  // optimizer's moments and step count were not touched either).
+  for (int u = 0; u < 3; ++u) {
+    auto a = warmed.update(train, heldout), b = cold.update(train, heldout);
+    CHECK(a.loss == b.loss);
+    CHECK(a.decision == b.decision);
+    CHECK(a.acceptance_candidate == b.acceptance_candidate);
+  }
+  CHECK(same_weights(*warmed.snapshot(cpu, torch::kFloat32), *cold.snapshot(cpu, torch::kFloat32)));
+  CHECK(warmed.version() == cold.version());
+  // Control: a step at a real learning rate does move the weights, so the comparison can fail.
+  OnlineDistiller moved(*draft, o);
+  moved.update(train, heldout);
+  CHECK(!same_weights(*moved.snapshot(cpu, torch::kFloat32), *draft));
+}
+
 TEST_CASE("online distiller: records sharing a prefix share one forward, with the same logits", "[distill]") {
   auto model = test::peaked_model(test::tiny_config(64, 32, 1), 3);
   std::vector<std::vector<int64_t>> contexts = {{1, 2, 3}, {1, 2}, {7, 8}, {1, 2, 3, 4}, {1, 2, 5}, {1}, {7, 8, 9}, {9}};
