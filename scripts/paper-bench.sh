@@ -5,8 +5,8 @@
 # draft on python only, then measures, side by side on one card:
 #   shift: python -> c -> english, REQUESTS per domain at concurrency 16, one draft route per
 #          domain: acceptance per window (static vs online draft), tokens/s of target-only /
-#          static / online / shadow (the distiller's cost); the online replay's Chrome trace
-#          (host and CUDA-event tracks per actor); the adapted drafts are saved;
+#          static / online / shadow (the distiller's cost); the static and online replays' Chrome
+#          traces (host and CUDA-event tracks per actor); the adapted drafts are saved;
 #   b1:    batch 1 on PROMPTS prompts of each domain that the shift run did not serve: latency of
 #          target-only, static speculation and online speculation starting from the drafts the
 #          shift run adapted;
@@ -66,13 +66,13 @@ t0=$(date +%s)
 phase shift && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$requests" --window 50 --concurrency 16 \
   --online-state $P/online --trace "$out/trace-shift.json" --tsv "$out/shift.tsv" --json 2>"$out/shift-c16.log" \
   | tee "$out/shift-c16.txt" | tail -30
-[ -f "$out/trace-shift.json" ] && gzip -9f "$out/trace-shift.json"
+gzip -9f "$out"/trace-shift*.json 2>/dev/null
 echo "shift: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
 phase b1 && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$prompts" --skip "$requests" --window "$prompts" --concurrency 1 \
   --online-state $P/online --replays target static online --trace "$out/trace-b1.json" --json 2>"$out/b1.log" \
   | tee "$out/b1.txt" | tail -14
-[ -f "$out/trace-b1.json" ] && gzip -9f "$out/trace-b1.json"
+gzip -9f "$out"/trace-b1*.json 2>/dev/null
 echo "batch 1: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
 phase hf && { python3 scripts/hf_assisted.py --target $P/target --draft $P/draft --corpora $C --prompts "$prompts" \

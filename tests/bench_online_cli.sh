@@ -37,6 +37,6 @@ fails() {  # fails MESSAGE ARGS...: exit != 0 and MESSAGE on stderr
 }
 fails "repeats" --repeats 0
 fails "distiller-multiprocessors" --distiller-multiprocessors -1
-fails "must include static and online" --replays static shadow
+fails "must include static" --replays shadow online
 fails "unknown replay 'shadows'" --replays static shadows online
 echo "bench online cli: ok"

@@ -9,7 +9,11 @@
 #define OSD_HAVE_LEGACY_PROFILER 1
 #endif
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "models/decode_graph.hpp"
+#include "models/hf_checkpoint.hpp"
 #include "models/tensor_util.hpp"
 #include "models/transformer.hpp"
 #include "runtime/cli/bench_report.hpp"
@@ -43,71 +47,89 @@ void add_model_bench(CLI::App& app, bool& json) {
   auto dtype = std::make_shared<std::string>("float32");
   auto prompt = std::make_shared<int64_t>(128);
   auto steps = std::make_shared<int64_t>(32);
-  cmd->add_option("--sizes", *sizes, "model presets")->capture_default_str();
+  auto tokens_per_row = std::make_shared<std::vector<int64_t>>(std::vector<int64_t>{1});
+  cmd->add_option("--sizes", *sizes, "model presets or HF folders (their config.json)")
+      ->capture_default_str();
   cmd->add_option("--batches", *batches, "batch sizes")->capture_default_str();
   cmd->add_option("--device", *device, "cpu or cuda[:N]")->capture_default_str();
   cmd->add_option("--dtype", *dtype, "float32 | bfloat16 | float16")->capture_default_str();
   cmd->add_option("--prompt", *prompt, "prompt tokens per sequence")->check(CLI::Range(1, 8192))->capture_default_str();
   cmd->add_option("--steps", *steps, "decode steps timed")->check(CLI::Range(1, 100000))->capture_default_str();
+  cmd->add_option("--tokens", *tokens_per_row,
+                  "tokens per row and step (1: decoding; k + 1: a verification of k drafts)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   cmd->callback([=, &json] {
     c10::Device dev(*device);
     auto dt = parse_dtype(*dtype);
     if (!dt) throw CLI::ValidationError("--dtype", "unknown dtype " + *dtype);
     const bool cuda = dev.is_cuda();
     const double bw = copy_bandwidth(dev);
-    Report rep("model", {"model", "params", "batch", "prefill tok/s", "decode tok/s",
-                         "decode step ms", "floor ms", "step/floor", "graph step ms", "graph/floor"});
+    Report rep("model",
+               {"model", "params", "batch", "tokens", "prefill tok/s", "decode tok/s",
+                "decode step ms", "floor ms", "step/floor", "graph step ms", "graph/floor"});
     for (const auto& name : *sizes) {
+      // A preset, or an HF folder's config.json (its shape; the weights stay random).
       auto cfg = ModelConfig::preset(name);
-      if (!cfg) throw CLI::ValidationError("--sizes", "unknown preset " + name);
+      const std::string config_file = name + "/config.json";
+      if (!cfg && std::ifstream(config_file)) {
+        try {
+          cfg = config_from_hf_json(nlohmann::json::parse(std::ifstream(config_file)), config_file);
+        } catch (const std::exception& e) {
+          throw CLI::ValidationError("--sizes", e.what());
+        }
+      }
+      if (!cfg) throw CLI::ValidationError("--sizes", "unknown preset or HF folder " + name);
       cfg->dtype = *dt;
       Transformer model(*cfg, 0, dev);
       const double weight_bytes = static_cast<double>(cfg->num_parameters()) *
                                   (*dt == DType::f32 ? 4 : 2);
       const double floor_s = weight_bytes / bw;
-      for (int64_t B : *batches) {
-        auto cache = model.make_cache(B, *prompt + *steps + 8);
-        // CUDA graph of the decode step (models/decode_graph.hpp), captured before the cache
-        // holds data; timed on the same cache after the eager steps.
-        std::unique_ptr<DecodeGraph> graph;
-        if (cuda && DecodeGraph::available()) graph = std::make_unique<DecodeGraph>(model, cache, B);
-        std::vector<int64_t> slots;
-        for (int64_t i = 0; i < B; ++i) slots.push_back(cache.allocate_slot());
-        auto tokens = torch::randint(0, cfg->vocab_size, {B, *prompt}, torch::kInt64);
-        auto step_tok = torch::randint(0, cfg->vocab_size, {B, 1}, torch::kInt64).to(dev);
-        // Warm-up: one prefill and a few steps, then roll back.
-        model.forward(tokens, slots, cache, {}, true);
-        for (int i = 0; i < 3; ++i) model.forward(step_tok, slots, cache);
-        for (auto s : slots) cache.truncate(s, 0);
-        double t0 = now_synced(cuda);
-        model.forward(tokens, slots, cache, {}, /*last_only=*/true);
-        double t1 = now_synced(cuda);
-        for (int64_t i = 0; i < *steps; ++i) model.forward(step_tok, slots, cache);
-        double t2 = now_synced(cuda);
+      for (int64_t B : *batches)
+        for (int64_t T : *tokens_per_row) {
+          auto cache = model.make_cache(B, *prompt + (*steps + 8) * T);
+          // CUDA graph of the decode step (models/decode_graph.hpp), captured before the cache
+          // holds data; timed on the same cache after the eager steps.
+          std::unique_ptr<DecodeGraph> graph;
+          if (cuda && DecodeGraph::available())
+            graph = std::make_unique<DecodeGraph>(model, cache, B, T);
+          std::vector<int64_t> slots;
+          for (int64_t i = 0; i < B; ++i) slots.push_back(cache.allocate_slot());
+          auto tokens = torch::randint(0, cfg->vocab_size, {B, *prompt}, torch::kInt64);
+          auto step_tok = torch::randint(0, cfg->vocab_size, {B, T}, torch::kInt64).to(dev);
+          // Warm-up: one prefill and a few steps, then roll back.
+          model.forward(tokens, slots, cache, {}, true);
+          for (int i = 0; i < 3; ++i) model.forward(step_tok, slots, cache);
+          for (auto s : slots) cache.truncate(s, 0);
+          double t0 = now_synced(cuda);
+          model.forward(tokens, slots, cache, {}, /*last_only=*/true);
+          double t1 = now_synced(cuda);
+          for (int64_t i = 0; i < *steps; ++i) model.forward(step_tok, slots, cache);
+          double t2 = now_synced(cuda);
 #ifdef OSD_HAVE_LEGACY_PROFILER
-        // OSD_PROFILE=DIR writes a chrome trace of a few more decode steps per model and batch.
-        if (const char* dir = std::getenv("OSD_PROFILE")) {
-          torch::autograd::profiler::RecordProfile guard(std::string(dir) + "/decode-" + name +
-                                                         "-b" + std::to_string(B) + ".json");
-          for (int i = 0; i < 4; ++i) model.forward(step_tok, slots, cache);
-          now_synced(cuda);
-        }
+          // OSD_PROFILE=DIR writes a chrome trace of a few more decode steps per model and batch.
+          if (const char* dir = std::getenv("OSD_PROFILE")) {
+            torch::autograd::profiler::RecordProfile guard(std::string(dir) + "/decode-" + name +
+                                                           "-b" + std::to_string(B) + ".json");
+            for (int i = 0; i < 4; ++i) model.forward(step_tok, slots, cache);
+            now_synced(cuda);
+          }
 #endif
-        const double step = (t2 - t1) / *steps;
-        nlohmann::json graph_ms = "-", graph_floor = "-";
-        if (graph) {
-          for (auto s : slots) cache.truncate(s, *prompt);
-          for (int i = 0; i < 3; ++i) graph->step(step_tok, slots);
-          for (auto s : slots) cache.truncate(s, *prompt);
-          const double g0 = now_synced(cuda);
-          for (int64_t i = 0; i < *steps; ++i) graph->step(step_tok, slots);
-          const double g = (now_synced(cuda) - g0) / *steps;
-          graph_ms = g * 1e3;
-          graph_floor = g / floor_s;
+          const double step = (t2 - t1) / *steps;
+          nlohmann::json graph_ms = "-", graph_floor = "-";
+          if (graph) {
+            for (auto s : slots) cache.truncate(s, *prompt);
+            for (int i = 0; i < 3; ++i) graph->step(step_tok, slots);
+            for (auto s : slots) cache.truncate(s, *prompt);
+            const double g0 = now_synced(cuda);
+            for (int64_t i = 0; i < *steps; ++i) graph->step(step_tok, slots);
+            const double g = (now_synced(cuda) - g0) / *steps;
+            graph_ms = g * 1e3;
+            graph_floor = g / floor_s;
+          }
+          rep.add({name, cfg->num_parameters(), B, T, B * *prompt / (t1 - t0), B * T / step,
+                   step * 1e3, floor_s * 1e3, step / floor_s, graph_ms, graph_floor});
         }
-        rep.add({name, cfg->num_parameters(), B, B * *prompt / (t1 - t0), B / step, step * 1e3,
-                 floor_s * 1e3, step / floor_s, graph_ms, graph_floor});
-      }
     }
     rep.note("device", cuda ? torch_cuda_device_name(dev) : std::string("cpu"));
     rep.note("dtype", dtype_name(*dt));

@@ -222,7 +222,7 @@ void add_online_bench(CLI::App& app, bool& json) {
     int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
     double temperature = 0, lr = 1e-3, max_duty = 1.0;
     int64_t batch = 256, min_new = 128, warmup = 2, distiller_multiprocessors = 16, repeats = 1;
-    bool routes = false, adaptive_k = false, measured_costs = false;
+    bool routes = false, adaptive_k = false, measured_costs = false, serve_beside = true;
     std::string tsv, png, trace, online_state;
     std::vector<std::string> replays{"target", "static", "shadow", "online"};  // and "record"
   };
@@ -271,6 +271,10 @@ void add_online_bench(CLI::App& app, bool& json) {
                   "osd.online-distiller-multiprocessors)")
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
+  cmd->add_option("--serve-beside-distillers", o->serve_beside,
+                  "CUDA: verify and draft on the multiprocessors the distillers do not train on "
+                  "(osd.online-serve-beside-distillers)")
+      ->capture_default_str();
   cmd->add_option("--repeats", o->repeats,
                   "run static and shadow (and record) this many times, alternating, and report "
                   "the distiller's cost per pair (mean, min, max): replays of one pair vary by "
@@ -283,8 +287,8 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_option("--device", o->device)->capture_default_str();
   cmd->add_option("--dtype", o->dtype)->capture_default_str();
   cmd->add_option("--replays", o->replays,
-                  "which of target static shadow online to run; record: shadow with no training "
-                  "step (the distiller's cost split into recording and training)")
+                  "which of target static shadow online to run (static always); record: shadow "
+                  "with no training step (the distiller's cost split into recording and training)")
       ->capture_default_str();
   cmd->add_option("--tsv", o->tsv, "write acceptance per window here");
   cmd->add_option(
@@ -293,7 +297,8 @@ void add_online_bench(CLI::App& app, bool& json) {
       "previous run saved some (e.g. measure batch-1 latency after a shift run adapted the "
       "drafts)");
   cmd->add_option("--trace", o->trace,
-                  "write the online replay's Chrome trace here (host and CUDA-event tracks)");
+                  "write the online replay's Chrome trace here (host and CUDA-event tracks); "
+                  "the static replay's goes beside it (NAME.static.json)");
   cmd->add_option("--png", o->png, "plot acceptance per window here (gnuplot; needs --tsv)");
   cmd->callback([o, &json] {
     // Checked before anything runs: a wrong list used to fail after the replays it named.
@@ -303,8 +308,8 @@ void add_online_bench(CLI::App& app, bool& json) {
     auto wanted = [&](const char* name) {
       return std::find(o->replays.begin(), o->replays.end(), name) != o->replays.end();
     };
-    if (!wanted("static") || !wanted("online"))
-      throw Error("--replays must include static and online (acceptance is compared)");
+    if (!wanted("static"))
+      throw Error("--replays must include static (the others are compared with it)");
     auto w = load_workload(o->corpora, o->domains, o->requests, o->skip);
     std::string err;
     auto target = load_model({o->target, o->device, o->dtype, 0}, ModelRole::target, &err);
@@ -334,6 +339,7 @@ void add_online_bench(CLI::App& app, bool& json) {
       r.online.lr = o->lr;
       r.online.max_duty = o->max_duty;
       r.online.distiller_multiprocessors = o->distiller_multiprocessors;
+      r.online.serve_beside_distillers = o->serve_beside;
       r.online.batch = o->batch;
       r.online.min_new_records = o->min_new;
       r.online.record_all_positions = true;
@@ -353,7 +359,10 @@ void add_online_bench(CLI::App& app, bool& json) {
     };
     RunResult plain, fixed, shadow, recording, online;
     if (wanted("target")) plain = run(base(false, false, false));
-    fixed = run(static_options());  // static and online always run (checked above)
+    // static and online always run (checked above); with --trace both are traced
+    const std::string static_trace =
+        o->trace.empty() ? "" : o->trace.substr(0, o->trace.rfind(".json")) + ".static.json";
+    fixed = run(static_options(), static_trace);
     if (wanted("shadow")) shadow = run(shadow_options());
     if (wanted("record")) recording = run(recording_options());
     // Further static / shadow / record pairs, alternating: the cost of each pair.
@@ -368,9 +377,15 @@ void add_online_bench(CLI::App& app, bool& json) {
       if (shadow.ran) shadow_costs.push_back(cost(run(shadow_options()), again));
       if (recording.ran) record_costs.push_back(cost(run(recording_options()), again));
     }
-    auto online_options = base(true, true, false);
-    online_options.online.state_dir = o->online_state;
-    online = run(online_options, o->trace);
+    if (wanted("online")) {  // without it: a cost measurement (static against shadow / record)
+      auto online_options = base(true, true, false);
+      online_options.online.state_dir = o->online_state;
+      online = run(online_options, o->trace);
+    }
+    // A window's mean acceptance of a replay; null where the replay did not run.
+    auto acceptance = [](const RunResult& r, size_t from, size_t to) {
+      return r.ran ? nlohmann::json(window_mean(r.acceptance, from, to)) : nlohmann::json();
+    };
 
     Report rep("online", {"requests", "domain", "static acc", "online acc", "gain"});
     std::ofstream tsv;
@@ -381,10 +396,13 @@ void add_online_bench(CLI::App& app, bool& json) {
 
     for (size_t from = 0; from < w.prompt.size(); from += o->window) {
       const size_t to = std::min(w.prompt.size(), from + static_cast<size_t>(o->window));
-      const double s = window_mean(fixed.acceptance, from, to),
-                   n = window_mean(online.acceptance, from, to);
-      rep.add({std::to_string(from) + "-" + std::to_string(to - 1), w.domain[from], s, n, n - s});
-      if (tsv) tsv << (from + to) / 2 << "\t" << w.domain[from] << "\t" << s << "\t" << n << "\n";
+      const double s = window_mean(fixed.acceptance, from, to);
+      const auto n = acceptance(online, from, to);
+      rep.add({std::to_string(from) + "-" + std::to_string(to - 1), w.domain[from], s, n,
+               online.ran ? nlohmann::json(n.get<double>() - s) : nlohmann::json()});
+      if (tsv)
+        tsv << (from + to) / 2 << "\t" << w.domain[from] << "\t" << s << "\t"
+            << (online.ran ? std::to_string(n.get<double>()) : "NaN") << "\n";
     }
     if (tsv) tsv.close();
     if (!o->png.empty() && !o->tsv.empty()) {
@@ -399,7 +417,7 @@ void add_online_bench(CLI::App& app, bool& json) {
     if (recording.ran) rep.note("tokens_per_s_record", tps(recording));
     if (plain.ran) {
       rep.note("speedup_static", fixed.tokens_per_s / plain.tokens_per_s);
-      rep.note("speedup_online", online.tokens_per_s / plain.tokens_per_s);
+      if (online.ran) rep.note("speedup_online", online.tokens_per_s / plain.tokens_per_s);
     }
     if (shadow.ran) rep.note("distiller_overhead", shadow_costs.front());
     auto spread = [](const std::vector<double>& v) {
@@ -423,7 +441,7 @@ void add_online_bench(CLI::App& app, bool& json) {
     if (shadow.ran) record_share["shadow"] = shadow.record_host_ms / (1e3 * shadow.seconds);
     if (recording.ran)
       record_share["record"] = recording.record_host_ms / (1e3 * recording.seconds);
-    record_share["online"] = online.record_host_ms / (1e3 * online.seconds);
+    if (online.ran) record_share["online"] = online.record_host_ms / (1e3 * online.seconds);
     rep.note("record_host_share", record_share);
     // Per domain: mean latency per request and acceptance, over all of the domain's requests
     // and over its last window (after the online draft adapted), plus the formula's prediction
@@ -451,17 +469,23 @@ void add_online_bench(CLI::App& app, bool& json) {
                     {"acceptance", window_mean(r->acceptance, from, to)}, {"acceptance_last", window_mean(r->acceptance, last, to)}};
       }
       dj["predicted_speedup_static"] = predicted_speedup(window_mean(fixed.acceptance, from, to), o->k, c);
-      dj["predicted_speedup_online_last"] = predicted_speedup(window_mean(online.acceptance, last, to), o->k, c);
-      if (plain.ran) {
+      if (online.ran)
+        dj["predicted_speedup_online_last"] =
+            predicted_speedup(window_mean(online.acceptance, last, to), o->k, c);
+      if (plain.ran)
         dj["speedup_static"] = window_mean(plain.latency_ms, from, to) / window_mean(fixed.latency_ms, from, to);
-        dj["speedup_online_last"] = window_mean(plain.latency_ms, last, to) / window_mean(online.latency_ms, last, to);
-      }
+      if (plain.ran && online.ran)
+        dj["speedup_online_last"] =
+            window_mean(plain.latency_ms, last, to) / window_mean(online.latency_ms, last, to);
       per_domain[d] = dj;
     }
     rep.note("per_domain", per_domain);
-    rep.note("online_draft_version", online.draft_version);
-    rep.note("online_decisions", online.decisions);
-    if (!o->trace.empty()) rep.note("online_trace", online.trace_summary);
+    if (online.ran) {
+      rep.note("online_draft_version", online.draft_version);
+      rep.note("online_decisions", online.decisions);
+      if (!o->trace.empty()) rep.note("online_trace", online.trace_summary);
+    }
+    if (!o->trace.empty()) rep.note("static_trace", fixed.trace_summary);
     rep.note("workload",
              {{"domains", o->domains},
               {"requests_per_domain", o->requests},
@@ -476,6 +500,7 @@ void add_online_bench(CLI::App& app, bool& json) {
               {"lr", o->lr},
               {"max_duty", o->max_duty},
               {"distiller_multiprocessors", o->distiller_multiprocessors},
+              {"serve_beside_distillers", o->serve_beside},
               {"repeats", o->repeats},
               {"online_state", o->online_state},
               {"device", o->device == "cpu" ? std::string("cpu")
