@@ -581,6 +581,8 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
                             {"verifier_idle_fraction", total > 0 ? 1.0 - s.busy_ms / total : 0.0},
                             {"cost_ratio", s.cost_ratio},
                             {"record_host_ms", s.record_host_ms},
+                            {"target_graphs", s.scorer->graphs_captured()},
+                            {"target_graph_capture_ms", s.scorer->graph_capture_ms()},
                             {"records_sent", s.records_sent},
                             {"drafter_restarts", s.drafter_restarts},
                             {"round_recoveries", s.round_recoveries},

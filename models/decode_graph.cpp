@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -41,6 +42,21 @@ bool DecodeGraph::available() {
 #else
   return false;
 #endif
+}
+
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+int64_t graph_batch(int64_t rows, int64_t max_rows) {
+  int64_t batch = rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : (rows + 7) / 8 * 8;
+  return std::max(rows, std::min(batch, max_rows));
+}
+
+int64_t GraphCache::batch_bucket(int64_t rows) const {
+  return buckets_ ? graph_batch(rows, cache_.num_slots()) : rows;
 }
 
 int64_t graph_span(int64_t needed, int64_t max_len) {
@@ -88,12 +104,10 @@ void capture_steps(at::cuda::CUDAGraph& graph, Transformer& model, KVCache& cach
   else
     capture();
 }
-}  // namespace
-#endif
 
 // The checks both graphs make before capturing `width` positions a row within `span`.
-static void check_capture(const Transformer& model, const KVCache& cache, const char* what,
-                          int64_t batch, int64_t width, int64_t span) {
+void check_capture(const Transformer& model, const KVCache& cache, const char* what, int64_t batch,
+                   int64_t width, int64_t span) {
   if (!model.device().is_cuda() || cache.device() != model.device())
     throw Error(std::string(what) + ": the model and its cache must be on one CUDA device");
   if (batch < 1 || batch > cache.num_slots() || width < 1 || width > span)
@@ -102,6 +116,8 @@ static void check_capture(const Transformer& model, const KVCache& cache, const 
                 std::to_string(cache.num_slots()) + " x " + std::to_string(cache.max_len()) +
                 " with a span of " + std::to_string(span));
 }
+}  // namespace
+#endif
 
 DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int64_t tokens_per_row,
                          int64_t span)
@@ -132,10 +148,13 @@ DecodeGraph::~DecodeGraph() = default;
 
 at::Tensor DecodeGraph::step(const at::Tensor& tokens, const std::vector<int64_t>& slots, const std::vector<int64_t>& num_new) {
 #ifdef OSD_HAVE_CUDA_GRAPHS
-  if (tokens.dim() != 2 || tokens.size(0) != batch_ || tokens.size(1) != tokens_ || tokens.scalar_type() != torch::kInt64)
-    throw Error("DecodeGraph::step: tokens must be int64 [" + std::to_string(batch_) + ", " + std::to_string(tokens_) + "]");
-  if (static_cast<int64_t>(slots.size()) != batch_)
-    throw Error("DecodeGraph::step: " + std::to_string(slots.size()) + " slots for a graph of batch " + std::to_string(batch_));
+  const int64_t B = tokens.dim() == 2 ? tokens.size(0) : 0;
+  if (B < 1 || B > batch_ || tokens.size(1) != tokens_ || tokens.scalar_type() != torch::kInt64)
+    throw Error("DecodeGraph::step: tokens must be int64 [B, " + std::to_string(tokens_) +
+                "] with 1 <= B <= " + std::to_string(batch_));
+  if (static_cast<int64_t>(slots.size()) != B)
+    throw Error("DecodeGraph::step: " + std::to_string(slots.size()) + " slots for " +
+                std::to_string(B) + " rows");
   std::vector<int64_t> commit = num_new.empty() ? std::vector<int64_t>(slots.size(), tokens_) : num_new;
   if (commit.size() != slots.size()) throw Error("DecodeGraph::step: num_new does not match the slots");
   for (auto n : commit)
@@ -149,13 +168,21 @@ at::Tensor DecodeGraph::step(const at::Tensor& tokens, const std::vector<int64_t
                   std::to_string(lens[i]) + " positions; " + std::to_string(tokens_) +
                   " more pass the graph's span of " + std::to_string(span_));
   }
+  // Rows past B (a graph captured for a larger batch) repeat row 0: the same tokens in the same
+  // slot at the same positions write the same keys and values there; their logits are dropped.
+  std::vector<int64_t> all_lens(lens), all_slots(slots);
+  all_lens.resize(batch_, lens[0]);
+  all_slots.resize(batch_, slots[0]);
+  const auto padded =
+      B == batch_ ? tokens
+                  : torch::cat({tokens, tokens.narrow(0, 0, 1).expand({batch_ - B, tokens_})});
   // Queued copies: the host does not wait for the stream.
-  impl_->tokens.copy_(tokens, /*non_blocking=*/true);
-  impl_->lens.copy_(torch::tensor(lens, torch::kInt64), /*non_blocking=*/true);
-  impl_->slots.copy_(torch::tensor(slots, torch::kInt64), /*non_blocking=*/true);
+  impl_->tokens.copy_(padded, /*non_blocking=*/true);
+  impl_->lens.copy_(torch::tensor(all_lens, torch::kInt64), /*non_blocking=*/true);
+  impl_->slots.copy_(torch::tensor(all_slots, torch::kInt64), /*non_blocking=*/true);
   impl_->graph.replay();
   cache_.commit(slots, commit);
-  return impl_->logits;
+  return B == batch_ ? impl_->logits : impl_->logits.narrow(0, 0, B);
 #else
   (void)tokens;
   (void)slots;
@@ -213,15 +240,18 @@ GreedyDraftGraph::~GreedyDraftGraph() = default;
 at::Tensor GreedyDraftGraph::run(const std::vector<std::vector<int64_t>>& chunks,
                                  const std::vector<int64_t>& slots) {
 #ifdef OSD_HAVE_CUDA_GRAPHS
-  if (static_cast<int64_t>(slots.size()) != batch_ || chunks.size() != slots.size())
+  const auto B = static_cast<int64_t>(slots.size());
+  if (B < 1 || B > batch_ || chunks.size() != slots.size())
     throw Error("GreedyDraftGraph::run: " + std::to_string(slots.size()) + " slots and " +
                 std::to_string(chunks.size()) + " chunks for a graph of batch " +
                 std::to_string(batch_));
   const int64_t width = first_ + steps_ - 1;
   cache_.check_append(slots, width);
   // The inputs as one queued host-to-device copy: first [B, T0] (right-padded), lens, last, slots.
-  std::vector<int64_t> packed(batch_ * (first_ + 3), 0), commit(batch_);
-  for (int64_t i = 0; i < batch_; ++i) {
+  // Rows past B (a graph captured for a larger batch) repeat row 0, as in DecodeGraph::step.
+  std::vector<int64_t> packed(batch_ * (first_ + 3), 0), commit(B);
+  for (int64_t row = 0; row < batch_; ++row) {
+    const int64_t i = row < B ? row : 0;
     const auto n = static_cast<int64_t>(chunks[i].size());
     if (n < 1 || n > first_)
       throw Error("GreedyDraftGraph::run: a chunk of " + std::to_string(n) +
@@ -231,11 +261,11 @@ at::Tensor GreedyDraftGraph::run(const std::vector<std::vector<int64_t>>& chunks
       throw Error("GreedyDraftGraph::run: slot " + std::to_string(slots[i]) + " holds " +
                   std::to_string(len) + " positions; " + std::to_string(width) +
                   " more pass the graph's span of " + std::to_string(span_));
-    std::copy(chunks[i].begin(), chunks[i].end(), packed.begin() + i * first_);
-    packed[batch_ * first_ + i] = len;
-    packed[batch_ * (first_ + 1) + i] = n - 1;
-    packed[batch_ * (first_ + 2) + i] = slots[i];
-    commit[i] = n + steps_ - 1;
+    std::copy(chunks[i].begin(), chunks[i].end(), packed.begin() + row * first_);
+    packed[batch_ * first_ + row] = len;
+    packed[batch_ * (first_ + 1) + row] = n - 1;
+    packed[batch_ * (first_ + 2) + row] = slots[i];
+    if (row < B) commit[row] = n + steps_ - 1;
   }
   auto host = torch::tensor(packed, torch::kInt64).pin_memory();
   auto dev = host.to(impl_->lens.device(), /*non_blocking=*/true);
@@ -245,7 +275,7 @@ at::Tensor GreedyDraftGraph::run(const std::vector<std::vector<int64_t>>& chunks
   impl_->slots.copy_(dev.narrow(0, batch_ * (first_ + 2), batch_));
   impl_->graph.replay();
   cache_.commit(slots, commit);
-  return impl_->drafts;
+  return B == batch_ ? impl_->drafts : impl_->drafts.narrow(0, 0, B);
 #else
   (void)chunks;
   (void)slots;
@@ -256,6 +286,8 @@ at::Tensor GreedyDraftGraph::run(const std::vector<std::vector<int64_t>>& chunks
 GraphCache::GraphCache(Transformer& model, KVCache& cache) : model_(&model), cache_(cache) {
   const char* env = std::getenv("OSD_CUDA_GRAPHS");
   enabled_ = DecodeGraph::available() && model.device().is_cuda() && !(env && std::string(env) == "0");
+  const char* buckets = std::getenv("OSD_GRAPH_BUCKETS");
+  buckets_ = !(buckets && std::string(buckets) == "0");
 }
 
 at::Tensor GraphCache::forward(const at::Tensor& tokens, const std::vector<int64_t>& slots,
@@ -264,12 +296,16 @@ at::Tensor GraphCache::forward(const at::Tensor& tokens, const std::vector<int64
   const int64_t B = tokens.size(0), T = tokens.size(1);
   int64_t needed = T;
   for (auto s : slots) needed = std::max(needed, cache_.length(s) + T);
-  const auto key = std::make_tuple(B, T, graph_span(needed, cache_.max_len()));
+  const auto key = std::make_tuple(batch_bucket(B), T, graph_span(needed, cache_.max_len()));
   auto it = graphs_.find(key);
-  if (it == graphs_.end())
-    it =
-        graphs_.emplace(key, std::make_unique<DecodeGraph>(*model_, cache_, B, T, std::get<2>(key)))
-            .first;
+  if (it == graphs_.end()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    it = graphs_
+             .emplace(key, std::make_unique<DecodeGraph>(*model_, cache_, std::get<0>(key), T,
+                                                         std::get<2>(key)))
+             .first;
+    capture_ms_ += ms_since(t0);
+  }
   auto logits = it->second->step(tokens, slots, num_new);
   return keep ? logits.clone() : logits;
 }
@@ -282,13 +318,17 @@ at::Tensor GraphCache::draft_greedy(const std::vector<std::vector<int64_t>>& chu
   for (const auto& c : chunks) T0 = std::max<int64_t>(T0, static_cast<int64_t>(c.size()));
   int64_t needed = T0 + steps - 1;
   for (auto s : slots) needed = std::max(needed, cache_.length(s) + T0 + steps - 1);
-  const auto key = std::make_tuple(B, T0, steps, graph_span(needed, cache_.max_len()));
+  const auto key =
+      std::make_tuple(batch_bucket(B), T0, steps, graph_span(needed, cache_.max_len()));
   auto it = drafts_.find(key);
-  if (it == drafts_.end())
+  if (it == drafts_.end()) {
+    const auto t0 = std::chrono::steady_clock::now();
     it = drafts_
-             .emplace(key, std::make_unique<GreedyDraftGraph>(*model_, cache_, B, T0, steps,
-                                                              std::get<3>(key)))
+             .emplace(key, std::make_unique<GreedyDraftGraph>(*model_, cache_, std::get<0>(key), T0,
+                                                              steps, std::get<3>(key)))
              .first;
+    capture_ms_ += ms_since(t0);
+  }
   return it->second->run(chunks, slots);
 }
 

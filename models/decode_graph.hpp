@@ -34,9 +34,9 @@ class DecodeGraph {
   DecodeGraph(const DecodeGraph&) = delete;
   DecodeGraph& operator=(const DecodeGraph&) = delete;
 
-  // tokens [B, T] int64 (host or device); `slots`: B distinct in-use slots with room for T more
-  // positions within the span; `num_new`: positions to commit per row (default T), as
-  // Transformer::forward.
+  // tokens [B, T] int64 (host or device), 1 <= B <= batch(); `slots`: B distinct in-use slots
+  // with room for T more positions within the span; `num_new`: positions to commit per row
+  // (default T), as Transformer::forward. With B < batch() the graph's other rows repeat row 0.
   // Returns logits [B, T, vocab] fp32: a static buffer, overwritten by the next replay.
   at::Tensor step(const at::Tensor& tokens, const std::vector<int64_t>& slots, const std::vector<int64_t>& num_new = {});
   int64_t batch() const { return batch_; }
@@ -66,10 +66,10 @@ class GreedyDraftGraph {
   GreedyDraftGraph(const GreedyDraftGraph&) = delete;
   GreedyDraftGraph& operator=(const GreedyDraftGraph&) = delete;
 
-  // chunks[i]: row i's pending tokens (1 to T0 of them); `slots`: B distinct in-use slots with
-  // room for T0 + steps - 1 more positions within the span. Commits chunks[i].size() + steps - 1
-  // positions a row. Returns the drafts [B, steps] int64: a static buffer, overwritten by the
-  // next run.
+  // chunks[i]: row i's pending tokens (1 to T0 of them); `slots`: B distinct in-use slots
+  // (1 <= B <= batch()) with room for T0 + steps - 1 more positions within the span. Commits
+  // chunks[i].size() + steps - 1 positions a row. Returns the drafts [B, steps] int64: a static
+  // buffer, overwritten by the next run.
   at::Tensor run(const std::vector<std::vector<int64_t>>& chunks,
                  const std::vector<int64_t>& slots);
   int64_t batch() const { return batch_; }
@@ -81,13 +81,20 @@ class GreedyDraftGraph {
   int64_t batch_, first_, steps_, span_;
 };
 
+// The batch a graph for `rows` rows is captured for: 1, 2, 4, then multiples of 8, at most
+// max_rows (the cache's slots) and never below rows. A step of fewer rows runs the graph with
+// its extra rows repeating the first, so a server sees a few batch shapes instead of every count
+// from 1 to its concurrency (each new shape is a capture, milliseconds on the serving path).
+int64_t graph_batch(int64_t rows, int64_t max_rows);
+
 // The span a graph for rows reaching `needed` positions uses: the next power of two from 256 on,
 // at most `max_len`, so a cache sees at most a few spans per (batch, tokens) shape.
 int64_t graph_span(int64_t needed, int64_t max_len);
 
 // The graphs one model and cache use, captured on first use of each (batch, tokens, span) shape,
-// the span chosen by graph_span from the rows' lengths. Off unless CUDA graphs are available, the
-// model is on CUDA and OSD_CUDA_GRAPHS is not "0".
+// the batch chosen by graph_batch from the rows (OSD_GRAPH_BUCKETS=0: the exact count), the span
+// by graph_span from the rows' lengths. Off unless CUDA graphs are available, the model is on
+// CUDA and OSD_CUDA_GRAPHS is not "0".
 class GraphCache {
  public:
   GraphCache(Transformer& model, KVCache& cache);
@@ -104,11 +111,15 @@ class GraphCache {
   // The model's weights changed identity (a new snapshot): captured graphs read the old ones.
   void reset(Transformer& model);
   size_t size() const { return graphs_.size() + drafts_.size(); }
+  double capture_ms() const { return capture_ms_; }  // host time spent capturing them
 
  private:
+  int64_t batch_bucket(int64_t rows) const;
   Transformer* model_;
   KVCache& cache_;
   bool enabled_;
+  bool buckets_ = true;
+  double capture_ms_ = 0;
   std::map<std::tuple<int64_t, int64_t, int64_t>, std::unique_ptr<DecodeGraph>>
       graphs_;  // (B, T, span)
   std::map<std::tuple<int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<GreedyDraftGraph>>

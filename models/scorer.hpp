@@ -41,6 +41,7 @@ class TargetScorer {
   // CUDA graphs captured so far (0 without CUDA graphs): a score() that raised it paid for a
   // capture, so its time says nothing about the step's cost.
   size_t graphs_captured() const { return graphs_.size(); }
+  double graph_capture_ms() const { return graphs_.capture_ms(); }
 
  private:
   struct Seq {

@@ -53,6 +53,13 @@ int greedy_matches(SpecDecoder& dec, const std::vector<std::vector<int64_t>>& pr
     return;                                     \
   }
 
+#define OSD_REQUIRE_CUDA_GRAPHS()                  \
+  OSD_REQUIRE_CUDA();                              \
+  if (!DecodeGraph::available()) {                 \
+    WARN("no CUDA graphs in this build: skipped"); \
+    return;                                        \
+  }
+
 TEST_CASE("CUDA fp32: incremental forward equals the CPU full forward", "[cuda]") {
   OSD_REQUIRE_CUDA();
   auto cfg = *ModelConfig::preset("tiny");
@@ -131,11 +138,7 @@ TEST_CASE("CUDA sampling draws the same tokens as the CPU for the same seed", "[
 }
 
 TEST_CASE("CUDA graph decode step equals the eager decode step, ragged slots", "[cuda]") {
-  OSD_REQUIRE_CUDA();
-  if (!DecodeGraph::available()) {
-    WARN("no CUDA graphs in this build: skipped");
-    return;
-  }
+  OSD_REQUIRE_CUDA_GRAPHS();
   auto cfg = *ModelConfig::preset("tiny");
   Transformer gpu(cfg, 3, c10::Device("cuda"));
   auto eager_cache = gpu.make_cache(4, 64), graph_cache = gpu.make_cache(4, 64);
@@ -164,7 +167,33 @@ TEST_CASE("CUDA graph decode step equals the eager decode step, ragged slots", "
   CHECK(same_argmax == 6);
   CHECK(graph_cache.length(3) == 15);
   CHECK(graph_cache.length(1) == 10);
-  CHECK_THROWS_WITH(graph.step(random_tokens(3, 1, 256, 1), {0, 1, 2}), Catch::Contains("int64 [2, 1]"));
+  CHECK_THROWS_WITH(graph.step(random_tokens(3, 1, 256, 1), {0, 1, 2}),
+                    Catch::Contains("1 <= B <= 2"));
+
+  // A graph captured for 4 rows runs 1 or 3 of them (its other rows repeat the first): the same
+  // logits, and only the given slots grow.
+  auto wide_cache = gpu.make_cache(4, 64), wide_eager = gpu.make_cache(4, 64);
+  DecodeGraph wide(gpu, wide_cache, 4);
+  for (auto* c : {&wide_cache, &wide_eager}) {
+    for (int s = 0; s < 4; ++s) c->allocate_slot();
+    gpu.forward(a, {2}, *c);
+    gpu.forward(b, {0}, *c);
+    gpu.forward(random_tokens(1, 6, 256, 6), {3}, *c);
+  }
+  double wide_worst = 0;
+  for (const std::vector<int64_t>& rows :
+       {std::vector<int64_t>{2, 0, 3}, std::vector<int64_t>{3}}) {
+    const auto n = static_cast<int64_t>(rows.size());
+    auto tok = random_tokens(n, 1, 256, 40 + n).to(c10::Device("cuda"));
+    auto eager = gpu.forward(tok, rows, wide_eager).cpu();
+    auto graphed = wide.step(tok, rows).cpu();
+    CHECK(graphed.size(0) == n);
+    wide_worst = std::max(wide_worst, max_abs_diff(graphed, eager));
+  }
+  CHECK(wide_worst <= 1e-4);
+  for (int64_t s = 0; s < 4; ++s) CHECK(wide_cache.length(s) == wide_eager.length(s));
+  CHECK(wide_cache.length(1) == 0);
+  CHECK(wide_cache.length(3) == 8);
 
   // A graph attending over the first 18 positions only gives the same verification logits (2
   // tokens per row); rows that would pass its span are refused, the cache unchanged.
@@ -179,32 +208,34 @@ TEST_CASE("CUDA graph decode step equals the eager decode step, ragged slots", "
 }
 
 TEST_CASE("greedy drafting as one graph drafts what step-by-step graphs draft", "[cuda]") {
-  OSD_REQUIRE_CUDA();
-  if (!DecodeGraph::available()) {
-    WARN("no CUDA graphs in this build: skipped");
-    return;
-  }
+  OSD_REQUIRE_CUDA_GRAPHS();
   // Two proposers on one fp32 draft: one drafts k tokens step by step (a graph a step), the other
   // as one GreedyDraftGraph. Rounds accept 0..k drafts (k accepted leaves two pending tokens, so
   // the first chunks are ragged), and both must draft the same tokens every round.
   auto draft = osd::test::peaked_model(osd::test::tiny_config(256, 64, 2), 5);
   const c10::Device cuda("cuda");
   auto a = draft->clone(cuda, torch::kFloat32), b = draft->clone(cuda, torch::kFloat32);
-  DraftProposer stepwise(a, 4, 96), graphed(b, 4, 96);
+  DraftProposer stepwise(a, 6, 96), graphed(b, 6, 96);
   SamplingParams greedy;
   greedy.temperature = 0;
-  const std::vector<SeqId> ids = {7, 9};
-  auto p0 = random_tokens(1, 11, 256, 3), p1 = random_tokens(1, 6, 256, 4);
-  for (auto* p : {&stepwise, &graphed}) {
-    p->add(7, std::vector<int64_t>(p0.data_ptr<int64_t>(), p0.data_ptr<int64_t>() + 11), greedy);
-    p->add(9, std::vector<int64_t>(p1.data_ptr<int64_t>(), p1.data_ptr<int64_t>() + 6), greedy);
+  // Three rows: the graphs are captured for four (graph_batch), their fourth row repeating the
+  // first.
+  const std::vector<SeqId> ids = {7, 9, 11};
+  const std::vector<int64_t> lengths = {11, 6, 9};
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto prompt = random_tokens(1, lengths[i], 256, 3 + i);
+    for (auto* p : {&stepwise, &graphed})
+      p->add(
+          ids[i],
+          std::vector<int64_t>(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + lengths[i]),
+          greedy);
   }
   auto propose = [&](DraftProposer& p, bool one_graph, int64_t k) {
     if (one_graph)
       unsetenv("OSD_GREEDY_DRAFT_GRAPH");
     else
       setenv("OSD_GREEDY_DRAFT_GRAPH", "0", 1);
-    auto out = p.propose(ids, {k, k});
+    auto out = p.propose(ids, std::vector<int64_t>(ids.size(), k));
     unsetenv("OSD_GREEDY_DRAFT_GRAPH");
     return out;
   };
@@ -217,8 +248,8 @@ TEST_CASE("greedy drafting as one graph drafts what step-by-step graphs draft", 
     CHECK(torch::equal(s.tokens.cpu(), g.tokens.cpu()));
     CHECK(torch::equal(s.probs.cpu(), g.probs.cpu()));
     CHECK(g.draft_steps == k);
-    // Row 0 accepts round % (k + 1) drafts, row 1 all of them every other round.
-    const std::vector<int64_t> accept = {round % (k + 1), round % 2 == 0 ? k : 1};
+    // Row 0 accepts round % (k + 1) drafts, row 1 all of them every other round, row 2 none.
+    const std::vector<int64_t> accept = {round % (k + 1), round % 2 == 0 ? k : 1, 0};
     for (size_t i = 0; i < ids.size(); ++i) {
       Verdict v{ids[i], k, accept[i], {}};
       v.emitted.assign(s.host_tokens[i].begin(), s.host_tokens[i].begin() + accept[i]);
@@ -234,11 +265,7 @@ TEST_CASE("greedy drafting as one graph drafts what step-by-step graphs draft", 
 }
 
 TEST_CASE("a greedy draft graph refuses chunks and lengths it was not captured for", "[cuda]") {
-  OSD_REQUIRE_CUDA();
-  if (!DecodeGraph::available()) {
-    WARN("no CUDA graphs in this build: skipped");
-    return;
-  }
+  OSD_REQUIRE_CUDA_GRAPHS();
   auto cfg = *ModelConfig::preset("tiny");
   Transformer gpu(cfg, 3, c10::Device("cuda"));
   auto cache = gpu.make_cache(2, 64);
@@ -255,6 +282,18 @@ TEST_CASE("a greedy draft graph refuses chunks and lengths it was not captured f
   CHECK_THROWS_WITH(GreedyDraftGraph(gpu, cache, 1, 2, 0, 20), Catch::Contains("0 steps"));
 }
 
+TEST_CASE("graph batches: 1, 2, 4, then multiples of 8, within the cache's slots", "[streams]") {
+  CHECK(graph_batch(1, 64) == 1);
+  CHECK(graph_batch(2, 64) == 2);
+  CHECK(graph_batch(3, 64) == 4);
+  CHECK(graph_batch(5, 64) == 8);
+  CHECK(graph_batch(9, 64) == 16);
+  CHECK(graph_batch(17, 64) == 24);
+  CHECK(graph_batch(64, 64) == 64);
+  CHECK(graph_batch(5, 6) == 6);  // never past the slots ...
+  CHECK(graph_batch(7, 6) == 7);  // ... nor below the rows
+}
+
 TEST_CASE("graph spans: powers of two from 256, at most the cache", "[streams]") {
   CHECK(graph_span(1, 1024) == 256);
   CHECK(graph_span(256, 1024) == 256);
@@ -265,11 +304,7 @@ TEST_CASE("graph spans: powers of two from 256, at most the cache", "[streams]")
 }
 
 TEST_CASE("CUDA graphs in speculative decoding: greedy output equals target-only greedy", "[cuda]") {
-  OSD_REQUIRE_CUDA();
-  if (!DecodeGraph::available()) {
-    WARN("no CUDA graphs in this build: skipped");
-    return;
-  }
+  OSD_REQUIRE_CUDA_GRAPHS();
   // fp32 models on CUDA; prompts of different lengths, k fixed and adaptive (several graph
   // shapes: batch 1..4 x k + 1 tokens for the target, batch x 1 for the draft).
   auto target = osd::test::peaked_model(osd::test::tiny_config(256, 64, 2), 1);

@@ -137,21 +137,31 @@ TEST_CASE("distillation records: a round's RecordSource expands to contexts and 
   CHECK_THROWS_WITH(make_records(bad), Catch::Contains("outside"));
 }
 
+namespace {
+// The target's full distributions after `contexts` random contexts of `length` tokens: `copies`
+// training records of each, and one held-out record of each.
+void target_records(Transformer& target, int contexts, int64_t length, uint64_t seed, int copies,
+                    std::vector<DistillRecord>& train, std::vector<DistillRecord>& heldout) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  const int64_t V = target.config().vocab_size;
+  for (int i = 0; i < contexts; ++i) {
+    auto ctx = torch::randint(0, V, {length}, gen, torch::kInt64);
+    auto p = torch::softmax(target.forward_full(ctx.view({1, -1}))[0][-1], -1).unsqueeze(0);
+    auto r = compact_distributions(p, 0)[0];
+    r.context.assign(ctx.data_ptr<int64_t>(), ctx.data_ptr<int64_t>() + length);
+    for (int c = 0; c < copies; ++c) train.push_back(r);
+    heldout.push_back(r);
+  }
+}
+}  // namespace
+
 TEST_CASE("online distiller: updates raise held-out acceptance, guard and NaN paths", "[distill]") {
   auto target = osd::test::peaked_model(osd::test::tiny_config(64, 32, 2), 3);
   auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 32, 1), 4);
   // Records: the target's distributions after 16 contexts of one "domain" (served traffic
   // repeats its contexts); the held-out slice holds other records of the same contexts.
   std::vector<DistillRecord> train, heldout;
-  auto gen = at::detail::createCPUGenerator(8);
-  for (int i = 0; i < 16; ++i) {
-    auto ctx = torch::randint(0, 64, {6}, gen, torch::kInt64);
-    auto p = torch::softmax(target->forward_full(ctx.view({1, -1}))[0][-1], -1).unsqueeze(0);
-    auto r = compact_distributions(p, 0)[0];
-    r.context.assign(ctx.data_ptr<int64_t>(), ctx.data_ptr<int64_t>() + 6);
-    for (int c = 0; c < 8; ++c) train.push_back(r);
-    heldout.push_back(r);
-  }
+  target_records(*target, 16, 6, 8, 8, train, heldout);
   DistillOptions o;
   o.lr = 1e-2;
   o.batch = 32;
@@ -203,15 +213,7 @@ TEST_CASE("online distiller: a warm-up leaves weights, optimizer and updates as 
   auto target = osd::test::peaked_model(osd::test::tiny_config(64, 32, 2), 3);
   auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 32, 1), 4);
   std::vector<DistillRecord> train, heldout;
-  auto gen = at::detail::createCPUGenerator(9);
-  for (int i = 0; i < 12; ++i) {
-    auto ctx = torch::randint(0, 64, {7}, gen, torch::kInt64);
-    auto p = torch::softmax(target->forward_full(ctx.view({1, -1}))[0][-1], -1).unsqueeze(0);
-    auto r = compact_distributions(p, 0)[0];
-    r.context.assign(ctx.data_ptr<int64_t>(), ctx.data_ptr<int64_t>() + 7);
-    for (int c = 0; c < 4; ++c) train.push_back(r);
-    heldout.push_back(r);
-  }
+  target_records(*target, 12, 7, 9, 4, train, heldout);
   DistillOptions o;
   o.lr = 1e-2;
   o.weight_decay = 0.1;  // decoupled decay would move weights at any learning rate but 0

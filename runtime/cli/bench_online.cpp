@@ -66,6 +66,8 @@ struct RunResult {
   nlohmann::json decisions;
   nlohmann::json trace_summary;  // per-actor busy time and overlaps (trace runs only)
   double record_host_ms = 0;     // the verifier's host time making distillation records
+  int64_t target_graphs = 0;     // CUDA graphs the verifier captured (shapes it met) ...
+  double target_capture_ms = 0;  // ... and the host time their captures took
 };
 
 // Untimed requests before a replay's clock starts, so CUDA graph captures and attention plans
@@ -141,7 +143,10 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
   auto stats = nlohmann::json::parse(rt->stats_json());
   r.draft_version = stats["metrics"].value("draft_version", 0);
   r.decisions = stats["metrics"]["distill"]["decisions"];
-  r.record_host_ms = stats.value("verifier", nlohmann::json::object()).value("record_host_ms", 0.0);
+  const auto verifier_stats = stats.value("verifier", nlohmann::json::object());
+  r.record_host_ms = verifier_stats.value("record_host_ms", 0.0);
+  r.target_graphs = verifier_stats.value("target_graphs", int64_t{0});
+  r.target_capture_ms = verifier_stats.value("target_graph_capture_ms", 0.0);
   if (o.trace) {
     const auto trace = nlohmann::json::parse(rt->trace_json());
     std::ofstream(trace_path) << trace.dump() << "\n";
@@ -443,6 +448,13 @@ void add_online_bench(CLI::App& app, bool& json) {
       record_share["record"] = recording.record_host_ms / (1e3 * recording.seconds);
     if (online.ran) record_share["online"] = online.record_host_ms / (1e3 * online.seconds);
     rep.note("record_host_share", record_share);
+    // The target's CUDA graphs each replay captured on its serving path (0 without CUDA graphs).
+    nlohmann::json captures = nlohmann::json::object();
+    for (const auto& [name, r] : {std::pair<const char*, const RunResult*>{"target", &plain},
+                                  {"static", &fixed},
+                                  {"online", &online}})
+      if (r->ran) captures[name] = {{"graphs", r->target_graphs}, {"ms", r->target_capture_ms}};
+    rep.note("target_graph_captures", captures);
     // Per domain: mean latency per request and acceptance, over all of the domain's requests
     // and over its last window (after the online draft adapted), plus the formula's prediction
     // from the measured decode-step cost ratio c.
