@@ -279,7 +279,14 @@ bool gemv_preferred(const at::Tensor& weight, int64_t rows) {
   };
   static const int64_t max_elements = setting("OSD_GEMV_MAX_ELEMENTS", int64_t{8} << 20);
   static const int64_t max_rows = setting("OSD_GEMV_MAX_ROWS", 1);
-  return rows <= max_rows && weight.numel() <= max_elements;
+  if (weight.numel() > max_elements) return false;
+#ifdef OSD_WITH_CUDA_KERNELS
+  // 2 to 8 rows (verifications of k <= 7 drafts) on tensor cores where the kernel applies.
+  if (rows > 1 && applies(weight) &&
+      k::gemv_mma_applies(kernel_dtype(weight.scalar_type()), rows, weight.size(1)))
+    return true;
+#endif
+  return rows <= max_rows;
 }
 
 at::Tensor linear(const at::Tensor& x_in, const at::Tensor& weight, const at::Tensor& bias,

@@ -87,6 +87,9 @@ struct GemvArgs {
   bool out_float = false;
 };
 bool gemv_supported(Dtype dtype, int64_t rows, int64_t k);
+// Whether gemv() computes these rows on tensor cores (bf16 / fp16, 2 to 5 rows, K % 32 == 0,
+// compute capability 8.0+; OSD_GEMV_MMA=0: never; OSD_GEMV_MMA_MAX_ROWS: up to 2..8 rows).
+bool gemv_mma_applies(Dtype dtype, int64_t rows, int64_t k);
 int gemv(Dtype dtype, const GemvArgs& args, void* stream);
 
 // Programmatic dependent launch (Hopper, CUDA 12.3+): each kernel here may start while the
