@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 namespace osd::cuda_kernels {
 namespace {
@@ -443,34 +444,23 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a, int rows
 // permuted alike for both operands, so no shuffles are needed. Partial sums meet in shared memory.
 constexpr int kMmaFeatures = 16, kMmaRows = 8, kMmaChunk = 32;
 
+// d = a * b + d for one m16n8k16 tile, T's products accumulated in fp32 (sm_80+).
+#define OSD_MMA_16816(TYPE)                                                   \
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." TYPE "." TYPE         \
+               ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n" \
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])               \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]))
 template <typename T>
-struct Mma;
-template <>
-struct Mma<__nv_bfloat16> {
-  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4],
-                                             const uint32_t (&b)[2]) {
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
+                                          const uint32_t (&b)[2]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    OSD_MMA_16816("bf16");
+  else
+    OSD_MMA_16816("f16");
 #endif
-  }
-};
-template <>
-struct Mma<__half> {
-  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4],
-                                             const uint32_t (&b)[2]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
-  }
-};
+}
+#undef OSD_MMA_16816
 
 template <typename T>
 __global__ void __launch_bounds__(kGemvThreads) gemv_mma_kernel(GemvArgs a) {
@@ -506,8 +496,8 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_mma_kernel(GemvArgs a) {
         g < M ? *reinterpret_cast<const uint4*>(in + g * K + c * kMmaChunk + 8 * t) : zero;
     const uint32_t a0[4] = {w_low.x, w_high.x, w_low.y, w_high.y}, b0[2] = {x.x, x.y};
     const uint32_t a1[4] = {w_low.z, w_high.z, w_low.w, w_high.w}, b1[2] = {x.z, x.w};
-    Mma<T>::run(acc, a0, b0);
-    Mma<T>::run(acc, a1, b1);
+    mma_16816<T>(acc, a0, b0);
+    mma_16816<T>(acc, a1, b1);
   }
 #pragma unroll
   for (int i = 0; i < 4; ++i) partial[warp][lane][i] = acc[i];
