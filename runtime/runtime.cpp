@@ -168,7 +168,13 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       return [stream](int64_t t) { return stream->push(t); };
     };
   vo.fail_on_round = o.inject_verifier_failure;
-  vo.beside_multiprocessors = beside;
+  // The verifier gives up the distillers' share only on a device where a distiller trains (each
+  // trains where its route's draft runs).
+  bool distiller_beside_target = false;
+  for (const auto& route : o.routes)
+    distiller_beside_target =
+        distiller_beside_target || route.draft->device() == o.target->device();
+  vo.beside_multiprocessors = distiller_beside_target ? beside : 0;
   vo.trace = o.trace;
   vo.record_all_positions = o.online.record_all_positions;
   vo.record_top_k = o.online.record_top_k;
