@@ -364,7 +364,7 @@ void add_online_bench(CLI::App& app, bool& json) {
     };
     RunResult plain, fixed, shadow, recording, online;
     if (wanted("target")) plain = run(base(false, false, false));
-    // static and online always run (checked above); with --trace both are traced
+    // static always runs (checked above); with --trace it is traced, beside the online replay
     const std::string static_trace =
         o->trace.empty() ? "" : o->trace.substr(0, o->trace.rfind(".json")) + ".static.json";
     fixed = run(static_options(), static_trace);
