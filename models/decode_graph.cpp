@@ -290,46 +290,50 @@ GraphCache::GraphCache(Transformer& model, KVCache& cache) : model_(&model), cac
   buckets_ = !(buckets && std::string(buckets) == "0");
 }
 
+namespace {
+// The graph of `key` in `graphs`, captured by make() on first use (its host time added to
+// capture_ms).
+template <typename Graphs, typename Make>
+auto& captured(Graphs& graphs, const typename Graphs::key_type& key, double& capture_ms,
+               Make make) {
+  auto it = graphs.find(key);
+  if (it == graphs.end()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    it = graphs.emplace(key, make()).first;
+    capture_ms += ms_since(t0);
+  }
+  return *it->second;
+}
+}  // namespace
+
+int64_t GraphCache::span_for(const std::vector<int64_t>& slots, int64_t width) const {
+  int64_t needed = width;
+  for (auto s : slots) needed = std::max(needed, cache_.length(s) + width);
+  return graph_span(needed, cache_.max_len());
+}
+
 at::Tensor GraphCache::forward(const at::Tensor& tokens, const std::vector<int64_t>& slots,
                                const std::vector<int64_t>& num_new, bool keep) {
   if (!enabled_) return model_->forward(tokens, slots, cache_, num_new);
-  const int64_t B = tokens.size(0), T = tokens.size(1);
-  int64_t needed = T;
-  for (auto s : slots) needed = std::max(needed, cache_.length(s) + T);
-  const auto key = std::make_tuple(batch_bucket(B), T, graph_span(needed, cache_.max_len()));
-  auto it = graphs_.find(key);
-  if (it == graphs_.end()) {
-    const auto t0 = std::chrono::steady_clock::now();
-    it = graphs_
-             .emplace(key, std::make_unique<DecodeGraph>(*model_, cache_, std::get<0>(key), T,
-                                                         std::get<2>(key)))
-             .first;
-    capture_ms_ += ms_since(t0);
-  }
-  auto logits = it->second->step(tokens, slots, num_new);
+  const int64_t B = batch_bucket(tokens.size(0)), T = tokens.size(1), span = span_for(slots, T);
+  auto& graph = captured(graphs_, {B, T, span}, capture_ms_, [&] {
+    return std::make_unique<DecodeGraph>(*model_, cache_, B, T, span);
+  });
+  auto logits = graph.step(tokens, slots, num_new);
   return keep ? logits.clone() : logits;
 }
 
 at::Tensor GraphCache::draft_greedy(const std::vector<std::vector<int64_t>>& chunks,
                                     const std::vector<int64_t>& slots, int64_t steps) {
   if (!enabled_) throw Error("GraphCache::draft_greedy: CUDA graphs are off");
-  const auto B = static_cast<int64_t>(chunks.size());
+  const int64_t B = batch_bucket(static_cast<int64_t>(chunks.size()));
   int64_t T0 = 1;
   for (const auto& c : chunks) T0 = std::max<int64_t>(T0, static_cast<int64_t>(c.size()));
-  int64_t needed = T0 + steps - 1;
-  for (auto s : slots) needed = std::max(needed, cache_.length(s) + T0 + steps - 1);
-  const auto key =
-      std::make_tuple(batch_bucket(B), T0, steps, graph_span(needed, cache_.max_len()));
-  auto it = drafts_.find(key);
-  if (it == drafts_.end()) {
-    const auto t0 = std::chrono::steady_clock::now();
-    it = drafts_
-             .emplace(key, std::make_unique<GreedyDraftGraph>(*model_, cache_, std::get<0>(key), T0,
-                                                              steps, std::get<3>(key)))
-             .first;
-    capture_ms_ += ms_since(t0);
-  }
-  return it->second->run(chunks, slots);
+  const int64_t span = span_for(slots, T0 + steps - 1);
+  auto& graph = captured(drafts_, {B, T0, steps, span}, capture_ms_, [&] {
+    return std::make_unique<GreedyDraftGraph>(*model_, cache_, B, T0, steps, span);
+  });
+  return graph.run(chunks, slots);
 }
 
 void GraphCache::reset(Transformer& model) {

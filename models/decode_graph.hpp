@@ -111,10 +111,13 @@ class GraphCache {
   // The model's weights changed identity (a new snapshot): captured graphs read the old ones.
   void reset(Transformer& model);
   size_t size() const { return graphs_.size() + drafts_.size(); }
+  size_t greedy_draft_graphs() const { return drafts_.size(); }
   double capture_ms() const { return capture_ms_; }  // host time spent capturing them
 
  private:
   int64_t batch_bucket(int64_t rows) const;
+  // graph_span for rows in `slots` each writing `width` more positions.
+  int64_t span_for(const std::vector<int64_t>& slots, int64_t width) const;
   Transformer* model_;
   KVCache& cache_;
   bool enabled_;

@@ -95,6 +95,11 @@ double OnlineDistiller::heldout_acceptance(Transformer& model, const std::vector
   return traffic_acceptance(q, p, greedy);
 }
 
+at::Tensor OnlineDistiller::minibatch_loss(const std::vector<DistillRecord>& mb) {
+  auto teacher = to_device(rebuild_distributions(mb, trainable_->config().vocab_size), device_);
+  return distill_loss(opt_.loss, student_logits(*trainable_, mb), teacher, opt_.jsd_beta);
+}
+
 UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, const std::vector<DistillRecord>& heldout) {
   UpdateReport rep;
   rep.version = version_;
@@ -102,14 +107,12 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
     rep.decision = "no data";
     return rep;
   }
-  const int64_t V = trainable_->config().vocab_size;
   double loss_sum = 0;
   for (int64_t s = 0; s < opt_.steps_per_update; ++s) {
     // Minibatch: a window of the batch, rotating through it.
     std::vector<DistillRecord> mb;
     for (int64_t i = 0; i < opt_.batch; ++i) mb.push_back(batch[(s * opt_.batch + i) % batch.size()]);
-    auto teacher = to_device(rebuild_distributions(mb, V), device_);
-    auto loss = distill_loss(opt_.loss, student_logits(*trainable_, mb), teacher, opt_.jsd_beta);
+    auto loss = minibatch_loss(mb);
     if (opt_.inject_nan) loss = loss * std::numeric_limits<float>::quiet_NaN();
     double lv = 0;
     if (!backward_clipped(*optimizer_, loss, trainable_->parameters(), opt_.clip, &lv, nullptr)) {
@@ -174,9 +177,8 @@ void OnlineDistiller::warm_up() {
   }
   auto params = trainable_->parameters();
   auto throwaway = make_adamw(params, 0.0, opt_.weight_decay);  // lr 0: no weight moves
-  auto teacher = to_device(rebuild_distributions(mb, V), device_);
-  auto loss = distill_loss(opt_.loss, student_logits(*trainable_, mb), teacher, opt_.jsd_beta);
-  if (backward_clipped(*throwaway, loss, params, opt_.clip, nullptr, nullptr)) throwaway->step();
+  if (backward_clipped(*throwaway, minibatch_loss(mb), params, opt_.clip, nullptr, nullptr))
+    throwaway->step();
   throwaway->zero_grad();
   optimizer_->zero_grad();
   heldout_acceptance(*trainable_, mb);

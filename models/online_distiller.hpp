@@ -86,6 +86,8 @@ class OnlineDistiller {
 
  private:
   void reset_optimizer();
+  // The distillation loss of the trainable copy on a minibatch of records (a scalar).
+  at::Tensor minibatch_loss(const std::vector<DistillRecord>& mb);
   DistillOptions opt_;
   c10::Device device_;
   std::shared_ptr<Transformer> trainable_;  // float32, requires grad

@@ -18,7 +18,12 @@ uint64_t draft_seed(uint64_t seed) { return seed * 0x9E3779B97F4A7C15ull + 0x585
 }  // namespace
 
 DraftProposer::DraftProposer(std::shared_ptr<Transformer> draft, int64_t num_slots, int64_t max_len)
-    : draft_(std::move(draft)), cache_(draft_->make_cache(num_slots, max_len)), graphs_(*draft_, cache_) {}
+    : draft_(std::move(draft)),
+      cache_(draft_->make_cache(num_slots, max_len)),
+      graphs_(*draft_, cache_) {
+  const char* env = std::getenv("OSD_GREEDY_DRAFT_GRAPH");
+  greedy_graph_ = !(env && std::string(env) == "0");
+}
 
 void DraftProposer::add(SeqId id, const std::vector<int64_t>& prompt, const SamplingParams& params) {
   if (prompt.empty()) throw Error("draft: empty prompt");
@@ -174,9 +179,7 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
 
 bool DraftProposer::greedy_graph_fits(const std::vector<Seq*>& rows,
                                       const std::vector<int64_t>& k) const {
-  const char* env = std::getenv("OSD_GREEDY_DRAFT_GRAPH");  // read per proposal (tests flip it)
-  if ((env && std::string(env) == "0") || !graphs_.enabled() || rows.empty() || k.front() < 1)
-    return false;
+  if (!greedy_graph_ || !graphs_.enabled() || rows.empty() || k.front() < 1) return false;
   int64_t first = 1;
   for (auto* r : rows) first = std::max<int64_t>(first, static_cast<int64_t>(r->pending.size()));
   if (first > 2) return false;  // longer chunks (after rounds with k = 0) go step by step

@@ -47,6 +47,7 @@ class DraftProposer {
   // Only for a draft the proposer's owner does not share.
   void load_weights(const Transformer& weights, bool refresh_cache = true);
   int64_t refreshes() const { return refreshes_; }
+  size_t greedy_draft_graphs() const { return graphs_.greedy_draft_graphs(); }  // captured so far
   const Transformer& model() const { return *draft_; }
 
  private:
@@ -66,8 +67,8 @@ class DraftProposer {
   void refresh_all();
   // Whether this proposal's steps can run as one GreedyDraftGraph: graphs on, every row drafting
   // the same k >= 1 from a pending chunk of at most 2 tokens with room for the padded chunk.
-  // OSD_GREEDY_DRAFT_GRAPH=0 turns it off (step-by-step graphs, for comparisons).
   bool greedy_graph_fits(const std::vector<Seq*>& rows, const std::vector<int64_t>& k) const;
+  bool greedy_graph_ = true;  // OSD_GREEDY_DRAFT_GRAPH=0 at construction: step-by-step graphs
   int64_t refreshes_ = 0;
   std::shared_ptr<Transformer> draft_;
   KVCache cache_;

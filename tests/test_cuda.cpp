@@ -215,7 +215,10 @@ TEST_CASE("greedy drafting as one graph drafts what step-by-step graphs draft", 
   auto draft = osd::test::peaked_model(osd::test::tiny_config(256, 64, 2), 5);
   const c10::Device cuda("cuda");
   auto a = draft->clone(cuda, torch::kFloat32), b = draft->clone(cuda, torch::kFloat32);
-  DraftProposer stepwise(a, 6, 96), graphed(b, 6, 96);
+  setenv("OSD_GREEDY_DRAFT_GRAPH", "0", 1);  // read as a proposer is made
+  DraftProposer stepwise(a, 6, 96);
+  unsetenv("OSD_GREEDY_DRAFT_GRAPH");
+  DraftProposer graphed(b, 6, 96);
   SamplingParams greedy;
   greedy.temperature = 0;
   // Three rows: the graphs are captured for four (graph_batch), their fourth row repeating the
@@ -230,19 +233,13 @@ TEST_CASE("greedy drafting as one graph drafts what step-by-step graphs draft", 
           std::vector<int64_t>(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + lengths[i]),
           greedy);
   }
-  auto propose = [&](DraftProposer& p, bool one_graph, int64_t k) {
-    if (one_graph)
-      unsetenv("OSD_GREEDY_DRAFT_GRAPH");
-    else
-      setenv("OSD_GREEDY_DRAFT_GRAPH", "0", 1);
-    auto out = p.propose(ids, std::vector<int64_t>(ids.size(), k));
-    unsetenv("OSD_GREEDY_DRAFT_GRAPH");
-    return out;
+  auto propose = [&](DraftProposer& p, int64_t k) {
+    return p.propose(ids, std::vector<int64_t>(ids.size(), k));
   };
   int same = 0, rounds = 0, two_pending = 0;
   for (int round = 0; round < 12; ++round) {
     const int64_t k = 2 + round % 3;
-    auto s = propose(stepwise, false, k), g = propose(graphed, true, k);
+    auto s = propose(stepwise, k), g = propose(graphed, k);
     ++rounds;
     same += s.host_tokens == g.host_tokens;
     CHECK(torch::equal(s.tokens.cpu(), g.tokens.cpu()));
@@ -261,6 +258,8 @@ TEST_CASE("greedy drafting as one graph drafts what step-by-step graphs draft", 
   }
   CHECK(same == rounds);
   CHECK(two_pending >= 6);  // ragged first chunks were drafted
+  CHECK(stepwise.greedy_draft_graphs() == 0);  // the two took different paths
+  CHECK(graphed.greedy_draft_graphs() > 0);
   WARN("greedy draft graph: " << same << " of " << rounds << " rounds drafted the same tokens");
 }
 

@@ -548,24 +548,39 @@ std::atomic<bool>& pdl_switch() {
   return on;
 }
 
-// Per device: whether it takes programmatic dependent launches, also inside CUDA-graph capture
-// (compute capability 9.0 and a CUDA 12.3+ runtime). 0 unknown, 1 yes, 2 no.
+// A yes / no about the current device, asked once per device: `cache` holds 0 unknown, 1 yes,
+// 2 no. False where there is no current device.
 constexpr int kMaxDevices = 64;
-std::atomic<int> pdl_support[kMaxDevices];
+using DeviceAnswers = std::atomic<int>[kMaxDevices];
 
-bool pdl_supported_here() {
+template <typename Ask>
+bool asked_once(DeviceAnswers& cache, Ask ask) {
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return false;
-  int state = pdl_support[device].load(std::memory_order_relaxed);
+  int state = cache[device].load(std::memory_order_relaxed);
   if (state == 0) {
-    int major = 0, runtime = 0;
-    const bool ok =
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-        cudaRuntimeGetVersion(&runtime) == cudaSuccess && major >= 9 && runtime >= 12030;
-    state = ok ? 1 : 2;
-    pdl_support[device].store(state, std::memory_order_relaxed);
+    state = ask(device) ? 1 : 2;
+    cache[device].store(state, std::memory_order_relaxed);
   }
   return state == 1;
+}
+
+int compute_capability_major(int device) {
+  int major = 0;
+  return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess
+             ? major
+             : 0;
+}
+
+// Whether the device takes programmatic dependent launches, also inside CUDA-graph capture
+// (compute capability 9.0 and a CUDA 12.3+ runtime).
+bool pdl_supported_here() {
+  static DeviceAnswers answers;
+  return asked_once(answers, [](int device) {
+    int runtime = 0;
+    return compute_capability_major(device) >= 9 &&
+           cudaRuntimeGetVersion(&runtime) == cudaSuccess && runtime >= 12030;
+  });
 }
 
 int multiprocessors_here() {
@@ -689,22 +704,10 @@ bool gemv_supported(Dtype dtype, int64_t rows, int64_t k) {
 }
 
 namespace {
-// Per device: compute capability 8.0+ (mma.sync with bf16). 0 unknown, 1 yes, 2 no.
-std::atomic<int> mma_support[kMaxDevices];
-
+// Whether the device has compute capability 8.0+ (mma.sync with bf16).
 bool mma_supported_here() {
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return false;
-  int state = mma_support[device].load(std::memory_order_relaxed);
-  if (state == 0) {
-    int major = 0;
-    const bool ok =
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-        major >= 8;
-    state = ok ? 1 : 2;
-    mma_support[device].store(state, std::memory_order_relaxed);
-  }
-  return state == 1;
+  static DeviceAnswers answers;
+  return asked_once(answers, [](int device) { return compute_capability_major(device) >= 8; });
 }
 }  // namespace
 

@@ -9,10 +9,8 @@
 #define OSD_HAVE_LEGACY_PROFILER 1
 #endif
 
-#include <fstream>
-#include <nlohmann/json.hpp>
-
 #include "models/decode_graph.hpp"
+#include "models/files.hpp"
 #include "models/hf_checkpoint.hpp"
 #include "models/tensor_util.hpp"
 #include "models/transformer.hpp"
@@ -72,9 +70,9 @@ void add_model_bench(CLI::App& app, bool& json) {
       // A preset, or an HF folder's config.json (its shape; the weights stay random).
       auto cfg = ModelConfig::preset(name);
       const std::string config_file = name + "/config.json";
-      if (!cfg && std::ifstream(config_file)) {
+      if (!cfg && files::exists(config_file)) {
         try {
-          cfg = config_from_hf_json(nlohmann::json::parse(std::ifstream(config_file)), config_file);
+          cfg = config_from_hf_json(files::read_json(config_file), config_file);
         } catch (const std::exception& e) {
           throw CLI::ValidationError("--sizes", e.what());
         }
