@@ -41,8 +41,11 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
       [=](add_atom, SeqId id, const std::vector<int64_t>& prompt,
           const SamplingParams& sp) -> caf::result<void> {
         self->state.stream->make_current();
+        const size_t span = self->state.timeline->begin();
         try {
           self->state.proposer->add(id, prompt, sp);
+          self->state.timeline->end(span, "prefill",
+                                    "{\"tokens\":" + std::to_string(prompt.size()) + "}");
           return caf::unit;
         } catch (const std::exception& e) {
           return as_error(e);
@@ -81,6 +84,7 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
       // evaluation of which draft fits a finished request best). Reads the weights only.
       [=](score_atom, const std::vector<int64_t>& tokens, int64_t from) -> caf::result<double> {
         self->state.stream->make_current();
+        const size_t span = self->state.timeline->begin();
         try {
           auto& model = const_cast<Transformer&>(self->state.proposer->model());
           const int64_t limit = model.config().max_position_embeddings;
@@ -95,7 +99,9 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
           auto pred = model.forward_full(t)[0].argmax(-1);  // [T]
           const int64_t T = t.size(1), n = static_cast<int64_t>(tokens.size()) - from;
           auto hits = pred.narrow(0, T - n - 1, n).eq(t[0].narrow(0, T - n, n));  // [n]
-          return hits.to(torch::kFloat64).mean().item<double>();
+          const double agreement = hits.to(torch::kFloat64).mean().item<double>();
+          self->state.timeline->end(span, "score", "{\"tokens\":" + std::to_string(T) + "}");
+          return agreement;
         } catch (const std::exception& e) {
           return as_error(e);
         }
@@ -105,8 +111,11 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
       [=](swap_atom, const WeightsSnapshot& snap) {
         if (!snap.model || snap.version <= self->state.version) return;
         self->state.stream->make_current();
+        const size_t span = self->state.timeline->begin();
         self->state.proposer->load_weights(*snap.model);
         self->state.version = snap.version;
+        self->state.timeline->end(span, "swap",
+                                  "{\"version\":" + std::to_string(snap.version) + "}");
       },
   };
 }

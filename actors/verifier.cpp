@@ -97,6 +97,20 @@ std::vector<int64_t> tokens_so_far(const Seq& s) {
 
 // Tell the router how its automatic choice went; for sampled requests first score the finished
 // text with every route's draft (each drafter answers between its proposals).
+// A host span on the verifier's Chrome trace (opt.trace; capped like the rounds' spans).
+void trace_host(VerifierState& st, const std::string& name, const std::string& track,
+                Clock::time_point start, nlohmann::json args) {
+  if (!st.opt.trace || st.trace.size() >= 200000) return;
+  const double ts = std::chrono::duration<double, std::micro>(start.time_since_epoch()).count();
+  st.trace.push_back({{"name", name},
+                      {"ph", "X"},
+                      {"pid", 1},
+                      {"tid", track},
+                      {"ts", ts},
+                      {"dur", ms_since(start) * 1e3},
+                      {"args", std::move(args)}});
+}
+
 void report_outcome(Self* self, const Seq& s) {
   auto& st = self->state;
   RouteOutcome o;
@@ -162,12 +176,17 @@ void admit_waiting(Self* self) {
     auto [sub, sink] = std::move(st.waiting.front());
     st.waiting.pop_front();
     const SeqId sid = st.next_sid++;
+    const auto p0 = Clock::now();
+    const size_t span = st.timeline->begin();
     try {
       st.scorer->add(sid, sub.request.prompt);
     } catch (const std::exception& e) {
       answer(self, sink, DoneEvent{sub.id, {}, "", "error", "invalid_request", e.what(), {}, 0, 0});
       continue;
     }
+    const std::string args = "{\"tokens\":" + std::to_string(sub.request.prompt.size()) + "}";
+    st.timeline->end(span, "prefill", args);
+    trace_host(st, "prefill", "verifier", p0, nlohmann::json::parse(args));
     const int64_t route =
         st.speculative && sub.route >= 0 && sub.route < static_cast<int64_t>(st.routes.size()) ? sub.route : 0;
     if (st.speculative) self->send(st.routes[route].drafter, add_atom_v, sid, sub.request.prompt, sub.request.sampling);

@@ -28,6 +28,19 @@ assert p["min"] <= p["mean"] <= p["max"], p
 assert set(n["distiller_overhead_parts"]) == {"recording", "training"}, n["distiller_overhead_parts"]
 assert n["tokens_per_s_record"] > 0, n
 assert n["workload"]["repeats"] == 2 and n["workload"]["distiller_multiprocessors"] == 16, n["workload"]'
+# --trace: every timed request is a client span, and every admission a prefill span beside the
+# rounds (the spans that account for a request's time outside its rounds).
+"$bench" online "${args[@]}" --replays static --trace "$dir/t.json" --json >"$dir/out.txt" 2>"$dir/err.txt" \
+  || { cat "$dir/err.txt"; exit 1; }
+python3 -c '
+import json, sys
+events = json.load(open(sys.argv[1]))["traceEvents"]
+def count(tid, name):
+    return sum(1 for e in events if e["tid"] == tid and e["name"].startswith(name))
+assert count("client", "request ") == 6, count("client", "request ")
+assert count("verifier", "prefill") == 6, count("verifier", "prefill")
+assert count("verifier", "verify") >= 6, count("verifier", "verify")
+assert all(e["dur"] >= 0 for e in events)' "$dir/t.static.json"
 fails() {  # fails MESSAGE ARGS...: exit != 0 and MESSAGE on stderr
   local want=$1; shift
   if "$bench" online "${args[@]}" "$@" >"$dir/out.txt" 2>"$dir/err.txt"; then

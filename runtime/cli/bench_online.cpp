@@ -74,6 +74,10 @@ struct RunResult {
 // for the workload's shapes are not charged to its first domain: `per_domain` requests of each
 // domain, each prompt one of the domain's reversed (the same lengths, text none of the timed
 // requests carries), at most 16 new tokens, `concurrency` at a time.
+double steady_us(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::micro>(t.time_since_epoch()).count();
+}
+
 void check_warm_up(const GenerateResult& r) {
   if (!r.ok()) throw Error("warm-up request failed: " + r.error_message);
 }
@@ -114,6 +118,7 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
   const auto bytes = load_text_tokenizer("bytes");  // the default pair is byte-level
   if (warmup > 0) warm_up(*rt, w, warmup, concurrency, new_tokens, send_domain, *bytes);
   std::deque<std::pair<size_t, std::shared_ptr<RequestHandle>>> in_flight;
+  auto client_spans = nlohmann::json::array();
   auto finish_one = [&] {
     auto [i, h] = in_flight.front();
     in_flight.pop_front();
@@ -122,7 +127,16 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
     r.tokens += static_cast<int64_t>(res.tokens.size());
     r.acceptance[i] =
         res.num_draft_tokens ? double(res.num_accepted_tokens) / res.num_draft_tokens : 0.0;
-    r.latency_ms[i] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - submitted[i]).count();
+    const auto now = std::chrono::steady_clock::now();
+    r.latency_ms[i] = std::chrono::duration<double, std::milli>(now - submitted[i]).count();
+    if (o.trace)  // the request's life as the client saw it, beside the actors' spans
+      client_spans.push_back({{"name", "request " + std::to_string(i)},
+                              {"ph", "X"},
+                              {"pid", 1},
+                              {"tid", "client"},
+                              {"ts", steady_us(submitted[i])},
+                              {"dur", r.latency_ms[i] * 1e3},
+                              {"args", {{"domain", w.domain[i]}}}});
   };
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t i = 0; i < w.prompt.size(); ++i) {
@@ -148,7 +162,8 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
   r.target_graphs = verifier_stats.value("target_graphs", int64_t{0});
   r.target_capture_ms = verifier_stats.value("target_graph_capture_ms", 0.0);
   if (o.trace) {
-    const auto trace = nlohmann::json::parse(rt->trace_json());
+    auto trace = nlohmann::json::parse(rt->trace_json());
+    for (auto& e : client_spans) trace["traceEvents"].push_back(std::move(e));
     std::ofstream(trace_path) << trace.dump() << "\n";
     // Busy time and overlaps per actor (host and CUDA-event tracks), round medians.
     r.trace_summary = summarize_trace(trace);
