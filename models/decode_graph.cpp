@@ -23,14 +23,28 @@
 namespace osd {
 
 #ifdef OSD_HAVE_CUDA_GRAPHS
+// Static buffers the graphs read and write. Their int64 inputs are views of one buffer, `inputs`,
+// so that a step's inputs arrive as one queued copy from pinned host memory.
 struct DecodeGraph::Impl {
   at::cuda::CUDAGraph graph;
-  at::Tensor tokens, lens, slots, logits;  // static buffers the graph reads and writes
+  at::Tensor inputs;               // [B * T + 2 * B]: tokens, lens, slots
+  at::Tensor tokens, lens, slots;  // [B, T], [B], [B]: views of inputs
+  at::Tensor logits;               // [B, T, V]
 };
 struct GreedyDraftGraph::Impl {
   at::cuda::CUDAGraph graph;
-  at::Tensor first, last, lens, slots, drafts;  // static buffers the graph reads and writes
+  at::Tensor inputs;                    // [B * T0 + 3 * B]: first, lens, last, slots
+  at::Tensor first, lens, last, slots;  // [B, T0], [B], [B], [B]: views of inputs
+  at::Tensor drafts;                    // [B, steps]
 };
+
+namespace {
+// A pinned host buffer of n int64 values: the source of one queued copy to the device (the host
+// allocator keeps it until the copy has run).
+at::Tensor pinned_int64(int64_t n) {
+  return torch::empty({n}, torch::TensorOptions().dtype(torch::kInt64).pinned_memory(true));
+}
+}  // namespace
 #else
 struct DecodeGraph::Impl {};
 struct GreedyDraftGraph::Impl {};
@@ -130,11 +144,15 @@ DecodeGraph::DecodeGraph(Transformer& model, KVCache& cache, int64_t batch, int6
   torch::NoGradGuard no_grad;
   impl_ = std::make_unique<Impl>();
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
-  impl_->tokens = torch::zeros({batch, tokens_per_row}, i64);
+  const int64_t T = tokens_per_row;
+  impl_->inputs = torch::zeros({batch * (T + 2)}, i64);
+  impl_->tokens = impl_->inputs.narrow(0, 0, batch * T).view({batch, T});
+  impl_->lens = impl_->inputs.narrow(0, batch * T, batch);
+  impl_->slots = impl_->inputs.narrow(0, batch * (T + 1), batch);
   // Warm-up runs write the span's last T positions of slots 0..B-1 (restored after the capture).
-  const int64_t at = span_ - tokens_per_row;
-  impl_->lens = torch::full({batch}, at, i64);
-  impl_->slots = torch::arange(batch, i64);
+  const int64_t at = span_ - T;
+  impl_->lens.fill_(at);
+  impl_->slots.copy_(torch::arange(batch, i64));
   capture_steps(impl_->graph, model, cache, batch, at, tokens_per_row, [&] {
     impl_->logits = model.step_static(impl_->tokens, impl_->lens, impl_->slots, cache, span_);
   });
@@ -173,13 +191,26 @@ at::Tensor DecodeGraph::step(const at::Tensor& tokens, const std::vector<int64_t
   std::vector<int64_t> all_lens(lens), all_slots(slots);
   all_lens.resize(batch_, lens[0]);
   all_slots.resize(batch_, slots[0]);
-  const auto padded =
-      B == batch_ ? tokens
-                  : torch::cat({tokens, tokens.narrow(0, 0, 1).expand({batch_ - B, tokens_})});
-  // Queued copies: the host does not wait for the stream.
-  impl_->tokens.copy_(padded, /*non_blocking=*/true);
-  impl_->lens.copy_(torch::tensor(all_lens, torch::kInt64), /*non_blocking=*/true);
-  impl_->slots.copy_(torch::tensor(all_slots, torch::kInt64), /*non_blocking=*/true);
+  // Queued copies: the host does not wait for the stream. Host tokens travel with lens and slots
+  // as one copy; tokens already on the device (a draft step fed by the last) are copied there.
+  const bool host_tokens = !tokens.is_cuda();
+  const int64_t from = host_tokens ? 0 : batch_ * tokens_;
+  auto packed = pinned_int64(batch_ * (tokens_ + 2) - from);
+  int64_t* out = packed.data_ptr<int64_t>();
+  if (host_tokens) {
+    const auto t = tokens.contiguous();
+    const int64_t* in = t.data_ptr<int64_t>();
+    for (int64_t row = 0; row < batch_; ++row)
+      std::copy_n(in + (row < B ? row : 0) * tokens_, tokens_, out + row * tokens_);
+  } else {
+    impl_->tokens.copy_(
+        B == batch_ ? tokens
+                    : torch::cat({tokens, tokens.narrow(0, 0, 1).expand({batch_ - B, tokens_})}),
+        /*non_blocking=*/true);
+  }
+  std::copy(all_lens.begin(), all_lens.end(), out + batch_ * tokens_ - from);
+  std::copy(all_slots.begin(), all_slots.end(), out + batch_ * (tokens_ + 1) - from);
+  impl_->inputs.narrow(0, from, packed.size(0)).copy_(packed, /*non_blocking=*/true);
   impl_->graph.replay();
   cache_.commit(slots, commit);
   return B == batch_ ? impl_->logits : impl_->logits.narrow(0, 0, B);
@@ -208,10 +239,15 @@ GreedyDraftGraph::GreedyDraftGraph(Transformer& model, KVCache& cache, int64_t b
   impl_ = std::make_unique<Impl>();
   auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(model.device());
   const int64_t at = span_ - width;  // warm-up runs write there (restored after the capture)
-  impl_->first = torch::zeros({batch, first_tokens}, i64);
-  impl_->last = torch::full({batch}, first_tokens - 1, i64);
-  impl_->lens = torch::full({batch}, at, i64);
-  impl_->slots = torch::arange(batch, i64);
+  const int64_t T0 = first_tokens;
+  impl_->inputs = torch::zeros({batch * (T0 + 3)}, i64);
+  impl_->first = impl_->inputs.narrow(0, 0, batch * T0).view({batch, T0});
+  impl_->lens = impl_->inputs.narrow(0, batch * T0, batch);
+  impl_->last = impl_->inputs.narrow(0, batch * (T0 + 1), batch);
+  impl_->slots = impl_->inputs.narrow(0, batch * (T0 + 2), batch);
+  impl_->lens.fill_(at);
+  impl_->last.fill_(T0 - 1);
+  impl_->slots.copy_(torch::arange(batch, i64));
   impl_->drafts = torch::zeros({batch, steps}, i64);
   const int64_t V = model.config().vocab_size;
   capture_steps(impl_->graph, model, cache, batch, at, width, [&] {
@@ -249,7 +285,10 @@ at::Tensor GreedyDraftGraph::run(const std::vector<std::vector<int64_t>>& chunks
   cache_.check_append(slots, width);
   // The inputs as one queued host-to-device copy: first [B, T0] (right-padded), lens, last, slots.
   // Rows past B (a graph captured for a larger batch) repeat row 0, as in DecodeGraph::step.
-  std::vector<int64_t> packed(batch_ * (first_ + 3), 0), commit(B);
+  auto host = pinned_int64(batch_ * (first_ + 3));
+  int64_t* packed = host.data_ptr<int64_t>();
+  std::fill_n(packed, host.size(0), 0);
+  std::vector<int64_t> commit(B);
   for (int64_t row = 0; row < batch_; ++row) {
     const int64_t i = row < B ? row : 0;
     const auto n = static_cast<int64_t>(chunks[i].size());
@@ -261,18 +300,13 @@ at::Tensor GreedyDraftGraph::run(const std::vector<std::vector<int64_t>>& chunks
       throw Error("GreedyDraftGraph::run: slot " + std::to_string(slots[i]) + " holds " +
                   std::to_string(len) + " positions; " + std::to_string(width) +
                   " more pass the graph's span of " + std::to_string(span_));
-    std::copy(chunks[i].begin(), chunks[i].end(), packed.begin() + row * first_);
+    std::copy(chunks[i].begin(), chunks[i].end(), packed + row * first_);
     packed[batch_ * first_ + row] = len;
     packed[batch_ * (first_ + 1) + row] = n - 1;
     packed[batch_ * (first_ + 2) + row] = slots[i];
     if (row < B) commit[row] = n + steps_ - 1;
   }
-  auto host = torch::tensor(packed, torch::kInt64).pin_memory();
-  auto dev = host.to(impl_->lens.device(), /*non_blocking=*/true);
-  impl_->first.copy_(dev.narrow(0, 0, batch_ * first_).view({batch_, first_}));
-  impl_->lens.copy_(dev.narrow(0, batch_ * first_, batch_));
-  impl_->last.copy_(dev.narrow(0, batch_ * (first_ + 1), batch_));
-  impl_->slots.copy_(dev.narrow(0, batch_ * (first_ + 2), batch_));
+  impl_->inputs.copy_(host, /*non_blocking=*/true);
   impl_->graph.replay();
   cache_.commit(slots, commit);
   return B == batch_ ? impl_->drafts : impl_->drafts.narrow(0, 0, B);

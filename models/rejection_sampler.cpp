@@ -63,6 +63,24 @@ RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule) {
   return out;
 }
 
+namespace {
+// The proposal's draft tokens on the host, [B, K] int64: from host_tokens where the proposer
+// filled them (it always does), else read from the device.
+at::Tensor host_drafts(const Proposals& prop, int64_t K) {
+  const int64_t B = static_cast<int64_t>(prop.k.size());
+  bool filled = static_cast<int64_t>(prop.host_tokens.size()) == B;
+  for (int64_t i = 0; filled && i < B; ++i)
+    filled = static_cast<int64_t>(prop.host_tokens[i].size()) >= prop.k[i];
+  if (!filled || K == 0)
+    return K == 0 ? torch::zeros({B, 0}, torch::kInt64) : prop.tokens.to(torch::kCPU);
+  auto out = torch::zeros({B, K}, torch::kInt64);
+  auto acc = out.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t j = 0; j < prop.k[i]; ++j) acc[i][j] = prop.host_tokens[i][j];
+  return out;
+}
+}  // namespace
+
 RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
                                const std::vector<SamplingParams>& row_params, const std::vector<RequestRng*>& row_rngs,
                                AcceptRule rule) {
@@ -80,16 +98,18 @@ RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
   for (const auto& p : row_params) all_greedy = all_greedy && p.greedy();
   if (all_greedy) {
     // The rule with one-hot p and q: accept while the target's argmax equals the draft token,
-    // then emit the target's argmax.
-    const auto dev = logits.device();
-    auto best = logits.to(torch::kFloat32).argmax(-1);  // [B, K + 1]
-    auto accepted = K > 0 ? leading_run(best.narrow(1, 0, K).eq(to_device(prop.tokens, dev))
-                                            .logical_and(prefix_mask(prop.k, K, dev)))
-                          : torch::zeros({B}, torch::TensorOptions().dtype(torch::kInt64).device(dev));  // [B]
-    auto next = best.gather(1, accepted.unsqueeze(1)).squeeze(1);  // [B]
-    auto both = torch::stack({accepted, next}).to(torch::kCPU);    // [2, B]: the host sync
-    r.out.accepted.assign(both[0].data_ptr<int64_t>(), both[0].data_ptr<int64_t>() + B);
-    r.out.next_token.assign(both[1].data_ptr<int64_t>(), both[1].data_ptr<int64_t>() + B);
+    // then emit the target's argmax. The argmaxes come to the host (the round's one sync) and the
+    // comparison runs there: at batch 1 each further kernel costs more than the arithmetic.
+    const auto best = logits.argmax(-1).to(torch::kCPU);  // [B, K + 1]
+    const auto drafts = host_drafts(prop, K);             // [B, K]
+    const auto b = best.accessor<int64_t, 2>();
+    const auto d = drafts.accessor<int64_t, 2>();
+    for (int64_t i = 0; i < B; ++i) {
+      int64_t n = 0;
+      while (n < prop.k[i] && d[i][n] == b[i][n]) ++n;
+      r.out.accepted.push_back(n);
+      r.out.next_token.push_back(b[i][n]);
+    }
   } else {
     std::vector<SamplingParams> params;
     params.reserve(B * K1);

@@ -1,5 +1,6 @@
 #include "models/transformer.hpp"
 
+#include <ATen/Context.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -39,9 +40,29 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 }
 
 namespace {
+// at::Context::setSDPUseCuDNN where this libtorch has it (2.x); false where it has none.
+template <class Context>
+auto set_cudnn_sdpa(Context& ctx, bool on, int) -> decltype(ctx.setSDPUseCuDNN(on), bool()) {
+  ctx.setSDPUseCuDNN(on);
+  return true;
+}
+template <class Context>
+bool set_cudnn_sdpa(Context&, bool, long) {
+  return false;
+}
+
 // OSD_ATTENTION=manual: the hand-written attention instead of SDPA.
+//
+// SDPA leaves cuDNN's attention out unless OSD_SDPA_CUDNN=1. PyTorch keeps cuDNN's execution plans
+// per thread, and each actor is a thread of its own, so every actor built a plan (50-130 ms on the
+// H100) for each attention shape it met while serving: a prompt length, a route's scoring, a
+// distiller batch. The memory-efficient kernel that takes its place has no plans.
 [[maybe_unused]] bool use_sdpa_on_cuda() {
-  static const bool sdpa = !manual_requested("OSD_ATTENTION");
+  static const bool sdpa = [] {
+    const char* cudnn = std::getenv("OSD_SDPA_CUDNN");
+    set_cudnn_sdpa(at::globalContext(), cudnn && std::string(cudnn) == "1", 0);
+    return !manual_requested("OSD_ATTENTION");
+  }();
   return sdpa;
 }
 
