@@ -36,6 +36,8 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
         auto own = draft->clone(draft->device(), draft->dtype());
         self->state.proposer =
             std::make_unique<DraftProposer>(std::move(own), opt.num_slots, opt.max_len);
+        if (opt.warm_attention_plans && draft->device().is_cuda())
+          self->state.proposer->warm_attention_plans();
       });
   return {
       [=](add_atom, SeqId id, const std::vector<int64_t>& prompt,

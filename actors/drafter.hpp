@@ -27,6 +27,9 @@ struct DrafterOptions {
   // CUDA: draft on the GPU's multiprocessors outside the distillers' share of this many (the rest
   // of their green-context split); 0: the whole GPU.
   int beside_multiprocessors = 0;
+  // CUDA: build the attention plans of every prefill and scoring shape on this actor's thread
+  // before serving (Transformer::warm_attention_plans).
+  bool warm_attention_plans = true;
 };
 
 caf::actor spawn_drafter(caf::actor_system& sys, std::shared_ptr<Transformer> draft, DrafterOptions opt);

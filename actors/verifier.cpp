@@ -476,8 +476,10 @@ caf::behavior verifier(Self* self, std::shared_ptr<Transformer> target, std::vec
   }
   st.timeline = std::make_unique<GpuTimeline>(opt.trace ? target->device() : c10::Device(c10::kCPU),
                                               "verifier");
-  st.stream->run_on(
-      [&] { st.scorer = std::make_unique<TargetScorer>(target, opt.num_slots, opt.max_len); });
+  st.stream->run_on([&] {
+    st.scorer = std::make_unique<TargetScorer>(target, opt.num_slots, opt.max_len);
+    if (opt.warm_attention_plans && target->device().is_cuda()) st.scorer->warm_attention_plans();
+  });
   st.intake = intake;
   st.metrics = metrics;
   st.opt = opt;

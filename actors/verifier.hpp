@@ -52,6 +52,9 @@ struct VerifierOptions {
   // CUDA: verify on the GPU's multiprocessors outside the distillers' share of this many (the
   // rest of their green-context split); 0: the whole GPU.
   int beside_multiprocessors = 0;
+  // CUDA: build the attention plans of every prefill shape on this actor's thread before serving
+  // (Transformer::warm_attention_plans).
+  bool warm_attention_plans = true;
 };
 
 // drafters: one per draft route (empty: target-only decoding). Each route has its own groups,

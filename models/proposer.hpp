@@ -36,6 +36,9 @@ class DraftProposer {
   Proposals propose(const std::vector<SeqId>& ids, const std::vector<int64_t>& k);
   // Roll back to the accepted prefix (v.emitted = accepted draft tokens + next token).
   void commit(const Verdict& v);
+  // The draft's prefill and scoring shapes, run once on the calling thread
+  // (Transformer::warm_attention_plans).
+  int64_t warm_attention_plans() { return draft_->warm_attention_plans(cache_, true); }
 
   // Swap in new weights (same shape). With refresh_cache, every sequence's cached keys/values
   // are recomputed with the new weights (now, or after the commit of a proposal in flight), so

@@ -35,6 +35,9 @@ class TargetScorer {
   at::Tensor score(const Proposals& proposals);
   // Truncates to the accepted prefix; v.emitted.back() becomes pending.
   void commit(const Verdict& v);
+  // The target's prefill shapes, run once on the calling thread
+  // (Transformer::warm_attention_plans).
+  int64_t warm_attention_plans() { return target_->warm_attention_plans(cache_, false); }
 
   const Transformer& model() const { return *target_; }
   int64_t length(SeqId id) const;  // tokens of the sequence so far (cache + pending)

@@ -51,16 +51,13 @@ bool set_cudnn_sdpa(Context&, bool, long) {
   return false;
 }
 
-// OSD_ATTENTION=manual: the hand-written attention instead of SDPA.
-//
-// SDPA leaves cuDNN's attention out unless OSD_SDPA_CUDNN=1. PyTorch keeps cuDNN's execution plans
-// per thread, and each actor is a thread of its own, so every actor built a plan (50-130 ms on the
-// H100) for each attention shape it met while serving: a prompt length, a route's scoring, a
-// distiller batch. The memory-efficient kernel that takes its place has no plans.
+// OSD_ATTENTION=manual: the hand-written attention instead of SDPA. OSD_SDPA_CUDNN=0 leaves
+// cuDNN's attention out of SDPA (for comparisons: on the H100 the memory-efficient kernel that
+// takes its place made a 1B target's prefill 2-3x slower and its training ~40% slower, run 34).
 [[maybe_unused]] bool use_sdpa_on_cuda() {
   static const bool sdpa = [] {
     const char* cudnn = std::getenv("OSD_SDPA_CUDNN");
-    set_cudnn_sdpa(at::globalContext(), cudnn && std::string(cudnn) == "1", 0);
+    if (cudnn && std::string(cudnn) == "0") set_cudnn_sdpa(at::globalContext(), false, 0);
     return !manual_requested("OSD_ATTENTION");
   }();
   return sdpa;
@@ -446,6 +443,28 @@ int64_t Transformer::prefill_slot(KVCache& cache, const std::vector<int64_t>& to
     throw;
   }
   return slot;
+}
+
+int64_t Transformer::warm_attention_plans(KVCache& cache, bool full_forward) {
+  const int64_t limit = std::min(cache.max_len(), config_.max_position_embeddings);
+  int64_t shapes = 0;
+  torch::NoGradGuard no_grad;
+  for (int64_t T = 64; T <= limit; T += 64) {  // the padded prefill lengths (padded_length)
+    const int64_t slot = cache.allocate_slot();
+    try {
+      forward(torch::zeros({1, T}, torch::kInt64), {slot}, cache, {}, /*last_only=*/true);
+    } catch (...) {
+      cache.free_slot(slot);
+      throw;
+    }
+    cache.free_slot(slot);
+    ++shapes;
+    if (full_forward && T <= config_.max_position_embeddings) {
+      forward_full(torch::zeros({1, T}, torch::kInt64));
+      ++shapes;
+    }
+  }
+  return shapes;
 }
 
 at::Tensor Transformer::forward_full(const at::Tensor& tokens_in) {

@@ -61,6 +61,13 @@ class Transformer : public torch::nn::Module {
   // Allocates a cache slot and runs `tokens` into it (none: an empty slot). On failure the slot
   // is freed and the error rethrown, so the cache is unchanged. Returns the slot.
   int64_t prefill_slot(KVCache& cache, const std::vector<int64_t>& tokens);
+  // Runs a prefill of every padded prompt length the cache can hold (multiples of 64) on a
+  // scratch slot, and with full_forward a forward_full of each: the attention shapes serving
+  // meets. PyTorch keeps cuDNN's attention plans per thread and each actor is a thread, so an
+  // actor that meets a new shape mid-serving builds its plan then (57-60 ms on the H100, run 34);
+  // an actor calls this on its own thread before it serves. Leaves the cache as it found it.
+  // Returns the forward passes run.
+  int64_t warm_attention_plans(KVCache& cache, bool full_forward);
 
   // One step of T tokens per row from device tensors only, with no host synchronisation and no
   // host bookkeeping, so a CUDA graph can capture it (models/decode_graph.hpp): tokens [B, T],

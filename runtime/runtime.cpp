@@ -149,9 +149,10 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   for (size_t r = 0; r < o.routes.size(); ++r) {
     impl->route_names.push_back(o.routes[r].name);
     const int64_t fail_on = r == 0 ? o.inject_drafter_failure : -1;
-    impl->drafters.push_back(spawn_drafter(
-        sys, o.routes[r].draft,
-        DrafterOptions{o.max_batch, o.max_len, fail_on, versions[r], o.trace, beside}));
+    impl->drafters.push_back(
+        spawn_drafter(sys, o.routes[r].draft,
+                      DrafterOptions{o.max_batch, o.max_len, fail_on, versions[r], o.trace, beside,
+                                     o.warm_attention_plans}));
   }
   VerifierOptions vo;
   vo.num_slots = o.max_batch;
@@ -176,6 +177,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
         distiller_beside_target || route.draft->device() == o.target->device();
   vo.beside_multiprocessors = distiller_beside_target ? beside : 0;
   vo.trace = o.trace;
+  vo.warm_attention_plans = o.warm_attention_plans;
   vo.record_all_positions = o.online.record_all_positions;
   vo.record_top_k = o.online.record_top_k;
   vo.route_names = impl->route_names;
@@ -197,7 +199,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       // The newest published snapshot if there is one (immutable; forward() only reads it).
       auto weights = latest ? std::const_pointer_cast<Transformer>(latest) : routes[r].draft;
       return spawn_drafter(*sys_ptr, weights,
-                           DrafterOptions{o.max_batch, o.max_len, -1, version, o.trace, beside});
+                           DrafterOptions{o.max_batch, o.max_len, -1, version, o.trace, beside,
+                                          o.warm_attention_plans});
     };
   }
   impl->verifier = spawn_verifier(sys, o.target, impl->drafters, impl->intake, impl->metrics, impl->buffers, vo);

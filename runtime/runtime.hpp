@@ -93,6 +93,10 @@ struct RuntimeOptions {
   int64_t router_eval_warmup = 16; // ...and every one until each route has this many examples
   int64_t max_batch = 32;               // sequences in flight on the verifier (KV cache slots)
   int64_t max_len = 1024;               // KV cache positions per sequence (context limit)
+  // CUDA: the verifier and each drafter run every prefill shape once before serving, so cuDNN's
+  // attention plans (kept per thread) are built then rather than on a request (57-60 ms each on
+  // the H100, run 34). Startup takes ~1-2 s longer.
+  bool warm_attention_plans = true;
   int64_t k = 4;                        // draft tokens per round when adaptive_k is off
   bool adaptive_k = true;
   bool measured_costs = false;  // adaptive k by measured round costs (RoundCosts)

@@ -39,6 +39,9 @@ ServeConfig::ServeConfig() {
            "verification groups in flight (>= 2 overlaps drafting with verification)")
       .add(d.max_batch, "max-batch", "sequences in flight on the verifier (KV cache slots)")
       .add(d.max_len, "max-len", "KV cache positions per sequence (the context limit)")
+      .add(d.warm_attention_plans, "warm-attention-plans",
+           "CUDA: each serving actor builds its attention plans for every prompt length before "
+           "serving (~1-2 s at start) instead of on the first request of each length")
       .add(d.max_in_flight, "max-in-flight",
            "admitted unfinished requests; beyond it clients get busy")
       .add(d.max_new_tokens, "max-new-tokens", "largest max_new_tokens a request may ask for")
@@ -198,6 +201,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   integer("groups", out.groups, 1, 16);
   integer("max-batch", out.max_batch, 1, 4096);
   integer("max-len", out.max_len, 2, 1 << 20);
+  boolean("warm-attention-plans", out.warm_attention_plans);
   integer("max-in-flight", out.max_in_flight, 1, 1 << 20);
   integer("max-new-tokens", out.max_new_tokens, 1, 1 << 20);
   integer("max-frame-bytes", out.max_frame_bytes, 256, 1 << 30);

@@ -33,6 +33,7 @@ struct ServeSettings {
   // limits
   int64_t max_batch = 32;
   int64_t max_len = 1024;
+  bool warm_attention_plans = true;  // CUDA: build attention plans before serving
   int64_t max_in_flight = 256;
   int64_t max_new_tokens = 4096;
   int64_t max_frame_bytes = 1 << 20;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The paper-scale benchmark (issue 8), run on the GPU host in one command (checkpoints do not
-# outlive a lease there): builds osd against CUDA libtorch, trains a 24-layer ~119M-parameter
-# byte-level target on all three corpora (python, c, english from Debian packages) and a 2-layer
-# draft on python only, then measures, side by side on one card:
+# outlive a lease there): builds osd against CUDA libtorch, trains a byte-level target of
+# TinyLlama-1.1B's shape (22 layers of dim 2048, 4 kv heads; 970M parameters with 256 tokens) on
+# all three corpora (python, c, english from Debian packages) and a 2-layer draft on python only,
+# then measures, side by side on one card:
 #   shift: python -> c -> english, REQUESTS per domain at concurrency 16, one draft route per
 #          domain: acceptance per window (static vs online draft), tokens/s of target-only /
 #          static / online / shadow (the distiller's cost); the static and online replays' Chrome
@@ -19,18 +20,20 @@
 #   adaptive: batch 1 as in b1 (after shift), each variant from a copy of the same adapted drafts:
 #          fixed k, adaptive k by the formula, by measured round costs (osd.adaptive-k-measured),
 #          and by measured costs with the distillers' duty capped at 0.1.
-# Usage (with .gpu/ carried: debs, corpora-paper.tar.gz; DRAFT_SECONDS: the draft's training time, default 40):
+# Usage (with .gpu/ carried: debs, corpora-paper.tar.gz; DRAFT_SECONDS: the draft's training time, default 30):
 #   [PHASES="shift b1 hf duty adaptive"] [REUSE_PAIR=1] [DISTILLER_MPS=16] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
 set -uo pipefail
 out=${1:?usage: paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]}
 train_s=${2:-150} requests=${3:-300} prompts=${4:-10} phases=${PHASES:-shift b1 hf}
 phase() { [[ " $phases " == *" $1 "* ]]; }
-# The target's shape: "layers dim heads ffn [kv_heads]" (default: 24 layers of dim 640, 119M
-# parameters; TARGET="12 896 14 2432" is the 117.5M shape of runs 1-4; TARGET="22 2048 32 5632 4"
-# is TinyLlama-1.1B's shape). Decode steps are launch-bound at ~100M parameters, so a step's cost
-# follows the layer count there; at 1.1B it follows the weight bytes. TARGET_LR, TARGET_STEPS, TARGET_BATCH: its peak rate, cosine length and windows a step.
-read -r tlayers tdim theads tffn tkv <<< "${TARGET:-24 640 10 1728}"
-tkv=${tkv:-0} target_lr=${TARGET_LR:-6e-4}
+# The target's shape: "layers dim heads ffn [kv_heads]" (default: TinyLlama-1.1B's, runs 33 on;
+# TARGET="24 640 10 1728" is the 119M target of runs 5-32, TARGET="12 896 14 2432" the 117.5M
+# one of runs 1-4). Decode steps are launch-bound at ~100M parameters, so a step's cost follows
+# the layer count there and a verification of 5 tokens cost 1.3-1.5 steps; at 1B a step follows
+# the weight bytes and a verification costs 1.05 steps. TARGET_LR, TARGET_STEPS, TARGET_BATCH:
+# its peak rate, cosine length and windows a step (16 of 512 tokens fit the 1B in 80 GB).
+read -r tlayers tdim theads tffn tkv <<< "${TARGET:-22 2048 32 5632 4}"
+tkv=${tkv:-0} target_lr=${TARGET_LR:-3e-4}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 source <(bash .gpu/unpack-debs.sh .gpu/debs /opt/osd-deps)
@@ -49,14 +52,14 @@ else
 t0=$(date +%s)
 ./build-cuda/osd-train --data python=$C/python.train.txt --data c=$C/c.train.txt --data english=$C/english.train.txt \
   --eval python=$C/python.eval.txt --eval c=$C/c.eval.txt --eval english=$C/english.eval.txt \
-  --dim "$tdim" --layers "$tlayers" --heads "$theads" --kv-heads "$tkv" --ffn "$tffn" --max-pos 1024 --seq-len 512 --batch "${TARGET_BATCH:-32}" --steps "${TARGET_STEPS:-2000}" --lr "$target_lr" \
+  --dim "$tdim" --layers "$tlayers" --heads "$theads" --kv-heads "$tkv" --ffn "$tffn" --max-pos 1024 --seq-len 512 --batch "${TARGET_BATCH:-16}" --steps "${TARGET_STEPS:-700}" --lr "$target_lr" \
   --warmup 100 --eval-every 0 --eval-batches 4 --seed 1 --device cuda --time-budget "$train_s" \
   --out $P/target --json 2>"$out/train-target.err" | tee "$out/train-target.txt" | tail -8
 echo "target: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
 ./build-cuda/osd-train --data python=$C/python.train.txt --eval python=$C/python.eval.txt \
   --dim 512 --layers 2 --heads 8 --max-pos 1024 --seq-len 256 --batch 32 --steps 3000 --lr 2e-3 --warmup 100 \
-  --eval-every 0 --eval-batches 4 --seed 2 --device cuda --time-budget "${DRAFT_SECONDS:-40}" --out $P/draft --json \
+  --eval-every 0 --eval-batches 4 --seed 2 --device cuda --time-budget "${DRAFT_SECONDS:-30}" --out $P/draft --json \
   2>"$out/train-draft.err" | tee "$out/train-draft.txt" | tail -4
 echo "draft: $(( $(date +%s) - t0 )) s"
 fi

@@ -90,4 +90,9 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
             .find("osd.online-serve-beside-distillers must be true or false") != std::string::npos);
   CHECK(load({"--osd.online-serve-beside-distillers=false"}, s) == "");
   CHECK(!s.online.serve_beside_distillers);
+  CHECK(s.warm_attention_plans);  // the default
+  CHECK(load({"--osd.warm-attention-plans=maybe"}, s)
+            .find("osd.warm-attention-plans must be true or false") != std::string::npos);
+  CHECK(load({"--osd.warm-attention-plans=false"}, s) == "");
+  CHECK(!s.warm_attention_plans);
 }

@@ -183,6 +183,29 @@ TEST_CASE("truncate then append equals a fresh forward on the new sequence", "[t
   }
 }
 
+TEST_CASE("warming attention plans runs every padded prompt length and leaves the cache as it was",
+          "[transformer]") {
+  Transformer m(variant("gqa"), 3);
+  auto cache = m.make_cache(2, 200);  // prompt lengths 64, 128 and 192 fit
+  auto live = cache.allocate_slot();
+  auto a = random_tokens(1, 20, 256, 7);
+  auto before = m.forward(a, {live}, cache);  // [1, 20, V]
+  CHECK(m.warm_attention_plans(cache, /*full_forward=*/false) == 3);
+  CHECK(m.warm_attention_plans(cache, /*full_forward=*/true) == 6);
+  CHECK(cache.free_slots() == 1);  // the scratch slot went back
+  CHECK(cache.length(live) == 20);
+  // The live sequence continues exactly as a full forward of it.
+  auto b = random_tokens(1, 5, 256, 8);
+  auto next = m.forward(b, {live}, cache);  // [1, 5, V]
+  auto ref = m.forward_full(torch::cat({a, b}, 1)).narrow(1, 20, 5);
+  CHECK(max_abs_diff(next, ref) <= 1e-4);
+  // A full cache has no scratch slot: a clear error, nothing changed.
+  auto other = cache.allocate_slot();
+  CHECK_THROWS(m.warm_attention_plans(cache, false));
+  CHECK(cache.length(live) == 25);
+  CHECK(cache.length(other) == 0);
+}
+
 TEST_CASE("bf16 forward runs and stays close to fp32", "[transformer]") {
   auto cfg = variant("gqa");
   Transformer m32(cfg, 5);

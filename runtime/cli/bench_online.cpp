@@ -242,7 +242,8 @@ void add_online_bench(CLI::App& app, bool& json) {
     int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
     double temperature = 0, lr = 1e-3, max_duty = 1.0;
     int64_t batch = 256, min_new = 128, warmup = 2, distiller_multiprocessors = 16, repeats = 1;
-    bool routes = false, adaptive_k = false, measured_costs = false, serve_beside = true;
+    bool routes = false, adaptive_k = false, measured_costs = false, serve_beside = true,
+         warm_plans = true;
     std::string tsv, png, trace, online_state;
     std::vector<std::string> replays{"target", "static", "shadow", "online"};  // and "record"
   };
@@ -294,6 +295,10 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_option("--serve-beside-distillers", o->serve_beside,
                   "CUDA: verify and draft on the multiprocessors the distillers do not train on "
                   "(osd.online-serve-beside-distillers)")
+      ->capture_default_str();
+  cmd->add_option("--warm-attention-plans", o->warm_plans,
+                  "CUDA: serving actors build their attention plans before serving "
+                  "(osd.warm-attention-plans)")
       ->capture_default_str();
   cmd->add_option("--repeats", o->repeats,
                   "run static and shadow (and record) this many times, alternating, and report "
@@ -360,6 +365,7 @@ void add_online_bench(CLI::App& app, bool& json) {
       r.online.max_duty = o->max_duty;
       r.online.distiller_multiprocessors = o->distiller_multiprocessors;
       r.online.serve_beside_distillers = o->serve_beside;
+      r.warm_attention_plans = o->warm_plans;
       r.online.batch = o->batch;
       r.online.min_new_records = o->min_new;
       r.online.record_all_positions = true;
@@ -528,6 +534,7 @@ void add_online_bench(CLI::App& app, bool& json) {
               {"max_duty", o->max_duty},
               {"distiller_multiprocessors", o->distiller_multiprocessors},
               {"serve_beside_distillers", o->serve_beside},
+              {"warm_attention_plans", o->warm_plans},
               {"repeats", o->repeats},
               {"online_state", o->online_state},
               {"device", o->device == "cpu" ? std::string("cpu")

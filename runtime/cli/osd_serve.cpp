@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   }
   ro.max_batch = s.max_batch;
   ro.max_len = s.max_len;
+  ro.warm_attention_plans = s.warm_attention_plans;
   ro.k = s.k;
   ro.adaptive_k = s.adaptive_k;
   ro.measured_costs = s.measured_costs;
