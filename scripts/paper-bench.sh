@@ -34,6 +34,9 @@ phase() { [[ " $phases " == *" $1 "* ]]; }
 # its peak rate, cosine length and windows a step (16 of 512 tokens fit the 1B in 80 GB).
 read -r tlayers tdim theads tffn tkv <<< "${TARGET:-22 2048 32 5632 4}"
 tkv=${tkv:-0} target_lr=${TARGET_LR:-3e-4}
+# The draft's shape: "layers dim heads" (default "2 512 8", 6.6M parameters). Its step is
+# launch-bound, so width costs little time: DRAFT="2 1024 16" has 4x the parameters.
+read -r dlayers ddim dheads <<< "${DRAFT:-2 512 8}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 source <(bash .gpu/unpack-debs.sh .gpu/debs /opt/osd-deps)
@@ -58,7 +61,7 @@ t0=$(date +%s)
 echo "target: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
 ./build-cuda/osd-train --data python=$C/python.train.txt --eval python=$C/python.eval.txt \
-  --dim 512 --layers 2 --heads 8 --max-pos 1024 --seq-len 256 --batch 32 --steps 3000 --lr 2e-3 --warmup 100 \
+  --dim "$ddim" --layers "$dlayers" --heads "$dheads" --max-pos 1024 --seq-len 256 --batch 32 --steps 3000 --lr 2e-3 --warmup 100 \
   --eval-every 0 --eval-batches 4 --seed 2 --device cuda --time-budget "${DRAFT_SECONDS:-30}" --out $P/draft --json \
   2>"$out/train-draft.err" | tee "$out/train-draft.txt" | tail -4
 echo "draft: $(( $(date +%s) - t0 )) s"
