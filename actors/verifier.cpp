@@ -184,9 +184,11 @@ void admit_waiting(Self* self) {
       answer(self, sink, DoneEvent{sub.id, {}, "", "error", "invalid_request", e.what(), {}, 0, 0});
       continue;
     }
-    const std::string args = "{\"tokens\":" + std::to_string(sub.request.prompt.size()) + "}";
-    st.timeline->end(span, "prefill", args);
-    trace_host(st, "prefill", "verifier", p0, nlohmann::json::parse(args));
+    if (st.opt.trace) {
+      const auto tokens = static_cast<int64_t>(sub.request.prompt.size());
+      st.timeline->end(span, "prefill", "{\"tokens\":" + std::to_string(tokens) + "}");
+      trace_host(st, "prefill", "verifier", p0, {{"tokens", tokens}});
+    }
     const int64_t route =
         st.speculative && sub.route >= 0 && sub.route < static_cast<int64_t>(st.routes.size()) ? sub.route : 0;
     if (st.speculative) self->send(st.routes[route].drafter, add_atom_v, sid, sub.request.prompt, sub.request.sampling);

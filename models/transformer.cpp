@@ -447,9 +447,14 @@ int64_t Transformer::prefill_slot(KVCache& cache, const std::vector<int64_t>& to
 
 int64_t Transformer::warm_attention_plans(KVCache& cache, bool full_forward) {
   const int64_t limit = std::min(cache.max_len(), config_.max_position_embeddings);
+  // The lengths padded_length gives a prompt of more than 16 tokens: multiples of 64, and the
+  // limit itself where padding to the next multiple would pass it.
+  std::vector<int64_t> lengths;
+  for (int64_t T = 64; T <= limit; T += 64) lengths.push_back(T);
+  if (limit > 16 && limit % 64 != 0) lengths.push_back(limit);
   int64_t shapes = 0;
   torch::NoGradGuard no_grad;
-  for (int64_t T = 64; T <= limit; T += 64) {  // the padded prefill lengths (padded_length)
+  for (int64_t T : lengths) {
     const int64_t slot = cache.allocate_slot();
     try {
       forward(torch::zeros({1, T}, torch::kInt64), {slot}, cache, {}, /*last_only=*/true);

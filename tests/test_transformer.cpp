@@ -186,12 +186,12 @@ TEST_CASE("truncate then append equals a fresh forward on the new sequence", "[t
 TEST_CASE("warming attention plans runs every padded prompt length and leaves the cache as it was",
           "[transformer]") {
   Transformer m(variant("gqa"), 3);
-  auto cache = m.make_cache(2, 200);  // prompt lengths 64, 128 and 192 fit
+  auto cache = m.make_cache(2, 200);  // padded prompt lengths 64, 128, 192 and 200 (the limit)
   auto live = cache.allocate_slot();
   auto a = random_tokens(1, 20, 256, 7);
-  auto before = m.forward(a, {live}, cache);  // [1, 20, V]
-  CHECK(m.warm_attention_plans(cache, /*full_forward=*/false) == 3);
-  CHECK(m.warm_attention_plans(cache, /*full_forward=*/true) == 6);
+  m.forward(a, {live}, cache);
+  CHECK(m.warm_attention_plans(cache, /*full_forward=*/false) == 4);
+  CHECK(m.warm_attention_plans(cache, /*full_forward=*/true) == 8);
   CHECK(cache.free_slots() == 1);  // the scratch slot went back
   CHECK(cache.length(live) == 20);
   // The live sequence continues exactly as a full forward of it.
