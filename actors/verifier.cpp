@@ -95,22 +95,26 @@ std::vector<int64_t> tokens_so_far(const Seq& s) {
   return t;
 }
 
-// Tell the router how its automatic choice went; for sampled requests first score the finished
-// text with every route's draft (each drafter answers between its proposals).
-// A host span on the verifier's Chrome trace (opt.trace; capped like the rounds' spans).
-void trace_host(VerifierState& st, const std::string& name, const std::string& track,
-                Clock::time_point start, nlohmann::json args) {
+// The steady clock's time in microseconds, as the trace's spans and the GPU tracks count it.
+double steady_us(Clock::time_point t) {
+  return std::chrono::duration<double, std::micro>(t.time_since_epoch()).count();
+}
+
+// A host span on the verifier's Chrome trace (opt.trace; at most 200,000 of them).
+void trace_span(VerifierState& st, const std::string& name, const std::string& track, double ts_us,
+                double dur_us, nlohmann::json args) {
   if (!st.opt.trace || st.trace.size() >= 200000) return;
-  const double ts = std::chrono::duration<double, std::micro>(start.time_since_epoch()).count();
   st.trace.push_back({{"name", name},
                       {"ph", "X"},
                       {"pid", 1},
                       {"tid", track},
-                      {"ts", ts},
-                      {"dur", ms_since(start) * 1e3},
+                      {"ts", ts_us},
+                      {"dur", dur_us},
                       {"args", std::move(args)}});
 }
 
+// Tell the router how its automatic choice went; for sampled requests first score the finished
+// text with every route's draft (each drafter answers between its proposals).
 void report_outcome(Self* self, const Seq& s) {
   auto& st = self->state;
   RouteOutcome o;
@@ -187,7 +191,8 @@ void admit_waiting(Self* self) {
     if (st.opt.trace) {
       const auto tokens = static_cast<int64_t>(sub.request.prompt.size());
       st.timeline->end(span, "prefill", "{\"tokens\":" + std::to_string(tokens) + "}");
-      trace_host(st, "prefill", "verifier", p0, {{"tokens", tokens}});
+      trace_span(st, "prefill", "verifier", steady_us(p0), ms_since(p0) * 1e3,
+                 {{"tokens", tokens}});
     }
     const int64_t route =
         st.speculative && sub.route >= 0 && sub.route < static_cast<int64_t>(st.routes.size()) ? sub.route : 0;
@@ -356,15 +361,12 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   rm.score_ms = ms_since(t0);
   rm.draft_version = prop.draft_version;
   st.busy_ms += rm.score_ms;
-  if (st.opt.trace && st.trace.size() < 200000) {
-    const double v_start = std::chrono::duration<double, std::micro>(t0.time_since_epoch()).count();
+  if (st.opt.trace) {
     if (prop.draft_steps > 0)
-      st.trace.push_back({{"name", "propose g" + std::to_string(g)}, {"ph", "X"}, {"pid", 1}, {"tid", "drafter"},
-                          {"ts", prop.start_us}, {"dur", prop.seconds * 1e6},
-                          {"args", {{"batch", B}, {"steps", prop.draft_steps}}}});
-    st.trace.push_back({{"name", "verify g" + std::to_string(g)}, {"ph", "X"}, {"pid", 1}, {"tid", "verifier"},
-                        {"ts", v_start}, {"dur", rm.score_ms * 1e3},
-                        {"args", {{"batch", B}, {"draft_tokens", rm.draft_tokens}, {"accepted", rm.accepted}}}});
+      trace_span(st, "propose g" + std::to_string(g), "drafter", prop.start_us, prop.seconds * 1e6,
+                 {{"batch", B}, {"steps", prop.draft_steps}});
+    trace_span(st, "verify g" + std::to_string(g), "verifier", steady_us(t0), rm.score_ms * 1e3,
+               {{"batch", B}, {"draft_tokens", rm.draft_tokens}, {"accepted", rm.accepted}});
   }
   // What this round cost, for adaptive k: the verification of its longest proposal, the draft's
   // steps, and the hops (below). A round whose verification captured a CUDA graph (the first of

@@ -464,7 +464,7 @@ int64_t Transformer::warm_attention_plans(KVCache& cache, bool full_forward) {
     }
     cache.free_slot(slot);
     ++shapes;
-    if (full_forward && T <= config_.max_position_embeddings) {
+    if (full_forward) {  // T <= limit <= max_position_embeddings
       forward_full(torch::zeros({1, T}, torch::kInt64));
       ++shapes;
     }

@@ -55,6 +55,14 @@ GenerateResult to_result(const DoneEvent& d) {
   r.route = d.route;
   return r;
 }
+
+// A drafter's options: the ones the runtime's first drafters and their restarts share, with the
+// distillers' share to serve beside (0: the whole GPU).
+DrafterOptions drafter_options(const RuntimeOptions& o, int beside, int64_t fail_on,
+                               int64_t version) {
+  return DrafterOptions{o.max_batch,           o.max_len, fail_on, version, o.trace, beside,
+                        o.warm_attention_plans};
+}
 }  // namespace
 
 RequestHandle::RequestHandle(std::string id, std::shared_future<GenerateResult> done, Runtime* rt)
@@ -150,9 +158,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     impl->route_names.push_back(o.routes[r].name);
     const int64_t fail_on = r == 0 ? o.inject_drafter_failure : -1;
     impl->drafters.push_back(
-        spawn_drafter(sys, o.routes[r].draft,
-                      DrafterOptions{o.max_batch, o.max_len, fail_on, versions[r], o.trace, beside,
-                                     o.warm_attention_plans}));
+        spawn_drafter(sys, o.routes[r].draft, drafter_options(o, beside, fail_on, versions[r])));
   }
   VerifierOptions vo;
   vo.num_slots = o.max_batch;
@@ -198,9 +204,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
                                                       int64_t version) {
       // The newest published snapshot if there is one (immutable; forward() only reads it).
       auto weights = latest ? std::const_pointer_cast<Transformer>(latest) : routes[r].draft;
-      return spawn_drafter(*sys_ptr, weights,
-                           DrafterOptions{o.max_batch, o.max_len, -1, version, o.trace, beside,
-                                          o.warm_attention_plans});
+      return spawn_drafter(*sys_ptr, weights, drafter_options(o, beside, -1, version));
     };
   }
   impl->verifier = spawn_verifier(sys, o.target, impl->drafters, impl->intake, impl->metrics, impl->buffers, vo);
