@@ -60,8 +60,15 @@ GenerateResult to_result(const DoneEvent& d) {
 // distillers' share to serve beside (0: the whole GPU).
 DrafterOptions drafter_options(const RuntimeOptions& o, int beside, int64_t fail_on,
                                int64_t version) {
-  return DrafterOptions{o.max_batch,           o.max_len, fail_on, version, o.trace, beside,
-                        o.warm_attention_plans};
+  DrafterOptions d;
+  d.num_slots = o.max_batch;
+  d.max_len = o.max_len;
+  d.fail_on_proposal = fail_on;
+  d.version = version;
+  d.trace = o.trace;
+  d.beside_multiprocessors = beside;
+  d.warm_attention_plans = o.warm_attention_plans;
+  return d;
 }
 }  // namespace
 
