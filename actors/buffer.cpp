@@ -47,7 +47,8 @@ void deliver_ready(BufferState& st) {
 }
 
 caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) {
-  self->state.buffer = DistillBuffer({opt.budget_bytes, opt.heldout_every, opt.heldout_max});
+  self->state.buffer =
+      DistillBuffer({opt.budget_bytes, opt.heldout_every, opt.heldout_max, opt.replay_requests});
   return {
       [=](records_atom, std::vector<DistillRecord>& records) {
         auto& st = self->state;

@@ -21,6 +21,7 @@ struct BufferOptions {
   int64_t heldout_every = 10;
   size_t heldout_max = 512;
   int64_t tick_ms = 100;  // how often deadlines of waiting sample requests are checked
+  bool replay_requests = true;  // replay whole requests (DistillBuffer::Options)
 };
 
 caf::actor spawn_buffer(caf::actor_system& sys, BufferOptions opt);

@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <unordered_map>
+#include <unordered_set>
+
 #include "models/error.hpp"
 #include "models/tensor_util.hpp"
 
@@ -129,10 +132,26 @@ std::vector<DistillRecord> DistillBuffer::take_batch(size_t n, double new_fracti
   const size_t fresh = std::min({static_cast<size_t>(new_), train_.size(),
                                  static_cast<size_t>(static_cast<double>(n) * new_fraction)});
   out.assign(train_.end() - static_cast<std::ptrdiff_t>(fresh), train_.end());
+  new_ = 0;
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<size_t> pick(0, train_.size() - 1);
-  while (out.size() < n) out.push_back(train_[pick(rng)]);
-  new_ = 0;
+  if (!opt_.replay_requests) {
+    while (out.size() < n) out.push_back(train_[pick(rng)]);
+    return out;
+  }
+  // Whole requests: a record drawn uniformly picks its request (a request is drawn in proportion
+  // to its records); each request at most once, while requests not yet drawn remain.
+  std::unordered_map<int64_t, std::vector<size_t>> by_request;  // source -> indices, in order
+  for (size_t i = 0; i < train_.size(); ++i) by_request[train_[i].source].push_back(i);
+  std::unordered_set<int64_t> drawn;
+  while (out.size() < n) {
+    const int64_t source = train_[pick(rng)].source;
+    if (drawn.size() < by_request.size() && !drawn.insert(source).second) continue;
+    for (size_t i : by_request[source]) {
+      if (out.size() == n) break;
+      out.push_back(train_[i]);
+    }
+  }
   return out;
 }
 

@@ -10,8 +10,12 @@
 // held-out slice is a ring of heldout_max records. Held out are whole requests (every
 // heldout_every-th request, by the record's `source`), so the guard measures how the draft does
 // on requests it never trained on, not on neighbours of its training positions.
-// Batches mix the newest records (not yet trained on) with a uniform replay of the whole buffer,
-// so a batch is not a handful of consecutive requests the draft would overfit.
+// Batches mix the newest records (not yet trained on) with a replay of the whole buffer, so a
+// batch is not a handful of consecutive requests the draft would overfit. The replay draws whole
+// requests (a record picked uniformly brings every record of its request): a request's records
+// are prefixes of one text, so the student's one forward over its longest context serves them
+// all (OnlineDistiller::student_logits). Records drawn one by one cost a forward over a whole
+// context each: at concurrency 16 on an H100 that made a 256-record step ~250 context rows.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -72,6 +76,7 @@ class DistillBuffer {
     size_t budget_bytes = 64u << 20;
     int64_t heldout_every = 10;  // every n-th request goes to the held-out slice (0: none)
     size_t heldout_max = 512;
+    bool replay_requests = true;  // false: replay records one by one, uniformly (comparison)
   };
   DistillBuffer() = default;
   explicit DistillBuffer(Options o) : opt_(o) {}
@@ -79,8 +84,9 @@ class DistillBuffer {
   void add(DistillRecord r);
   // The newest n training records (copies); resets new_records().
   std::vector<DistillRecord> take_recent(size_t n);
-  // n records: the newest new_records() (at most n * new_fraction), the rest drawn uniformly from
-  // the whole training buffer (replay). Resets new_records().
+  // n records: the newest new_records() (at most n * new_fraction), the rest a replay of the
+  // whole training buffer: whole requests in buffer order (replay_requests), or records drawn
+  // uniformly. Resets new_records().
   std::vector<DistillRecord> take_batch(size_t n, double new_fraction, uint64_t seed);
   int64_t new_records() const { return new_; }
   std::vector<DistillRecord> heldout(int64_t route) const;

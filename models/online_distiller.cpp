@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "models/autocast.hpp"
 #include "models/hf_checkpoint.hpp"
 #include "models/optim.hpp"
 #include "models/tensor_util.hpp"
@@ -73,8 +74,11 @@ at::Tensor OnlineDistiller::student_logits(Transformer& model, const std::vector
   return logits.reshape({H * T, logits.size(2)}).index_select(0, idx);           // [N, V]
 }
 
-double OnlineDistiller::heldout_acceptance(Transformer& model, const std::vector<DistillRecord>& records) {
+double OnlineDistiller::heldout_acceptance(Transformer& model,
+                                           const std::vector<DistillRecord>& records,
+                                           bool autocast) {
   torch::NoGradGuard g;
+  CudaAutocast scope(autocast && model.device().is_cuda());
   bool all_greedy = !records.empty();
   std::vector<int64_t> teacher_best;
   for (const auto& r : records) {
@@ -88,7 +92,7 @@ double OnlineDistiller::heldout_acceptance(Transformer& model, const std::vector
         .mean()
         .item<double>();
   }
-  auto q = torch::softmax(student_logits(model, records), -1);
+  auto q = torch::softmax(student_logits(model, records).to(torch::kFloat32), -1);
   auto p = to_device(rebuild_distributions(records, model.config().vocab_size), q.device());
   std::vector<bool> greedy;
   for (const auto& r : records) greedy.push_back(r.greedy);
@@ -97,7 +101,12 @@ double OnlineDistiller::heldout_acceptance(Transformer& model, const std::vector
 
 at::Tensor OnlineDistiller::minibatch_loss(const std::vector<DistillRecord>& mb) {
   auto teacher = to_device(rebuild_distributions(mb, trainable_->config().vocab_size), device_);
-  return distill_loss(opt_.loss, student_logits(*trainable_, mb), teacher, opt_.jsd_beta);
+  at::Tensor student;  // [N, V]
+  {
+    CudaAutocast scope(autocast_on());  // the backward follows the forward's casts
+    student = student_logits(*trainable_, mb);
+  }
+  return distill_loss(opt_.loss, student.to(torch::kFloat32), teacher, opt_.jsd_beta);
 }
 
 UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, const std::vector<DistillRecord>& heldout) {
@@ -135,8 +144,8 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
     rep.decision = "deferred: held-out slice too small";  // keep training; publish once it is evaluable
     return rep;
   }
-  rep.acceptance_candidate = heldout_acceptance(*trainable_, heldout);
-  rep.acceptance_current = heldout_acceptance(*published_, heldout);
+  rep.acceptance_candidate = heldout_acceptance(*trainable_, heldout, autocast_on());
+  rep.acceptance_current = heldout_acceptance(*published_, heldout, autocast_on());
   if (!std::isfinite(rep.acceptance_candidate) ||
       rep.acceptance_candidate <
           rep.acceptance_current - std::max(opt_.rollback_margin, opt_.guard_margin)) {
@@ -181,7 +190,7 @@ void OnlineDistiller::warm_up() {
     throwaway->step();
   throwaway->zero_grad();
   optimizer_->zero_grad();
-  heldout_acceptance(*trainable_, mb);
+  heldout_acceptance(*trainable_, mb, autocast_on());
 }
 
 void OnlineDistiller::save(const std::string& dir) const {

@@ -42,6 +42,9 @@ struct DistillOptions {
   double rollback_margin = 0.05;  // roll back when held-out acceptance drops by more than this
   int64_t min_heldout = 8;       // fewer held-out records: keep training, publish nothing yet
   bool inject_nan = false;       // tests: every loss becomes NaN
+  // CUDA: the forwards (training and the guard's) run in bf16 autocast, float32 weights and
+  // optimizer; false trains in float32 throughout (a comparison switch). CPU: ignored.
+  bool autocast = true;
 };
 
 struct UpdateReport {
@@ -80,12 +83,15 @@ class OnlineDistiller {
   // The version saved in dir/state.json, or -1 when dir holds no saved state.
   static int64_t saved_version(const std::string& dir);
   // Held-out acceptance of a model on records, as the traffic sees it (traffic_acceptance).
-  static double heldout_acceptance(Transformer& model, const std::vector<DistillRecord>& records);
+  // autocast: forward in bf16 autocast when model is on CUDA.
+  static double heldout_acceptance(Transformer& model, const std::vector<DistillRecord>& records,
+                                   bool autocast = false);
   // Student logits at each record's last context position: [N, V].
   static at::Tensor student_logits(Transformer& model, const std::vector<DistillRecord>& records);
 
  private:
   void reset_optimizer();
+  bool autocast_on() const { return opt_.autocast && device_.is_cuda(); }
   // The distillation loss of the trainable copy on a minibatch of records (a scalar).
   at::Tensor minibatch_loss(const std::vector<DistillRecord>& mb);
   DistillOptions opt_;

@@ -1,14 +1,13 @@
 #include "models/trainer.hpp"
 
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
-#include <torch/version.h>
 
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "models/autocast.hpp"
 #include "models/error.hpp"
 #include "models/files.hpp"
 #include "models/hf_checkpoint.hpp"
@@ -16,33 +15,6 @@
 
 namespace osd {
 namespace {
-
-// bf16 autocast on CUDA for the scope of one forward/backward (torch >= 2 API; 1.13 is CPU-only
-// here).
-class CudaAutocast {
- public:
-  explicit CudaAutocast(bool on) : on_(on) {
-#if TORCH_VERSION_MAJOR >= 2
-    if (on_) {
-      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-      at::autocast::set_autocast_enabled(at::kCUDA, true);
-    }
-#else
-    on_ = false;
-#endif
-  }
-  ~CudaAutocast() {
-#if TORCH_VERSION_MAJOR >= 2
-    if (on_) {
-      at::autocast::set_autocast_enabled(at::kCUDA, false);
-      at::autocast::clear_cache();
-    }
-#endif
-  }
-
- private:
-  bool on_;
-};
 
 std::string trainer_dir(const std::string& dir) {
   return dir + "/trainer";

@@ -198,10 +198,14 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   if (o.online.enabled) {
     // Each route gets an equal share of the buffer budget.
     const size_t share = static_cast<size_t>(o.online.buffer_bytes) / o.routes.size();
-    for (size_t r = 0; r < o.routes.size(); ++r)
-      impl->buffers.push_back(
-          spawn_buffer(sys, BufferOptions{std::max<size_t>(1024, share), o.online.heldout_every,
-                                          static_cast<size_t>(o.online.heldout_records)}));
+    for (size_t r = 0; r < o.routes.size(); ++r) {
+      BufferOptions bo;
+      bo.budget_bytes = std::max<size_t>(1024, share);
+      bo.heldout_every = o.online.heldout_every;
+      bo.heldout_max = static_cast<size_t>(o.online.heldout_records);
+      bo.replay_requests = o.online.replay_requests;
+      impl->buffers.push_back(spawn_buffer(sys, bo));
+    }
   }
   if (speculative) {
     caf::actor_system* sys_ptr = impl->sys.get();
@@ -224,7 +228,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
                                   on.warmup_steps, on.clip,
                                   on.batch,        on.steps_per_update,
                                   on.guard_margin, on.rollback_margin,
-                                  on.min_heldout,  on.inject_nan};
+                                  on.min_heldout,  on.inject_nan,
+                                  on.autocast};
       dopt.min_new_records = on.min_new_records;
       dopt.route = static_cast<int64_t>(r);
       if (!on.state_dir.empty()) dopt.state_dir = state_dir(r);

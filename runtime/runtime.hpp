@@ -49,6 +49,9 @@ struct OnlineOptions {
   int64_t buffer_bytes = 64 << 20;   // buffer memory budget, split evenly over routes (oldest evicted first)
   int64_t heldout_every = 10;        // every n-th request is held out for the guard
   int64_t heldout_records = 2048;    // the held-out slice keeps this many newest records per route
+  // Replays draw whole requests, whose records share one student forward (DistillBuffer);
+  // false draws records one by one (a forward over a whole context each).
+  bool replay_requests = true;
   double max_duty = 1.0;             // each distiller's busy share of wall time, (0, 1] (1: no cap)
   // On CUDA: the distillers' kernels run on this many of the GPU's multiprocessors only (a green
   // context, CUDA 12.5+; the driver rounds up to its granularity), leaving the rest to serving.
@@ -66,6 +69,9 @@ struct OnlineOptions {
   double rollback_margin = 0.05;     // roll the trainable copy back when it drops by more than this
   int64_t min_heldout = 8;
   bool inject_nan = false;           // tests: every training loss is NaN
+  // CUDA: the distillers' forwards run in bf16 autocast (float32 weights and optimizer), on the
+  // tensor cores; false: float32 throughout (then the H100's matrix units sit idle).
+  bool autocast = true;
   // Persistence: each route's draft (HF format), optimizer state and version are saved in
   // state_dir/route-NAME every save_every published updates and at shutdown, and restored at
   // start ("" = off).

@@ -74,6 +74,10 @@ ServeConfig::ServeConfig() {
            "each distiller's busy share of wall time (1 = no cap)")
       .add(d.online.distiller_multiprocessors, "online-distiller-multiprocessors",
            "CUDA: GPU multiprocessors the distillers train on (0 = all)")
+      .add(d.online.replay_requests, "online-replay-requests",
+           "replay whole requests, whose records share one forward (false: record by record)")
+      .add(d.online.autocast, "online-autocast",
+           "CUDA: the distillers' forwards run in bf16 autocast (false: float32)")
       .add(d.online.serve_beside_distillers, "online-serve-beside-distillers",
            "CUDA: verify and draft on the multiprocessors the distillers do not train on")
       .add(d.online.heldout_records, "online-heldout-records",
@@ -225,6 +229,8 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   real("online-max-duty", out.online.max_duty, 1e-3, 1.0);
   integer("online-distiller-multiprocessors", out.online.distiller_multiprocessors, 0, 4096);
   boolean("online-serve-beside-distillers", out.online.serve_beside_distillers);
+  boolean("online-autocast", out.online.autocast);
+  boolean("online-replay-requests", out.online.replay_requests);
   str("online-state-dir", out.online.state_dir);
   integer("online-save-every", out.online.save_every, 1, 1 << 20);
   if (error.empty() && !parse_distill_loss(out.online.loss))

@@ -106,6 +106,20 @@ nlohmann::json summarize_trace(const nlohmann::json& trace) {
       (events[i].second ? to_verify : to_propose).push_back(gap);
     }
   }
+  // Distillation updates: how many, and how long one took on the host (sample to publish) and on
+  // the GPU (its stream's events).
+  std::vector<double> update, update_gpu;
+  if (trace.contains("traceEvents"))
+    for (const auto& e : trace["traceEvents"])
+      if (e.contains("dur") && e.value("name", std::string()) == "distill update")
+        (e.value("tid", std::string()).find("(GPU)") != std::string::npos ? update_gpu : update)
+            .push_back(e["dur"].get<double>() / 1e3);
+  double update_total = 0;
+  for (double d : update) update_total += d;
+  out["distill"] = {{"updates", update.size()},
+                    {"update_ms", median(update)},
+                    {"update_gpu_ms", median(update_gpu)},
+                    {"total_ms", update_total}};
   out["rounds"] = {{"count", verify.size()},
                    {"propose", median(propose)},
                    {"verify", median(verify)},

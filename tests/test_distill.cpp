@@ -3,6 +3,12 @@
 // offline check that distillation raises expected acceptance.
 #include "tests/test_common.hpp"
 
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <map>
+
+#include "models/autocast.hpp"
 #include "models/distill_buffer.hpp"
 #include "models/losses.hpp"
 #include "models/online_distiller.hpp"
@@ -81,6 +87,59 @@ TEST_CASE("buffer: compact distributions, budget with FIFO eviction, held-out sl
   CHECK(buf.new_records() == 0);
   for (const auto& r : batch) CHECK(r.source % 5 != 0);  // never a held-out request
   CHECK_THROWS_WITH(rebuild_distributions({DistillRecord{{1}, {70}, {1.f}, 0, 0}}, 50), Catch::Contains("outside"));
+}
+
+TEST_CASE("distillation buffer: replays draw whole requests, which share one forward",
+          "[distill]") {
+  // 40 requests of 8 records each, interleaved as concurrent requests' rounds arrive; a
+  // request's records are the prefixes of its text.
+  auto fill = [](DistillBuffer& buf) {
+    for (int64_t step = 1; step <= 8; ++step)
+      for (int64_t q = 0; q < 40; ++q) {
+        DistillRecord r;
+        for (int64_t t = 0; t < step; ++t) r.context.push_back(q * 100 + t);
+        r.top_ids = {1};
+        r.top_probs = {1.f};
+        r.source = 1 + q * 10 + 1;  // never a multiple of 10: nothing held out
+        buf.add(r);
+      }
+  };
+  auto sources = [](const std::vector<DistillRecord>& batch) {
+    std::map<int64_t, int> n;
+    for (const auto& r : batch) ++n[r.source];
+    return n;
+  };
+  DistillBuffer grouped;
+  fill(grouped);
+  auto batch = grouped.take_batch(32, 0.0, 11);  // replay only
+  REQUIRE(batch.size() == 32);
+  auto by_source = sources(batch);
+  CHECK(by_source.size() == 4);  // four whole requests
+  for (auto [source, n] : by_source) CHECK(n == 8);
+  // Student rows the batch needs: records whose context extends no other record's (the rest
+  // ride on those rows; OnlineDistiller::student_logits).
+  auto rows = [](const std::vector<DistillRecord>& b) {
+    int hosts = 0;
+    for (const auto& r : b) {
+      bool hosted = false;
+      for (const auto& o : b)
+        hosted = hosted || (o.context.size() > r.context.size() &&
+                            std::equal(r.context.begin(), r.context.end(), o.context.begin()));
+      hosts += !hosted;
+    }
+    return hosts;
+  };
+  CHECK(rows(batch) == 4);
+  // More records than the buffer's distinct requests hold: requests repeat, nothing hangs.
+  CHECK(grouped.take_batch(400, 0.0, 12).size() == 400);
+  // Control: drawn one by one, the same 32 records come from many requests.
+  DistillBuffer::Options one_by_one;
+  one_by_one.replay_requests = false;
+  DistillBuffer uniform(one_by_one);
+  fill(uniform);
+  auto drawn = uniform.take_batch(32, 0.0, 11);
+  CHECK(sources(drawn).size() > 12);
+  CHECK(rows(drawn) > 12);
 }
 
 TEST_CASE("distillation records: staged top-k rows equal compact_distributions", "[distill]") {
@@ -206,6 +265,53 @@ TEST_CASE("online distiller: updates raise held-out acceptance, guard and NaN pa
   CHECK(nrep.discarded_steps == o.steps_per_update);
   CHECK(!nrep.published);
   CHECK_THROWS_WITH(OnlineDistiller(*draft, DistillOptions{DistillLoss::tvd, 0.5, -1.0}), Catch::Contains("lr"));
+}
+
+TEST_CASE("online distiller on CUDA: bf16 autocast learns as float32 does, on its thread only",
+          "[cuda][distill]") {
+  if (!torch::cuda::is_available()) {
+    WARN("CUDA not available: skipped");
+    return;
+  }
+  const c10::Device cuda("cuda");
+  auto target = osd::test::peaked_model(osd::test::tiny_config(64, 64, 2), 3);
+  auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 64, 1), 4);
+  std::vector<DistillRecord> train, heldout;
+  target_records(*target, 16, 6, 8, 8, train, heldout);
+  auto draft_gpu = draft->clone(cuda, torch::kFloat32);
+  const double start = OnlineDistiller::heldout_acceptance(*draft_gpu, heldout);
+  DistillOptions o;
+  o.lr = 1e-2;
+  o.batch = 32;
+  o.steps_per_update = 10;
+  DistillOptions fp32 = o;
+  fp32.autocast = false;
+  OnlineDistiller mixed(*draft, o, cuda), full(*draft, fp32, cuda);
+  UpdateReport m, f, first_m, first_f;
+  for (int u = 0; u < 6; ++u) {
+    m = mixed.update(train, heldout);
+    f = full.update(train, heldout);
+    if (u == 0) first_m = m, first_f = f;
+  }
+  // The first update's mean loss: bf16 rounding shows, but it stays within 5% of float32's.
+  WARN("first update loss: autocast "
+       << first_m.loss << ", float32 " << first_f.loss << "; held-out acceptance " << start
+       << " -> " << m.acceptance_candidate << " (autocast), " << f.acceptance_candidate
+       << " (float32)");
+  CHECK(first_m.loss != first_f.loss);  // autocast was on: the products were rounded to bf16
+  CHECK(first_m.loss == Approx(first_f.loss).epsilon(0.05));
+  const double end =
+      OnlineDistiller::heldout_acceptance(*mixed.snapshot(cuda, torch::kFloat32), heldout);
+  CHECK(end > start + 0.05);
+  CHECK(mixed.version() >= 1);
+  // The scope ended with the update: a float32 forward on this thread is float32 again.
+  auto x = torch::randint(0, 64, {1, 5}, torch::kInt64).to(cuda);
+  CHECK(draft_gpu->forward_full(x).scalar_type() == torch::kFloat32);
+  {
+    CudaAutocast scope(true);  // control: inside a scope the same forward is bf16
+    CHECK(scope.active());
+    CHECK(draft_gpu->forward_full(x).scalar_type() == torch::kBFloat16);
+  }
 }
 
 TEST_CASE("online distiller: a warm-up leaves weights, optimizer and updates as they were",

@@ -233,6 +233,10 @@ TEST_CASE("trace summary: track families, overlap, round medians", "[trace]") {
   CHECK(sum["rounds"]["verify_gpu"].get<double>() == Approx(0.28));
   CHECK(sum["rounds"]["hop_to_verify"].get<double>() == Approx(0.04));
   CHECK(sum["rounds"]["hop_to_propose"].get<double>() == Approx(0.07));
+  CHECK(sum["distill"]["updates"] == 2);
+  CHECK(sum["distill"]["update_ms"].get<double>() == Approx(0.45));  // median of 0.5 and 0.4
+  CHECK(sum["distill"]["total_ms"].get<double>() == Approx(0.9));
+  CHECK(sum["distill"]["update_gpu_ms"].get<double>() == 0.0);  // no GPU update spans
   CHECK(trace_overlap(nlohmann::json::object(), "drafter", "verifier") == 0.0);
 }
 

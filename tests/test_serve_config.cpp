@@ -90,6 +90,16 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
             .find("osd.online-serve-beside-distillers must be true or false") != std::string::npos);
   CHECK(load({"--osd.online-serve-beside-distillers=false"}, s) == "");
   CHECK(!s.online.serve_beside_distillers);
+  CHECK(s.online.autocast);  // the default
+  CHECK(load({"--osd.online-autocast=yes please"}, s)
+            .find("osd.online-autocast must be true or false") != std::string::npos);
+  CHECK(load({"--osd.online-autocast=false"}, s) == "");
+  CHECK(!s.online.autocast);
+  CHECK(s.online.replay_requests);  // the default
+  CHECK(load({"--osd.online-replay-requests=2"}, s)
+            .find("osd.online-replay-requests must be true or false") != std::string::npos);
+  CHECK(load({"--osd.online-replay-requests=false"}, s) == "");
+  CHECK(!s.online.replay_requests);
   CHECK(s.warm_attention_plans);  // the default
   CHECK(load({"--osd.warm-attention-plans=maybe"}, s)
             .find("osd.warm-attention-plans must be true or false") != std::string::npos);

@@ -243,7 +243,7 @@ void add_online_bench(CLI::App& app, bool& json) {
     double temperature = 0, lr = 1e-3, max_duty = 1.0;
     int64_t batch = 256, min_new = 128, warmup = 2, distiller_multiprocessors = 16, repeats = 1;
     bool routes = false, adaptive_k = false, measured_costs = false, serve_beside = true,
-         warm_plans = true;
+         warm_plans = true, distill_autocast = true, replay_requests = true;
     std::string tsv, png, trace, online_state;
     std::vector<std::string> replays{"target", "static", "shadow", "online"};  // and "record"
   };
@@ -299,6 +299,12 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_option("--warm-attention-plans", o->warm_plans,
                   "CUDA: serving actors build their attention plans before serving "
                   "(osd.warm-attention-plans)")
+      ->capture_default_str();
+  cmd->add_option("--distill-autocast", o->distill_autocast,
+                  "CUDA: the distillers' forwards run in bf16 autocast (osd.online-autocast)")
+      ->capture_default_str();
+  cmd->add_option("--replay-requests", o->replay_requests,
+                  "distillers replay whole requests (osd.online-replay-requests)")
       ->capture_default_str();
   cmd->add_option("--repeats", o->repeats,
                   "run static and shadow (and record) this many times, alternating, and report "
@@ -365,6 +371,8 @@ void add_online_bench(CLI::App& app, bool& json) {
       r.online.max_duty = o->max_duty;
       r.online.distiller_multiprocessors = o->distiller_multiprocessors;
       r.online.serve_beside_distillers = o->serve_beside;
+      r.online.autocast = o->distill_autocast;
+      r.online.replay_requests = o->replay_requests;
       r.warm_attention_plans = o->warm_plans;
       r.online.batch = o->batch;
       r.online.min_new_records = o->min_new;

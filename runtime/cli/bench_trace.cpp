@@ -37,6 +37,11 @@ void add_trace_bench(CLI::App& app, bool& json) {
     for (const auto& [pair, f] : sum["overlap"].items()) rep.add({"overlap, " + pair, f});
     for (const auto& [what, v] : sum["rounds"].items())
       rep.add({what == "count" ? std::string("rounds") : "round median ms, " + what, v});
+    for (const auto& [what, v] : sum["distill"].items())
+      rep.add({what == "updates"    ? std::string("distill updates")
+               : what == "total_ms" ? std::string("distill ms, all updates")
+                                    : "distill median ms, " + what,
+               v});
     rep.note("file", *file);
     rep.note("events", trace["traceEvents"].size());
     rep.print(json);
