@@ -30,6 +30,9 @@ struct DistillerState {
   }
   nlohmann::json trace = nlohmann::json::array();  // one slice per update (Chrome trace)
   UpdateReport last;
+  // Why the distiller could not start (a corrupt saved state, a device error): it then trains
+  // nothing, says so in its stats, and serving goes on with the route's current draft.
+  std::string start_error;
   static inline const char* name = "osd.distiller";
 };
 
@@ -147,17 +150,24 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
                          "): it shares the whole GPU"));
   }
   // Trains where the draft runs; resumes from state_dir when it holds a saved state.
-  st.stream->run_on([&] {
-    if (!opt.state_dir.empty() && OnlineDistiller::saved_version(opt.state_dir) >= 0)
-      st.core = OnlineDistiller::restore(opt.state_dir, opt.train, draft->device());
-    else
-      st.core = std::make_unique<OnlineDistiller>(*draft, opt.train, draft->device());
-    if (st.stream->on_gpu()) st.core->warm_up();  // before its first update meets serving
-  });
+  try {
+    st.stream->run_on([&] {
+      if (!opt.state_dir.empty() && OnlineDistiller::saved_version(opt.state_dir) >= 0)
+        st.core = OnlineDistiller::restore(opt.state_dir, opt.train, draft->device());
+      else
+        st.core = std::make_unique<OnlineDistiller>(*draft, opt.train, draft->device());
+      if (st.stream->on_gpu()) st.core->warm_up();  // before its first update meets serving
+    });
+  } catch (const std::exception& e) {
+    st.core.reset();
+    st.start_error = e.what();
+    log::error(log::cat("distiller route ", opt.route,
+                        ": cannot start, so this route's draft will not learn: ", e.what()));
+  }
   st.timeline = std::make_unique<GpuTimeline>(opt.trace ? st.serve_device : c10::Device(c10::kCPU),
                                               "distiller");
   st.serve_dtype = draft->dtype();
-  next_update(self, opt, buffer, verifier, metrics);
+  if (st.core) next_update(self, opt, buffer, verifier, metrics);
   return {
       [=](tick_atom) { next_update(self, opt, buffer, verifier, metrics); },
       [=](trace_atom) -> std::string {
@@ -167,11 +177,13 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
         return events.dump();
       },
       [=](save_atom) -> int64_t {
+        if (!self->state.core) return -1;  // nothing trained, nothing to save
         if (!opt.state_dir.empty()) save(self, opt);
         return self->state.core->version();
       },
       [=](stats_atom) -> std::string {
         auto& s = self->state;
+        if (!s.core) return nlohmann::json{{"error", s.start_error}, {"updates", 0}}.dump();
         return nlohmann::json{{"version", s.core->version()},
                               {"updates", s.updates},
                               {"published", s.published},

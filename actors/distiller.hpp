@@ -5,7 +5,8 @@
 // on the held-out slice, and publishes an accepted update as an immutable, versioned
 // WeightsSnapshot to the verifier (which hands it to the drafter). Every decision goes to the
 // log and to the metrics actor.
-//   (stats_atom) -> std::string   JSON: version, updates published / rejected / discarded
+//   (stats_atom) -> std::string   JSON: version, updates published / rejected / discarded; or
+//                                 {"error": why, "updates": 0} when it could not start
 //   (trace_atom) -> std::string   JSON array of Chrome trace slices, one per update
 //   (save_atom) -> int64_t        saves now (when state_dir is set); replies the saved version
 #include <caf/fwd.hpp>

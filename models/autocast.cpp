@@ -5,6 +5,14 @@
 
 namespace osd {
 
+bool cuda_autocast_enabled() {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+  return false;
+#endif
+}
+
 CudaAutocast::CudaAutocast(bool on) : on_(on) {
 #if TORCH_VERSION_MAJOR >= 2
   if (on_) {

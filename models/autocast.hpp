@@ -6,6 +6,10 @@
 // Torch 2 API; with libtorch 1.13 (the CPU build) the scope does nothing.
 namespace osd {
 
+// Whether this thread is inside a CUDA autocast scope (false with libtorch 1.13). The fused
+// kernels (models/fused_ops) take their inputs' dtype as given, so they stand aside inside one.
+bool cuda_autocast_enabled();
+
 class CudaAutocast {
  public:
   explicit CudaAutocast(bool on);

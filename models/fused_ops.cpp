@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "models/autocast.hpp"
 #include "models/error.hpp"
 #include "models/tensor_util.hpp"
 
@@ -108,9 +109,10 @@ bool programmatic_launch() {
 }
 
 bool applies(const at::Tensor& like) {
-  // No autograd through the kernels: training forwards (grad mode on) take libtorch's ops.
+  // No autograd through the kernels: training forwards (grad mode on) take libtorch's ops, and so
+  // do forwards in an autocast scope (the distillers' guard), whose inputs mix float32 and bf16.
   return built() && enabled() && !at::GradMode::is_enabled() && like.defined() && like.is_cuda() &&
-         dtype_supported(like.scalar_type());
+         dtype_supported(like.scalar_type()) && !cuda_autocast_enabled();
 }
 
 bool norm_applies(const at::Tensor& like, int64_t hidden) {

@@ -249,10 +249,16 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       caf::scoped_actor self{sys};
       for (const auto& d : impl->distillers)
         self->request(d, std::chrono::minutes(2), stats_atom_v)
-            .receive([](const std::string&) {},
-                     [&](const caf::error& e) {
-                       log::warn(log::cat("a distiller did not report ready: ", caf::to_string(e)));
-                     });
+            .receive(
+                [](const std::string& stats) {
+                  auto j = nlohmann::json::parse(stats, nullptr, false);
+                  if (j.is_object() && j.contains("error"))  // logged by the distiller too
+                    log::error(log::cat("online learning is off for a route: ",
+                                        j["error"].get<std::string>()));
+                },
+                [&](const caf::error& e) {
+                  log::warn(log::cat("a distiller did not report ready: ", caf::to_string(e)));
+                });
     }
   }
   impl->router = spawn_router(sys, impl->verifier,

@@ -6,6 +6,8 @@
 
 #include <torch/cuda.h>
 
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -265,6 +267,45 @@ TEST_CASE("online: learning survives a restart and the version continues", "[onl
   WARN("acceptance before restart " << before << ", right after " << after << " (version " << saved << ")");
   CHECK(std::abs(after - before) < 0.05);
   CHECK(after > mean(first.acceptance, 0, 16) + 0.2);
+  files::remove_tree(dir);
+}
+
+TEST_CASE("online: a corrupt saved state is a clear error; serving goes on, nothing is overwritten",
+          "[online][restart][errors]") {
+  const auto dir = files::temp_dir() + "/osd-online-corrupt-" + std::to_string(::getpid());
+  const auto route = dir + "/route-default";
+  files::remove_tree(dir);
+  auto o = online_options(true);
+  o.online.state_dir = dir;
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  // A corrupt state.json: the runtime does not start, and says which file.
+  files::make_dirs(route);
+  std::ofstream(route + "/state.json") << "{\"version\": oops";
+  std::string err;
+  CHECK(!Runtime::create(o, &err));
+  CHECK(err.find("route-default/state.json") != std::string::npos);
+  // A valid draft and state but a corrupt optimizer: the route serves with the saved draft, its
+  // distiller reports why it does not train, and shutdown writes nothing over the files.
+  OnlineDistiller(*o.draft, DistillOptions{}).save(route);
+  const std::string garbage = "not a torch archive";
+  std::ofstream(route + "/optimizer.pt") << garbage;
+  auto rt = Runtime::create(o, &err);
+  REQUIRE(rt);
+  GenerateParams p;
+  p.prompt_tokens = domain_prompts(11, 8)[0];
+  p.max_new_tokens = 8;
+  p.temperature = 0;
+  CHECK(rt->submit(p)->get().ok());
+  auto stats = nlohmann::json::parse(rt->stats_json());
+  INFO(stats["distiller"].dump());
+  REQUIRE(stats["distiller"].contains("error"));
+  CHECK(stats["distiller"]["error"].get<std::string>().find("optimizer.pt") != std::string::npos);
+  CHECK(stats["distiller"]["updates"] == 0);
+  rt->shutdown();
+  CHECK(slurp(route + "/optimizer.pt") == garbage);
   files::remove_tree(dir);
 }
 
