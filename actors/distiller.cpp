@@ -21,12 +21,13 @@ struct DistillerState {
   c10::Device serve_device = c10::Device(c10::kCPU);
   c10::ScalarType serve_dtype = c10::kFloat;
   int64_t published = 0, rejected = 0, held = 0, discarded = 0, deferred = 0, updates = 0;
-  // Back-off: each rejection in a row doubles the wait for new records, and so do the first two
-  // held updates in a row (a draft that already fits its traffic trains less); at most 16x.
-  int64_t rejected_in_a_row = 0, held_in_a_row = 0;
+  // Back-off: each rejection in a row doubles the wait for new records, and so do the first
+  // held_doublings held updates in a row (a draft that already fits its traffic trains less);
+  // at most 16x.
+  int64_t rejected_in_a_row = 0, held_in_a_row = 0, held_doublings = 2;
   int64_t backoff() const {
-    return int64_t{1} << std::min<int64_t>(4,
-                                           rejected_in_a_row + std::min<int64_t>(2, held_in_a_row));
+    return int64_t{1} << std::min<int64_t>(
+               4, rejected_in_a_row + std::min<int64_t>(held_doublings, held_in_a_row));
   }
   nlohmann::json trace = nlohmann::json::array();  // one slice per update (Chrome trace)
   UpdateReport last;
@@ -138,6 +139,7 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
                         caf::actor buffer, caf::actor verifier, caf::actor metrics) {
   auto& st = self->state;
   st.serve_device = draft->device();
+  st.held_doublings = std::clamp<int64_t>(opt.held_backoff, 0, 4);
   st.stream = std::make_unique<ActorStream>(st.serve_device, ActorStream::Priority::background,
                                             opt.multiprocessors);
   if (opt.multiprocessors > 0 && st.stream->on_gpu()) {

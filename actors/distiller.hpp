@@ -30,6 +30,7 @@ struct DistillerOptions {
   bool trace = false;            // record CUDA events per update (GPU trace)
   double max_duty = 1.0;         // busy share of wall time, (0, 1]: pauses after each update
   int multiprocessors = 0;       // CUDA: train on this share of the GPU (ActorStream); 0: all of it
+  int64_t held_backoff = 4;  // held updates in a row that each double the wait (0..4; 16x at most)
 };
 
 // How long the distiller waits after an update of update_ms so that its busy share of wall time

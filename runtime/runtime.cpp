@@ -240,6 +240,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       dopt.trace = o.trace;
       dopt.max_duty = on.max_duty;
       dopt.multiprocessors = static_cast<int>(on.distiller_multiprocessors);
+      dopt.held_backoff = on.held_backoff;
       impl->distillers.push_back(
           spawn_distiller(sys, o.routes[r].draft, dopt, impl->buffers[r], impl->verifier, impl->metrics));
     }

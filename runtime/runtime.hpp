@@ -52,6 +52,10 @@ struct OnlineOptions {
   // Replays draw whole requests, whose records share one student forward (DistillBuffer);
   // false draws records one by one (a forward over a whole context each).
   bool replay_requests = true;
+  // Each held update in a row (no clear gain) doubles the records a route waits for before its
+  // next update, for the first held_backoff of them (0..4; with rejections, 16x at most): a draft
+  // that fits its traffic then trains, and takes the GPU from serving, less often.
+  int64_t held_backoff = 4;
   double max_duty = 1.0;             // each distiller's busy share of wall time, (0, 1] (1: no cap)
   // On CUDA: the distillers' kernels run on this many of the GPU's multiprocessors only (a green
   // context, CUDA 12.5+; the driver rounds up to its granularity), leaving the rest to serving.

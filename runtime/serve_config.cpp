@@ -74,6 +74,8 @@ ServeConfig::ServeConfig() {
            "each distiller's busy share of wall time (1 = no cap)")
       .add(d.online.distiller_multiprocessors, "online-distiller-multiprocessors",
            "CUDA: GPU multiprocessors the distillers train on (0 = all)")
+      .add(d.online.held_backoff, "online-held-backoff",
+           "held updates in a row that each double a route's wait for new records (0-4)")
       .add(d.online.replay_requests, "online-replay-requests",
            "replay whole requests, whose records share one forward (false: record by record)")
       .add(d.online.autocast, "online-autocast",
@@ -231,6 +233,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   boolean("online-serve-beside-distillers", out.online.serve_beside_distillers);
   boolean("online-autocast", out.online.autocast);
   boolean("online-replay-requests", out.online.replay_requests);
+  integer("online-held-backoff", out.online.held_backoff, 0, 4);
   str("online-state-dir", out.online.state_dir);
   integer("online-save-every", out.online.save_every, 1, 1 << 20);
   if (error.empty() && !parse_distill_loss(out.online.loss))

@@ -309,6 +309,39 @@ TEST_CASE("online: a corrupt saved state is a clear error; serving goes on, noth
   files::remove_tree(dir);
 }
 
+TEST_CASE("online: held updates in a row back a route off, up to held_backoff doublings",
+          "[online][trigger]") {
+  for (int64_t doublings : {2, 4}) {
+    DYNAMIC_SECTION("held_backoff = " << doublings) {
+      auto o = online_options(true);
+      o.online.guard_margin = -1.0;  // publishing would need +1.0 acceptance: every update is held
+      o.online.rollback_margin = 1.0;  // and none is rolled back
+      o.online.min_new_records = 8;
+      o.online.held_backoff = doublings;
+      std::string err;
+      auto rt = Runtime::create(o, &err);
+      REQUIRE(rt);
+      auto prompts = domain_prompts(11, 8);
+      nlohmann::json distiller = nlohmann::json::object();
+      // 8, 16, 32, 64, 128 new records: the fifth held update in a row needs ~250 records.
+      for (int i = 0; i < 120 && distiller.value("held", int64_t{0}) < doublings + 1; ++i) {
+        GenerateParams p;
+        p.prompt_tokens = prompts[i % prompts.size()];
+        p.max_new_tokens = 24;
+        p.temperature = 0;
+        REQUIRE(rt->submit(p)->get().ok());
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        distiller = nlohmann::json::parse(rt->stats_json())["distiller"];
+      }
+      rt->shutdown();
+      INFO(distiller.dump());
+      CHECK(distiller["published"] == 0);
+      REQUIRE(distiller["held"].get<int64_t>() >= doublings + 1);
+      CHECK(distiller["backoff"] == (int64_t{1} << doublings));
+    }
+  }
+}
+
 TEST_CASE("online: an update also starts after update_every_ms when few records are new", "[online][trigger]") {
   auto prompts = domain_prompts(11, 8);
   for (bool timed : {true, false}) {

@@ -100,6 +100,11 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
             .find("osd.online-replay-requests must be true or false") != std::string::npos);
   CHECK(load({"--osd.online-replay-requests=false"}, s) == "");
   CHECK(!s.online.replay_requests);
+  CHECK(s.online.held_backoff == 4);  // the default
+  CHECK(load({"--osd.online-held-backoff=5"}, s).find("osd.online-held-backoff") !=
+        std::string::npos);
+  CHECK(load({"--osd.online-held-backoff=2"}, s) == "");
+  CHECK(s.online.held_backoff == 2);
   CHECK(s.warm_attention_plans);  // the default
   CHECK(load({"--osd.warm-attention-plans=maybe"}, s)
             .find("osd.warm-attention-plans must be true or false") != std::string::npos);

@@ -241,7 +241,8 @@ void add_online_bench(CLI::App& app, bool& json) {
     std::vector<std::string> domains{"python", "c", "english"};
     int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
     double temperature = 0, lr = 1e-3, max_duty = 1.0;
-    int64_t batch = 256, min_new = 128, warmup = 2, distiller_multiprocessors = 16, repeats = 1;
+    int64_t batch = 256, min_new = 128, warmup = 2, distiller_multiprocessors = 16, repeats = 1,
+            held_backoff = 4;
     bool routes = false, adaptive_k = false, measured_costs = false, serve_beside = true,
          warm_plans = true, distill_autocast = true, replay_requests = true;
     std::string tsv, png, trace, online_state;
@@ -302,6 +303,10 @@ void add_online_bench(CLI::App& app, bool& json) {
       ->capture_default_str();
   cmd->add_option("--distill-autocast", o->distill_autocast,
                   "CUDA: the distillers' forwards run in bf16 autocast (osd.online-autocast)")
+      ->capture_default_str();
+  cmd->add_option("--held-backoff", o->held_backoff,
+                  "held updates in a row that double a route's wait (osd.online-held-backoff)")
+      ->check(CLI::Range(0, 4))
       ->capture_default_str();
   cmd->add_option("--replay-requests", o->replay_requests,
                   "distillers replay whole requests (osd.online-replay-requests)")
@@ -373,6 +378,7 @@ void add_online_bench(CLI::App& app, bool& json) {
       r.online.serve_beside_distillers = o->serve_beside;
       r.online.autocast = o->distill_autocast;
       r.online.replay_requests = o->replay_requests;
+      r.online.held_backoff = o->held_backoff;
       r.warm_attention_plans = o->warm_plans;
       r.online.batch = o->batch;
       r.online.min_new_records = o->min_new;
@@ -543,6 +549,9 @@ void add_online_bench(CLI::App& app, bool& json) {
               {"distiller_multiprocessors", o->distiller_multiprocessors},
               {"serve_beside_distillers", o->serve_beside},
               {"warm_attention_plans", o->warm_plans},
+              {"distill_autocast", o->distill_autocast},
+              {"replay_requests", o->replay_requests},
+              {"held_backoff", o->held_backoff},
               {"repeats", o->repeats},
               {"online_state", o->online_state},
               {"device", o->device == "cpu" ? std::string("cpu")
