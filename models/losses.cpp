@@ -65,13 +65,18 @@ double expected_acceptance(const at::Tensor& q, const at::Tensor& p) {
 
 double traffic_acceptance(const at::Tensor& q, const at::Tensor& p, const std::vector<bool>& greedy) {
   if (q.size(0) == 0) return 0.0;
+  return traffic_acceptance_rows(q, p, greedy).mean().item<double>();
+}
+
+at::Tensor traffic_acceptance_rows(const at::Tensor& q, const at::Tensor& p,
+                                   const std::vector<bool>& greedy) {
   auto overlap = torch::minimum(q.to(torch::kFloat32), p.to(torch::kFloat32)).sum(-1);      // [N]
   auto agree = q.argmax(-1).eq(p.argmax(-1)).to(torch::kFloat32);                           // [N]
   std::vector<uint8_t> g(greedy.begin(), greedy.end());
   g.resize(static_cast<size_t>(q.size(0)), 0);
   auto mask = to_device(torch::tensor(std::vector<int64_t>(g.begin(), g.end())), q.device())
                   .to(torch::kBool);
-  return torch::where(mask, agree, overlap).mean().item<double>();
+  return torch::where(mask, agree, overlap);  // [N]
 }
 
 }  // namespace osd

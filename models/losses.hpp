@@ -29,5 +29,8 @@ double expected_acceptance(const at::Tensor& student_probs, const at::Tensor& te
 // The mean over rows: the acceptance the served traffic sees. [N, V] each.
 double traffic_acceptance(const at::Tensor& student_probs, const at::Tensor& teacher_probs,
                           const std::vector<bool>& greedy);
+// The same per row: [N] float32 on the inputs' device.
+at::Tensor traffic_acceptance_rows(const at::Tensor& student_probs, const at::Tensor& teacher_probs,
+                                   const std::vector<bool>& greedy);
 
 }  // namespace osd

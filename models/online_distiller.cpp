@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "models/autocast.hpp"
 #include "models/hf_checkpoint.hpp"
@@ -74,29 +75,85 @@ at::Tensor OnlineDistiller::student_logits(Transformer& model, const std::vector
   return logits.reshape({H * T, logits.size(2)}).index_select(0, idx);           // [N, V]
 }
 
-double OnlineDistiller::heldout_acceptance(Transformer& model,
-                                           const std::vector<DistillRecord>& records,
-                                           bool autocast) {
+std::vector<double> OnlineDistiller::heldout_scores(Transformer& model,
+                                                    const std::vector<DistillRecord>& records,
+                                                    bool autocast) {
+  if (records.empty()) return {};
   torch::NoGradGuard g;
   CudaAutocast scope(autocast && model.device().is_cuda());
-  bool all_greedy = !records.empty();
+  bool all_greedy = true;
   std::vector<int64_t> teacher_best;
   for (const auto& r : records) {
     all_greedy = all_greedy && r.greedy && !r.top_ids.empty();
     if (all_greedy) teacher_best.push_back(r.top_ids[0]);  // top_ids are sorted: [0] is the argmax
   }
-  if (all_greedy) {  // argmax agreement: no need to rebuild the teacher's [N, V] distributions
+  at::Tensor scores;  // [N]
+  if (all_greedy) {   // argmax agreement: no need to rebuild the teacher's [N, V] distributions
     auto best = student_logits(model, records).argmax(-1);  // [N]
-    return best.eq(to_device(torch::tensor(teacher_best), best.device()))
-        .to(torch::kFloat64)
-        .mean()
-        .item<double>();
+    scores = best.eq(to_device(torch::tensor(teacher_best), best.device()));
+  } else {
+    auto q = torch::softmax(student_logits(model, records).to(torch::kFloat32), -1);
+    auto p = to_device(rebuild_distributions(records, model.config().vocab_size), q.device());
+    std::vector<bool> greedy;
+    for (const auto& r : records) greedy.push_back(r.greedy);
+    scores = traffic_acceptance_rows(q, p, greedy);
   }
-  auto q = torch::softmax(student_logits(model, records).to(torch::kFloat32), -1);
-  auto p = to_device(rebuild_distributions(records, model.config().vocab_size), q.device());
-  std::vector<bool> greedy;
-  for (const auto& r : records) greedy.push_back(r.greedy);
-  return traffic_acceptance(q, p, greedy);
+  auto host = scores.to(torch::kFloat64).cpu().contiguous();
+  return std::vector<double>(host.data_ptr<double>(), host.data_ptr<double>() + host.numel());
+}
+
+double OnlineDistiller::heldout_acceptance(Transformer& model,
+                                           const std::vector<DistillRecord>& records,
+                                           bool autocast) {
+  const auto scores = heldout_scores(model, records, autocast);
+  double sum = 0;
+  for (double s : scores) sum += s;
+  return scores.empty() ? 0.0 : sum / static_cast<double>(scores.size());
+}
+
+namespace {
+// A record's identity: its request, its length and a hash of its context (records made outside
+// the verifier need not name distinct requests).
+OnlineDistiller::RecordKey record_key(const DistillRecord& r) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the context's tokens
+  for (int64_t t : r.context) {
+    h ^= static_cast<uint64_t>(t);
+    h *= 1099511628211ull;
+  }
+  return {r.source, static_cast<int64_t>(r.context.size()), h};
+}
+}  // namespace
+
+double OnlineDistiller::published_acceptance(const std::vector<DistillRecord>& heldout,
+                                             int64_t* rescored) {
+  if (!opt_.cache_published_scores) {
+    *rescored = static_cast<int64_t>(heldout.size());
+    return heldout_acceptance(*published_, heldout, autocast_on());
+  }
+  std::vector<RecordKey> keys;
+  keys.reserve(heldout.size());
+  for (const auto& r : heldout) keys.push_back(record_key(r));
+  std::map<RecordKey, double> kept;  // only the records still held out
+  std::vector<DistillRecord> missing;
+  std::vector<RecordKey> missing_keys;
+  std::set<RecordKey> seen;
+  for (size_t i = 0; i < heldout.size(); ++i) {
+    if (!seen.insert(keys[i]).second) continue;  // a record twice: scored once
+    auto it = published_scores_.find(keys[i]);
+    if (it != published_scores_.end()) {
+      kept.insert(*it);
+    } else {
+      missing.push_back(heldout[i]);
+      missing_keys.push_back(keys[i]);
+    }
+  }
+  const auto fresh = heldout_scores(*published_, missing, autocast_on());
+  for (size_t i = 0; i < missing.size(); ++i) kept[missing_keys[i]] = fresh[i];
+  *rescored = static_cast<int64_t>(missing.size());
+  published_scores_ = std::move(kept);
+  double sum = 0;
+  for (const auto& k : keys) sum += published_scores_.at(k);
+  return heldout.empty() ? 0.0 : sum / static_cast<double>(heldout.size());
 }
 
 at::Tensor OnlineDistiller::minibatch_loss(const std::vector<DistillRecord>& mb) {
@@ -144,8 +201,12 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
     rep.decision = "deferred: held-out slice too small";  // keep training; publish once it is evaluable
     return rep;
   }
-  rep.acceptance_candidate = heldout_acceptance(*trainable_, heldout, autocast_on());
-  rep.acceptance_current = heldout_acceptance(*published_, heldout, autocast_on());
+  const auto candidate = heldout_scores(*trainable_, heldout, autocast_on());
+  double candidate_sum = 0;
+  for (double c : candidate) candidate_sum += c;
+  rep.acceptance_candidate =
+      candidate.empty() ? 0.0 : candidate_sum / static_cast<double>(candidate.size());
+  rep.acceptance_current = published_acceptance(heldout, &rep.heldout_rescored);
   if (!std::isfinite(rep.acceptance_candidate) ||
       rep.acceptance_candidate <
           rep.acceptance_current - std::max(opt_.rollback_margin, opt_.guard_margin)) {
@@ -159,6 +220,9 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
     return rep;
   }
   published_->copy_weights_from(*trainable_);
+  published_scores_.clear();  // the candidate's scores are the new published draft's
+  for (size_t i = 0; i < heldout.size(); ++i)
+    published_scores_[record_key(heldout[i])] = candidate[i];
   rep.published = true;
   rep.version = ++version_;
   rep.decision = "published";

@@ -15,8 +15,10 @@
 // A step whose loss or gradient is not finite is discarded before it touches the weights.
 #include <ATen/core/Tensor.h>
 
+#include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "models/distill_buffer.hpp"
@@ -45,6 +47,11 @@ struct DistillOptions {
   // CUDA: the forwards (training and the guard's) run in bf16 autocast, float32 weights and
   // optimizer; false trains in float32 throughout (a comparison switch). CPU: ignored.
   bool autocast = true;
+  // The guard scores the published draft on each held-out record once, and keeps the score until
+  // the published weights change (a publish hands it the candidate's scores, which were computed
+  // with the same weights): each update then runs one held-out forward instead of two, plus one
+  // over the records new to the held-out slice. false rescores every record every update.
+  bool cache_published_scores = true;
 };
 
 struct UpdateReport {
@@ -54,6 +61,7 @@ struct UpdateReport {
   double acceptance_candidate = -1, acceptance_current = -1;  // on held-out (-1: not evaluated)
   int64_t version = 0;           // published version after this update
   int64_t steps = 0, discarded_steps = 0;
+  int64_t heldout_rescored = 0;  // held-out records the published draft was scored on this update
 };
 
 class OnlineDistiller {
@@ -74,6 +82,8 @@ class OnlineDistiller {
   std::shared_ptr<Transformer> snapshot(c10::Device device, c10::ScalarType dtype) const;
   int64_t version() const { return version_; }
   int64_t total_steps() const { return step_; }
+  using RecordKey =
+      std::tuple<int64_t, int64_t, uint64_t>;  // request, context length, context hash
 
   // Persistence: dir/config.json + dir/model.safetensors (the published draft, HF format),
   // dir/optimizer.pt (AdamW state of the trainable copy) and dir/state.json (version, steps).
@@ -86,6 +96,10 @@ class OnlineDistiller {
   // autocast: forward in bf16 autocast when model is on CUDA.
   static double heldout_acceptance(Transformer& model, const std::vector<DistillRecord>& records,
                                    bool autocast = false);
+  // The same per record: 1/0 argmax agreement for greedy records, sum_x min(p, q) for the others.
+  static std::vector<double> heldout_scores(Transformer& model,
+                                            const std::vector<DistillRecord>& records,
+                                            bool autocast = false);
   // Student logits at each record's last context position: [N, V].
   static at::Tensor student_logits(Transformer& model, const std::vector<DistillRecord>& records);
 
@@ -99,6 +113,11 @@ class OnlineDistiller {
   std::shared_ptr<Transformer> trainable_;  // float32, requires grad
   std::shared_ptr<Transformer> published_;  // float32 copy of the last published weights
   std::unique_ptr<torch::optim::AdamW> optimizer_;
+  // The published draft's held-out scores by record (request, context length): valid until the
+  // published weights change.
+  std::map<RecordKey, double> published_scores_;
+  // The published draft's acceptance on heldout, from the cache where it can; counts rescored.
+  double published_acceptance(const std::vector<DistillRecord>& heldout, int64_t* rescored);
   int64_t version_ = 0, step_ = 0;
 };
 

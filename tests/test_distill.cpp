@@ -267,6 +267,46 @@ TEST_CASE("online distiller: updates raise held-out acceptance, guard and NaN pa
   CHECK_THROWS_WITH(OnlineDistiller(*draft, DistillOptions{DistillLoss::tvd, 0.5, -1.0}), Catch::Contains("lr"));
 }
 
+TEST_CASE("online distiller: the guard scores the published draft once per held-out record",
+          "[distill]") {
+  auto target = osd::test::peaked_model(osd::test::tiny_config(64, 32, 2), 3);
+  auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 32, 1), 4);
+  std::vector<DistillRecord> train, heldout, more_train, more_heldout;
+  target_records(*target, 16, 6, 8, 8, train, heldout);
+  target_records(*target, 5, 7, 9, 1, more_train, more_heldout);  // 5 records held out later
+  for (size_t i = 0; i < heldout.size(); ++i) heldout[i].source = 1000 + static_cast<int64_t>(i);
+  for (size_t i = 0; i < more_heldout.size(); ++i)
+    more_heldout[i].source = 2000 + static_cast<int64_t>(i);
+  for (size_t i = 4; i < heldout.size(); ++i) heldout[i].greedy = true;  // both kinds of score
+  DistillOptions o;
+  o.lr = 1e-2;
+  o.batch = 32;
+  o.steps_per_update = 5;
+  o.guard_margin = -0.02;
+  DistillOptions uncached = o;
+  uncached.cache_published_scores = false;
+  OnlineDistiller a(*draft, o), b(*draft, uncached);
+  auto grown = heldout;
+  grown.insert(grown.end(), more_heldout.begin(), more_heldout.end());
+  int published = 0;
+  for (int u = 0; u < 8; ++u) {
+    const auto& h = u < 5 ? heldout : grown;  // the slice grows by 5 records at update 5
+    auto ra = a.update(train, h), rb = b.update(train, h);
+    INFO("update " << u << ": " << ra.decision << " / " << rb.decision);
+    // The same decisions and acceptances as scoring every record every time.
+    CHECK(ra.decision == rb.decision);
+    CHECK(ra.acceptance_candidate == Approx(rb.acceptance_candidate).margin(1e-9));
+    CHECK(ra.acceptance_current == Approx(rb.acceptance_current).margin(1e-6));
+    CHECK(rb.heldout_rescored == static_cast<int64_t>(h.size()));
+    // Cached: every record once, then only the records new to the slice.
+    const int64_t expected = u == 0 ? static_cast<int64_t>(heldout.size()) : u == 5 ? 5 : 0;
+    CHECK(ra.heldout_rescored == expected);
+    published += ra.published;
+  }
+  CHECK(published >= 1);  // a publish hands its scores on: the next update rescored nothing
+  CHECK(a.version() == b.version());
+}
+
 TEST_CASE("online distiller on CUDA: bf16 autocast learns as float32 does, on its thread only",
           "[cuda][distill]") {
   if (!torch::cuda::is_available()) {
