@@ -153,8 +153,8 @@ typename Inspector::result_type inspect(Inspector& f, Verdict& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, DistillRecord& x) {
-  return f(caf::meta::type_name("osd::DistillRecord"), x.context, x.top_ids, x.top_probs, x.tail, x.route,
-           x.source, x.greedy);
+  return f(caf::meta::type_name("osd::DistillRecord"), x.context, x.top_ids, x.top_probs, x.tail,
+           x.route, x.source, x.greedy, x.prompt);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, DistillBatch& x) {
@@ -214,7 +214,7 @@ typename Inspector::result_type inspect(Inspector& f, RecordSource& x) {
     return caf::none;
   };
   return f(caf::meta::type_name("osd::RecordSource"), caf::meta::save_callback(save), x.route,
-           x.rows, x.seq, x.appended, x.bases, x.drafts, x.sources, x.greedy, probs, ids,
+           x.rows, x.seq, x.appended, x.bases, x.drafts, x.sources, x.greedy, x.prompt, probs, ids,
            caf::meta::load_callback(load));
 }
 template <class Inspector>

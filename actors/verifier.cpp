@@ -4,6 +4,7 @@
 #include <deque>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -35,6 +36,9 @@ struct Seq {
   bool cancelled = false;
   Clock::time_point start = Clock::now();
   double ttft_ms = -1;
+  // The prompt's records (VerifierOptions::record_prompt_positions), staged at admission and sent
+  // after the first round's host sync, which completes their copy.
+  std::optional<RecordSource> prompt_records;
 };
 
 struct Group {
@@ -172,6 +176,28 @@ void finish_seq(Self* self, SeqId sid, const std::string& finish, const std::str
   st.seqs.erase(it);
 }
 
+// The records of a prompt's last m positions from the prefill's logits [m, V]: row j is the
+// target's distribution after prompt[0 .. P - m + j), as base = prompt[0 .. P - m) plus j of the
+// following tokens. Queues the top-k's copy to the host without waiting for it.
+RecordSource prompt_record_source(const std::vector<int64_t>& prompt, const at::Tensor& logits,
+                                  int64_t top_k, int64_t route, SeqId sid, bool greedy) {
+  const int64_t P = static_cast<int64_t>(prompt.size()), m = logits.size(0);
+  RecordSource src;
+  src.route = route;
+  src.prompt = true;
+  src.bases.emplace_back(prompt.begin(), prompt.begin() + (P - m));
+  src.drafts.emplace_back(prompt.begin() + (P - m), prompt.end() - 1);
+  src.sources.push_back(sid);
+  src.greedy.push_back(greedy);
+  for (int64_t j = 0; j < m; ++j) {
+    src.rows.push_back(j);
+    src.seq.push_back(0);
+    src.appended.push_back(j);
+  }
+  src.staged = stage_top_k(torch::softmax(logits.to(torch::kFloat32), -1), top_k, /*async=*/true);
+  return src;
+}
+
 // Admit waiting submissions into free slots, joining the smallest idle group.
 void admit_waiting(Self* self) {
   auto& st = self->state;
@@ -182,8 +208,16 @@ void admit_waiting(Self* self) {
     const SeqId sid = st.next_sid++;
     const auto p0 = Clock::now();
     const size_t span = st.timeline->begin();
+    const int64_t route =
+        st.speculative && sub.route >= 0 && sub.route < static_cast<int64_t>(st.routes.size())
+            ? sub.route
+            : 0;
+    const bool record_prompt = st.speculative && st.opt.record_prompt_positions > 0 &&
+                               st.routes[route].buffer && sub.request.prompt.size() >= 2;
+    at::Tensor prompt_logits;  // [m, V]
     try {
-      st.scorer->add(sid, sub.request.prompt);
+      st.scorer->add(sid, sub.request.prompt, record_prompt ? &prompt_logits : nullptr,
+                     st.opt.record_prompt_positions);
     } catch (const std::exception& e) {
       answer(self, sink, DoneEvent{sub.id, {}, "", "error", "invalid_request", e.what(), {}, 0, 0});
       continue;
@@ -194,8 +228,6 @@ void admit_waiting(Self* self) {
       trace_span(st, "prefill", "verifier", steady_us(p0), ms_since(p0) * 1e3,
                  {{"tokens", tokens}});
     }
-    const int64_t route =
-        st.speculative && sub.route >= 0 && sub.route < static_cast<int64_t>(st.routes.size()) ? sub.route : 0;
     if (st.speculative) self->send(st.routes[route].drafter, add_atom_v, sid, sub.request.prompt, sub.request.sampling);
     // The least loaded group of the route (busy groups count as full).
     size_t g = st.groups.size();
@@ -206,6 +238,10 @@ void admit_waiting(Self* self) {
     if (sub.submitted_us > 0)  // latencies count from submission, queueing included
       s.start = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double, std::micro>(sub.submitted_us)));
+    if (record_prompt && prompt_logits.defined() && prompt_logits.size(0) > 0)
+      s.prompt_records =
+          prompt_record_source(sub.request.prompt, prompt_logits, st.opt.record_top_k, route, sid,
+                               sub.request.sampling.temperature <= 0);
     st.by_id[sub.id] = sid;
     st.seqs.emplace(sid, std::move(s));
     st.groups[g].members.push_back(sid);
@@ -318,6 +354,12 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
     st.record_host_ms += ms_since(r0);
   }
   auto verified = verify_round(prop, logits, params, rngs);  // the round's host sync
+  for (auto* s : rows)  // their staged copies were queued before this sync: complete now
+    if (s->prompt_records) {
+      st.records_sent += static_cast<int64_t>(s->prompt_records->rows.size());
+      self->send(st.routes[s->route].buffer, records_atom_v, std::move(*s->prompt_records));
+      s->prompt_records.reset();
+    }
   st.timeline->end(
       span, "verify g" + std::to_string(g),
       "{\"batch\":" + std::to_string(B) + ",\"k\":" + std::to_string(prop.tokens.size(1)) + "}");

@@ -46,6 +46,9 @@ struct VerifierOptions {
   // Online distillation: which verified positions go to the buffer, and how compactly.
   bool record_all_positions = false;  // false: only the position of the first rejection
   int64_t record_top_k = 64;          // 0: full distributions
+  // Also the target's distributions at the last this-many prompt positions, from the prefill it
+  // runs anyway (0: none). They go to the buffer after the request's first round.
+  int64_t record_prompt_positions = 0;
   int64_t fail_on_round = -1;   // tests: throw inside this verification round (1-based)
   int64_t max_round_retries = 3;  // a round that keeps failing fails its requests
   bool trace = false;             // record per-round draft / verify intervals (trace_atom)

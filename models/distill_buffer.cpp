@@ -69,6 +69,7 @@ std::vector<DistillRecord> make_records(const RecordSource& src) {
     r.route = src.route;
     r.source = src.sources[src.seq[m]];
     r.greedy = src.greedy[src.seq[m]] != 0;
+    r.prompt = src.prompt;
   }
   return out;
 }
@@ -102,6 +103,7 @@ at::Tensor rebuild_distributions(const std::vector<DistillRecord>& records, int6
 void DistillBuffer::add(DistillRecord r) {
   ++added_;
   if (opt_.heldout_every > 0 && r.source % opt_.heldout_every == 0) {
+    if (r.prompt) return;  // held-out requests' prompts: neither trained on nor measured
     bytes_ += r.bytes();
     heldout_.push_back(std::move(r));
     if (heldout_.size() > opt_.heldout_max) {

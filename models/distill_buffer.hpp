@@ -7,9 +7,10 @@
 // distribution is rebuilt (top_k = 0 stores the full distribution).
 //
 // Memory: bounded by budget_bytes. Eviction policy: oldest training records first (FIFO); the
-// held-out slice is a ring of heldout_max records. Held out are whole requests (every
-// heldout_every-th request, by the record's `source`), so the guard measures how the draft does
-// on requests it never trained on, not on neighbours of its training positions.
+// held-out slice is a ring of heldout_max records. Prompt records of held-out requests are
+// dropped: the guard measures the positions the draft proposes for, not the prompt's. Held out are
+// whole requests (every heldout_every-th request, by the record's `source`), so the guard measures
+// how the draft does on requests it never trained on, not on neighbours of its training positions.
 // Batches mix the newest records (not yet trained on) with a replay of the whole buffer, so a
 // batch is not a handful of consecutive requests the draft would overfit. The replay draws whole
 // requests (a record picked uniformly brings every record of its request): a request's records
@@ -33,6 +34,7 @@ struct DistillRecord {
   int64_t route = 0;             // which draft (domain) the record belongs to
   int64_t source = 0;            // the request it came from (the verifier's sequence id)
   bool greedy = false;           // the request decoded greedily: acceptance is argmax agreement
+  bool prompt = false;  // a position of the prompt (the target's prefill), not a verified one
   size_t bytes() const {
     return sizeof(DistillRecord) + context.size() * 8 + top_ids.size() * 8 + top_probs.size() * 4;
   }
@@ -64,6 +66,7 @@ struct RecordSource {
   std::vector<std::vector<int64_t>> drafts;  // per sequence: this round's draft tokens
   std::vector<int64_t> sources;              // per sequence: the request (sequence id)
   std::vector<char> greedy;                  // per sequence: decoded greedily
+  bool prompt = false;  // the records are prompt positions (DistillRecord::prompt)
 };
 // The records of a RecordSource; throws osd::Error on indices that do not fit it.
 std::vector<DistillRecord> make_records(const RecordSource& source);

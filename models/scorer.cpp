@@ -11,14 +11,17 @@ namespace osd {
 TargetScorer::TargetScorer(std::shared_ptr<Transformer> target, int64_t num_slots, int64_t max_len)
     : target_(std::move(target)), cache_(target_->make_cache(num_slots, max_len)), graphs_(*target_, cache_) {}
 
-void TargetScorer::add(SeqId id, const std::vector<int64_t>& prompt) {
+void TargetScorer::add(SeqId id, const std::vector<int64_t>& prompt, at::Tensor* prompt_logits,
+                       int64_t logit_positions) {
   if (prompt.empty()) throw Error("target: empty prompt");
   if (seqs_.count(id)) throw Error("target: sequence " + std::to_string(id) + " already present");
   const int64_t limit = std::min(cache_.max_len(), target_->config().max_position_embeddings);
   if (static_cast<int64_t>(prompt.size()) >= limit)
     throw Error("prompt of " + std::to_string(prompt.size()) + " tokens leaves no room to generate (context " +
                 std::to_string(limit) + ")");
-  const int64_t slot = target_->prefill_slot(cache_, std::vector<int64_t>(prompt.begin(), prompt.end() - 1));
+  const int64_t slot =
+      target_->prefill_slot(cache_, std::vector<int64_t>(prompt.begin(), prompt.end() - 1),
+                            prompt_logits, logit_positions);
   seqs_.emplace(id, Seq{slot, prompt.back()});
 }
 

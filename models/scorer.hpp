@@ -23,7 +23,10 @@ class TargetScorer {
   TargetScorer(std::shared_ptr<Transformer> target, int64_t num_slots, int64_t max_len);
 
   // Prefills prompt[0 .. n-2]; prompt.back() becomes pending. Throws when full or too long.
-  void add(SeqId id, const std::vector<int64_t>& prompt);
+  // With prompt_logits: *prompt_logits = the prefill's logits at its last logit_positions
+  // positions (0: all), [m, V]; row j predicts prompt[n - m + j] (undefined for a 1-token prompt).
+  void add(SeqId id, const std::vector<int64_t>& prompt, at::Tensor* prompt_logits = nullptr,
+           int64_t logit_positions = 0);
   void remove(SeqId id);
   bool has(SeqId id) const { return seqs_.count(id) != 0; }
   size_t size() const { return seqs_.size(); }

@@ -352,7 +352,7 @@ Transformer::CacheWrite Transformer::cache_write(KVCache& cache, const at::Tenso
 
 at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<int64_t>& slots,
                                 KVCache& cache, const std::vector<int64_t>& num_new_in,
-                                bool last_only) {
+                                bool last_only, int64_t last_n) {
   auto tokens = check_tokens(tokens_in, "forward");
   const int64_t T_real = tokens.size(1);
   const int64_t limit = std::min(cache.max_len(), config_.max_position_embeddings);
@@ -412,6 +412,8 @@ at::Tensor Transformer::forward(const at::Tensor& tokens_in, const std::vector<i
                     .view({B, 1, 1})
                     .expand({B, 1, h.size(2)});
     h = h.gather(1, last);                                                        // [B, 1, hidden]
+  } else if (last_n > 0 && last_n < T_real) {
+    h = h.narrow(1, T_real - last_n, last_n);  // [B, last_n, hidden]
   } else if (T > T_real) {
     h = h.narrow(1, 0, T_real);                                                   // [B, T_real, hidden]
   }
@@ -433,11 +435,15 @@ at::Tensor Transformer::step_static(const at::Tensor& tokens, const at::Tensor& 
   return logits(h);  // [B, T, vocab]
 }
 
-int64_t Transformer::prefill_slot(KVCache& cache, const std::vector<int64_t>& tokens) {
+int64_t Transformer::prefill_slot(KVCache& cache, const std::vector<int64_t>& tokens,
+                                  at::Tensor* logits, int64_t logit_positions) {
   const int64_t slot = cache.allocate_slot();
   try {
-    if (!tokens.empty())
-      forward(torch::tensor(tokens).view({1, -1}), {slot}, cache, {}, /*last_only=*/true);
+    if (!tokens.empty()) {
+      auto out = forward(torch::tensor(tokens).view({1, -1}), {slot}, cache, {},
+                         /*last_only=*/logits == nullptr, logit_positions);  // [1, n, V]
+      if (logits) *logits = out[0];                                          // [n, V]
+    }
   } catch (...) {
     cache.free_slot(slot);
     throw;

@@ -52,15 +52,20 @@ class Transformer : public torch::nn::Module {
   // tokens: [B, T] int64 (CPU or the model's device); slots: B distinct allocated slots;
   // num_new: B counts in [1, T] of real tokens per row (empty: all T); rows are right-padded.
   // Returns logits [B, T, vocab] float32 (positions past num_new are garbage), or with
-  // last_only [B, 1, vocab] at each row's last real token. Appends num_new[i] positions to
-  // slots[i]. Throws osd::Error, leaving the cache unchanged, on bad shapes, dtypes, token
-  // ids, slots, or positions past max_position_embeddings or the cache's max_len.
+  // last_only [B, 1, vocab] at each row's last real token, or with last_n > 0 (and not
+  // last_only) [B, last_n, vocab] at the last last_n of the T real positions. Appends num_new[i]
+  // positions to slots[i]. Throws osd::Error, leaving the cache unchanged, on bad shapes, dtypes,
+  // token ids, slots, or positions past max_position_embeddings or the cache's max_len.
   at::Tensor forward(const at::Tensor& tokens, const std::vector<int64_t>& slots, KVCache& cache,
-                     const std::vector<int64_t>& num_new = {}, bool last_only = false);
+                     const std::vector<int64_t>& num_new = {}, bool last_only = false,
+                     int64_t last_n = 0);
 
   // Allocates a cache slot and runs `tokens` into it (none: an empty slot). On failure the slot
   // is freed and the error rethrown, so the cache is unchanged. Returns the slot.
-  int64_t prefill_slot(KVCache& cache, const std::vector<int64_t>& tokens);
+  // With logits: *logits = the prefill's logits at its last logit_positions tokens (all of them
+  // when logit_positions is 0 or more than there are), [n, vocab] float32.
+  int64_t prefill_slot(KVCache& cache, const std::vector<int64_t>& tokens,
+                       at::Tensor* logits = nullptr, int64_t logit_positions = 0);
   // Runs a prefill of every padded prompt length the cache can hold (multiples of 64) on a
   // scratch slot, and with full_forward a forward_full of each: the attention shapes serving
   // meets. PyTorch keeps cuDNN's attention plans per thread and each actor is a thread, so an

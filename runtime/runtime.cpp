@@ -192,6 +192,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   vo.trace = o.trace;
   vo.warm_attention_plans = o.warm_attention_plans;
   vo.record_all_positions = o.online.record_all_positions;
+  vo.record_prompt_positions = o.online.enabled ? o.online.record_prompt_positions : 0;
   vo.record_top_k = o.online.record_top_k;
   vo.route_names = impl->route_names;
   vo.draft_versions = versions;

@@ -46,6 +46,10 @@ struct OnlineOptions {
   int64_t update_every_ms = 0;       // ... or once this long has passed and any record is new (0: off)
   bool record_all_positions = true;  // false: only the position of the first rejection
   int64_t record_top_k = 64;         // 0: store full distributions
+  // Also buffer the target's distributions at the last this-many prompt positions, which its
+  // prefill computes anyway (0: none). A whole-request replay trains on them in the same student
+  // forward as the request's verified positions.
+  int64_t record_prompt_positions = 0;
   int64_t buffer_bytes = 64 << 20;   // buffer memory budget, split evenly over routes (oldest evicted first)
   int64_t heldout_every = 10;        // every n-th request is held out for the guard
   int64_t heldout_records = 2048;    // the held-out slice keeps this many newest records per route

@@ -63,6 +63,8 @@ ServeConfig::ServeConfig() {
            "also update after this many ms once any record is new (0 = off)")
       .add(d.online.record_all_positions, "online-record-all",
            "buffer every verified position (false: first rejection only)")
+      .add(d.online.record_prompt_positions, "online-record-prompt",
+           "also buffer the target's distributions at the last N prompt positions (0 = none)")
       .add(d.online.record_top_k, "online-top-k",
            "target log-probs kept per record (0: full distribution)")
       .add(d.online.buffer_bytes, "online-buffer-bytes", "distillation buffer budget in bytes")
@@ -223,6 +225,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   integer("online-min-new-records", out.online.min_new_records, 1, 1 << 20);
   integer("online-update-every-ms", out.online.update_every_ms, 0, int64_t{1} << 40);
   boolean("online-record-all", out.online.record_all_positions);
+  integer("online-record-prompt", out.online.record_prompt_positions, 0, 1 << 20);
   integer("online-top-k", out.online.record_top_k, 0, 1 << 20);
   integer("online-buffer-bytes", out.online.buffer_bytes, 1024, int64_t{1} << 40);
   real("online-guard-margin", out.online.guard_margin, -1.0, 1.0);

@@ -12,6 +12,7 @@
 #include "models/distill_buffer.hpp"
 #include "models/losses.hpp"
 #include "models/online_distiller.hpp"
+#include "models/scorer.hpp"
 #include "tests/spec_fixtures.hpp"
 
 using namespace osd;
@@ -140,6 +141,61 @@ TEST_CASE("distillation buffer: replays draw whole requests, which share one for
   auto drawn = uniform.take_batch(32, 0.0, 11);
   CHECK(sources(drawn).size() > 12);
   CHECK(rows(drawn) > 12);
+}
+
+TEST_CASE(
+    "prompt records: the prefill's logits are the full forward's; held-out prompts are dropped",
+    "[distill]") {
+  auto model = test::peaked_model(test::tiny_config(64, 32, 2), 3);
+  const std::vector<int64_t> prompt = {5, 9, 2, 33, 7, 7, 41, 12, 3, 60};  // P = 10
+  TargetScorer scorer(model, 4, 64);
+  at::Tensor last4, all;
+  scorer.add(1, prompt, &last4, 4);  // the last 4 of the 9 prefilled positions
+  scorer.add(2, prompt, &all);       // all 9
+  torch::NoGradGuard g;
+  auto full =
+      model->forward_full(torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end() - 1))
+                              .view({1, -1}))[0];  // [9, V]
+  REQUIRE(last4.sizes() == at::IntArrayRef({4, 64}));
+  REQUIRE(all.sizes() == at::IntArrayRef({9, 64}));
+  CHECK(test::max_abs_diff(last4, full.narrow(0, 5, 4)) < 1e-4);
+  CHECK(test::max_abs_diff(all, full) < 1e-4);
+  // The sequence continues as without the logits: the pending token is the prompt's last.
+  CHECK(scorer.length(1) == 10);
+  // Records of a prompt: contexts are its prefixes (base plus j following tokens).
+  RecordSource src;
+  src.prompt = true;
+  src.bases = {{5, 9, 2, 33, 7, 7}};  // P - m = 6
+  src.drafts = {{41, 12, 3}};         // prompt[6 .. 9)
+  src.sources = {21};
+  src.greedy = {1};
+  for (int64_t j = 0; j < 4; ++j) {
+    src.rows.push_back(j);
+    src.seq.push_back(0);
+    src.appended.push_back(j);
+  }
+  src.staged = stage_top_k(torch::softmax(last4, -1), 8, false);
+  auto records = make_records(src);
+  REQUIRE(records.size() == 4);
+  for (int64_t j = 0; j < 4; ++j) {
+    CHECK(records[j].prompt);
+    CHECK(records[j].context == std::vector<int64_t>(prompt.begin(), prompt.begin() + 6 + j));
+    CHECK(records[j].top_ids[0] == full[5 + j].argmax().item<int64_t>());
+  }
+  // A held-out request's prompt records are neither trained on nor held out; another's train.
+  DistillBuffer buf;  // every 10th request is held out
+  for (auto r : records) {
+    r.source = 30;
+    buf.add(r);
+  }
+  CHECK(buf.heldout_size() == 0);
+  CHECK(buf.size() == 0);
+  for (auto r : records) buf.add(r);  // source 21
+  CHECK(buf.size() == 4);
+  records[0].prompt = false;  // control: a verified record of a held-out request is held out
+  records[0].source = 30;
+  buf.add(records[0]);
+  CHECK(buf.heldout_size() == 1);
 }
 
 TEST_CASE("distillation records: staged top-k rows equal compact_distributions", "[distill]") {

@@ -342,6 +342,44 @@ TEST_CASE("online: held updates in a row back a route off, up to held_backoff do
   }
 }
 
+TEST_CASE("online: prompt positions go to the buffer after each request's first round",
+          "[online]") {
+  auto prompts = domain_prompts(11, 8);  // 4 to 8 tokens
+  auto added = [&](int64_t prompt_positions) {
+    auto o = online_options(true);
+    o.online.min_new_records = 1000000;  // no training: the same drafts, the same rounds
+    o.online.record_prompt_positions = prompt_positions;
+    std::string err;
+    auto rt = Runtime::create(o, &err);
+    REQUIRE(rt);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      GenerateParams p;
+      p.prompt_tokens = prompts[i];
+      p.max_new_tokens = 12;
+      p.temperature = 0;
+      REQUIRE(rt->submit(p)->get().ok());
+    }
+    // The records' messages may still be on their way: read until the count settles.
+    nlohmann::json buffer;
+    int64_t last = -1;
+    for (int tries = 0; tries < 50; ++tries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      buffer = nlohmann::json::parse(rt->stats_json())["buffer"];
+      const int64_t now = buffer.is_object() ? buffer["added"].get<int64_t>() : -1;
+      if (now > 0 && now == last) break;
+      last = now;
+    }
+    rt->shutdown();
+    return buffer["added"].get<int64_t>();
+  };
+  const int64_t none = added(0), three = added(3), all = added(1000);
+  int64_t prompt_tokens = 0;
+  for (const auto& p : prompts) prompt_tokens += static_cast<int64_t>(p.size()) - 1;
+  CHECK(none > 0);  // the verified positions
+  CHECK(three - none == 3 * 8);
+  CHECK(all - none == prompt_tokens);  // capped at the prefill's positions
+}
+
 TEST_CASE("online: an update also starts after update_every_ms when few records are new", "[online][trigger]") {
   auto prompts = domain_prompts(11, 8);
   for (bool timed : {true, false}) {

@@ -105,6 +105,11 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
         std::string::npos);
   CHECK(load({"--osd.online-held-backoff=2"}, s) == "");
   CHECK(s.online.held_backoff == 2);
+  CHECK(s.online.record_prompt_positions == 0);  // the default
+  CHECK(load({"--osd.online-record-prompt=-3"}, s).find("osd.online-record-prompt") !=
+        std::string::npos);
+  CHECK(load({"--osd.online-record-prompt=256"}, s) == "");
+  CHECK(s.online.record_prompt_positions == 256);
   CHECK(s.warm_attention_plans);  // the default
   CHECK(load({"--osd.warm-attention-plans=maybe"}, s)
             .find("osd.warm-attention-plans must be true or false") != std::string::npos);

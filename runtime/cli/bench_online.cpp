@@ -242,7 +242,7 @@ void add_online_bench(CLI::App& app, bool& json) {
     int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
     double temperature = 0, lr = 1e-3, max_duty = 1.0;
     int64_t batch = 256, min_new = 128, warmup = 2, distiller_multiprocessors = 16, repeats = 1,
-            held_backoff = 4;
+            held_backoff = 4, record_prompt = 0;
     bool routes = false, adaptive_k = false, measured_costs = false, serve_beside = true,
          warm_plans = true, distill_autocast = true, replay_requests = true;
     std::string tsv, png, trace, online_state;
@@ -307,6 +307,11 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_option("--held-backoff", o->held_backoff,
                   "held updates in a row that double a route's wait (osd.online-held-backoff)")
       ->check(CLI::Range(0, 4))
+      ->capture_default_str();
+  cmd->add_option("--record-prompt", o->record_prompt,
+                  "buffer the target's distributions at the last N prompt positions too "
+                  "(osd.online-record-prompt)")
+      ->check(CLI::Range(0, 1 << 20))
       ->capture_default_str();
   cmd->add_option("--replay-requests", o->replay_requests,
                   "distillers replay whole requests (osd.online-replay-requests)")
@@ -379,6 +384,7 @@ void add_online_bench(CLI::App& app, bool& json) {
       r.online.autocast = o->distill_autocast;
       r.online.replay_requests = o->replay_requests;
       r.online.held_backoff = o->held_backoff;
+      r.online.record_prompt_positions = o->record_prompt;
       r.warm_attention_plans = o->warm_plans;
       r.online.batch = o->batch;
       r.online.min_new_records = o->min_new;
@@ -552,6 +558,7 @@ void add_online_bench(CLI::App& app, bool& json) {
               {"distill_autocast", o->distill_autocast},
               {"replay_requests", o->replay_requests},
               {"held_backoff", o->held_backoff},
+              {"record_prompt", o->record_prompt},
               {"repeats", o->repeats},
               {"online_state", o->online_state},
               {"device", o->device == "cpu" ? std::string("cpu")
