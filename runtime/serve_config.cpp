@@ -84,6 +84,8 @@ ServeConfig::ServeConfig() {
            "CUDA: the distillers' forwards run in bf16 autocast (false: float32)")
       .add(d.online.serve_beside_distillers, "online-serve-beside-distillers",
            "CUDA: verify and draft on the multiprocessors the distillers do not train on")
+      .add(d.online.min_heldout, "online-min-heldout",
+           "held-out records a route needs before an update can be published")
       .add(d.online.heldout_records, "online-heldout-records",
            "held-out records per route the guard evaluates on")
       .add(d.online.state_dir, "online-state-dir",
@@ -231,6 +233,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   real("online-guard-margin", out.online.guard_margin, -1.0, 1.0);
   real("online-rollback-margin", out.online.rollback_margin, 0.0, 1.0);
   integer("online-heldout-records", out.online.heldout_records, 8, 1 << 20);
+  integer("online-min-heldout", out.online.min_heldout, 1, 1 << 20);
   real("online-max-duty", out.online.max_duty, 1e-3, 1.0);
   integer("online-distiller-multiprocessors", out.online.distiller_multiprocessors, 0, 4096);
   boolean("online-serve-beside-distillers", out.online.serve_beside_distillers);

@@ -122,6 +122,7 @@ RuntimeOptions online_options(bool enabled) {
   o.online.record_all_positions = true;
   o.online.record_top_k = 0;
   o.online.warmup_steps = 5;
+  o.online.min_heldout = 8;  // these workloads hold out a few dozen records in all
   return o;
 }
 

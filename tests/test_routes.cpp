@@ -213,6 +213,7 @@ TEST_CASE("routes: after a shift A -> B, one shared draft may forget A, per-doma
     o.online.min_new_records = 600;
     o.online.record_all_positions = true;
     o.online.warmup_steps = 2;
+    o.online.min_heldout = 8;  // B holds out ~140 records
     return o;
   };
   for (bool per_domain : {false, true}) {

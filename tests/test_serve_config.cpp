@@ -110,6 +110,11 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
         std::string::npos);
   CHECK(load({"--osd.online-record-prompt=256"}, s) == "");
   CHECK(s.online.record_prompt_positions == 256);
+  CHECK(s.online.min_heldout == 256);  // the default
+  CHECK(load({"--osd.online-min-heldout=0"}, s).find("osd.online-min-heldout") !=
+        std::string::npos);
+  CHECK(load({"--osd.online-min-heldout=8"}, s) == "");
+  CHECK(s.online.min_heldout == 8);
   CHECK(s.warm_attention_plans);  // the default
   CHECK(load({"--osd.warm-attention-plans=maybe"}, s)
             .find("osd.warm-attention-plans must be true or false") != std::string::npos);
