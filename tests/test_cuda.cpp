@@ -456,7 +456,7 @@ TEST_CASE("graphs captured on a share and on its rest keep to their multiprocess
 #endif
 }
 
-TEST_CASE("device streams: a mark orders two streams without a host sync; CUDA-event spans overlap",
+TEST_CASE("device streams: a mark orders two streams without a host sync, and CUDA-event spans overlap",
           "[cuda]") {
   OSD_REQUIRE_CUDA();
   const c10::Device cuda("cuda");

@@ -144,7 +144,7 @@ TEST_CASE("distillation buffer: replays draw whole requests, which share one for
 }
 
 TEST_CASE(
-    "prompt records: the prefill's logits are the full forward's; held-out prompts are dropped",
+    "prompt records: the prefill's logits are the full forward's, and held-out prompts are dropped",
     "[distill]") {
   auto model = test::peaked_model(test::tiny_config(64, 32, 2), 3);
   const std::vector<int64_t> prompt = {5, 9, 2, 33, 7, 7, 41, 12, 3, 60};  // P = 10

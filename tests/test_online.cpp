@@ -271,7 +271,7 @@ TEST_CASE("online: learning survives a restart and the version continues", "[onl
   files::remove_tree(dir);
 }
 
-TEST_CASE("online: a corrupt saved state is a clear error; serving goes on, nothing is overwritten",
+TEST_CASE("online: a corrupt saved state is a clear error, serving goes on, nothing is overwritten",
           "[online][restart][errors]") {
   const auto dir = files::temp_dir() + "/osd-online-corrupt-" + std::to_string(::getpid());
   const auto route = dir + "/route-default";
@@ -411,7 +411,7 @@ TEST_CASE("online: an update also starts after update_every_ms when few records 
 }
 
 TEST_CASE(
-    "online on CUDA: each actor on its own stream; greedy equals target-only; GPU trace shows "
+    "online on CUDA: each actor on its own stream, greedy equals target-only, GPU trace shows "
     "overlap",
     "[cuda][online]") {
   if (!torch::cuda::is_available()) {
