@@ -102,16 +102,13 @@ std::vector<double> OnlineDistiller::heldout_scores(Transformer& model,
   return std::vector<double>(host.data_ptr<double>(), host.data_ptr<double>() + host.numel());
 }
 
-double OnlineDistiller::heldout_acceptance(Transformer& model,
-                                           const std::vector<DistillRecord>& records,
-                                           bool autocast) {
-  const auto scores = heldout_scores(model, records, autocast);
+namespace {
+double mean_of(const std::vector<double>& v) {
   double sum = 0;
-  for (double s : scores) sum += s;
-  return scores.empty() ? 0.0 : sum / static_cast<double>(scores.size());
+  for (double x : v) sum += x;
+  return v.empty() ? 0.0 : sum / static_cast<double>(v.size());
 }
 
-namespace {
 // A record's identity: its request, its length and a hash of its context (records made outside
 // the verifier need not name distinct requests).
 OnlineDistiller::RecordKey record_key(const DistillRecord& r) {
@@ -124,15 +121,19 @@ OnlineDistiller::RecordKey record_key(const DistillRecord& r) {
 }
 }  // namespace
 
+double OnlineDistiller::heldout_acceptance(Transformer& model,
+                                           const std::vector<DistillRecord>& records,
+                                           bool autocast) {
+  return mean_of(heldout_scores(model, records, autocast));
+}
+
 double OnlineDistiller::published_acceptance(const std::vector<DistillRecord>& heldout,
+                                             const std::vector<RecordKey>& keys,
                                              int64_t* rescored) {
   if (!opt_.cache_published_scores) {
     *rescored = static_cast<int64_t>(heldout.size());
     return heldout_acceptance(*published_, heldout, autocast_on());
   }
-  std::vector<RecordKey> keys;
-  keys.reserve(heldout.size());
-  for (const auto& r : heldout) keys.push_back(record_key(r));
   std::map<RecordKey, double> kept;  // only the records still held out
   std::vector<DistillRecord> missing;
   std::vector<RecordKey> missing_keys;
@@ -202,11 +203,11 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
     return rep;
   }
   const auto candidate = heldout_scores(*trainable_, heldout, autocast_on());
-  double candidate_sum = 0;
-  for (double c : candidate) candidate_sum += c;
-  rep.acceptance_candidate =
-      candidate.empty() ? 0.0 : candidate_sum / static_cast<double>(candidate.size());
-  rep.acceptance_current = published_acceptance(heldout, &rep.heldout_rescored);
+  rep.acceptance_candidate = mean_of(candidate);
+  std::vector<RecordKey> keys;  // the cache's keys, hashed once an update
+  if (opt_.cache_published_scores)
+    for (const auto& r : heldout) keys.push_back(record_key(r));
+  rep.acceptance_current = published_acceptance(heldout, keys, &rep.heldout_rescored);
   if (!std::isfinite(rep.acceptance_candidate) ||
       rep.acceptance_candidate <
           rep.acceptance_current - std::max(opt_.rollback_margin, opt_.guard_margin)) {
@@ -221,8 +222,7 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
   }
   published_->copy_weights_from(*trainable_);
   published_scores_.clear();  // the candidate's scores are the new published draft's
-  for (size_t i = 0; i < heldout.size(); ++i)
-    published_scores_[record_key(heldout[i])] = candidate[i];
+  for (size_t i = 0; i < keys.size(); ++i) published_scores_[keys[i]] = candidate[i];
   rep.published = true;
   rep.version = ++version_;
   rep.decision = "published";

@@ -113,11 +113,13 @@ class OnlineDistiller {
   std::shared_ptr<Transformer> trainable_;  // float32, requires grad
   std::shared_ptr<Transformer> published_;  // float32 copy of the last published weights
   std::unique_ptr<torch::optim::AdamW> optimizer_;
-  // The published draft's held-out scores by record (request, context length): valid until the
-  // published weights change.
+  // The published draft's held-out scores by record (RecordKey): valid until the published
+  // weights change.
   std::map<RecordKey, double> published_scores_;
-  // The published draft's acceptance on heldout, from the cache where it can; counts rescored.
-  double published_acceptance(const std::vector<DistillRecord>& heldout, int64_t* rescored);
+  // The published draft's acceptance on heldout (keys: their RecordKeys, empty when the cache is
+  // off), from the cache where it can; counts the records rescored.
+  double published_acceptance(const std::vector<DistillRecord>& heldout,
+                              const std::vector<RecordKey>& keys, int64_t* rescored);
   int64_t version_ = 0, step_ = 0;
 };
 

@@ -82,15 +82,23 @@ nlohmann::json summarize_trace(const nlohmann::json& trace) {
   // Rounds: each group's host spans in time order, propose -> verify -> propose ...
   std::map<std::string, std::vector<std::pair<Span, bool>>> by_group;  // (span, is_verify)
   std::vector<double> propose, verify, propose_gpu, verify_gpu, to_verify, to_propose;
+  // Distillation updates: how long one took on the host (sample to publish) and on the GPU (its
+  // stream's events).
+  std::vector<double> update, update_gpu;
   if (trace.contains("traceEvents")) {
     for (const auto& e : trace["traceEvents"]) {
       if (!e.contains("dur") || !e.contains("ts")) continue;
       const auto tid = e.value("tid", std::string()), name = e.value("name", std::string());
       const double ts = e["ts"].get<double>(), dur = e["dur"].get<double>();
+      const bool gpu = tid.find("(GPU)") != std::string::npos;
+      if (name == "distill update") {
+        (gpu ? update_gpu : update).push_back(dur / 1e3);
+        continue;
+      }
       const bool is_propose = name.rfind("propose", 0) == 0,
                  is_verify = name.rfind("verify", 0) == 0;
       if (!is_propose && !is_verify) continue;
-      if (tid.find("(GPU)") != std::string::npos) {
+      if (gpu) {
         (is_propose ? propose_gpu : verify_gpu).push_back(dur / 1e3);
         continue;
       }
@@ -106,14 +114,6 @@ nlohmann::json summarize_trace(const nlohmann::json& trace) {
       (events[i].second ? to_verify : to_propose).push_back(gap);
     }
   }
-  // Distillation updates: how many, and how long one took on the host (sample to publish) and on
-  // the GPU (its stream's events).
-  std::vector<double> update, update_gpu;
-  if (trace.contains("traceEvents"))
-    for (const auto& e : trace["traceEvents"])
-      if (e.contains("dur") && e.value("name", std::string()) == "distill update")
-        (e.value("tid", std::string()).find("(GPU)") != std::string::npos ? update_gpu : update)
-            .push_back(e["dur"].get<double>() / 1e3);
   double update_total = 0;
   for (double d : update) update_total += d;
   out["distill"] = {{"updates", update.size()},
