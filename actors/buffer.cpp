@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/messages.hpp"
+#include "models/device_stream.hpp"
 #include "runtime/logging/log.hpp"
 
 namespace osd {
@@ -17,6 +18,7 @@ struct Waiting {
 };
 
 struct BufferState {
+  std::unique_ptr<ActorStream> stream;  // where a round's top-k is taken (a no-op on the CPU)
   DistillBuffer buffer;
   std::vector<Waiting> waiting;
   bool ticking = false;
@@ -49,6 +51,8 @@ void deliver_ready(BufferState& st) {
 caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) {
   self->state.buffer =
       DistillBuffer({opt.budget_bytes, opt.heldout_every, opt.heldout_max, opt.replay_requests});
+  self->state.stream = std::make_unique<ActorStream>(opt.device, ActorStream::Priority::background,
+                                                     opt.multiprocessors);
   return {
       [=](records_atom, std::vector<DistillRecord>& records) {
         auto& st = self->state;
@@ -59,7 +63,10 @@ caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) 
       [=](records_atom, RecordSource& source) {
         auto& st = self->state;
         try {
-          for (auto& r : make_records(source)) st.buffer.add(std::move(r));
+          std::vector<DistillRecord> made;
+          st.stream->run_on([&] { made = make_records(source); });
+          source.logits = at::Tensor();  // freed here, after the copy above waited for it
+          for (auto& r : made) st.buffer.add(std::move(r));
         } catch (const std::exception& e) {
           log::warn(log::cat("buffer: dropped a round's records: ", e.what()));
           return;
@@ -106,7 +113,8 @@ caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) 
 }  // namespace
 
 caf::actor spawn_buffer(caf::actor_system& sys, BufferOptions opt) {
-  return sys.spawn(buffer, opt);
+  // Detached: waiting for a round's top-k on the GPU blocks this thread, not a scheduler worker.
+  return sys.spawn<caf::detached>(buffer, opt);
 }
 
 }  // namespace osd

@@ -178,7 +178,8 @@ void finish_seq(Self* self, SeqId sid, const std::string& finish, const std::str
 
 // The records of a prompt's last m positions from the prefill's logits [m, V]: row j is the
 // target's distribution after prompt[0 .. P - m + j), as base = prompt[0 .. P - m) plus j of the
-// following tokens. Queues the top-k's copy to the host without waiting for it.
+// following tokens. Sent after the request's first round synchronised the stream, so the
+// prefill's logits are complete; the buffer takes their top-k.
 RecordSource prompt_record_source(const std::vector<int64_t>& prompt, const at::Tensor& logits,
                                   int64_t top_k, int64_t route, SeqId sid, bool greedy) {
   const int64_t P = static_cast<int64_t>(prompt.size()), m = logits.size(0);
@@ -194,7 +195,8 @@ RecordSource prompt_record_source(const std::vector<int64_t>& prompt, const at::
     src.seq.push_back(0);
     src.appended.push_back(j);
   }
-  src.staged = stage_top_k(torch::softmax(logits.to(torch::kFloat32), -1), top_k, /*async=*/true);
+  src.logits = logits;
+  src.top_k = top_k;
   return src;
 }
 
@@ -295,10 +297,10 @@ void round_failed(Self* self, size_t g, const std::string& code, const std::stri
 
 // The target's distributions at verified positions go to the buffer: the logits are the ones
 // this round already computed (no extra target pass). Position j's context is the sequence so
-// far plus the first j draft tokens; the buffer builds the records (make_records), so the round
-// only copies each sequence's tokens once.
+// far plus the first j draft tokens; the buffer takes the top-k and builds the records
+// (make_records), so the round only copies its logits on the device and each sequence's tokens.
 void send_records(Self* self, int64_t route, const caf::actor& buffer, const Proposals& prop,
-                  StagedTopK staged, int64_t K1, const std::vector<int64_t>& accepted,
+                  at::Tensor logits, int64_t K1, const std::vector<int64_t>& accepted,
                   const std::vector<Seq*>& rows) {
   auto& st = self->state;
   RecordSource src;
@@ -320,7 +322,8 @@ void send_records(Self* self, int64_t route, const caf::actor& buffer, const Pro
     }
   }
   if (src.rows.empty()) return;
-  src.staged = std::move(staged);
+  src.logits = std::move(logits);
+  src.top_k = st.opt.record_top_k;
   st.records_sent += static_cast<int64_t>(src.rows.size());
   self->send(buffer, records_atom_v, std::move(src));
 }
@@ -344,13 +347,13 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   if (++st.rounds == st.opt.fail_on_round) throw std::runtime_error("injected verifier failure");
   const int64_t route = st.groups[g].route;
   const bool record = st.speculative && st.routes[route].buffer && prop.tokens.size(1) > 0;
-  // The target's top-k at every position, queued before the accepted tokens are read, so that one
-  // host sync serves both.
-  StagedTopK staged;
+  // A copy of the round's logits for the buffer (a graphed step's output is overwritten by its
+  // next replay), queued before the accepted tokens are read, so it is complete once they are;
+  // the buffer takes its top-k on its own stream, off this round's path.
+  at::Tensor record_logits;  // [B * (K + 1), V]
   if (record) {
     const auto r0 = Clock::now();
-    staged = stage_top_k(torch::softmax(logits.view({-1, logits.size(2)}), -1), st.opt.record_top_k,
-                         true);
+    record_logits = logits.reshape({-1, logits.size(2)}).clone();
     st.record_host_ms += ms_since(r0);
   }
   auto verified = verify_round(prop, logits, params, rngs);  // the round's host sync
@@ -366,8 +369,8 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
   const auto& out = verified.out;
   if (record) {
     const auto r0 = Clock::now();
-    send_records(self, route, st.routes[route].buffer, prop, std::move(staged), logits.size(1),
-                 out.accepted, rows);
+    send_records(self, route, st.routes[route].buffer, prop, std::move(record_logits),
+                 logits.size(1), out.accepted, rows);
     st.record_host_ms += ms_since(r0);
   }
   VerdictList verdicts;

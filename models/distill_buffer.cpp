@@ -25,6 +25,11 @@ StagedTopK stage_top_k(const at::Tensor& probs_in, int64_t top_k, bool async) {
   return {pinned(vals.contiguous()), pinned(ids.contiguous())};
 }
 
+StagedTopK stage_logits(const at::Tensor& logits, int64_t top_k) {
+  check_dims(logits, 2, "stage_logits logits [N, V]");
+  return stage_top_k(torch::softmax(logits, -1, torch::kFloat32), top_k, /*async=*/false);
+}
+
 std::vector<DistillRecord> compact_rows(const StagedTopK& staged,
                                         const std::vector<int64_t>& rows) {
   const int64_t N = staged.probs.size(0), K = staged.probs.size(1);
@@ -58,7 +63,11 @@ std::vector<DistillRecord> make_records(const RecordSource& src) {
                   std::to_string(q) + " and " + std::to_string(j) +
                   " draft tokens it does not have");
   }
-  auto out = compact_rows(src.staged, src.rows);  // checks the rows
+  if (!src.staged.probs.defined() && !src.logits.defined())
+    throw Error("make_records: the source has neither logits nor a staged top-k");
+  const StagedTopK staged =
+      src.staged.probs.defined() ? src.staged : stage_logits(src.logits, src.top_k);
+  auto out = compact_rows(staged, src.rows);  // checks the rows
   for (size_t m = 0; m < n; ++m) {
     const auto& base = src.bases[src.seq[m]];
     const auto& draft = src.drafts[src.seq[m]];

@@ -51,13 +51,20 @@ struct StagedTopK {
   at::Tensor ids;    // [N, K] int64, host
 };
 StagedTopK stage_top_k(const at::Tensor& probs, int64_t top_k, bool async);
+// The top-k of softmax(logits) [N, V] (computed in float32 on logits' device, on the current
+// stream), copied to the host and waited for.
+StagedTopK stage_logits(const at::Tensor& logits, int64_t top_k);
 std::vector<DistillRecord> compact_rows(const StagedTopK& staged, const std::vector<int64_t>& rows);
 // What one verification round's records are made from, so that the buffer actor builds them and
-// the verifier's round does not (its host time sits between rounds): the staged top-k (read after
-// the round's sync) and, per record, its row there, its sequence and how many of the round's draft
-// tokens its context appends to the sequence's tokens so far.
+// the verifier's round does not (its host time sits between rounds): the target's logits at the
+// round's positions (a copy the verifier queued before its sync, so complete when sent; the
+// buffer takes their top-k on its own stream) or an already staged top-k, and per record its row
+// there, its sequence and how many of the round's draft tokens its context appends to the
+// sequence's tokens so far.
 struct RecordSource {
   int64_t route = 0;
+  at::Tensor logits;  // [N, V] on the verifier's device; used when staged is empty
+  int64_t top_k = 0;  // the top-k make_records keeps of logits' rows (0: whole rows)
   StagedTopK staged;
   std::vector<int64_t> rows;                 // per record: row of staged
   std::vector<int64_t> seq;                  // per record: index into bases / drafts
@@ -68,7 +75,8 @@ struct RecordSource {
   std::vector<char> greedy;                  // per sequence: decoded greedily
   bool prompt = false;  // the records are prompt positions (DistillRecord::prompt)
 };
-// The records of a RecordSource; throws osd::Error on indices that do not fit it.
+// The records of a RecordSource (staging its logits first where it has no staged top-k); throws
+// osd::Error on indices that do not fit it, or on neither logits nor a staged top-k.
 std::vector<DistillRecord> make_records(const RecordSource& source);
 // The teacher distributions of records: [N, V] float32 on the CPU.
 at::Tensor rebuild_distributions(const std::vector<DistillRecord>& records, int64_t vocab);

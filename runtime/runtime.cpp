@@ -205,6 +205,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       bo.heldout_every = o.online.heldout_every;
       bo.heldout_max = static_cast<size_t>(o.online.heldout_records);
       bo.replay_requests = o.online.replay_requests;
+      bo.device = o.target->device();
+      bo.multiprocessors = static_cast<int>(o.online.distiller_multiprocessors);
       impl->buffers.push_back(spawn_buffer(sys, bo));
     }
   }

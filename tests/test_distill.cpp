@@ -250,6 +250,30 @@ TEST_CASE("distillation records: a round's RecordSource expands to contexts and 
   bad = src;
   bad.rows[0] = 6;
   CHECK_THROWS_WITH(make_records(bad), Catch::Contains("outside"));
+  // The verifier sends its logits instead: the buffer's top-k of their softmax gives the same
+  // records as the staged one above.
+  auto logits = torch::randn({6, 40}, at::detail::createCPUGenerator(5)) * 3;  // [6, 40]
+  auto from_logits = src;
+  from_logits.staged = StagedTopK{};
+  from_logits.logits = logits;
+  from_logits.top_k = 5;
+  auto staged_there = src;
+  staged_there.staged = stage_top_k(torch::softmax(logits, -1), 5, /*async=*/false);
+  auto a = make_records(from_logits), b = make_records(staged_there);
+  REQUIRE(a.size() == b.size());
+  for (size_t m = 0; m < a.size(); ++m) {
+    CHECK(a[m].top_ids == b[m].top_ids);
+    CHECK(a[m].context == b[m].context);
+    for (size_t j = 0; j < a[m].top_probs.size(); ++j)
+      CHECK(a[m].top_probs[j] == Approx(b[m].top_probs[j]).margin(1e-6));
+  }
+  CHECK(a[3].top_ids != records[3].top_ids);  // control: other logits, other records
+  bad = from_logits;
+  bad.logits = at::Tensor();
+  CHECK_THROWS_WITH(make_records(bad), Catch::Contains("neither logits nor a staged top-k"));
+  bad = from_logits;
+  bad.logits = logits.view({2, 3, 40});
+  CHECK_THROWS_WITH(make_records(bad), Catch::Contains("stage_logits"));
 }
 
 namespace {
