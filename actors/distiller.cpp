@@ -21,13 +21,24 @@ struct DistillerState {
   c10::Device serve_device = c10::Device(c10::kCPU);
   c10::ScalarType serve_dtype = c10::kFloat;
   int64_t published = 0, rejected = 0, held = 0, discarded = 0, deferred = 0, updates = 0;
+  double busy_ms = 0, paused_ms = 0;  // time in updates, and in pauses after them (duty)
   // Back-off: each rejection in a row doubles the wait for new records, and so do the first
   // held_doublings held updates in a row (a draft that already fits its traffic trains less);
-  // at most 16x.
+  // at most 16x. With backoff_duty the same factor divides the route's busy share.
   int64_t rejected_in_a_row = 0, held_in_a_row = 0, held_doublings = 2;
+  // Deferred updates in a row (the held-out slice is too small to judge, e.g. after a restart
+  // under light traffic) double the wait for records like held ones, but not the pause: under
+  // load the slice fills within a second, and a new route's first candidate should be trained
+  // by then.
+  int64_t deferred_in_a_row = 0;
   int64_t backoff() const {
     return int64_t{1} << std::min<int64_t>(
                4, rejected_in_a_row + std::min<int64_t>(held_doublings, held_in_a_row));
+  }
+  int64_t records_backoff() const {
+    return int64_t{1} << std::min<int64_t>(
+               4, rejected_in_a_row +
+                      std::min<int64_t>(held_doublings, held_in_a_row + deferred_in_a_row));
   }
   nlohmann::json trace = nlohmann::json::array();  // one slice per update (Chrome trace)
   UpdateReport last;
@@ -55,7 +66,7 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
   const int64_t n = opt.train.batch * opt.train.steps_per_update;
   // A route whose updates keep failing the guard (a draft that already fits its traffic) waits
   // for more new data before trying again, so it does not spend the cores serving needs.
-  const int64_t backoff = self->state.backoff();
+  const int64_t backoff = self->state.records_backoff();
   self->request(buffer, caf::infinite, sample_atom_v, n, opt.min_new_records * backoff, opt.route,
                 opt.update_every_ms * backoff)
       .then([=](DistillBatch& batch) {
@@ -91,6 +102,8 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
                {"dur", std::chrono::duration<double, std::micro>(t1 - t0).count()},
                {"args", {{"decision", rep.decision}, {"version", rep.version}}}});
         ++st.updates;
+        const bool deferred = rep.decision.rfind("deferred", 0) == 0;
+        if (!deferred) st.deferred_in_a_row = 0;
         if (rep.published) {
           ++st.published;
           st.rejected_in_a_row = st.held_in_a_row = 0;
@@ -100,8 +113,9 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
         } else if (rep.decision == "held") {
           ++st.held;
           ++st.held_in_a_row;
-        } else if (rep.decision.rfind("deferred", 0) == 0) {
+        } else if (deferred) {
           ++st.deferred;
+          ++st.deferred_in_a_row;
         } else {
           ++st.discarded;
         }
@@ -124,9 +138,13 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
                              " updates published, training stops (max_updates)"));
           return;
         }
-        // A duty cap leaves the device to serving for a while before the next batch.
+        // A duty cap (and a backed-off route) leaves the device to serving for a while before the
+        // next batch.
+        const double update_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
         const double pause = distiller_pause_ms(
-            std::chrono::duration<double, std::milli>(t1 - t0).count(), opt.max_duty);
+            update_ms, distiller_duty(opt.max_duty, st.backoff(), opt.backoff_duty));
+        st.busy_ms += update_ms;
+        st.paused_ms += pause;
         if (pause > 0)
           self->delayed_send(self, std::chrono::microseconds(static_cast<int64_t>(pause * 1e3)),
                              tick_atom_v);
@@ -194,6 +212,10 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
                               {"discarded", s.discarded},
                               {"deferred", s.deferred},
                               {"backoff", s.backoff()},
+                              {"records_backoff", s.records_backoff()},
+                              {"duty", distiller_duty(opt.max_duty, s.backoff(), opt.backoff_duty)},
+                              {"busy_ms", s.busy_ms},
+                              {"paused_ms", s.paused_ms},
                               {"steps", s.core->total_steps()},
                               {"last_decision", s.last.decision},
                               {"last_loss", s.last.loss},
@@ -208,6 +230,11 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
 double distiller_pause_ms(double update_ms, double max_duty) {
   if (!(max_duty < 1.0) || !(update_ms > 0)) return 0.0;
   return update_ms * (1.0 / std::max(max_duty, 1e-3) - 1.0);
+}
+
+double distiller_duty(double max_duty, int64_t backoff, bool backoff_duty) {
+  if (!backoff_duty || backoff <= 1) return max_duty;
+  return std::min(max_duty, 1.0 / static_cast<double>(backoff));
 }
 
 caf::actor spawn_distiller(caf::actor_system& sys, std::shared_ptr<const Transformer> draft,

@@ -31,11 +31,17 @@ struct DistillerOptions {
   double max_duty = 1.0;         // busy share of wall time, (0, 1]: pauses after each update
   int multiprocessors = 0;       // CUDA: train on this share of the GPU (ActorStream); 0: all of it
   int64_t held_backoff = 4;  // held updates in a row that each double the wait (0..4; 16x at most)
+  // The back-off also caps the busy share: a route backed off b-fold trains at most 1/b of the
+  // time (and max_duty still applies). Under load new records come faster than any update, so
+  // waiting for b times the records does not slow a backed-off route; the pause does.
+  bool backoff_duty = true;
 };
 
 // How long the distiller waits after an update of update_ms so that its busy share of wall time
 // stays at most max_duty: update_ms * (1 / max_duty - 1); 0 for max_duty >= 1.
 double distiller_pause_ms(double update_ms, double max_duty);
+// The busy share a distiller allows itself: max_duty, and with backoff_duty at most 1 / backoff.
+double distiller_duty(double max_duty, int64_t backoff, bool backoff_duty);
 
 caf::actor spawn_distiller(caf::actor_system& sys, std::shared_ptr<const Transformer> draft, DistillerOptions opt,
                            caf::actor buffer, caf::actor verifier, caf::actor metrics);

@@ -244,8 +244,9 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       dopt.max_duty = on.max_duty;
       dopt.multiprocessors = static_cast<int>(on.distiller_multiprocessors);
       dopt.held_backoff = on.held_backoff;
-      impl->distillers.push_back(
-          spawn_distiller(sys, o.routes[r].draft, dopt, impl->buffers[r], impl->verifier, impl->metrics));
+      dopt.backoff_duty = on.backoff_duty;
+      impl->distillers.push_back(spawn_distiller(sys, o.routes[r].draft, dopt, impl->buffers[r],
+                                                 impl->verifier, impl->metrics));
     }
     // On a GPU each distiller warms up as it starts (OnlineDistiller::warm_up); a request returns
     // once it has (at once elsewhere), so serving does not begin beside that first, slowest step.

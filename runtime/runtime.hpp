@@ -60,6 +60,10 @@ struct OnlineOptions {
   // next update, for the first held_backoff of them (0..4; with rejections, 16x at most): a draft
   // that fits its traffic then trains, and takes the GPU from serving, less often.
   int64_t held_backoff = 4;
+  // The back-off also caps the route's busy share at 1 / back-off (16 held or rejected updates'
+  // worth: 1/16). Under load records arrive faster than updates run, so only this pause makes a
+  // route that has stopped gaining give the GPU back to serving. false: records only.
+  bool backoff_duty = true;
   double max_duty = 1.0;             // each distiller's busy share of wall time, (0, 1] (1: no cap)
   // On CUDA: the distillers' kernels run on this many of the GPU's multiprocessors only (a green
   // context, CUDA 12.5+; the driver rounds up to its granularity), leaving the rest to serving.

@@ -78,6 +78,8 @@ ServeConfig::ServeConfig() {
            "CUDA: GPU multiprocessors the distillers train on (0 = all)")
       .add(d.online.held_backoff, "online-held-backoff",
            "held updates in a row that each double a route's wait for new records (0-4)")
+      .add(d.online.backoff_duty, "online-backoff-duty",
+           "a backed-off route also trains at most 1/back-off of the time")
       .add(d.online.replay_requests, "online-replay-requests",
            "replay whole requests, whose records share one forward (false: record by record)")
       .add(d.online.autocast, "online-autocast",
@@ -240,6 +242,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   boolean("online-autocast", out.online.autocast);
   boolean("online-replay-requests", out.online.replay_requests);
   integer("online-held-backoff", out.online.held_backoff, 0, 4);
+  boolean("online-backoff-duty", out.online.backoff_duty);
   str("online-state-dir", out.online.state_dir);
   integer("online-save-every", out.online.save_every, 1, 1 << 20);
   if (error.empty() && !parse_distill_loss(out.online.loss))

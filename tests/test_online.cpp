@@ -339,7 +339,64 @@ TEST_CASE("online: held updates in a row back a route off, up to held_backoff do
       CHECK(distiller["published"] == 0);
       REQUIRE(distiller["held"].get<int64_t>() >= doublings + 1);
       CHECK(distiller["backoff"] == (int64_t{1} << doublings));
+      // ... and trains at most 1 / back-off of the time: after each held update it paused for
+      // (back-off - 1) times the update's length (the section below is the control).
+      CHECK(distiller["duty"].get<double>() == Approx(1.0 / static_cast<double>(1 << doublings)));
+      CHECK(distiller["paused_ms"].get<double>() > 0);
     }
+  }
+  SECTION("deferred updates back off the wait for records, not the busy share") {
+    auto o = online_options(true);
+    o.online.min_heldout = 1 << 20;  // the held-out slice never suffices: every update is deferred
+    o.online.min_new_records = 8;
+    std::string err;
+    auto rt = Runtime::create(o, &err);
+    REQUIRE(rt);
+    auto prompts = domain_prompts(11, 8);
+    nlohmann::json distiller = nlohmann::json::object();
+    for (int i = 0; i < 120 && distiller.value("deferred", int64_t{0}) < 5; ++i) {
+      GenerateParams p;
+      p.prompt_tokens = prompts[i % prompts.size()];
+      p.max_new_tokens = 24;
+      p.temperature = 0;
+      REQUIRE(rt->submit(p)->get().ok());
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      distiller = nlohmann::json::parse(rt->stats_json())["distiller"];
+    }
+    rt->shutdown();
+    INFO(distiller.dump());
+    REQUIRE(distiller["deferred"].get<int64_t>() >= 5);
+    CHECK(distiller["published"] == 0);
+    CHECK(distiller["records_backoff"] == 16);  // 4 held-like doublings (the default)
+    CHECK(distiller["backoff"] == 1);
+    CHECK(distiller["duty"] == 1.0);
+    CHECK(distiller["paused_ms"] == 0.0);
+  }
+  SECTION("without backoff_duty the back-off counts records only: no pauses") {
+    auto o = online_options(true);
+    o.online.guard_margin = -1.0;
+    o.online.rollback_margin = 1.0;
+    o.online.min_new_records = 8;
+    o.online.backoff_duty = false;
+    std::string err;
+    auto rt = Runtime::create(o, &err);
+    REQUIRE(rt);
+    auto prompts = domain_prompts(11, 8);
+    nlohmann::json distiller = nlohmann::json::object();
+    for (int i = 0; i < 120 && distiller.value("held", int64_t{0}) < 3; ++i) {
+      GenerateParams p;
+      p.prompt_tokens = prompts[i % prompts.size()];
+      p.max_new_tokens = 24;
+      p.temperature = 0;
+      REQUIRE(rt->submit(p)->get().ok());
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      distiller = nlohmann::json::parse(rt->stats_json())["distiller"];
+    }
+    rt->shutdown();
+    INFO(distiller.dump());
+    REQUIRE(distiller["held"].get<int64_t>() >= 3);
+    CHECK(distiller["duty"] == 1.0);
+    CHECK(distiller["paused_ms"] == 0.0);
   }
 }
 
@@ -468,6 +525,12 @@ TEST_CASE("online: a duty cap pauses the distiller after each update, and it kee
   CHECK(distiller_pause_ms(10.0, 0.25) == Approx(30.0));
   CHECK(distiller_pause_ms(10.0, 0.5) == Approx(10.0));
   CHECK(distiller_pause_ms(0.0, 0.5) == 0.0);
+  // A backed-off route's duty: 1 / back-off with backoff_duty, under max_duty either way.
+  CHECK(distiller_duty(1.0, 1, true) == 1.0);
+  CHECK(distiller_duty(1.0, 16, true) == Approx(1.0 / 16));
+  CHECK(distiller_duty(0.5, 4, true) == Approx(0.25));
+  CHECK(distiller_duty(0.1, 4, true) == Approx(0.1));
+  CHECK(distiller_duty(0.5, 16, false) == Approx(0.5));
   auto o = online_options(true);
   o.online.max_duty = 0.5;  // each update is followed by a pause as long as itself (the tick path)
   auto s = serve(o, domain_prompts(11, 8), 160);

@@ -105,6 +105,11 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
         std::string::npos);
   CHECK(load({"--osd.online-held-backoff=2"}, s) == "");
   CHECK(s.online.held_backoff == 2);
+  CHECK(s.online.backoff_duty);  // the default
+  CHECK(load({"--osd.online-backoff-duty=sometimes"}, s)
+            .find("osd.online-backoff-duty must be true or false") != std::string::npos);
+  CHECK(load({"--osd.online-backoff-duty=false"}, s) == "");
+  CHECK(!s.online.backoff_duty);
   CHECK(s.online.record_prompt_positions == 0);  // the default
   CHECK(load({"--osd.online-record-prompt=-3"}, s).find("osd.online-record-prompt") !=
         std::string::npos);
