@@ -122,8 +122,9 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
         st.last = rep;
         log::info(log::cat("distiller route ", opt.route, ": ", rep.decision, " (version ",
                            rep.version, ", loss ", rep.loss, ", held-out acceptance ",
-                           rep.acceptance_candidate, " vs ", rep.acceptance_current, ", ",
-                           rep.steps, " steps, ", rep.discarded_steps, " discarded)"));
+                           rep.acceptance_candidate, " vs ", rep.acceptance_current,
+                           " (gain stderr ", rep.gain_stderr, "), ", rep.steps, " steps, ",
+                           rep.discarded_steps, " discarded)"));
         if (metrics)
           self->send(metrics,
                      DistillMetrics{opt.route, rep.version, rep.published, rep.decision, rep.loss,

@@ -127,12 +127,37 @@ double OnlineDistiller::heldout_acceptance(Transformer& model,
   return mean_of(heldout_scores(model, records, autocast));
 }
 
-double OnlineDistiller::published_acceptance(const std::vector<DistillRecord>& heldout,
-                                             const std::vector<RecordKey>& keys,
-                                             int64_t* rescored) {
+GuardGain paired_gain(const std::vector<double>& candidate, const std::vector<double>& published,
+                      const std::vector<int64_t>& requests) {
+  GuardGain g;
+  const size_t n = candidate.size();
+  if (n == 0 || published.size() != n || requests.size() != n) return g;
+  for (size_t i = 0; i < n; ++i) g.gain += (candidate[i] - published[i]) / static_cast<double>(n);
+  std::map<int64_t, double> residual;  // per request: the sum of d_i - gain over its records
+  for (size_t i = 0; i < n; ++i) residual[requests[i]] += candidate[i] - published[i] - g.gain;
+  double ss = 0;
+  if (residual.size() >= 2) {
+    for (const auto& [request, r] : residual) ss += r * r;
+    g.units = static_cast<int64_t>(residual.size());
+  } else {  // one request: the records are the units
+    for (size_t i = 0; i < n; ++i) {
+      const double r = candidate[i] - published[i] - g.gain;
+      ss += r * r;
+    }
+    g.units = static_cast<int64_t>(n);
+  }
+  if (g.units < 2) return g;
+  const double G = static_cast<double>(g.units);
+  g.stderr_ = std::sqrt(G / (G - 1) * ss) / static_cast<double>(n);
+  return g;
+}
+
+std::vector<double> OnlineDistiller::published_scores(const std::vector<DistillRecord>& heldout,
+                                                      const std::vector<RecordKey>& keys,
+                                                      int64_t* rescored) {
   if (!opt_.cache_published_scores) {
     *rescored = static_cast<int64_t>(heldout.size());
-    return heldout_acceptance(*published_, heldout, autocast_on());
+    return heldout_scores(*published_, heldout, autocast_on());
   }
   std::map<RecordKey, double> kept;  // only the records still held out
   std::vector<DistillRecord> missing;
@@ -152,9 +177,10 @@ double OnlineDistiller::published_acceptance(const std::vector<DistillRecord>& h
   for (size_t i = 0; i < missing.size(); ++i) kept[missing_keys[i]] = fresh[i];
   *rescored = static_cast<int64_t>(missing.size());
   published_scores_ = std::move(kept);
-  double sum = 0;
-  for (const auto& k : keys) sum += published_scores_.at(k);
-  return heldout.empty() ? 0.0 : sum / static_cast<double>(heldout.size());
+  std::vector<double> out;
+  out.reserve(keys.size());
+  for (const auto& k : keys) out.push_back(published_scores_.at(k));
+  return out;
 }
 
 at::Tensor OnlineDistiller::minibatch_loss(const std::vector<DistillRecord>& mb) {
@@ -207,7 +233,12 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
   std::vector<RecordKey> keys;  // the cache's keys, hashed once an update
   if (opt_.cache_published_scores)
     for (const auto& r : heldout) keys.push_back(record_key(r));
-  rep.acceptance_current = published_acceptance(heldout, keys, &rep.heldout_rescored);
+  const auto current = published_scores(heldout, keys, &rep.heldout_rescored);
+  rep.acceptance_current = mean_of(current);
+  std::vector<int64_t> requests;
+  for (const auto& r : heldout) requests.push_back(r.source);
+  const auto paired = paired_gain(candidate, current, requests);
+  rep.gain_stderr = paired.stderr_;
   if (!std::isfinite(rep.acceptance_candidate) ||
       rep.acceptance_candidate <
           rep.acceptance_current - std::max(opt_.rollback_margin, opt_.guard_margin)) {
@@ -216,7 +247,8 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
     rep.decision = "rejected by guard";
     return rep;
   }
-  if (rep.acceptance_candidate < rep.acceptance_current - opt_.guard_margin) {
+  if (rep.acceptance_candidate < rep.acceptance_current - opt_.guard_margin ||
+      paired.gain < opt_.guard_z * paired.stderr_) {
     rep.decision = "held";  // no clear gain yet: keep training from here, publish nothing
     return rep;
   }

@@ -6,7 +6,10 @@
 // constant lr as in the paper; gradient clipping), then guards the candidate: on the held-out
 // records it compares the acceptance the traffic sees (sum_x min(p, q) for sampled requests,
 // argmax agreement for greedy ones) of the candidate with the published draft's:
-//   candidate >= published - guard_margin     -> published (guard_margin < 0 demands a gain);
+//   candidate >= published - guard_margin     -> published (guard_margin < 0 demands a gain),
+//   and gain >= guard_z * its standard error     if the gain is also clear of the noise: paired
+//                                                on the same records, with held-out requests as
+//                                                the units (a request's records share one text);
 //   candidate <  published - rollback_margin  -> "rejected by guard": rolled back to the published
 //                                                weights, optimizer moments reset (a bad step);
 //   in between                                -> "held": not published, but the trainable copy
@@ -52,6 +55,9 @@ struct DistillOptions {
   // with the same weights): each update then runs one held-out forward instead of two, plus one
   // over the records new to the held-out slice. false rescores every record every update.
   bool cache_published_scores = true;
+  // A publish also needs gain >= guard_z standard errors of the paired gain (paired_gain); 0: off.
+  // Without it a candidate could win by one update's noise on a small slice and serve worse.
+  double guard_z = 2.0;
 };
 
 struct UpdateReport {
@@ -62,7 +68,20 @@ struct UpdateReport {
   int64_t version = 0;           // published version after this update
   int64_t steps = 0, discarded_steps = 0;
   int64_t heldout_rescored = 0;  // held-out records the published draft was scored on this update
+  double gain_stderr = -1;       // standard error of candidate - published (-1: not evaluated)
 };
+
+// The candidate's gain over the published draft on the same held-out records (the mean of the
+// per-record differences) and its standard error with requests as the units: records of one
+// request are prefixes of one text, so they are not independent. The error is the cluster-robust
+// one of the record mean, sqrt(G / (G - 1) * sum_r (sum_{i in r} (d_i - gain))^2) / N over G
+// requests and N records; with fewer than two requests, the records are the units.
+struct GuardGain {
+  double gain = 0, stderr_ = 0;
+  int64_t units = 0;
+};
+GuardGain paired_gain(const std::vector<double>& candidate, const std::vector<double>& published,
+                      const std::vector<int64_t>& requests);
 
 class OnlineDistiller {
  public:
@@ -116,10 +135,10 @@ class OnlineDistiller {
   // The published draft's held-out scores by record (RecordKey): valid until the published
   // weights change.
   std::map<RecordKey, double> published_scores_;
-  // The published draft's acceptance on heldout (keys: their RecordKeys, empty when the cache is
-  // off), from the cache where it can; counts the records rescored.
-  double published_acceptance(const std::vector<DistillRecord>& heldout,
-                              const std::vector<RecordKey>& keys, int64_t* rescored);
+  // The published draft's score on each held-out record (keys: their RecordKeys, empty when the
+  // cache is off), from the cache where it can; counts the records rescored.
+  std::vector<double> published_scores(const std::vector<DistillRecord>& heldout,
+                                       const std::vector<RecordKey>& keys, int64_t* rescored);
   int64_t version_ = 0, step_ = 0;
 };
 

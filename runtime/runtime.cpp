@@ -233,6 +233,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
                                   on.guard_margin, on.rollback_margin,
                                   on.min_heldout,  on.inject_nan,
                                   on.autocast};
+      dopt.train.guard_z = on.guard_z;
       dopt.min_new_records = on.min_new_records;
       dopt.route = static_cast<int64_t>(r);
       if (!on.state_dir.empty()) dopt.state_dir = state_dir(r);

@@ -72,6 +72,8 @@ ServeConfig::ServeConfig() {
            "publish unless held-out acceptance drops by more")
       .add(d.online.rollback_margin, "online-rollback-margin",
            "roll back when held-out acceptance drops by more")
+      .add(d.online.guard_z, "online-guard-z",
+           "a publish needs a held-out gain this many standard errors clear of zero (0 = off)")
       .add(d.online.max_duty, "online-max-duty",
            "each distiller's busy share of wall time (1 = no cap)")
       .add(d.online.distiller_multiprocessors, "online-distiller-multiprocessors",
@@ -234,6 +236,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   integer("online-buffer-bytes", out.online.buffer_bytes, 1024, int64_t{1} << 40);
   real("online-guard-margin", out.online.guard_margin, -1.0, 1.0);
   real("online-rollback-margin", out.online.rollback_margin, 0.0, 1.0);
+  real("online-guard-z", out.online.guard_z, 0.0, 10.0);
   integer("online-heldout-records", out.online.heldout_records, 8, 1 << 20);
   integer("online-min-heldout", out.online.min_heldout, 1, 1 << 20);
   real("online-max-duty", out.online.max_duty, 1e-3, 1.0);

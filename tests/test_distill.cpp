@@ -276,6 +276,36 @@ TEST_CASE("distillation records: a round's RecordSource expands to contexts and 
   CHECK_THROWS_WITH(make_records(bad), Catch::Contains("stage_logits"));
 }
 
+TEST_CASE("guard: the paired gain's standard error takes held-out requests as the units",
+          "[distill]") {
+  // Requests 7 (differences 1, 0) and 9 (0, 0): gain 0.25; residual sums 0.5 and -0.5, so
+  // se = sqrt(2 / 1 * 0.5) / 4 = 0.25.
+  auto g = paired_gain({1, 0.5, 0.5, 0.5}, {0, 0.5, 0.5, 0.5}, {7, 7, 9, 9});
+  CHECK(g.gain == Approx(0.25));
+  CHECK(g.stderr_ == Approx(0.25));
+  CHECK(g.units == 2);
+  // One request: the records are the units (residuals 0.75, -0.25 x 3: se = sqrt(4/3 * 0.75) / 4).
+  g = paired_gain({1, 0, 0, 0}, {0, 0, 0, 0}, {5, 5, 5, 5});
+  CHECK(g.gain == Approx(0.25));
+  CHECK(g.stderr_ == Approx(0.25));
+  CHECK(g.units == 4);
+  // The same gain on every request is clear of the noise; a gain one request carries is not.
+  std::vector<double> pub(60, 0.6), even(60), lopsided(60);
+  std::vector<int64_t> req(60);
+  for (int i = 0; i < 60; ++i) {
+    req[i] = i / 10;                                     // 6 requests of 10 records
+    even[i] = 0.62;                                      // +0.02 everywhere
+    lopsided[i] = i < 10 ? 0.72 : (i < 20 ? 0.5 : 0.6);  // +0.12 on one, -0.10 on another
+  }
+  auto clear = paired_gain(even, pub, req), noisy = paired_gain(lopsided, pub, req);
+  CHECK(clear.gain == Approx(0.02));
+  CHECK(clear.gain >= 2.0 * clear.stderr_);
+  CHECK(noisy.gain == Approx(1.0 / 300));
+  CHECK(noisy.gain < 2.0 * noisy.stderr_);
+  CHECK(paired_gain({}, {}, {}).units == 0);
+  CHECK(paired_gain({1, 2}, {1}, {0, 0}).units == 0);  // mismatched lengths: nothing evaluated
+}
+
 namespace {
 // The target's full distributions after `contexts` random contexts of `length` tokens: `copies`
 // training records of each, and one held-out record of each.

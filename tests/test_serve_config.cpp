@@ -85,11 +85,15 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
             .find("osd.online-distiller-multiprocessors") != std::string::npos);
   CHECK(load({"--osd.online-distiller-multiprocessors=16"}, s) == "");
   CHECK(s.online.distiller_multiprocessors == 16);
-  CHECK(s.online.serve_beside_distillers);  // the default
+  CHECK(!s.online.serve_beside_distillers);  // the default
   CHECK(load({"--osd.online-serve-beside-distillers=sometimes"}, s)
             .find("osd.online-serve-beside-distillers must be true or false") != std::string::npos);
-  CHECK(load({"--osd.online-serve-beside-distillers=false"}, s) == "");
-  CHECK(!s.online.serve_beside_distillers);
+  CHECK(load({"--osd.online-serve-beside-distillers=true"}, s) == "");
+  CHECK(s.online.serve_beside_distillers);
+  CHECK(s.online.guard_z == 2.0);  // the default
+  CHECK(load({"--osd.online-guard-z=-1"}, s).find("osd.online-guard-z") != std::string::npos);
+  CHECK(load({"--osd.online-guard-z=0"}, s) == "");
+  CHECK(s.online.guard_z == 0.0);
   CHECK(s.online.autocast);  // the default
   CHECK(load({"--osd.online-autocast=yes please"}, s)
             .find("osd.online-autocast must be true or false") != std::string::npos);
