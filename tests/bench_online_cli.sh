@@ -25,6 +25,9 @@ assert n["distiller_overhead_pairs"]["pairs"] == 2, n["distiller_overhead_pairs"
 assert n["recording_overhead_pairs"]["pairs"] == 2, n
 p = n["distiller_overhead_pairs"]
 assert p["min"] <= p["mean"] <= p["max"], p
+v = sorted(p["per_pair"]); m = sum(v) / len(v)
+assert len(v) == 2 and abs(p["median"] - (v[0] + v[1]) / 2) < 1e-12 and abs(p["mean"] - m) < 1e-12, p
+assert abs(p["stderr"] - (sum((x - m) ** 2 for x in v) / (len(v) - 1) / len(v)) ** 0.5) < 1e-12, p
 assert set(n["distiller_overhead_parts"]) == {"recording", "training"}, n["distiller_overhead_parts"]
 assert n["tokens_per_s_record"] > 0, n
 assert n["workload"]["repeats"] == 2 and n["workload"]["distiller_multiprocessors"] == 16, n["workload"]'

@@ -64,6 +64,7 @@ struct RunResult {
   double tokens_per_s = 0, seconds = 0;
   int64_t tokens = 0, draft_version = 0;
   nlohmann::json decisions;
+  nlohmann::json distillers;     // per route: busy and paused ms, duty, back-off (learning replays)
   nlohmann::json trace_summary;  // per-actor busy time and overlaps (trace runs only)
   double record_host_ms = 0;     // the verifier's host time making distillation records
   int64_t target_graphs = 0;     // CUDA graphs the verifier captured (shapes it met) ...
@@ -157,6 +158,15 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
   auto stats = nlohmann::json::parse(rt->stats_json());
   r.draft_version = stats["metrics"].value("draft_version", 0);
   r.decisions = stats["metrics"]["distill"]["decisions"];
+  r.distillers = nlohmann::json::object();
+  for (const auto& route : stats.value("routes", nlohmann::json::array())) {
+    const auto d = route.value("distiller", nlohmann::json());
+    if (!d.is_object()) continue;
+    nlohmann::json keep = nlohmann::json::object();
+    for (const char* key : {"busy_ms", "paused_ms", "duty", "backoff", "updates", "error"})
+      if (d.contains(key)) keep[key] = d[key];
+    r.distillers[route.value("name", std::string("?"))] = keep;
+  }
   const auto verifier_stats = stats.value("verifier", nlohmann::json::object());
   r.record_host_ms = verifier_stats.value("record_host_ms", 0.0);
   r.target_graphs = verifier_stats.value("target_graphs", int64_t{0});
@@ -240,11 +250,11 @@ void add_online_bench(CLI::App& app, bool& json) {
                 dtype = "float32";
     std::vector<std::string> domains{"python", "c", "english"};
     int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
-    double temperature = 0, lr = 1e-3, max_duty = 1.0;
+    double temperature = 0, lr = 1e-3, max_duty = 1.0, guard_z = 2.0;
     int64_t batch = 256, min_new = 128, warmup = 2, distiller_multiprocessors = 16, repeats = 1,
             held_backoff = 4, record_prompt = 0;
-    bool routes = false, adaptive_k = false, measured_costs = false, serve_beside = true,
-         warm_plans = true, distill_autocast = true, replay_requests = true;
+    bool routes = false, adaptive_k = false, measured_costs = false, serve_beside = false,
+         warm_plans = true, distill_autocast = true, replay_requests = true, backoff_duty = true;
     std::string tsv, png, trace, online_state;
     std::vector<std::string> replays{"target", "static", "shadow", "online"};  // and "record"
   };
@@ -307,6 +317,15 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_option("--held-backoff", o->held_backoff,
                   "held updates in a row that double a route's wait (osd.online-held-backoff)")
       ->check(CLI::Range(0, 4))
+      ->capture_default_str();
+  cmd->add_option("--guard-z", o->guard_z,
+                  "a publish needs a held-out gain this many standard errors clear of zero "
+                  "(osd.online-guard-z; 0 = off)")
+      ->check(CLI::Range(0.0, 10.0))
+      ->capture_default_str();
+  cmd->add_option("--backoff-duty", o->backoff_duty,
+                  "a backed-off route also trains at most 1/back-off of the time "
+                  "(osd.online-backoff-duty)")
       ->capture_default_str();
   cmd->add_option("--record-prompt", o->record_prompt,
                   "buffer the target's distributions at the last N prompt positions too "
@@ -384,6 +403,8 @@ void add_online_bench(CLI::App& app, bool& json) {
       r.online.autocast = o->distill_autocast;
       r.online.replay_requests = o->replay_requests;
       r.online.held_backoff = o->held_backoff;
+      r.online.backoff_duty = o->backoff_duty;
+      r.online.guard_z = o->guard_z;
       r.online.record_prompt_positions = o->record_prompt;
       r.warm_attention_plans = o->warm_plans;
       r.online.batch = o->batch;
@@ -418,10 +439,16 @@ void add_online_bench(CLI::App& app, bool& json) {
     };
     if (shadow.ran) shadow_costs.push_back(cost(shadow, fixed));
     if (recording.ran) record_costs.push_back(cost(recording, fixed));
+    // Odd pairs run the learning replays first, so that drift over the process (clocks, caches,
+    // the allocator's pools) does not favour one side of every pair.
     for (int64_t i = 1; i < o->repeats && (shadow.ran || recording.ran); ++i) {
-      auto again = run(static_options());
-      if (shadow.ran) shadow_costs.push_back(cost(run(shadow_options()), again));
-      if (recording.ran) record_costs.push_back(cost(run(recording_options()), again));
+      RunResult again, with_shadow, with_recording;
+      if (i % 2 == 0) again = run(static_options());
+      if (shadow.ran) with_shadow = run(shadow_options());
+      if (recording.ran) with_recording = run(recording_options());
+      if (i % 2 == 1) again = run(static_options());
+      if (shadow.ran) shadow_costs.push_back(cost(with_shadow, again));
+      if (recording.ran) record_costs.push_back(cost(with_recording, again));
     }
     if (wanted("online")) {  // without it: a cost measurement (static against shadow / record)
       auto online_options = base(true, true, false);
@@ -461,18 +488,17 @@ void add_online_bench(CLI::App& app, bool& json) {
     rep.note("tokens_per_s_online", tps(online));
     rep.note("tokens_per_s_shadow", tps(shadow));
     if (recording.ran) rep.note("tokens_per_s_record", tps(recording));
+    if (shadow.ran) rep.note("shadow_distillers", shadow.distillers);
     if (plain.ran) {
       rep.note("speedup_static", fixed.tokens_per_s / plain.tokens_per_s);
       if (online.ran) rep.note("speedup_online", online.tokens_per_s / plain.tokens_per_s);
     }
     if (shadow.ran) rep.note("distiller_overhead", shadow_costs.front());
     auto spread = [](const std::vector<double>& v) {
-      double sum = 0;
-      for (double x : v) sum += x;
-      return nlohmann::json{{"mean", sum / static_cast<double>(v.size())},
-                            {"min", *std::min_element(v.begin(), v.end())},
-                            {"max", *std::max_element(v.begin(), v.end())},
-                            {"pairs", v.size()}};
+      const auto s = summarize_pairs(v);
+      return nlohmann::json{{"mean", s.mean}, {"median", s.median}, {"stderr", s.stderr_},
+                            {"min", s.min},   {"max", s.max},       {"pairs", v.size()},
+                            {"per_pair", v}};
     };
     if (shadow_costs.size() > 1) rep.note("distiller_overhead_pairs", spread(shadow_costs));
     if (record_costs.size() > 1) rep.note("recording_overhead_pairs", spread(record_costs));
@@ -515,8 +541,11 @@ void add_online_bench(CLI::App& app, bool& json) {
         if (w.domain[i] == d) from = std::min(from, i), to = std::max(to, i + 1);
       const size_t last = to > static_cast<size_t>(o->window) ? std::max(from, to - static_cast<size_t>(o->window)) : from;
       nlohmann::json dj;
-      for (const auto& [name, r] : {std::pair<const char*, const RunResult*>{"target", &plain}, {"static", &fixed},
-                                    {"shadow", &shadow}, {"online", &online}}) {
+      for (const auto& [name, r] : {std::pair<const char*, const RunResult*>{"target", &plain},
+                                    {"static", &fixed},
+                                    {"shadow", &shadow},
+                                    {"record", &recording},
+                                    {"online", &online}}) {
         if (!r->ran) continue;
         dj[name] = {{"latency_ms", window_mean(r->latency_ms, from, to)}, {"latency_ms_last", window_mean(r->latency_ms, last, to)},
                     {"acceptance", window_mean(r->acceptance, from, to)}, {"acceptance_last", window_mean(r->acceptance, last, to)}};
@@ -536,6 +565,7 @@ void add_online_bench(CLI::App& app, bool& json) {
     if (online.ran) {
       rep.note("online_draft_version", online.draft_version);
       rep.note("online_decisions", online.decisions);
+      rep.note("online_distillers", online.distillers);
       if (!o->trace.empty()) rep.note("online_trace", online.trace_summary);
     }
     if (!o->trace.empty()) rep.note("static_trace", fixed.trace_summary);
@@ -558,6 +588,8 @@ void add_online_bench(CLI::App& app, bool& json) {
               {"distill_autocast", o->distill_autocast},
               {"replay_requests", o->replay_requests},
               {"held_backoff", o->held_backoff},
+              {"backoff_duty", o->backoff_duty},
+              {"guard_z", o->guard_z},
               {"record_prompt", o->record_prompt},
               {"repeats", o->repeats},
               {"online_state", o->online_state},
