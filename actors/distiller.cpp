@@ -21,9 +21,11 @@ struct DistillerState {
   c10::Device serve_device = c10::Device(c10::kCPU);
   c10::ScalarType serve_dtype = c10::kFloat;
   int64_t published = 0, rejected = 0, held = 0, discarded = 0, deferred = 0, updates = 0;
+  int64_t held_promising = 0;         // held updates that gained at least a standard error
   double busy_ms = 0, paused_ms = 0;  // time in updates, and in pauses after them (duty)
   // Back-off: each rejection in a row doubles the wait for new records, and so do the first
-  // held_doublings held updates in a row (a draft that already fits its traffic trains less);
+  // held_doublings held updates in a row that did not gain (a draft that already fits its
+  // traffic trains less; a held update that gained a standard error neither counts nor resets);
   // at most 16x. With backoff_duty the same factor divides the route's busy share.
   int64_t rejected_in_a_row = 0, held_in_a_row = 0, held_doublings = 2;
   // Deferred updates in a row (the held-out slice is too small to judge, e.g. after a restart
@@ -112,7 +114,10 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
           ++st.rejected_in_a_row;
         } else if (rep.decision == "held") {
           ++st.held;
-          ++st.held_in_a_row;
+          if (rep.promising)
+            ++st.held_promising;  // gaining, not yet clear of the noise: no back-off
+          else
+            ++st.held_in_a_row;
         } else if (deferred) {
           ++st.deferred;
           ++st.deferred_in_a_row;
@@ -210,6 +215,7 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
                               {"published", s.published},
                               {"rejected_by_guard", s.rejected},
                               {"held", s.held},
+                              {"held_promising", s.held_promising},
                               {"discarded", s.discarded},
                               {"deferred", s.deferred},
                               {"backoff", s.backoff()},

@@ -250,6 +250,7 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
   if (rep.acceptance_candidate < rep.acceptance_current - opt_.guard_margin ||
       paired.gain < opt_.guard_z * paired.stderr_) {
     rep.decision = "held";  // no clear gain yet: keep training from here, publish nothing
+    rep.promising = paired.gain > 1e-3 && paired.gain >= paired.stderr_;
     return rep;
   }
   published_->copy_weights_from(*trainable_);

@@ -69,6 +69,9 @@ struct UpdateReport {
   int64_t steps = 0, discarded_steps = 0;
   int64_t heldout_rescored = 0;  // held-out records the published draft was scored on this update
   double gain_stderr = -1;       // standard error of candidate - published (-1: not evaluated)
+  // Held, but gaining: at least one standard error and 0.001 above the published draft. The
+  // distiller does not back off for such an update (its candidate is improving, not yet proven).
+  bool promising = false;
 };
 
 // The candidate's gain over the published draft on the same held-out records (the mean of the

@@ -317,6 +317,7 @@ TEST_CASE("online: held updates in a row back a route off, up to held_backoff do
       auto o = online_options(true);
       o.online.guard_margin = -1.0;  // publishing would need +1.0 acceptance: every update is held
       o.online.rollback_margin = 1.0;  // and none is rolled back
+      o.online.lr = 1e-9;              // and none gains (a gaining held update does not back off)
       o.online.min_new_records = 8;
       o.online.held_backoff = doublings;
       std::string err;
@@ -338,12 +339,41 @@ TEST_CASE("online: held updates in a row back a route off, up to held_backoff do
       INFO(distiller.dump());
       CHECK(distiller["published"] == 0);
       REQUIRE(distiller["held"].get<int64_t>() >= doublings + 1);
+      CHECK(distiller["held_promising"] == 0);
       CHECK(distiller["backoff"] == (int64_t{1} << doublings));
       // ... and trains at most 1 / back-off of the time: after each held update it paused for
       // (back-off - 1) times the update's length (the section below is the control).
       CHECK(distiller["duty"].get<double>() == Approx(1.0 / static_cast<double>(1 << doublings)));
       CHECK(distiller["paused_ms"].get<double>() > 0);
     }
+  }
+  SECTION("held updates that gain a standard error do not back off") {
+    auto o = online_options(true);
+    o.online.guard_margin = -1.0;  // every update is held, and the published draft stays version 0
+    o.online.rollback_margin = 1.0;
+    o.online.min_new_records = 8;
+    std::string err;
+    auto rt = Runtime::create(o, &err);
+    REQUIRE(rt);
+    auto prompts = domain_prompts(11, 8);
+    nlohmann::json distiller = nlohmann::json::object();
+    for (int i = 0; i < 160 && distiller.value("held", int64_t{0}) < 6; ++i) {
+      GenerateParams p;
+      p.prompt_tokens = prompts[i % prompts.size()];
+      p.max_new_tokens = 24;
+      p.temperature = 0;
+      REQUIRE(rt->submit(p)->get().ok());
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      distiller = nlohmann::json::parse(rt->stats_json())["distiller"];
+    }
+    rt->shutdown();
+    INFO(distiller.dump());
+    const int64_t held = distiller["held"].get<int64_t>(),
+                  promising = distiller["held_promising"].get<int64_t>();
+    REQUIRE(held >= 6);
+    CHECK(promising >= 3);  // the candidate learns the domain: it gains on the version-0 draft
+    // Only the held updates that did not gain count (nothing publishes or rolls back here).
+    CHECK(distiller["backoff"] == (int64_t{1} << std::min<int64_t>(4, held - promising)));
   }
   SECTION("deferred updates back off the wait for records, not the busy share") {
     auto o = online_options(true);
