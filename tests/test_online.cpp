@@ -7,6 +7,7 @@
 #include <torch/cuda.h>
 
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -126,6 +127,27 @@ RuntimeOptions online_options(bool enabled) {
   return o;
 }
 
+// Serves greedy requests (24 new tokens) of domain 11 one at a time, 10 ms apart, until the
+// distiller's stats satisfy `done` or `max_requests` were served; returns those stats.
+nlohmann::json serve_until(const RuntimeOptions& o, int max_requests,
+                           const std::function<bool(const nlohmann::json&)>& done) {
+  std::string err;
+  auto rt = Runtime::create(o, &err);
+  REQUIRE(rt);
+  auto prompts = domain_prompts(11, 8);
+  nlohmann::json distiller = nlohmann::json::object();
+  for (int i = 0; i < max_requests && !done(distiller); ++i) {
+    GenerateParams p;
+    p.prompt_tokens = prompts[i % prompts.size()];
+    p.max_new_tokens = 24;
+    p.temperature = 0;
+    REQUIRE(rt->submit(p)->get().ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    distiller = nlohmann::json::parse(rt->stats_json())["distiller"];
+  }
+  rt->shutdown();
+  return distiller;
+}
 }  // namespace
 
 TEST_CASE("online: acceptance rises on the served domain, not without distillation", "[online]") {
@@ -320,22 +342,10 @@ TEST_CASE("online: held updates in a row back a route off, up to held_backoff do
       o.online.lr = 1e-9;              // and none gains (a gaining held update does not back off)
       o.online.min_new_records = 8;
       o.online.held_backoff = doublings;
-      std::string err;
-      auto rt = Runtime::create(o, &err);
-      REQUIRE(rt);
-      auto prompts = domain_prompts(11, 8);
-      nlohmann::json distiller = nlohmann::json::object();
       // 8, 16, 32, 64, 128 new records: the fifth held update in a row needs ~250 records.
-      for (int i = 0; i < 120 && distiller.value("held", int64_t{0}) < doublings + 1; ++i) {
-        GenerateParams p;
-        p.prompt_tokens = prompts[i % prompts.size()];
-        p.max_new_tokens = 24;
-        p.temperature = 0;
-        REQUIRE(rt->submit(p)->get().ok());
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        distiller = nlohmann::json::parse(rt->stats_json())["distiller"];
-      }
-      rt->shutdown();
+      const auto distiller = serve_until(o, 120, [&](const nlohmann::json& d) {
+        return d.value("held", int64_t{0}) >= doublings + 1;
+      });
       INFO(distiller.dump());
       CHECK(distiller["published"] == 0);
       REQUIRE(distiller["held"].get<int64_t>() >= doublings + 1);
@@ -352,21 +362,8 @@ TEST_CASE("online: held updates in a row back a route off, up to held_backoff do
     o.online.guard_margin = -1.0;  // every update is held, and the published draft stays version 0
     o.online.rollback_margin = 1.0;
     o.online.min_new_records = 8;
-    std::string err;
-    auto rt = Runtime::create(o, &err);
-    REQUIRE(rt);
-    auto prompts = domain_prompts(11, 8);
-    nlohmann::json distiller = nlohmann::json::object();
-    for (int i = 0; i < 160 && distiller.value("held", int64_t{0}) < 6; ++i) {
-      GenerateParams p;
-      p.prompt_tokens = prompts[i % prompts.size()];
-      p.max_new_tokens = 24;
-      p.temperature = 0;
-      REQUIRE(rt->submit(p)->get().ok());
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      distiller = nlohmann::json::parse(rt->stats_json())["distiller"];
-    }
-    rt->shutdown();
+    const auto distiller = serve_until(
+        o, 160, [&](const nlohmann::json& d) { return d.value("held", int64_t{0}) >= 6; });
     INFO(distiller.dump());
     const int64_t held = distiller["held"].get<int64_t>(),
                   promising = distiller["held_promising"].get<int64_t>();
@@ -379,21 +376,8 @@ TEST_CASE("online: held updates in a row back a route off, up to held_backoff do
     auto o = online_options(true);
     o.online.min_heldout = 1 << 20;  // the held-out slice never suffices: every update is deferred
     o.online.min_new_records = 8;
-    std::string err;
-    auto rt = Runtime::create(o, &err);
-    REQUIRE(rt);
-    auto prompts = domain_prompts(11, 8);
-    nlohmann::json distiller = nlohmann::json::object();
-    for (int i = 0; i < 120 && distiller.value("deferred", int64_t{0}) < 5; ++i) {
-      GenerateParams p;
-      p.prompt_tokens = prompts[i % prompts.size()];
-      p.max_new_tokens = 24;
-      p.temperature = 0;
-      REQUIRE(rt->submit(p)->get().ok());
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      distiller = nlohmann::json::parse(rt->stats_json())["distiller"];
-    }
-    rt->shutdown();
+    const auto distiller = serve_until(
+        o, 120, [&](const nlohmann::json& d) { return d.value("deferred", int64_t{0}) >= 5; });
     INFO(distiller.dump());
     REQUIRE(distiller["deferred"].get<int64_t>() >= 5);
     CHECK(distiller["published"] == 0);
@@ -406,23 +390,11 @@ TEST_CASE("online: held updates in a row back a route off, up to held_backoff do
     auto o = online_options(true);
     o.online.guard_margin = -1.0;
     o.online.rollback_margin = 1.0;
+    o.online.lr = 1e-9;  // no held update gains, so each would back off with backoff_duty
     o.online.min_new_records = 8;
     o.online.backoff_duty = false;
-    std::string err;
-    auto rt = Runtime::create(o, &err);
-    REQUIRE(rt);
-    auto prompts = domain_prompts(11, 8);
-    nlohmann::json distiller = nlohmann::json::object();
-    for (int i = 0; i < 120 && distiller.value("held", int64_t{0}) < 3; ++i) {
-      GenerateParams p;
-      p.prompt_tokens = prompts[i % prompts.size()];
-      p.max_new_tokens = 24;
-      p.temperature = 0;
-      REQUIRE(rt->submit(p)->get().ok());
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      distiller = nlohmann::json::parse(rt->stats_json())["distiller"];
-    }
-    rt->shutdown();
+    const auto distiller = serve_until(
+        o, 120, [&](const nlohmann::json& d) { return d.value("held", int64_t{0}) >= 3; });
     INFO(distiller.dump());
     REQUIRE(distiller["held"].get<int64_t>() >= 3);
     CHECK(distiller["duty"] == 1.0);
