@@ -202,20 +202,23 @@ typename Inspector::result_type inspect(Inspector& f, Proposals& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, RecordSource& x) {
-  std::vector<char> probs, ids;  // the staged tensors' bytes, filled only while (de)serializing
+  // The tensors' bytes (logits, or a staged top-k), filled only while (de)serializing.
+  std::vector<char> logits, probs, ids;
   auto save = [&]() -> caf::error {
+    logits = tensor_to_bytes(x.logits);
     probs = tensor_to_bytes(x.staged.probs);
     ids = tensor_to_bytes(x.staged.ids);
     return caf::none;
   };
   auto load = [&]() -> caf::error {
+    x.logits = tensor_from_bytes(logits);
     x.staged.probs = tensor_from_bytes(probs);
     x.staged.ids = tensor_from_bytes(ids);
     return caf::none;
   };
   return f(caf::meta::type_name("osd::RecordSource"), caf::meta::save_callback(save), x.route,
-           x.rows, x.seq, x.appended, x.bases, x.drafts, x.sources, x.greedy, x.prompt, probs, ids,
-           caf::meta::load_callback(load));
+           x.top_k, x.rows, x.seq, x.appended, x.bases, x.drafts, x.sources, x.greedy, x.prompt,
+           logits, probs, ids, caf::meta::load_callback(load));
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, RoundMetrics& x) {

@@ -63,6 +63,33 @@ TEST_CASE("messages survive binary serialization, tensors included", "[messages]
   auto v2 = roundtrip(v);
   CHECK(v2.emitted == v.emitted);
   CHECK(v2.accepted == 2);
+
+  // A round's records as the verifier sends them (its logits, not a staged top-k): the copy
+  // builds the same records.
+  RecordSource src;
+  src.route = 1;
+  src.logits = torch::randn({3, 11});  // [N, V]
+  src.top_k = 4;
+  src.bases = {{1, 2}};
+  src.drafts = {{3, 4}};
+  src.sources = {20};
+  src.greedy = {1};
+  src.rows = {0, 1, 2};
+  src.seq = {0, 0, 0};
+  src.appended = {0, 1, 2};
+  auto src2 = roundtrip(src);
+  CHECK(src2.top_k == 4);
+  REQUIRE(src2.logits.defined());
+  CHECK(torch::equal(src2.logits, src.logits));
+  CHECK(!src2.staged.probs.defined());
+  auto a = make_records(src), b = make_records(src2);
+  REQUIRE(a.size() == 3);
+  REQUIRE(b.size() == 3);
+  for (size_t m = 0; m < a.size(); ++m) {
+    CHECK(b[m].context == a[m].context);
+    CHECK(b[m].top_ids == a[m].top_ids);
+    CHECK(b[m].top_probs == a[m].top_probs);
+  }
 }
 
 TEST_CASE("a corrupt tensor payload is a clear error", "[messages][errors]") {
