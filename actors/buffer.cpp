@@ -5,6 +5,7 @@
 
 #include "actors/messages.hpp"
 #include "models/device_stream.hpp"
+#include "models/files.hpp"
 #include "runtime/logging/log.hpp"
 
 namespace osd {
@@ -20,6 +21,8 @@ struct Waiting {
 struct BufferState {
   std::unique_ptr<ActorStream> stream;  // where a round's top-k is taken (a no-op on the CPU)
   DistillBuffer buffer;
+  int64_t restored = 0;       // held-out records read back from state_dir at start
+  std::string restore_error;  // why they could not be (then nothing is saved over the file)
   std::vector<Waiting> waiting;
   bool ticking = false;
   static inline const char* name = "osd.buffer";
@@ -53,6 +56,20 @@ caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) 
       DistillBuffer({opt.budget_bytes, opt.heldout_every, opt.heldout_max, opt.replay_requests});
   self->state.stream = std::make_unique<ActorStream>(opt.device, ActorStream::Priority::background,
                                                      opt.multiprocessors);
+  const std::string heldout_file = opt.state_dir.empty() ? "" : opt.state_dir + "/heldout.bin";
+  if (!heldout_file.empty() && files::exists(heldout_file)) {
+    try {
+      auto records = load_records(heldout_file);
+      self->state.restored = static_cast<int64_t>(records.size());
+      self->state.buffer.restore_heldout(std::move(records));
+      log::info(log::cat("buffer: restored ", self->state.restored, " held-out records from ",
+                         heldout_file));
+    } catch (const std::exception& e) {
+      self->state.restore_error = e.what();
+      log::error(log::cat("buffer: the held-out slice starts empty and ", heldout_file,
+                          " is left as it is: ", e.what()));
+    }
+  }
   return {
       [=](records_atom, std::vector<DistillRecord>& records) {
         auto& st = self->state;
@@ -100,12 +117,31 @@ caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) 
         if (st.ticking)
           self->delayed_send(self, std::chrono::milliseconds(opt.tick_ms), tick_atom_v);
       },
+      [=](save_atom) -> int64_t {
+        auto& st = self->state;
+        if (heldout_file.empty() || !st.restore_error.empty()) return -1;
+        const auto& held = st.buffer.heldout_records();
+        try {
+          files::make_dirs(opt.state_dir);
+          save_records(heldout_file, std::vector<DistillRecord>(held.begin(), held.end()));
+        } catch (const std::exception& e) {
+          log::error(log::cat("buffer: cannot save the held-out slice: ", e.what()));
+          return -1;
+        }
+        return static_cast<int64_t>(held.size());
+      },
       [=](stats_atom) -> std::string {
-        auto& b = self->state.buffer;
-        return nlohmann::json{{"records", b.size()},    {"heldout", b.heldout_size()},
-                              {"bytes", b.bytes()},     {"added", b.added()},
-                              {"evicted", b.evicted()}, {"budget_bytes", opt.budget_bytes}}
-            .dump();
+        auto& st = self->state;
+        auto& b = st.buffer;
+        nlohmann::json out{{"records", b.size()},
+                           {"heldout", b.heldout_size()},
+                           {"bytes", b.bytes()},
+                           {"added", b.added()},
+                           {"evicted", b.evicted()},
+                           {"budget_bytes", opt.budget_bytes},
+                           {"heldout_restored", st.restored}};
+        if (!st.restore_error.empty()) out["heldout_restore_error"] = st.restore_error;
+        return out.dump();
       },
   };
 }

@@ -11,12 +11,17 @@
 //                                                n records (half new, half replay) and the
 //                                                held-out slice, answered once min_new records
 //                                                are new, or after wait_ms (> 0) once any is
+//   (save_atom) -> int64_t                       writes the held-out slice to state_dir
+//                                                (heldout.bin; -1 when not saved), which the
+//                                                next start reads back, so the guard can judge
+//                                                from the first update after a restart
 //   (stats_atom) -> std::string                  JSON counters
 #include <c10/core/Device.h>
 #include <caf/fwd.hpp>
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace osd {
 
@@ -28,6 +33,9 @@ struct BufferOptions {
   bool replay_requests = true;  // replay whole requests (DistillBuffer::Options)
   c10::Device device = c10::Device(c10::kCPU);  // where the verifier's logits arrive
   int multiprocessors = 0;  // CUDA: the share its stream runs on (the distillers'; 0: all)
+  // The route's state folder ("" = none): the held-out slice is read from state_dir/heldout.bin
+  // at start and written there on save. An unreadable file is logged and left as it is.
+  std::string state_dir;
 };
 
 caf::actor spawn_buffer(caf::actor_system& sys, BufferOptions opt);

@@ -2,10 +2,15 @@
 
 #include <torch/torch.h>
 
+#include <cstring>
+#include <fstream>
+#include <map>
+
 #include <unordered_map>
 #include <unordered_set>
 
 #include "models/error.hpp"
+#include "models/files.hpp"
 #include "models/tensor_util.hpp"
 
 namespace osd {
@@ -107,6 +112,117 @@ at::Tensor rebuild_distributions(const std::vector<DistillRecord>& records, int6
     }
   }
   return out / out.sum(-1, true).clamp_min(1e-12);
+}
+
+namespace {
+constexpr char kRecordsMagic[8] = {'O', 'S', 'D', 'R', 'E', 'C', 'S', '1'};
+
+template <class T>
+void put(std::string& out, const T& v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+template <class T>
+void put_vector(std::string& out, const std::vector<T>& v) {
+  put(out, static_cast<uint64_t>(v.size()));
+  out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+// Reads fields off a file's bytes; every read is bounds-checked.
+struct RecordReader {
+  const std::string& bytes;
+  const std::string& path;
+  size_t at = 0;
+  void need(size_t n) {
+    if (n > bytes.size() - at)
+      throw Error("distillation records " + path + ": truncated at byte " + std::to_string(at));
+  }
+  template <class T>
+  T get() {
+    need(sizeof(T));
+    T v;
+    std::memcpy(&v, bytes.data() + at, sizeof(T));
+    at += sizeof(T);
+    return v;
+  }
+  template <class T>
+  std::vector<T> get_vector() {
+    const auto n = get<uint64_t>();
+    if (n > (bytes.size() - at) / sizeof(T))
+      throw Error("distillation records " + path + ": a length of " + std::to_string(n) +
+                  " at byte " + std::to_string(at) + " runs past the end");
+    std::vector<T> v(n);
+    std::memcpy(v.data(), bytes.data() + at, n * sizeof(T));
+    at += n * sizeof(T);
+    return v;
+  }
+};
+}  // namespace
+
+void save_records(const std::string& path, const std::vector<DistillRecord>& records) {
+  std::string out(kRecordsMagic, sizeof(kRecordsMagic));
+  put(out, static_cast<uint64_t>(records.size()));
+  for (const auto& r : records) {
+    put(out, r.route);
+    put(out, r.source);
+    put(out, static_cast<uint8_t>(r.greedy));
+    put(out, static_cast<uint8_t>(r.prompt));
+    put(out, r.tail);
+    put_vector(out, r.context);
+    put_vector(out, r.top_ids);
+    put_vector(out, r.top_probs);
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f.write(out.data(), static_cast<std::streamsize>(out.size()));
+    if (!f) throw Error("cannot write distillation records to " + tmp);
+  }
+  files::rename(tmp, path);
+}
+
+std::vector<DistillRecord> load_records(const std::string& path) {
+  if (!files::exists(path)) throw Error("distillation records " + path + ": no such file");
+  const std::string bytes = files::read_all(path);
+  if (bytes.size() < sizeof(kRecordsMagic) ||
+      std::memcmp(bytes.data(), kRecordsMagic, sizeof(kRecordsMagic)) != 0)
+    throw Error("distillation records " + path + ": not an osd records file (bad magic)");
+  RecordReader in{bytes, path, sizeof(kRecordsMagic)};
+  const auto n = in.get<uint64_t>();
+  std::vector<DistillRecord> out;
+  for (uint64_t i = 0; i < n; ++i) {
+    DistillRecord r;
+    r.route = in.get<int64_t>();
+    r.source = in.get<int64_t>();
+    r.greedy = in.get<uint8_t>() != 0;
+    r.prompt = in.get<uint8_t>() != 0;
+    r.tail = in.get<float>();
+    r.context = in.get_vector<int64_t>();
+    r.top_ids = in.get_vector<int64_t>();
+    r.top_probs = in.get_vector<float>();
+    if (r.top_ids.size() != r.top_probs.size() || r.context.empty())
+      throw Error("distillation records " + path + ": record " + std::to_string(i) + " has " +
+                  std::to_string(r.top_ids.size()) + " ids, " + std::to_string(r.top_probs.size()) +
+                  " probabilities and " + std::to_string(r.context.size()) + " context tokens");
+    out.push_back(std::move(r));
+  }
+  if (in.at != bytes.size())
+    throw Error("distillation records " + path + ": " + std::to_string(bytes.size() - in.at) +
+                " bytes after the last record");
+  return out;
+}
+
+void DistillBuffer::restore_heldout(std::vector<DistillRecord> records) {
+  std::map<int64_t, int64_t> renamed;  // earlier run's request -> -1, -2, ...
+  for (auto& r : records) {
+    auto it = renamed.emplace(r.source, -1 - static_cast<int64_t>(renamed.size())).first;
+    r.source = it->second;
+    bytes_ += r.bytes();
+    heldout_.push_back(std::move(r));
+    if (heldout_.size() > opt_.heldout_max) {
+      bytes_ -= heldout_.front().bytes();
+      heldout_.pop_front();
+    }
+  }
 }
 
 void DistillBuffer::add(DistillRecord r) {

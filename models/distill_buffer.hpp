@@ -81,6 +81,12 @@ std::vector<DistillRecord> make_records(const RecordSource& source);
 // The teacher distributions of records: [N, V] float32 on the CPU.
 at::Tensor rebuild_distributions(const std::vector<DistillRecord>& records, int64_t vocab);
 
+// Records on disk (a route's held-out slice, kept across restarts): "OSDRECS1", a count, then
+// each record's fields. save_records writes a temporary file and renames it over path;
+// load_records throws osd::Error naming the file when it is missing, truncated or corrupt.
+void save_records(const std::string& path, const std::vector<DistillRecord>& records);
+std::vector<DistillRecord> load_records(const std::string& path);
+
 class DistillBuffer {
  public:
   struct Options {
@@ -101,6 +107,10 @@ class DistillBuffer {
   std::vector<DistillRecord> take_batch(size_t n, double new_fraction, uint64_t seed);
   int64_t new_records() const { return new_; }
   std::vector<DistillRecord> heldout(int64_t route) const;
+  const std::deque<DistillRecord>& heldout_records() const { return heldout_; }
+  // Puts records saved by an earlier run back into the held-out slice (the newest heldout_max),
+  // their requests renamed -1, -2, ... so they stay apart from this run's requests (ids >= 0).
+  void restore_heldout(std::vector<DistillRecord> records);
   size_t size() const { return train_.size(); }
   size_t heldout_size() const { return heldout_.size(); }
   size_t bytes() const { return bytes_; }

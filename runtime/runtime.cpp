@@ -207,6 +207,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       bo.replay_requests = o.online.replay_requests;
       bo.device = o.target->device();
       bo.multiprocessors = static_cast<int>(o.online.distiller_multiprocessors);
+      if (!o.online.state_dir.empty()) bo.state_dir = state_dir(r);
       impl->buffers.push_back(spawn_buffer(sys, bo));
     }
   }
@@ -376,6 +377,9 @@ void Runtime::shutdown(bool finish_in_flight) {
     caf::scoped_actor self{*impl_->sys};
     for (auto& d : impl_->distillers)  // persist what was learned
       self->request(d, std::chrono::seconds(60), save_atom_v).receive([](int64_t) {}, [](caf::error&) {});
+    for (auto& b : impl_->buffers)  // and the held-out slices the guards judge by
+      self->request(b, std::chrono::seconds(60), save_atom_v)
+          .receive([](int64_t) {}, [](caf::error&) {});
     self->request(impl_->bridge, caf::infinite, close_atom_v).receive([](int64_t) {}, [](caf::error&) {});
     if (!finish_in_flight) self->send(impl_->verifier, cancel_atom_v, std::string("*"));
     self->request(impl_->bridge, caf::infinite, drain_atom_v).receive([](int64_t) {}, [](caf::error&) {});

@@ -96,7 +96,8 @@ struct OnlineOptions {
   bool autocast = true;
   // Persistence: each route's draft (HF format), optimizer state and version are saved in
   // state_dir/route-NAME every save_every published updates and at shutdown, and restored at
-  // start ("" = off).
+  // start ("" = off); its held-out slice is saved there at shutdown (heldout.bin) and restored
+  // too, so the guard judges the first update after a restart.
   std::string state_dir;
   int64_t save_every = 10;
   int64_t max_updates = 0;           // stop training after this many published updates (0: never)

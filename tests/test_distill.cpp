@@ -3,6 +3,10 @@
 // offline check that distillation raises expected acceptance.
 #include "tests/test_common.hpp"
 
+#include <unistd.h>
+
+#include <fstream>
+
 #include <torch/cuda.h>
 
 #include <algorithm>
@@ -10,6 +14,7 @@
 
 #include "models/autocast.hpp"
 #include "models/distill_buffer.hpp"
+#include "models/files.hpp"
 #include "models/losses.hpp"
 #include "models/online_distiller.hpp"
 #include "models/scorer.hpp"
@@ -274,6 +279,58 @@ TEST_CASE("distillation records: a round's RecordSource expands to contexts and 
   bad = from_logits;
   bad.logits = logits.view({2, 3, 40});
   CHECK_THROWS_WITH(make_records(bad), Catch::Contains("stage_logits"));
+}
+
+TEST_CASE("distillation records: a held-out slice survives a file, corrupt files are clear errors",
+          "[distill][errors]") {
+  const auto dir = files::temp_dir() + "/osd-records-" + std::to_string(::getpid());
+  files::make_dirs(dir);
+  const auto path = dir + "/heldout.bin";
+  std::vector<DistillRecord> records(3);
+  for (int i = 0; i < 3; ++i) {
+    records[i].context = {1, 2, 3 + i};
+    records[i].top_ids = {4, 5};
+    records[i].top_probs = {0.5f, 0.25f + i};
+    records[i].tail = 0.25f;
+    records[i].route = 2;
+    records[i].source = i < 2 ? 40 : 50;  // two requests
+    records[i].greedy = i == 0;
+  }
+  save_records(path, records);
+  auto back = load_records(path);
+  REQUIRE(back.size() == 3);
+  for (int i = 0; i < 3; ++i) {
+    CHECK(back[i].context == records[i].context);
+    CHECK(back[i].top_ids == records[i].top_ids);
+    CHECK(back[i].top_probs == records[i].top_probs);
+    CHECK(back[i].tail == records[i].tail);
+    CHECK(back[i].route == 2);
+    CHECK(back[i].source == records[i].source);
+    CHECK(back[i].greedy == records[i].greedy);
+  }
+  // Restored records keep their requests apart from this run's (ids >= 0); the slice keeps
+  // the newest heldout_max.
+  DistillBuffer buf({1 << 20, 10, 2, true});
+  buf.restore_heldout(back);
+  REQUIRE(buf.heldout_size() == 2);
+  CHECK(buf.heldout_records()[0].source == -1);  // request 40 (its second record)
+  CHECK(buf.heldout_records()[1].source == -2);  // request 50
+  CHECK(buf.heldout_records()[1].context == records[2].context);
+  // Corrupt files: which file and what is wrong.
+  const std::string bytes = files::read_all(path);
+  auto write = [&](const std::string& b) { std::ofstream(path, std::ios::binary) << b; };
+  write("not records");
+  CHECK_THROWS_WITH(load_records(path),
+                    Catch::Contains("heldout.bin") && Catch::Contains("bad magic"));
+  write(bytes.substr(0, bytes.size() - 3));
+  CHECK_THROWS_WITH(load_records(path),
+                    Catch::Contains("truncated") || Catch::Contains("runs past"));
+  write(bytes + "xx");
+  CHECK_THROWS_WITH(load_records(path), Catch::Contains("bytes after the last record"));
+  write(bytes);
+  CHECK(load_records(path).size() == 3);  // control: the same bytes load
+  files::remove_tree(dir);
+  CHECK_THROWS_WITH(load_records(path), Catch::Contains("no such file"));
 }
 
 TEST_CASE("guard: the paired gain's standard error takes held-out requests as the units",

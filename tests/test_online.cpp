@@ -276,6 +276,9 @@ TEST_CASE("online: learning survives a restart and the version continues", "[onl
   const double before = mean(first.acceptance, 240 - 32, 240);
   const int64_t saved = OnlineDistiller::saved_version(dir + "/route-default");
   REQUIRE(saved >= 1);
+  // The held-out slice was saved too, and comes back before any request.
+  const auto held = load_records(dir + "/route-default/heldout.bin");
+  CHECK(held.size() >= 8);
   // Restart from the saved state; no update happens while measuring.
   auto again = o;
   again.online.min_new_records = 1000000;
@@ -284,12 +287,28 @@ TEST_CASE("online: learning survives a restart and the version continues", "[onl
   REQUIRE(rt);
   auto stats = nlohmann::json::parse(rt->stats_json());
   CHECK(stats["verifier"]["draft_version"].get<int64_t>() == saved);
+  CHECK(stats["buffer"]["heldout_restored"].get<size_t>() == held.size());
+  CHECK(stats["buffer"]["heldout"].get<size_t>() == held.size());
   rt->shutdown();
   auto second = serve(again, prompts, 32);
   const double after = mean(second.acceptance, 0, 32);
   WARN("acceptance before restart " << before << ", right after " << after << " (version " << saved << ")");
   CHECK(std::abs(after - before) < 0.05);
   CHECK(after > mean(first.acceptance, 0, 16) + 0.2);
+  // With the slice back, the guard judges the first update after a restart: nothing is
+  // deferred. The control starts without the file: its first update is.
+  auto judged = o;
+  judged.online.max_updates = 0;
+  judged.online.min_new_records = 8;
+  const auto first_update = [](const nlohmann::json& d) { return d.value("updates", 0) >= 1; };
+  auto restored = serve_until(judged, 40, first_update);
+  INFO(restored.dump());
+  CHECK(restored["updates"].get<int64_t>() >= 1);
+  CHECK(restored["deferred"] == 0);
+  std::remove((dir + "/route-default/heldout.bin").c_str());
+  auto blind = serve_until(judged, 40, first_update);
+  INFO(blind.dump());
+  CHECK(blind["deferred"].get<int64_t>() >= 1);
   files::remove_tree(dir);
 }
 
@@ -315,6 +334,7 @@ TEST_CASE("online: a corrupt saved state is a clear error, serving goes on, noth
   OnlineDistiller(*o.draft, DistillOptions{}).save(route);
   const std::string garbage = "not a torch archive";
   std::ofstream(route + "/optimizer.pt") << garbage;
+  std::ofstream(route + "/heldout.bin") << garbage;  // and a corrupt held-out slice
   auto rt = Runtime::create(o, &err);
   REQUIRE(rt);
   GenerateParams p;
@@ -327,8 +347,13 @@ TEST_CASE("online: a corrupt saved state is a clear error, serving goes on, noth
   REQUIRE(stats["distiller"].contains("error"));
   CHECK(stats["distiller"]["error"].get<std::string>().find("optimizer.pt") != std::string::npos);
   CHECK(stats["distiller"]["updates"] == 0);
+  INFO(stats["buffer"].dump());
+  CHECK(stats["buffer"]["heldout_restored"] == 0);
+  CHECK(stats["buffer"]["heldout_restore_error"].get<std::string>().find("bad magic") !=
+        std::string::npos);
   rt->shutdown();
   CHECK(slurp(route + "/optimizer.pt") == garbage);
+  CHECK(slurp(route + "/heldout.bin") == garbage);
   files::remove_tree(dir);
 }
 
