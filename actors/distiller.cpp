@@ -28,19 +28,13 @@ struct DistillerState {
   // traffic trains less; a held update that gained a standard error neither counts nor resets);
   // at most 16x. With backoff_duty the same factor divides the route's busy share.
   int64_t rejected_in_a_row = 0, held_in_a_row = 0, held_doublings = 2;
-  // Deferred updates in a row (the held-out slice is too small to judge, e.g. after a restart
-  // under light traffic) double the wait for records like held ones, but not the pause: under
-  // load the slice fills within a second, and a new route's first candidate should be trained
-  // by then.
-  int64_t deferred_in_a_row = 0;
+  // Deferred updates (the held-out slice too small to judge) do not back off: a new route's
+  // first candidate should be trained by the time its slice fills, which under light traffic
+  // takes a hundred requests or so (the slice is saved across restarts, so a restart does not
+  // start it over).
   int64_t backoff() const {
     return int64_t{1} << std::min<int64_t>(
                4, rejected_in_a_row + std::min<int64_t>(held_doublings, held_in_a_row));
-  }
-  int64_t records_backoff() const {
-    return int64_t{1} << std::min<int64_t>(
-               4, rejected_in_a_row +
-                      std::min<int64_t>(held_doublings, held_in_a_row + deferred_in_a_row));
   }
   nlohmann::json trace = nlohmann::json::array();  // one slice per update (Chrome trace)
   UpdateReport last;
@@ -68,7 +62,7 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
   const int64_t n = opt.train.batch * opt.train.steps_per_update;
   // A route whose updates keep failing the guard (a draft that already fits its traffic) waits
   // for more new data before trying again, so it does not spend the cores serving needs.
-  const int64_t backoff = self->state.records_backoff();
+  const int64_t backoff = self->state.backoff();
   self->request(buffer, caf::infinite, sample_atom_v, n, opt.min_new_records * backoff, opt.route,
                 opt.update_every_ms * backoff)
       .then([=](DistillBatch& batch) {
@@ -104,8 +98,6 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
                {"dur", std::chrono::duration<double, std::micro>(t1 - t0).count()},
                {"args", {{"decision", rep.decision}, {"version", rep.version}}}});
         ++st.updates;
-        const bool deferred = rep.decision.rfind("deferred", 0) == 0;
-        if (!deferred) st.deferred_in_a_row = 0;
         if (rep.published) {
           ++st.published;
           st.rejected_in_a_row = st.held_in_a_row = 0;
@@ -118,9 +110,8 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
             ++st.held_promising;  // gaining, not yet clear of the noise: no back-off
           else
             ++st.held_in_a_row;
-        } else if (deferred) {
+        } else if (rep.decision.rfind("deferred", 0) == 0) {
           ++st.deferred;
-          ++st.deferred_in_a_row;
         } else {
           ++st.discarded;
         }
@@ -219,7 +210,6 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
                               {"discarded", s.discarded},
                               {"deferred", s.deferred},
                               {"backoff", s.backoff()},
-                              {"records_backoff", s.records_backoff()},
                               {"duty", distiller_duty(opt.max_duty, s.backoff(), opt.backoff_duty)},
                               {"busy_ms", s.busy_ms},
                               {"paused_ms", s.paused_ms},
