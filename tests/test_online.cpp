@@ -128,7 +128,8 @@ RuntimeOptions online_options(bool enabled) {
 }
 
 // Serves greedy requests (24 new tokens) of domain 11 one at a time, 10 ms apart, until the
-// distiller's stats satisfy `done` or `max_requests` were served; returns those stats.
+// distiller's stats satisfy `done` or `max_requests` were served (a cap well above what an idle
+// machine needs: under load the pauses after held updates take longer); returns those stats.
 nlohmann::json serve_until(const RuntimeOptions& o, int max_requests,
                            const std::function<bool(const nlohmann::json&)>& done) {
   std::string err;
@@ -371,7 +372,7 @@ TEST_CASE("online: held updates in a row back a route off, up to held_backoff do
       o.online.min_new_records = 8;
       o.online.held_backoff = doublings;
       // 8, 16, 32, 64, 128 new records: the fifth held update in a row needs ~250 records.
-      const auto distiller = serve_until(o, 120, [&](const nlohmann::json& d) {
+      const auto distiller = serve_until(o, 400, [&](const nlohmann::json& d) {
         return d.value("held", int64_t{0}) >= doublings + 1;
       });
       INFO(distiller.dump());
@@ -391,7 +392,7 @@ TEST_CASE("online: held updates in a row back a route off, up to held_backoff do
     o.online.rollback_margin = 1.0;
     o.online.min_new_records = 8;
     const auto distiller = serve_until(
-        o, 160, [&](const nlohmann::json& d) { return d.value("held", int64_t{0}) >= 6; });
+        o, 400, [&](const nlohmann::json& d) { return d.value("held", int64_t{0}) >= 6; });
     INFO(distiller.dump());
     const int64_t held = distiller["held"].get<int64_t>(),
                   promising = distiller["held_promising"].get<int64_t>();
@@ -405,7 +406,7 @@ TEST_CASE("online: held updates in a row back a route off, up to held_backoff do
     o.online.min_heldout = 1 << 20;  // the held-out slice never suffices: every update is deferred
     o.online.min_new_records = 8;
     const auto distiller = serve_until(
-        o, 120, [&](const nlohmann::json& d) { return d.value("deferred", int64_t{0}) >= 5; });
+        o, 400, [&](const nlohmann::json& d) { return d.value("deferred", int64_t{0}) >= 5; });
     INFO(distiller.dump());
     REQUIRE(distiller["deferred"].get<int64_t>() >= 5);
     CHECK(distiller["published"] == 0);
@@ -421,7 +422,7 @@ TEST_CASE("online: held updates in a row back a route off, up to held_backoff do
     o.online.min_new_records = 8;
     o.online.backoff_duty = false;
     const auto distiller = serve_until(
-        o, 120, [&](const nlohmann::json& d) { return d.value("held", int64_t{0}) >= 3; });
+        o, 400, [&](const nlohmann::json& d) { return d.value("held", int64_t{0}) >= 3; });
     INFO(distiller.dump());
     REQUIRE(distiller["held"].get<int64_t>() >= 3);
     CHECK(distiller["duty"] == 1.0);
