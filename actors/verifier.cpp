@@ -36,8 +36,8 @@ struct Seq {
   bool cancelled = false;
   Clock::time_point start = Clock::now();
   double ttft_ms = -1;
-  // The prompt's records (VerifierOptions::record_prompt_positions), staged at admission and sent
-  // after the first round's host sync, which completes their copy.
+  // The prompt's records (VerifierOptions::record_prompt_positions): the prefill's logits, kept
+  // at admission and sent after the first round's host sync, which completes them.
   std::optional<RecordSource> prompt_records;
 };
 
@@ -357,7 +357,7 @@ void verify_round(Self* self, size_t g, const Proposals& prop) {
     st.record_host_ms += ms_since(r0);
   }
   auto verified = verify_round(prop, logits, params, rngs);  // the round's host sync
-  for (auto* s : rows)  // their staged copies were queued before this sync: complete now
+  for (auto* s : rows)  // their prefill was queued before this sync: its logits are complete
     if (s->prompt_records) {
       st.records_sent += static_cast<int64_t>(s->prompt_records->rows.size());
       self->send(st.routes[s->route].buffer, records_atom_v, std::move(*s->prompt_records));

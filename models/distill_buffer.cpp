@@ -15,24 +15,18 @@
 
 namespace osd {
 
-StagedTopK stage_top_k(const at::Tensor& probs_in, int64_t top_k, bool async) {
+StagedTopK stage_top_k(const at::Tensor& probs_in, int64_t top_k) {
   check_dims(probs_in, 2, "stage_top_k probs [N, V]");
   const int64_t V = probs_in.size(1);
   const int64_t K = top_k <= 0 || top_k >= V ? V : top_k;
   auto top = probs_in.to(torch::kFloat32).topk(K, -1);
   auto vals = std::get<0>(top), ids = std::get<1>(top);  // [N, K]
-  if (!async || !vals.is_cuda()) return {vals.cpu().contiguous(), ids.cpu().contiguous()};
-  auto pinned = [](const at::Tensor& t) {
-    auto host = torch::empty(t.sizes(), t.options().device(torch::kCPU).pinned_memory(true));
-    host.copy_(t, /*non_blocking=*/true);
-    return host;
-  };
-  return {pinned(vals.contiguous()), pinned(ids.contiguous())};
+  return {vals.cpu().contiguous(), ids.cpu().contiguous()};
 }
 
 StagedTopK stage_logits(const at::Tensor& logits, int64_t top_k) {
   check_dims(logits, 2, "stage_logits logits [N, V]");
-  return stage_top_k(torch::softmax(logits, -1, torch::kFloat32), top_k, /*async=*/false);
+  return stage_top_k(torch::softmax(logits, -1, torch::kFloat32), top_k);
 }
 
 std::vector<DistillRecord> compact_rows(const StagedTopK& staged,
@@ -89,7 +83,7 @@ std::vector<DistillRecord> make_records(const RecordSource& src) {
 }
 
 std::vector<DistillRecord> compact_distributions(const at::Tensor& probs, int64_t top_k) {
-  auto staged = stage_top_k(probs, top_k, /*async=*/false);
+  auto staged = stage_top_k(probs, top_k);
   std::vector<int64_t> rows(staged.probs.size(0));
   for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i);
   return compact_rows(staged, rows);
@@ -216,12 +210,16 @@ void DistillBuffer::restore_heldout(std::vector<DistillRecord> records) {
   for (auto& r : records) {
     auto it = renamed.emplace(r.source, -1 - static_cast<int64_t>(renamed.size())).first;
     r.source = it->second;
-    bytes_ += r.bytes();
-    heldout_.push_back(std::move(r));
-    if (heldout_.size() > opt_.heldout_max) {
-      bytes_ -= heldout_.front().bytes();
-      heldout_.pop_front();
-    }
+    push_heldout(std::move(r));
+  }
+}
+
+void DistillBuffer::push_heldout(DistillRecord r) {
+  bytes_ += r.bytes();
+  heldout_.push_back(std::move(r));
+  if (heldout_.size() > opt_.heldout_max) {
+    bytes_ -= heldout_.front().bytes();
+    heldout_.pop_front();
   }
 }
 
@@ -229,12 +227,7 @@ void DistillBuffer::add(DistillRecord r) {
   ++added_;
   if (opt_.heldout_every > 0 && r.source % opt_.heldout_every == 0) {
     if (r.prompt) return;  // held-out requests' prompts: neither trained on nor measured
-    bytes_ += r.bytes();
-    heldout_.push_back(std::move(r));
-    if (heldout_.size() > opt_.heldout_max) {
-      bytes_ -= heldout_.front().bytes();
-      heldout_.pop_front();
-    }
+    push_heldout(std::move(r));
   } else {
     bytes_ += r.bytes();
     train_.push_back(std::move(r));

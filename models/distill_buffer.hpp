@@ -42,15 +42,13 @@ struct DistillRecord {
 
 // probs: [N, V] float32 rows -> records (contexts filled by the caller). top_k = 0: full rows.
 std::vector<DistillRecord> compact_distributions(const at::Tensor& probs, int64_t top_k);
-// The same in two halves, so the verifier reads the records with the host sync it already makes
-// for the accepted tokens: stage_top_k queues the top-k of probs [N, V] on its device and a copy
-// into pinned host memory that does not block (async = true on CUDA); after the stream's next
-// synchronisation compact_rows turns the chosen rows into records.
+// The same in two halves: stage_top_k takes the top-k of probs [N, V] on their device and copies
+// it to the host (waiting for it); compact_rows turns the chosen rows into records.
 struct StagedTopK {
   at::Tensor probs;  // [N, K] float32, host
   at::Tensor ids;    // [N, K] int64, host
 };
-StagedTopK stage_top_k(const at::Tensor& probs, int64_t top_k, bool async);
+StagedTopK stage_top_k(const at::Tensor& probs, int64_t top_k);
 // The top-k of softmax(logits) [N, V] (computed in float32 on logits' device, on the current
 // stream), copied to the host and waited for.
 StagedTopK stage_logits(const at::Tensor& logits, int64_t top_k);
@@ -119,6 +117,8 @@ class DistillBuffer {
 
  private:
   Options opt_;
+  // Appends to the held-out ring, dropping its oldest record past heldout_max.
+  void push_heldout(DistillRecord r);
   std::deque<DistillRecord> train_, heldout_;
   size_t bytes_ = 0;
   int64_t new_ = 0, evicted_ = 0, added_ = 0;

@@ -132,18 +132,17 @@ GuardGain paired_gain(const std::vector<double>& candidate, const std::vector<do
   GuardGain g;
   const size_t n = candidate.size();
   if (n == 0 || published.size() != n || requests.size() != n) return g;
-  for (size_t i = 0; i < n; ++i) g.gain += (candidate[i] - published[i]) / static_cast<double>(n);
+  std::vector<double> d(n);  // per record: candidate - published
+  for (size_t i = 0; i < n; ++i) d[i] = candidate[i] - published[i];
+  g.gain = mean_of(d);
   std::map<int64_t, double> residual;  // per request: the sum of d_i - gain over its records
-  for (size_t i = 0; i < n; ++i) residual[requests[i]] += candidate[i] - published[i] - g.gain;
+  for (size_t i = 0; i < n; ++i) residual[requests[i]] += d[i] - g.gain;
   double ss = 0;
   if (residual.size() >= 2) {
     for (const auto& [request, r] : residual) ss += r * r;
     g.units = static_cast<int64_t>(residual.size());
   } else {  // one request: the records are the units
-    for (size_t i = 0; i < n; ++i) {
-      const double r = candidate[i] - published[i] - g.gain;
-      ss += r * r;
-    }
+    for (double x : d) ss += (x - g.gain) * (x - g.gain);
     g.units = static_cast<int64_t>(n);
   }
   if (g.units < 2) return g;

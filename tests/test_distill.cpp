@@ -179,7 +179,7 @@ TEST_CASE(
     src.seq.push_back(0);
     src.appended.push_back(j);
   }
-  src.staged = stage_top_k(torch::softmax(last4, -1), 8, false);
+  src.staged = stage_top_k(torch::softmax(last4, -1), 8);
   auto records = make_records(src);
   REQUIRE(records.size() == 4);
   for (int64_t j = 0; j < 4; ++j) {
@@ -208,7 +208,7 @@ TEST_CASE("distillation records: staged top-k rows equal compact_distributions",
       torch::softmax(torch::randn({6, 40}, at::detail::createCPUGenerator(3)), -1);  // [6, 40]
   for (int64_t top_k : {0, 5}) {
     auto all = compact_distributions(probs, top_k);
-    auto staged = stage_top_k(probs, top_k, /*async=*/true);  // on the CPU: already complete
+    auto staged = stage_top_k(probs, top_k);
     auto some = compact_rows(staged, {4, 1, 1});
     REQUIRE(some.size() == 3);
     for (auto [m, i] : {std::pair{0, 4}, {1, 1}, {2, 1}}) {
@@ -227,7 +227,7 @@ TEST_CASE("distillation records: a round's RecordSource expands to contexts and 
   auto all = compact_distributions(probs, 5);
   RecordSource src;
   src.route = 2;
-  src.staged = stage_top_k(probs, 5, /*async=*/true);
+  src.staged = stage_top_k(probs, 5);
   src.bases = {{7, 8, 9}, {1}};
   src.drafts = {{20, 21}, {30, 31}};
   src.sources = {11, 12};
@@ -263,7 +263,7 @@ TEST_CASE("distillation records: a round's RecordSource expands to contexts and 
   from_logits.logits = logits;
   from_logits.top_k = 5;
   auto staged_there = src;
-  staged_there.staged = stage_top_k(torch::softmax(logits, -1), 5, /*async=*/false);
+  staged_there.staged = stage_top_k(torch::softmax(logits, -1), 5);
   auto a = make_records(from_logits), b = make_records(staged_there);
   REQUIRE(a.size() == b.size());
   for (size_t m = 0; m < a.size(); ++m) {
