@@ -250,11 +250,12 @@ void add_online_bench(CLI::App& app, bool& json) {
                 dtype = "float32";
     std::vector<std::string> domains{"python", "c", "english"};
     int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
-    double temperature = 0, lr = 1e-3, max_duty = 1.0, guard_z = 2.0;
-    int64_t batch = 256, min_new = 128, warmup = 2, distiller_multiprocessors = 16, repeats = 1,
-            held_backoff = 4, record_prompt = 0;
-    bool routes = false, adaptive_k = false, measured_costs = false, serve_beside = false,
-         warm_plans = true, distill_autocast = true, replay_requests = true, backoff_duty = true;
+    double temperature = 0;
+    int64_t warmup = 2, repeats = 1;
+    bool routes = false, adaptive_k = false, measured_costs = false, warm_plans = true;
+    // The distillers' settings the flags below change, with the runtime's defaults (every
+    // replay gets these; enabled and shadow are set per replay).
+    OnlineOptions online;
     std::string tsv, png, trace, online_state;
     std::vector<std::string> replays{"target", "static", "shadow", "online"};  // and "record"
   };
@@ -293,17 +294,17 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_option("--temperature", o->temperature)
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
-  cmd->add_option("--lr", o->lr, "distiller learning rate")->capture_default_str();
-  cmd->add_option("--max-duty", o->max_duty,
+  cmd->add_option("--lr", o->online.lr, "distiller learning rate")->capture_default_str();
+  cmd->add_option("--max-duty", o->online.max_duty,
                   "each distiller's busy share of wall time (1 = no cap)")
       ->check(CLI::Range(1e-3, 1.0))
       ->capture_default_str();
-  cmd->add_option("--distiller-multiprocessors", o->distiller_multiprocessors,
+  cmd->add_option("--distiller-multiprocessors", o->online.distiller_multiprocessors,
                   "CUDA: GPU multiprocessors the distillers train on (0 = all; "
                   "osd.online-distiller-multiprocessors)")
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
-  cmd->add_option("--serve-beside-distillers", o->serve_beside,
+  cmd->add_option("--serve-beside-distillers", o->online.serve_beside_distillers,
                   "CUDA: verify and draft on the multiprocessors the distillers do not train on "
                   "(osd.online-serve-beside-distillers)")
       ->capture_default_str();
@@ -311,28 +312,28 @@ void add_online_bench(CLI::App& app, bool& json) {
                   "CUDA: serving actors build their attention plans before serving "
                   "(osd.warm-attention-plans)")
       ->capture_default_str();
-  cmd->add_option("--distill-autocast", o->distill_autocast,
+  cmd->add_option("--distill-autocast", o->online.autocast,
                   "CUDA: the distillers' forwards run in bf16 autocast (osd.online-autocast)")
       ->capture_default_str();
-  cmd->add_option("--held-backoff", o->held_backoff,
+  cmd->add_option("--held-backoff", o->online.held_backoff,
                   "held updates in a row that double a route's wait (osd.online-held-backoff)")
       ->check(CLI::Range(0, 4))
       ->capture_default_str();
-  cmd->add_option("--guard-z", o->guard_z,
+  cmd->add_option("--guard-z", o->online.guard_z,
                   "a publish needs a held-out gain this many standard errors clear of zero "
                   "(osd.online-guard-z; 0 = off)")
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();
-  cmd->add_option("--backoff-duty", o->backoff_duty,
+  cmd->add_option("--backoff-duty", o->online.backoff_duty,
                   "a backed-off route also trains at most 1/back-off of the time "
                   "(osd.online-backoff-duty)")
       ->capture_default_str();
-  cmd->add_option("--record-prompt", o->record_prompt,
+  cmd->add_option("--record-prompt", o->online.record_prompt_positions,
                   "buffer the target's distributions at the last N prompt positions too "
                   "(osd.online-record-prompt)")
       ->check(CLI::Range(0, 1 << 20))
       ->capture_default_str();
-  cmd->add_option("--replay-requests", o->replay_requests,
+  cmd->add_option("--replay-requests", o->online.replay_requests,
                   "distillers replay whole requests (osd.online-replay-requests)")
       ->capture_default_str();
   cmd->add_option("--repeats", o->repeats,
@@ -341,8 +342,8 @@ void add_online_bench(CLI::App& app, bool& json) {
                   "several percent")
       ->check(CLI::Range(1, 20))
       ->capture_default_str();
-  cmd->add_option("--batch", o->batch, "records per distiller step")->capture_default_str();
-  cmd->add_option("--min-new-records", o->min_new, "new records per update")->capture_default_str();
+  cmd->add_option("--batch", o->online.batch, "records per distiller step")->capture_default_str();
+  cmd->add_option("--min-new-records", o->online.min_new_records, "new records per update")->capture_default_str();
   cmd->add_flag("--routes", o->routes, "one draft route per domain (requests carry their domain)");
   cmd->add_option("--device", o->device)->capture_default_str();
   cmd->add_option("--dtype", o->dtype)->capture_default_str();
@@ -394,22 +395,11 @@ void add_online_bench(CLI::App& app, bool& json) {
         else
           r.draft = fresh_draft();
       }
+      r.online = o->online;
       r.online.enabled = online;
       r.online.shadow = shadow;
-      r.online.lr = o->lr;
-      r.online.max_duty = o->max_duty;
-      r.online.distiller_multiprocessors = o->distiller_multiprocessors;
-      r.online.serve_beside_distillers = o->serve_beside;
-      r.online.autocast = o->distill_autocast;
-      r.online.replay_requests = o->replay_requests;
-      r.online.held_backoff = o->held_backoff;
-      r.online.backoff_duty = o->backoff_duty;
-      r.online.guard_z = o->guard_z;
-      r.online.record_prompt_positions = o->record_prompt;
-      r.warm_attention_plans = o->warm_plans;
-      r.online.batch = o->batch;
-      r.online.min_new_records = o->min_new;
       r.online.record_all_positions = true;
+      r.warm_attention_plans = o->warm_plans;
       return r;
     };
     auto run = [&](const RuntimeOptions& options, const std::string& trace = "") {
@@ -580,17 +570,17 @@ void add_online_bench(CLI::App& app, bool& json) {
               {"measured_costs", o->measured_costs},
               {"temperature", o->temperature},
               {"routes", o->routes},
-              {"lr", o->lr},
-              {"max_duty", o->max_duty},
-              {"distiller_multiprocessors", o->distiller_multiprocessors},
-              {"serve_beside_distillers", o->serve_beside},
+              {"lr", o->online.lr},
+              {"max_duty", o->online.max_duty},
+              {"distiller_multiprocessors", o->online.distiller_multiprocessors},
+              {"serve_beside_distillers", o->online.serve_beside_distillers},
               {"warm_attention_plans", o->warm_plans},
-              {"distill_autocast", o->distill_autocast},
-              {"replay_requests", o->replay_requests},
-              {"held_backoff", o->held_backoff},
-              {"backoff_duty", o->backoff_duty},
-              {"guard_z", o->guard_z},
-              {"record_prompt", o->record_prompt},
+              {"distill_autocast", o->online.autocast},
+              {"replay_requests", o->online.replay_requests},
+              {"held_backoff", o->online.held_backoff},
+              {"backoff_duty", o->online.backoff_duty},
+              {"guard_z", o->online.guard_z},
+              {"record_prompt", o->online.record_prompt_positions},
               {"repeats", o->repeats},
               {"online_state", o->online_state},
               {"device", o->device == "cpu" ? std::string("cpu")
