@@ -4,9 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/messages.hpp"
-#include "models/device_stream.hpp"
-#include "models/files.hpp"
-#include "runtime/logging/log.hpp"
+#include "models/core/device_stream.hpp"
+#include "models/common/files.hpp"
+#include "models/common/log.hpp"
 
 namespace osd {
 

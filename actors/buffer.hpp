@@ -1,5 +1,5 @@
 #pragma once
-// buffer: owns the online distillation records (models/distill_buffer.hpp): what the verifier
+// buffer: owns the online distillation records (models/distillation/distill_buffer.hpp): what the verifier
 // verified, compactly, within a memory budget, with a held-out slice.
 //   (records_atom, RecordSource)                 from the verifier: one round's records, built
 //                                                here (make_records): on a GPU the top-k of the

@@ -7,8 +7,8 @@
 
 #include "actors/messages.hpp"
 
-#include "models/device_stream.hpp"
-#include "runtime/logging/log.hpp"
+#include "models/core/device_stream.hpp"
+#include "models/common/log.hpp"
 
 namespace osd {
 

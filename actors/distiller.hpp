@@ -1,5 +1,5 @@
 #pragma once
-// distiller: owns a trainable copy of one draft (models/online_distiller.hpp) and trains it on
+// distiller: owns a trainable copy of one draft (models/distillation/online_distiller.hpp) and trains it on
 // the buffer's records while serving goes on, on its own thread. Each update asks the buffer for
 // a batch (answered once enough records are new), takes a few AdamW steps, guards the candidate
 // on the held-out slice, and publishes an accepted update as an immutable, versioned
@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-#include "models/online_distiller.hpp"
+#include "models/distillation/online_distiller.hpp"
 
 namespace osd {
 

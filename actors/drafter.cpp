@@ -3,8 +3,8 @@
 #include <torch/torch.h>
 
 #include "actors/messages.hpp"
-#include "models/device_stream.hpp"
-#include "models/proposer.hpp"
+#include "models/core/device_stream.hpp"
+#include "models/speculation/proposer.hpp"
 
 namespace osd {
 

@@ -29,10 +29,10 @@
 #include <string>
 #include <vector>
 
-#include "models/distill_buffer.hpp"
-#include "models/model_bytes.hpp"
-#include "models/spec_types.hpp"
-#include "models/tensor_util.hpp"
+#include "models/distillation/distill_buffer.hpp"
+#include "models/weights/model_bytes.hpp"
+#include "models/speculation/spec_types.hpp"
+#include "models/core/tensor_util.hpp"
 
 namespace osd {
 

@@ -9,13 +9,13 @@
 #include <string>
 
 #include "actors/messages.hpp"
-#include "models/adaptive_k.hpp"
-#include "models/device_stream.hpp"
-#include "models/distill_buffer.hpp"
-#include "models/rejection_sampler.hpp"
-#include "models/scorer.hpp"
-#include "models/stop_conditions.hpp"
-#include "runtime/logging/log.hpp"
+#include "models/speculation/adaptive_k.hpp"
+#include "models/core/device_stream.hpp"
+#include "models/distillation/distill_buffer.hpp"
+#include "models/speculation/rejection_sampler.hpp"
+#include "models/speculation/scorer.hpp"
+#include "models/speculation/stop_conditions.hpp"
+#include "models/common/log.hpp"
 
 namespace osd {
 

@@ -9,7 +9,7 @@
 #include <iostream>
 #include <thread>
 
-#include "models/transformer.hpp"
+#include "models/core/transformer.hpp"
 #include "runtime/runtime.hpp"
 
 int main() {

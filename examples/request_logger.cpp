@@ -10,8 +10,8 @@
 #include <iostream>
 
 #include "actors/messages.hpp"
-#include "models/transformer.hpp"
-#include "runtime/logging/log.hpp"
+#include "models/core/transformer.hpp"
+#include "models/common/log.hpp"
 #include "runtime/runtime.hpp"
 
 namespace {

@@ -4,12 +4,12 @@
 
 #include <cstdlib>
 
-#include "models/config.hpp"
-#include "models/files.hpp"
-#include "models/hf_checkpoint.hpp"
-#include "models/tokenizer/text_tokenizer.hpp"
-#include "models/transformer.hpp"
-#include "models/error.hpp"
+#include "models/core/config.hpp"
+#include "models/common/files.hpp"
+#include "models/weights/hf_checkpoint.hpp"
+#include "models/text/text_tokenizer.hpp"
+#include "models/core/transformer.hpp"
+#include "models/common/error.hpp"
 
 #ifndef OSD_SOURCE_DIR
 #define OSD_SOURCE_DIR "."

@@ -1,6 +1,6 @@
 #include "runtime/runtime.hpp"
 
-#include "models/tokenizer/stream_decoder.hpp"
+#include "models/text/stream_decoder.hpp"
 
 #include <atomic>
 #include <nlohmann/json.hpp>
@@ -15,11 +15,11 @@
 #include "actors/metrics.hpp"
 #include "actors/router.hpp"
 #include "actors/verifier.hpp"
-#include "models/hf_checkpoint.hpp"
-#include "models/losses.hpp"
-#include "models/online_distiller.hpp"
-#include "models/transformer.hpp"
-#include "runtime/logging/log.hpp"
+#include "models/weights/hf_checkpoint.hpp"
+#include "models/distillation/losses.hpp"
+#include "models/distillation/online_distiller.hpp"
+#include "models/core/transformer.hpp"
+#include "models/common/log.hpp"
 
 #include <optional>
 

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "models/tokenizer/text_tokenizer.hpp"
+#include "models/text/text_tokenizer.hpp"
 
 namespace osd {
 

@@ -5,7 +5,7 @@
 #include <iostream>
 #include <set>
 
-#include "models/losses.hpp"
+#include "models/distillation/losses.hpp"
 
 namespace osd {
 

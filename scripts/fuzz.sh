@@ -9,7 +9,7 @@ seconds="${1:-300}"
 out=build-fuzz
 mkdir -p "$out"
 flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I.)
-text_sources=(models/tokenizer/*.cpp models/safetensors_header.cpp models/files.cpp)
+text_sources=(models/text/*.cpp models/weights/safetensors_header.cpp models/common/files.cpp)
 for target in safetensors_header tokenizer_json sentencepiece; do
   if [ ! -x "$out/fuzz_$target" ] || [ -n "$(find tests/fuzz models -newer "$out/fuzz_$target" -name '*.[ch]pp' | head -1)" ]; then
     clang++ "${flags[@]}" "tests/fuzz/fuzz_$target.cpp" "${text_sources[@]}" -lonig -lutf8proc -o "$out/fuzz_$target"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a graphed decode step's time goes (GPU host; issue 8).
 
-Rebuilds osd's layer (models/transformer.cpp) op for op in PyTorch at a given shape, with a KV
+Rebuilds osd's layer (models/core/transformer.cpp) op for op in PyTorch at a given shape, with a KV
 cache of `slots` x `max_len` read through a slot index as the graphed step does, and reports:
   * the graphed step time for T = 1 and T = k + 1 tokens (median of CUDA-event timed replays);
   * the kernels of one eager step (torch.profiler), grouped, with their GPU time;

@@ -1,6 +1,6 @@
 #define CATCH_CONFIG_RUNNER
 #include "tests/test_common.hpp"
-#include "models/tensor_util.hpp"
+#include "models/core/tensor_util.hpp"
 
 int main(int argc, char** argv) {
   osd::init_torch_threads();

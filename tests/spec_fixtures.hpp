@@ -4,7 +4,7 @@
 // unrelated, and target-only greedy decoding by full forwards (independent of the KV cache).
 #include "tests/test_common.hpp"
 
-#include "models/transformer.hpp"
+#include "models/core/transformer.hpp"
 
 #include <random>
 

@@ -7,10 +7,10 @@
 #include <fstream>
 #include <set>
 
-#include "models/files.hpp"
-#include "models/hf_checkpoint.hpp"
-#include "models/safetensors.hpp"
-#include "models/transformer.hpp"
+#include "models/common/files.hpp"
+#include "models/weights/hf_checkpoint.hpp"
+#include "models/weights/safetensors.hpp"
+#include "models/core/transformer.hpp"
 
 using namespace osd;
 

@@ -9,9 +9,9 @@
 #include <fstream>
 #include <string>
 
-#include "models/config.hpp"
-#include "models/error.hpp"
-#include "models/files.hpp"
+#include "models/core/config.hpp"
+#include "models/common/error.hpp"
+#include "models/common/files.hpp"
 
 namespace osd::test {
 

@@ -8,14 +8,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/decode_graph.hpp"
-#include "models/device_stream.hpp"
-#include "models/fused_ops.hpp"
-#include "models/proposer.hpp"
-#include "models/rope.hpp"
-#include "models/sampling.hpp"
-#include "models/spec_decoder.hpp"
-#include "models/transformer.hpp"
+#include "models/core/decode_graph.hpp"
+#include "models/core/device_stream.hpp"
+#include "models/core/fused_ops.hpp"
+#include "models/speculation/proposer.hpp"
+#include "models/core/rope.hpp"
+#include "models/speculation/sampling.hpp"
+#include "models/speculation/spec_decoder.hpp"
+#include "models/core/transformer.hpp"
 #include "tests/spec_fixtures.hpp"
 
 #if defined(OSD_WITH_CUDA) && __has_include(<ATen/cuda/CUDAGraph.h>)
@@ -518,7 +518,7 @@ TEST_CASE("device streams: a mark orders two streams without a host sync, and CU
   CHECK(std::min(f1, f2) > std::max(s1, s2));
 }
 
-// ---- fused decode kernels (models/fused_ops.hpp) against libtorch's ops ----------------------
+// ---- fused decode kernels (models/core/fused_ops.hpp) against libtorch's ops ----------------------
 
 TEST_CASE("fused kernels: clear errors where they do not apply", "[streams]") {
   auto x = torch::randn({2, 8});

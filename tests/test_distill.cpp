@@ -12,12 +12,12 @@
 #include <algorithm>
 #include <map>
 
-#include "models/autocast.hpp"
-#include "models/distill_buffer.hpp"
-#include "models/files.hpp"
-#include "models/losses.hpp"
-#include "models/online_distiller.hpp"
-#include "models/scorer.hpp"
+#include "models/core/autocast.hpp"
+#include "models/distillation/distill_buffer.hpp"
+#include "models/common/files.hpp"
+#include "models/distillation/losses.hpp"
+#include "models/distillation/online_distiller.hpp"
+#include "models/speculation/scorer.hpp"
 #include "tests/spec_fixtures.hpp"
 
 using namespace osd;

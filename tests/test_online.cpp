@@ -15,9 +15,9 @@
 #include <tuple>
 
 #include "actors/distiller.hpp"
-#include "models/files.hpp"
-#include "models/losses.hpp"
-#include "models/online_distiller.hpp"
+#include "models/common/files.hpp"
+#include "models/distillation/losses.hpp"
+#include "models/distillation/online_distiller.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/trace_summary.hpp"
 #include "tests/spec_fixtures.hpp"

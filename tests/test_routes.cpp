@@ -11,8 +11,8 @@
 #include <random>
 #include <thread>
 
-#include "models/text_corpus.hpp"
-#include "models/trainer.hpp"
+#include "models/distillation/text_corpus.hpp"
+#include "models/distillation/trainer.hpp"
 #include "runtime/runtime.hpp"
 
 using namespace osd;

@@ -14,9 +14,9 @@
 #include <thread>
 #include <tuple>
 
-#include "models/files.hpp"
-#include "models/hf_checkpoint.hpp"
-#include "models/tokenizer/utf8.hpp"
+#include "models/common/files.hpp"
+#include "models/weights/hf_checkpoint.hpp"
+#include "models/text/utf8.hpp"
 #include "runtime/model_source.hpp"
 #include "runtime/runtime.hpp"
 #include "tests/spec_fixtures.hpp"

@@ -4,8 +4,8 @@
 
 #include <set>
 
-#include "models/rejection_sampler.hpp"
-#include "models/sampling.hpp"
+#include "models/speculation/rejection_sampler.hpp"
+#include "models/speculation/sampling.hpp"
 #include "tests/stats.hpp"
 
 using namespace osd;

@@ -5,7 +5,7 @@
 
 #include <random>
 
-#include "models/spec_decoder.hpp"
+#include "models/speculation/spec_decoder.hpp"
 #include "tests/spec_fixtures.hpp"
 #include "tests/stats.hpp"
 

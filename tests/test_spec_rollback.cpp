@@ -2,7 +2,7 @@
 // sequence; rejection sampler edge cases; stop conditions inside a round.
 #include "tests/test_common.hpp"
 
-#include "models/spec_decoder.hpp"
+#include "models/speculation/spec_decoder.hpp"
 #include "tests/spec_fixtures.hpp"
 
 using namespace osd;

@@ -3,11 +3,11 @@
 
 #include <fstream>
 
-#include "models/files.hpp"
-#include "models/hf_checkpoint.hpp"
-#include "models/losses.hpp"
-#include "models/text_corpus.hpp"
-#include "models/trainer.hpp"
+#include "models/common/files.hpp"
+#include "models/weights/hf_checkpoint.hpp"
+#include "models/distillation/losses.hpp"
+#include "models/distillation/text_corpus.hpp"
+#include "models/distillation/trainer.hpp"
 #include "test_common.hpp"
 
 using namespace osd;

@@ -2,7 +2,7 @@
 // one full forward computes, for every config variant the loader supports.
 #include "tests/test_common.hpp"
 
-#include "models/transformer.hpp"
+#include "models/core/transformer.hpp"
 
 using namespace osd;
 using osd::test::max_abs_diff;

@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "models/config.hpp"
-#include "models/files.hpp"
-#include "models/hf_checkpoint.hpp"
-#include "models/transformer.hpp"
+#include "models/core/config.hpp"
+#include "models/common/files.hpp"
+#include "models/weights/hf_checkpoint.hpp"
+#include "models/core/transformer.hpp"
 #include "runtime/cli/bench_report.hpp"
 #include "runtime/cli/benches.hpp"
 

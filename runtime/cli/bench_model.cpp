@@ -9,11 +9,11 @@
 #define OSD_HAVE_LEGACY_PROFILER 1
 #endif
 
-#include "models/decode_graph.hpp"
-#include "models/files.hpp"
-#include "models/hf_checkpoint.hpp"
-#include "models/tensor_util.hpp"
-#include "models/transformer.hpp"
+#include "models/core/decode_graph.hpp"
+#include "models/common/files.hpp"
+#include "models/weights/hf_checkpoint.hpp"
+#include "models/core/tensor_util.hpp"
+#include "models/core/transformer.hpp"
 #include "runtime/cli/bench_report.hpp"
 #include "runtime/cli/benches.hpp"
 
@@ -86,7 +86,7 @@ void add_model_bench(CLI::App& app, bool& json) {
       for (int64_t B : *batches)
         for (int64_t T : *tokens_per_row) {
           auto cache = model.make_cache(B, *prompt + (*steps + 8) * T);
-          // CUDA graph of the decode step (models/decode_graph.hpp), captured before the cache
+          // CUDA graph of the decode step (models/core/decode_graph.hpp), captured before the cache
           // holds data; timed on the same cache after the eager steps.
           std::unique_ptr<DecodeGraph> graph;
           if (cuda && DecodeGraph::available())

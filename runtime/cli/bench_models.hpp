@@ -5,7 +5,7 @@
 // draft of the same shape rarely.
 #include <memory>
 
-#include "models/transformer.hpp"
+#include "models/core/transformer.hpp"
 
 namespace osd::bench {
 

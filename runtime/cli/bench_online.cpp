@@ -15,10 +15,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "models/decode_graph.hpp"
-#include "models/error.hpp"
-#include "models/tokenizer/text_tokenizer.hpp"
-#include "models/transformer.hpp"
+#include "models/core/decode_graph.hpp"
+#include "models/common/error.hpp"
+#include "models/text/text_tokenizer.hpp"
+#include "models/core/transformer.hpp"
 #include "runtime/cli/bench_report.hpp"
 #include "runtime/cli/benches.hpp"
 #include "runtime/model_source.hpp"
@@ -185,7 +185,7 @@ RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64
 }
 
 // Milliseconds of one batch-1 decode step as the runtime runs it (a CUDA graph where available,
-// models/decode_graph.hpp), after a 32-token prefill; median of `steps`.
+// models/core/decode_graph.hpp), after a 32-token prefill; median of `steps`.
 double decode_step_ms(Transformer& model, int64_t steps) {
   torch::NoGradGuard g;
   const bool cuda = model.device().is_cuda();

@@ -5,7 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "models/spec_decoder.hpp"
+#include "models/speculation/spec_decoder.hpp"
 #include "runtime/cli/bench_models.hpp"
 #include "runtime/cli/bench_report.hpp"
 #include "runtime/cli/benches.hpp"

@@ -8,9 +8,9 @@
 #include <cstdio>
 #include <memory>
 
-#include "models/error.hpp"
-#include "models/files.hpp"
-#include "models/tokenizer/text_tokenizer.hpp"
+#include "models/common/error.hpp"
+#include "models/common/files.hpp"
+#include "models/text/text_tokenizer.hpp"
 #include "runtime/cli/bench_report.hpp"
 #include "runtime/cli/benches.hpp"
 

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "models/error.hpp"
+#include "models/common/error.hpp"
 #include "runtime/cli/bench_report.hpp"
 #include "runtime/cli/benches.hpp"
 #include "runtime/trace_summary.hpp"

@@ -4,8 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include "models/error.hpp"
-#include "models/tensor_util.hpp"
+#include "models/common/error.hpp"
+#include "models/core/tensor_util.hpp"
 #include "runtime/cli/benches.hpp"
 
 #if __has_include(<cuda_runtime_api.h>) && defined(OSD_WITH_CUDA)

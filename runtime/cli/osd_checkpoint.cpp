@@ -10,9 +10,9 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "models/hf_checkpoint.hpp"
-#include "models/tensor_util.hpp"
-#include "models/transformer.hpp"
+#include "models/weights/hf_checkpoint.hpp"
+#include "models/core/tensor_util.hpp"
+#include "models/core/transformer.hpp"
 
 int main(int argc, char** argv) {
   osd::init_torch_threads();

@@ -5,8 +5,8 @@
 #include <csignal>
 #include <iostream>
 
-#include "models/tensor_util.hpp"
-#include "models/transformer.hpp"
+#include "models/core/tensor_util.hpp"
+#include "models/core/transformer.hpp"
 #include "runtime/model_source.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/serve_config.hpp"

@@ -8,8 +8,8 @@
 #include <iostream>
 #include <iterator>
 
-#include "models/error.hpp"
-#include "models/tokenizer/text_tokenizer.hpp"
+#include "models/common/error.hpp"
+#include "models/text/text_tokenizer.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{

@@ -13,11 +13,11 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "models/error.hpp"
-#include "models/files.hpp"
-#include "models/hf_checkpoint.hpp"
-#include "models/tensor_util.hpp"
-#include "models/trainer.hpp"
+#include "models/common/error.hpp"
+#include "models/common/files.hpp"
+#include "models/weights/hf_checkpoint.hpp"
+#include "models/core/tensor_util.hpp"
+#include "models/distillation/trainer.hpp"
 
 namespace {
 

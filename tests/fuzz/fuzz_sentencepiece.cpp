@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "models/error.hpp"
-#include "models/tokenizer/sentencepiece_model.hpp"
+#include "models/common/error.hpp"
+#include "models/text/sentencepiece_model.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);

@@ -6,9 +6,9 @@
 #include <cstdint>
 #include <string>
 
-#include "models/error.hpp"
-#include "models/tokenizer/hf_tokenizer.hpp"
-#include "models/tokenizer/stream_decoder.hpp"
+#include "models/common/error.hpp"
+#include "models/text/hf_tokenizer.hpp"
+#include "models/text/stream_decoder.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);

@@ -2,8 +2,8 @@
 // text after a prompt is exactly what decoding everything adds to the prompt's text.
 #include <catch2/catch.hpp>
 
-#include "models/tokenizer/stream_decoder.hpp"
-#include "models/tokenizer/utf8.hpp"
+#include "models/text/stream_decoder.hpp"
+#include "models/text/utf8.hpp"
 #include "tests/text/text_fixtures.hpp"
 
 namespace osd::test {

@@ -4,9 +4,9 @@
 #include <unistd.h>
 #include <fstream>
 
-#include "models/error.hpp"
-#include "models/tokenizer/hf_tokenizer.hpp"
-#include "models/tokenizer/text_tokenizer.hpp"
+#include "models/common/error.hpp"
+#include "models/text/hf_tokenizer.hpp"
+#include "models/text/text_tokenizer.hpp"
 #include "tests/text/text_fixtures.hpp"
 
 namespace osd::test {

@@ -2,8 +2,8 @@
 // GPT-2): identical ids on 2,210 varied lines each, and the reference's decode of those ids.
 #include <catch2/catch.hpp>
 
-#include "models/tokenizer/hf_tokenizer.hpp"
-#include "models/tokenizer/text_tokenizer.hpp"
+#include "models/text/hf_tokenizer.hpp"
+#include "models/text/text_tokenizer.hpp"
 #include "tests/text/text_fixtures.hpp"
 
 namespace osd::test {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "models/files.hpp"
+#include "models/common/files.hpp"
 
 namespace osd::test {
 

@@ -1,0 +1,134 @@
+#include "models/speculation/rejection_sampler.hpp"
+
+#include <torch/torch.h>
+
+#include "models/common/error.hpp"
+#include "models/speculation/sampling.hpp"
+#include "models/core/tensor_util.hpp"
+
+namespace osd {
+
+namespace {
+// Accepted draft tokens per row: the leading run of true in ok [B, K] -> [B] int64.
+at::Tensor leading_run(const at::Tensor& ok) { return ok.to(torch::kInt64).cumprod(1).sum(1); }
+}  // namespace
+
+RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule) {
+  check_dims(in.draft_tokens, 2, "rejection_sample draft_tokens [B, K]");
+  check_dims(in.q, 3, "rejection_sample q [B, K, V]");
+  check_dims(in.p, 3, "rejection_sample p [B, K + 1, V]");
+  const int64_t B = in.draft_tokens.size(0), K = in.draft_tokens.size(1), V = in.p.size(2);
+  if (in.q.size(0) != B || in.q.size(1) != K || in.p.size(0) != B || in.p.size(1) != K + 1 ||
+      (K > 0 && in.q.size(2) != V))
+    throw Error("rejection_sample: shapes disagree: tokens " + shape_str(in.draft_tokens) +
+                ", q " + shape_str(in.q) + ", p " + shape_str(in.p));
+  if (static_cast<int64_t>(in.k.size()) != B || static_cast<int64_t>(in.u_final.size()) != B ||
+      static_cast<int64_t>(in.u_accept.size()) != B * K)
+    throw Error("rejection_sample: k, u_accept or u_final has the wrong length");
+  for (auto k : in.k)
+    if (k < 0 || k > K) throw Error("rejection_sample: k outside [0, K]");
+  auto dev = in.p.device();
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(dev);
+  auto kt = to_device(torch::tensor(in.k, torch::kInt64), dev);                   // [B]
+  at::Tensor accepted;                                                            // [B]
+  if (K > 0) {
+    auto idx = to_device(in.draft_tokens, dev).unsqueeze(-1);                         // [B, K, 1]
+    auto p_x = in.p.narrow(1, 0, K).gather(-1, idx).squeeze(-1).to(torch::kFloat64);  // [B, K]
+    auto q_x = in.q.gather(-1, idx).squeeze(-1).to(torch::kFloat64);                  // [B, K]
+    auto u = to_device(torch::tensor(in.u_accept, torch::kFloat64).view({B, K}), dev);
+    // accept iff u < min(1, p/q)  <=>  u * q < p   (q > 0 for a token drawn from q)
+    auto ok = rule == AcceptRule::broken_q_over_p ? u * p_x < q_x : u * q_x < p_x;
+    accepted = leading_run(ok.logical_and(prefix_mask(in.k, K, dev)));            // [B]
+  } else {
+    accepted = torch::zeros({B}, i64);
+  }
+  // The distribution of the next token at position `accepted` of each row.
+  auto at_n = accepted.view({B, 1, 1}).expand({B, 1, V});
+  auto p_n = in.p.gather(1, at_n).squeeze(1);                                     // [B, V]
+  at::Tensor final_probs = p_n;
+  if (K > 0 && rule != AcceptRule::broken_resample_from_p) {
+    auto q_n = in.q.gather(1, accepted.clamp_max(K - 1).view({B, 1, 1}).expand({B, 1, V})).squeeze(1);
+    auto residual = (p_n - q_n).clamp_min(0);                                      // [B, V]
+    auto rejected = (accepted < kt).unsqueeze(1);
+    // Mass of exactly 0 cannot be reached by a real rejection; guard against rounding anyway.
+    auto has_mass = residual.sum(-1, true) > 0;
+    final_probs = torch::where(rejected.logical_and(has_mass), residual, p_n);
+  }
+  auto next = sample_from_probs(final_probs, torch::tensor(in.u_final, torch::kFloat64));
+  auto both = torch::stack({accepted, next}).to(torch::kCPU);                     // [2, B]
+  RejectionOutput out;
+  auto a = both[0], n = both[1];
+  out.accepted.assign(a.data_ptr<int64_t>(), a.data_ptr<int64_t>() + B);
+  out.next_token.assign(n.data_ptr<int64_t>(), n.data_ptr<int64_t>() + B);
+  return out;
+}
+
+namespace {
+// The proposal's draft tokens on the host, [B, K] int64: from host_tokens where the proposer
+// filled them (it always does), else read from the device.
+at::Tensor host_drafts(const Proposals& prop, int64_t K) {
+  const int64_t B = static_cast<int64_t>(prop.k.size());
+  bool filled = static_cast<int64_t>(prop.host_tokens.size()) == B;
+  for (int64_t i = 0; filled && i < B; ++i)
+    filled = static_cast<int64_t>(prop.host_tokens[i].size()) >= prop.k[i];
+  if (!filled || K == 0)
+    return K == 0 ? torch::zeros({B, 0}, torch::kInt64) : prop.tokens.to(torch::kCPU);
+  auto out = torch::zeros({B, K}, torch::kInt64);
+  auto acc = out.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t j = 0; j < prop.k[i]; ++j) acc[i][j] = prop.host_tokens[i][j];
+  return out;
+}
+}  // namespace
+
+RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
+                               const std::vector<SamplingParams>& row_params, const std::vector<RequestRng*>& row_rngs,
+                               AcceptRule rule) {
+  const int64_t B = logits.size(0), K1 = logits.size(1), V = logits.size(2), K = K1 - 1;
+  RoundVerification r;
+  // The rows' uniforms, drawn in the rule's order (the all-greedy shortcut draws them too, so the
+  // generators advance alike either way).
+  std::vector<double> u_accept, u_final;
+  u_accept.reserve(B * K);
+  for (int64_t i = 0; i < B; ++i) {
+    for (int64_t j = 0; j < K; ++j) u_accept.push_back(j < prop.k[i] ? row_rngs[i]->uniform() : 0.5);
+    u_final.push_back(row_rngs[i]->uniform());
+  }
+  bool all_greedy = rule == AcceptRule::exact;
+  for (const auto& p : row_params) all_greedy = all_greedy && p.greedy();
+  if (all_greedy) {
+    // The rule with one-hot p and q: accept while the target's argmax equals the draft token,
+    // then emit the target's argmax. The argmaxes come to the host (the round's one sync) and the
+    // comparison runs there: at batch 1 each further kernel costs more than the arithmetic.
+    const auto best = logits.argmax(-1).to(torch::kCPU);  // [B, K + 1]
+    const auto drafts = host_drafts(prop, K);             // [B, K]
+    const auto b = best.accessor<int64_t, 2>();
+    const auto d = drafts.accessor<int64_t, 2>();
+    for (int64_t i = 0; i < B; ++i) {
+      int64_t n = 0;
+      while (n < prop.k[i] && d[i][n] == b[i][n]) ++n;
+      r.out.accepted.push_back(n);
+      r.out.next_token.push_back(b[i][n]);
+    }
+  } else {
+    std::vector<SamplingParams> params;
+    params.reserve(B * K1);
+    for (int64_t i = 0; i < B; ++i)
+      for (int64_t j = 0; j < K1; ++j) params.push_back(row_params[i]);
+    r.target_probs = processed_probs(logits.view({B * K1, V}), params).view({B, K1, V});
+    // The draft may live on another device (osd.draft-device): its tokens and q come to p's.
+    const auto dev = r.target_probs.device();
+    RejectionInput in{to_device(prop.tokens, dev), to_device(prop.probs, dev), r.target_probs, prop.k,
+                      std::move(u_accept), std::move(u_final)};
+    r.out = rejection_sample(in, rule);
+  }
+  for (int64_t i = 0; i < B; ++i) {
+    Verdict v{prop.ids[i], prop.k[i], r.out.accepted[i], {}};
+    v.emitted.assign(prop.host_tokens[i].begin(), prop.host_tokens[i].begin() + v.accepted);
+    v.emitted.push_back(r.out.next_token[i]);
+    r.verdicts.push_back(std::move(v));
+  }
+  return r;
+}
+
+}  // namespace osd

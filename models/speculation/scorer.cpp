@@ -1,0 +1,85 @@
+#include "models/speculation/scorer.hpp"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "models/common/error.hpp"
+
+namespace osd {
+
+TargetScorer::TargetScorer(std::shared_ptr<Transformer> target, int64_t num_slots, int64_t max_len)
+    : target_(std::move(target)), cache_(target_->make_cache(num_slots, max_len)), graphs_(*target_, cache_) {}
+
+void TargetScorer::add(SeqId id, const std::vector<int64_t>& prompt, at::Tensor* prompt_logits,
+                       int64_t logit_positions) {
+  if (prompt.empty()) throw Error("target: empty prompt");
+  if (seqs_.count(id)) throw Error("target: sequence " + std::to_string(id) + " already present");
+  const int64_t limit = std::min(cache_.max_len(), target_->config().max_position_embeddings);
+  if (static_cast<int64_t>(prompt.size()) >= limit)
+    throw Error("prompt of " + std::to_string(prompt.size()) + " tokens leaves no room to generate (context " +
+                std::to_string(limit) + ")");
+  const int64_t slot =
+      target_->prefill_slot(cache_, std::vector<int64_t>(prompt.begin(), prompt.end() - 1),
+                            prompt_logits, logit_positions);
+  seqs_.emplace(id, Seq{slot, prompt.back()});
+}
+
+void TargetScorer::remove(SeqId id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  cache_.free_slot(it->second.slot);
+  seqs_.erase(it);
+}
+
+int64_t TargetScorer::room(SeqId id) const {
+  const auto& s = seqs_.at(id);
+  const int64_t limit = std::min(cache_.max_len(), target_->config().max_position_embeddings);
+  return std::max<int64_t>(-1, limit - cache_.length(s.slot) - 1);
+}
+
+int64_t TargetScorer::length(SeqId id) const {
+  return cache_.length(seqs_.at(id).slot) + 1;
+}
+
+at::Tensor TargetScorer::score(const Proposals& p) {
+  const int64_t B = static_cast<int64_t>(p.ids.size());
+  if (B == 0) throw Error("score: empty batch");
+  const int64_t K = p.tokens.defined() ? p.tokens.size(1) : 0;
+  auto in = torch::zeros({B, K + 1}, torch::kInt64);
+  auto acc = in.accessor<int64_t, 2>();
+  std::vector<int64_t> slots(B), lens(B);
+  for (int64_t i = 0; i < B; ++i) {
+    auto it = seqs_.find(p.ids[i]);
+    if (it == seqs_.end()) throw Error("score: unknown sequence " + std::to_string(p.ids[i]));
+    Seq& s = it->second;
+    if (p.k[i] > room(p.ids[i]))
+      throw Error("score: " + std::to_string(p.k[i]) + " draft tokens do not fit sequence " +
+                  std::to_string(p.ids[i]));
+    acc[i][0] = s.pending;
+    for (int64_t j = 0; j < p.k[i]; ++j) acc[i][j + 1] = p.host_tokens[i][j];
+    slots[i] = s.slot;
+    lens[i] = p.k[i] + 1;
+  }
+  for (int64_t i = 0; i < B; ++i) {
+    Seq& s = seqs_.at(p.ids[i]);
+    s.length_before = cache_.length(s.slot);
+  }
+  auto logits = graphs_.forward(in, slots, lens);  // [B, K + 1, V]; eager where graphs are off
+  for (int64_t i = 0; i < B; ++i) seqs_.at(p.ids[i]).scored = p.k[i];
+  return logits;
+}
+
+void TargetScorer::commit(const Verdict& v) {
+  auto it = seqs_.find(v.id);
+  if (it == seqs_.end()) throw Error("target commit: unknown sequence " + std::to_string(v.id));
+  Seq& s = it->second;
+  if (s.scored < 0 || v.accepted < 0 || v.accepted > s.scored ||
+      static_cast<int64_t>(v.emitted.size()) != v.accepted + 1)
+    throw Error("target commit: verdict does not match the scored proposal");
+  cache_.truncate(s.slot, s.length_before + 1 + v.accepted);  // pending + accepted drafts
+  s.pending = v.emitted.back();
+  s.scored = -1;
+}
+
+}  // namespace osd

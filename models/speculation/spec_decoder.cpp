@@ -1,0 +1,153 @@
+#include "models/speculation/spec_decoder.hpp"
+
+#include <torch/torch.h>
+
+#include <chrono>
+
+#include "models/common/error.hpp"
+
+namespace osd {
+
+SpecDecoder::SpecDecoder(std::shared_ptr<Transformer> target, std::shared_ptr<Transformer> draft,
+                         SpecOptions options, TokenText token_text)
+    : target_(target), opt_(options), token_text_(std::move(token_text)),
+      scorer_(target, options.max_batch, options.max_len) {
+  if (opt_.k < 0 || opt_.k_max < 0 || opt_.k > 64 || opt_.k_max > 64)
+    throw Error("draft length k and k_max must be in [0, 64]");
+  if (draft) {
+    if (draft->config().vocab_size != target->config().vocab_size)
+      throw Error("draft and target vocabularies differ (" + std::to_string(draft->config().vocab_size) +
+                  " vs " + std::to_string(target->config().vocab_size) + ")");
+    draft_.emplace(draft, options.max_batch, options.max_len);
+  }
+  if (opt_.cost_ratio >= 0) cost_ratio_ = opt_.cost_ratio, cost_measured_ = true;
+}
+
+void SpecDecoder::add(SeqId id, const GenerationRequest& req) {
+  if (active_.count(id) || done_.count(id)) throw Error("duplicate sequence id " + std::to_string(id));
+  if (req.prompt.empty()) throw Error("empty prompt");
+  if (auto e = req.sampling.validate(); !e.empty()) throw Error(e);
+  if (req.max_new_tokens < 1) throw Error("max_new_tokens must be >= 1");
+  const int64_t V = target_->config().vocab_size;
+  for (auto t : req.prompt)
+    if (t < 0 || t >= V) throw Error("prompt token " + std::to_string(t) + " outside the vocabulary");
+  StopChecker stop(req, token_text_);  // validates stop strings
+  scorer_.add(id, req.prompt);
+  if (draft_) {
+    try {
+      draft_->add(id, req.prompt, req.sampling);
+    } catch (...) {
+      scorer_.remove(id);
+      throw;
+    }
+  }
+  Active a{req, RequestRng(req.sampling.seed), std::move(stop), AcceptanceEstimator(), {}};
+  a.out.id = id;
+  active_.emplace(id, std::move(a));
+}
+
+void SpecDecoder::cancel(SeqId id) {
+  if (active_.count(id)) finish(id, FinishReason::cancelled);
+}
+
+void SpecDecoder::finish(SeqId id, FinishReason reason) {
+  auto it = active_.find(id);
+  auto& a = it->second;
+  a.out.finish = reason;
+  a.out.tokens = a.stop.tokens();
+  a.out.text = a.stop.text();
+  total_.merge(a.out.stats);
+  scorer_.remove(id);
+  if (draft_) draft_->remove(id);
+  done_.emplace(id, std::move(a.out));
+  active_.erase(it);
+}
+
+int64_t SpecDecoder::choose_k(SeqId id, Active& a) {
+  if (!draft_) return 0;
+  int64_t k = opt_.adaptive_k ? a.estimator.choose(opt_.k_max, cost_ratio_) : opt_.k;
+  k = std::min(k, a.stop.remaining() - 1);  // never draft past max_new_tokens
+  k = std::min({k, scorer_.room(id), draft_->room(id)});
+  return std::max<int64_t>(k, 0);
+}
+
+RoundResult SpecDecoder::step() {
+  RoundResult r;
+  if (active_.empty()) return r;
+  std::vector<SeqId> ids;
+  std::vector<int64_t> ks;
+  std::vector<Active*> rows;
+  for (auto& [id, a] : active_) {
+    ids.push_back(id);
+    ks.push_back(choose_k(id, a));
+    rows.push_back(&a);
+  }
+  const int64_t B = static_cast<int64_t>(ids.size());
+  const int64_t V = target_->config().vocab_size;
+  auto t0 = std::chrono::steady_clock::now();
+  // k = 0 rows of a drafter still record a (null) proposal there.
+  Proposals prop = draft_ ? draft_->propose(ids, ks) : Proposals::none(ids, ks, V, target_->device());
+  auto t1 = std::chrono::steady_clock::now();
+  auto logits = scorer_.score(prop);                                            // [B, K + 1, V]
+  std::vector<SamplingParams> params;
+  std::vector<RequestRng*> rngs;
+  for (auto* a : rows) params.push_back(a->request.sampling), rngs.push_back(&a->rng);
+  auto verified = verify_round(prop, logits, params, rngs, opt_.rule);
+  auto t2 = std::chrono::steady_clock::now();
+  r.draft_seconds = std::chrono::duration<double>(t1 - t0).count();
+  r.target_seconds = std::chrono::duration<double>(t2 - t1).count();
+  draft_seconds_ += r.draft_seconds;
+  target_seconds_ += r.target_seconds;
+  if (opt_.cost_ratio < 0 && prop.draft_steps > 0) {
+    // c = one draft step / one target pass, smoothed over rounds.
+    const double c = (r.draft_seconds / prop.draft_steps) / std::max(r.target_seconds, 1e-9);
+    cost_ratio_ = cost_measured_ ? 0.9 * cost_ratio_ + 0.1 * c : c;
+    cost_measured_ = true;
+  }
+  r.target_logits = logits;
+  r.target_probs = verified.target_probs;
+  for (int64_t i = 0; i < B; ++i) {
+    Verdict& v = verified.verdicts[i];
+    scorer_.commit(v);
+    if (draft_) draft_->commit(v);
+    Active& a = *rows[i];
+    a.out.stats.record(v);
+    if (v.k > 0) a.estimator.observe(v.k, v.accepted);
+    const size_t kept = a.stop.feed(v.emitted);
+    r.kept.emplace_back(v.emitted.begin(), v.emitted.begin() + kept);
+    r.verdicts.push_back(std::move(v));
+    if (a.stop.finished() != FinishReason::none) r.finished.push_back(ids[i]);
+  }
+  for (auto id : r.finished) finish(id, active_.at(id).stop.finished());
+  return r;
+}
+
+std::optional<SequenceOutput> SpecDecoder::take(SeqId id) {
+  auto it = done_.find(id);
+  if (it == done_.end()) return std::nullopt;
+  auto out = std::move(it->second);
+  done_.erase(it);
+  return out;
+}
+
+std::vector<SequenceOutput> SpecDecoder::generate(const std::vector<GenerationRequest>& requests) {
+  std::deque<int64_t> waiting;
+  for (size_t i = 0; i < requests.size(); ++i) waiting.push_back(static_cast<int64_t>(i));
+  const SeqId base = 1'000'000'000;  // ids of this call; assumes no caller uses this range
+  while (!waiting.empty() || !idle()) {
+    while (!waiting.empty() && can_add()) {
+      add(base + waiting.front(), requests[waiting.front()]);
+      waiting.pop_front();
+    }
+    step();
+  }
+  std::vector<SequenceOutput> outs;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    auto o = take(base + static_cast<SeqId>(i));
+    o->id = static_cast<SeqId>(i);
+    outs.push_back(std::move(*o));
+  }
+  return outs;
+}
+
+}  // namespace osd
