@@ -129,7 +129,7 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
         if (rep.published && !opt.state_dir.empty() && st.published % opt.save_every == 0)
           save(self, opt);
         if (snapshot)
-          self->send(verifier, swap_atom_v, WeightsSnapshot{rep.version, opt.route, snapshot});
+          self->send(verifier, swap_atom_v, WeightsSnapshot{rep.version, opt.route, snapshot, rep.acceptance_candidate});
         if (opt.max_updates > 0 && st.published >= opt.max_updates) {
           log::info(log::cat("distiller route ", opt.route, ": ", st.published,
                              " updates published, training stops (max_updates)"));

@@ -40,44 +40,27 @@ caf::behavior drafter(caf::stateful_actor<DrafterState>* self, std::shared_ptr<T
           self->state.proposer->warm_attention_plans();
       });
   return {
-      [=](add_atom, SeqId id, const std::vector<int64_t>& prompt,
-          const SamplingParams& sp) -> caf::result<void> {
-        self->state.stream->make_current();
-        const size_t span = self->state.timeline->begin();
-        try {
-          self->state.proposer->add(id, prompt, sp);
-          self->state.timeline->end(span, "prefill",
-                                    "{\"tokens\":" + std::to_string(prompt.size()) + "}");
-          return caf::unit;
-        } catch (const std::exception& e) {
-          return as_error(e);
-        }
-      },
-      [=](propose_atom, const std::vector<SeqId>& ids,
-          const std::vector<int64_t>& ks) -> caf::result<Proposals> {
+      // Brings each drafting row up to date (DraftSync), then proposes. A row with k = 0 is not
+      // touched. A bad sync or proposal answers an error (the verifier runs the round again
+      // after resyncing the route); an injected failure kills the actor.
+      [=](propose_atom, const ProposeRequest& req) -> caf::result<Proposals> {
         if (++self->state.proposals == opt.fail_on_proposal)
           throw std::runtime_error("injected drafter failure");
         auto& st = self->state;
         st.stream->make_current();
         try {
           const size_t span = st.timeline->begin();
-          auto p = st.proposer->propose(ids, ks);
+          const int64_t caught_up = st.proposer->catch_up_tokens();
+          for (const auto& sync : req.syncs) st.proposer->sync(sync);
+          auto p = st.proposer->propose(req.ids, req.k);
           p.draft_version = st.version;
-          st.timeline->end(span, "propose", "{\"batch\":" + std::to_string(ids.size()) + "}");
+          st.timeline->end(span, "propose",
+                           "{\"batch\":" + std::to_string(req.ids.size()) + ",\"catch_up\":" +
+                               std::to_string(st.proposer->catch_up_tokens() - caught_up) + "}");
           p.ready = st.stream->mark();  // the verifier's stream waits for this, not the host
           return p;
         } catch (const std::exception& e) {
           return as_error(e);
-        }
-      },
-      [=](commit_atom, const VerdictList& verdicts) {
-        self->state.stream->make_current();
-        for (const auto& v : verdicts) {
-          try {
-            self->state.proposer->commit(v);
-          } catch (const std::exception& e) {
-            CAF_LOG_ERROR("drafter commit:" << e.what());
-          }
         }
       },
       [=](remove_atom, SeqId id) { self->state.proposer->remove(id); },

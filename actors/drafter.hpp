@@ -1,10 +1,9 @@
 #pragma once
 // drafter: owns one draft model (its own copy) and its DraftProposer (KV cache, per-sequence
 // pending tokens, CUDA graphs).
-//   (add_atom, SeqId, prompt, SamplingParams)   -> void     prefill a sequence
-//   (propose_atom, ids, ks)                     -> Proposals
-//   (commit_atom, VerdictList)                  -> void     roll back to the accepted prefix
-//   (remove_atom, SeqId)                        -> void
+//   (propose_atom, ProposeRequest)              -> Proposals  syncs its rows, then drafts: rows
+//                                                            far behind catch up in one prefill
+//   (remove_atom, SeqId)                        -> void       frees the sequence's slot
 //   (swap_atom, WeightsSnapshot)                new weights from the next proposal
 //   (trace_atom)                                -> string   GPU spans (Chrome events; "[]" on the CPU)
 // On CUDA it runs on a stream of its own; each Proposals carries a mark of that stream (ready).

@@ -7,8 +7,8 @@
 //   router -> verifier    admit_atom, Submission (route set), sink
 //   verifier -> router    RouteOutcome                          (automatically routed requests)
 //   verifier -> drafter   score_atom(tokens, from) -> double    (greedy agreement, router evaluation)
-//   verifier -> drafter   add_atom(id, prompt, params) | propose_atom(ids, ks) -> Proposals
-//                         commit_atom(verdicts) | remove_atom(id)
+//   verifier -> drafter   propose_atom(ProposeRequest) -> Proposals   (only rows that draft; each
+//                         row's DraftSync brings the drafter up to date first) | remove_atom(id)
 //   verifier -> sink      TokenEvent (streaming), DoneEvent (once per request)
 //   verifier -> intake    release_atom(DoneEvent, sink)           frees a queue place, then
 //                         intake -> sink DoneEvent                (an id is free before its answer)
@@ -84,12 +84,24 @@ struct RoundMetrics {
 
 using VerdictList = std::vector<Verdict>;
 
+// A proposal request from the verifier: rows ids[i] draft k[i] tokens after `syncs` (one per row
+// with k > 0) brought the drafter's copy of each sequence up to date: the verdict of its last
+// proposal and every token emitted since (rounds at k = 0 never reach the drafter).
+struct ProposeRequest {
+  std::vector<SeqId> ids;
+  std::vector<int64_t> k;
+  std::vector<DraftSync> syncs;
+};
+
 // Immutable draft weights with a version, from the distiller to the verifier and drafter. The
 // model is never modified after it is published; actors share it read-only.
 struct WeightsSnapshot {
   int64_t version = 0;
   int64_t route = 0;
   std::shared_ptr<const Transformer> model;
+  // The acceptance its distiller measured on held-out requests (-1: not measured): the scheduler's
+  // prior for the route's sequences under this version.
+  double heldout_acceptance = -1;
 };
 
 // A training batch for the distiller: the newest records and the held-out slice of its route.
@@ -121,7 +133,16 @@ struct DistillMetrics {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, SamplingParams& x) {
-  return f(caf::meta::type_name("osd::SamplingParams"), x.temperature, x.top_k, x.top_p, x.seed);
+  return f(caf::meta::type_name("osd::SamplingParams"), x.temperature, x.top_k, x.top_p, x.seed,
+           x.mode);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, DraftSync& x) {
+  return f(caf::meta::type_name("osd::DraftSync"), x.id, x.known, x.tail, x.params);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ProposeRequest& x) {
+  return f(caf::meta::type_name("osd::ProposeRequest"), x.ids, x.k, x.syncs);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, GenerationRequest& x) {
@@ -181,8 +202,8 @@ typename Inspector::result_type inspect(Inspector& f, WeightsSnapshot& x) {
     x.model = bytes.empty() ? nullptr : model_from_bytes(bytes);
     return caf::none;
   };
-  return f(caf::meta::type_name("osd::WeightsSnapshot"), caf::meta::save_callback(save), x.version, x.route, bytes,
-           caf::meta::load_callback(load));
+  return f(caf::meta::type_name("osd::WeightsSnapshot"), caf::meta::save_callback(save), x.version, x.route,
+           x.heldout_acceptance, bytes, caf::meta::load_callback(load));
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Proposals& x) {
@@ -242,12 +263,12 @@ CAF_ADD_TYPE_ID(osd, (osd::DistillMetrics))
 CAF_ADD_TYPE_ID(osd, (osd::DistillRecord))
 CAF_ADD_TYPE_ID(osd, (osd::RouteOutcome))
 CAF_ADD_TYPE_ID(osd, (osd::RecordSource))
+CAF_ADD_TYPE_ID(osd, (osd::DraftSync))
+CAF_ADD_TYPE_ID(osd, (osd::ProposeRequest))
 CAF_ADD_ATOM(osd, osd, submit_atom, "submit")
 CAF_ADD_ATOM(osd, osd, route_atom, "route")
 CAF_ADD_ATOM(osd, osd, admit_atom, "admit")
-CAF_ADD_ATOM(osd, osd, add_atom, "add")
 CAF_ADD_ATOM(osd, osd, propose_atom, "propose")
-CAF_ADD_ATOM(osd, osd, commit_atom, "commit")
 CAF_ADD_ATOM(osd, osd, remove_atom, "remove")
 CAF_ADD_ATOM(osd, osd, release_atom, "release")
 CAF_ADD_ATOM(osd, osd, cancel_atom, "cancel")

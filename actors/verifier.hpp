@@ -1,19 +1,27 @@
 #pragma once
-// verifier: owns the target model and its TargetScorer; runs continuous batching.
+// verifier: owns the target model and its TargetScorer; runs continuous batching with rounds
+// planned by the RoundScheduler (models/speculation/round_scheduler.hpp).
 //
-// Sequences are split into groups (two per draft route by default). Each group cycles
-//   propose (drafter) -> score + verify (here) -> commit (both sides) -> propose ...
-// so while the verifier scores one group, the drafter proposes for the other. Sequences join a
-// group between its rounds and leave when they finish or are cancelled.
+// A request is admitted into a free KV cache slot and its prompt is prefilled in chunks between
+// rounds (prefill_chunk tokens at a time), so admissions do not stall running sequences. A route's
+// ready sequences then go through rounds:
+//   plan     the scheduler picks the round's rows (all ready ones, or half when two cohorts that
+//            overlap drafting and verification pay) and k per row (0 included)
+//   propose  rows with k > 0 go to the route's drafter with what it has not seen of them
+//            (DraftSync); a round where every row has k = 0 never reaches the drafter
+//   verify   one ragged target pass over every row of the round (run_spec_round), the records for
+//            the distiller, streamed tokens, finished requests
+// Sequences a round failed on are rebuilt and retried alone, so one bad request fails alone.
 //
-// Supervision: the verifier monitors the drafter. When it dies (or a proposal fails) a new one
-// is spawned and every live sequence is re-added with its tokens so far; the failed rounds run
-// again. When a verification round throws, the group's sequences are rebuilt in both caches
-// from their tokens so far and the round is retried. Either way no request is lost and none is
-// answered twice (the verifier alone answers).
+// Supervision: the verifier monitors the drafters; a dead one is respawned (drafter_factory) and
+// learns every sequence again at its next proposal. Requests are answered by the verifier alone,
+// exactly once.
 //   (admit_atom, Submission, sink)   sink receives TokenEvent* and exactly one DoneEvent
 //   (cancel_atom, RequestId)
-//   (stats_atom)                     -> std::string (JSON: in flight, waiting, idle fraction)
+//   (swap_atom, WeightsSnapshot)     a route's new draft (kept for restarts, passed to its drafter)
+//   (route_atom, caf::actor)         the router, which then gets a RouteOutcome per finished
+//                                    automatically routed request
+//   (stats_atom)                     -> std::string (JSON)
 //   (trace_atom)                     -> std::string (Chrome trace JSON of recorded rounds)
 #include <caf/fwd.hpp>
 
@@ -23,6 +31,8 @@
 #include <string>
 #include <vector>
 
+#include "models/speculation/round_scheduler.hpp"
+
 namespace osd {
 
 class Transformer;
@@ -30,11 +40,9 @@ class Transformer;
 struct VerifierOptions {
   int64_t num_slots = 64;       // sequences in flight
   int64_t max_len = 2048;       // KV cache positions per sequence
-  int64_t groups = 2;           // groups in flight (>= 2 overlaps drafting with verification)
-  int64_t k = 4;                // fixed draft length
-  bool adaptive_k = true;
-  int64_t k_max = 8;
-  bool measured_costs = false;  // adaptive k by RoundCosts, not the formula's one ratio c
+  int64_t draft_context = 0;    // positions the drafts can hold (0: max_len)
+  SchedulerOptions scheduler;   // k per row, cohorts, probes
+  int64_t prefill_chunk = 512;  // prompt tokens prefilled between two rounds (0: whole prompts)
   std::function<std::string(int64_t)> token_text;  // detokenizer piece; empty: no text
   // Per-sequence text (a stream decoder with the prompt as context); wins over token_text.
   std::function<std::function<std::string(int64_t)>(const std::vector<int64_t>& prompt)> text_stream;
@@ -49,8 +57,12 @@ struct VerifierOptions {
   // Also the target's distributions at the last this-many prompt positions, from the prefill it
   // runs anyway (0: none). They go to the buffer after the request's first round.
   int64_t record_prompt_positions = 0;
+  // A sequence that does not draft (k = 0) still gives the buffer the target's distribution of its
+  // next token every this-many tokens, so its route's draft keeps learning while speculation is
+  // off (0: never).
+  int64_t record_plain_every = 8;
   int64_t fail_on_round = -1;   // tests: throw inside this verification round (1-based)
-  int64_t max_round_retries = 3;  // a round that keeps failing fails its requests
+  int64_t max_round_retries = 3;  // a sequence whose rounds keep failing gets an error
   bool trace = false;             // record per-round draft / verify intervals (trace_atom)
   // CUDA: verify on the GPU's multiprocessors outside the distillers' share of this many (the
   // rest of their green-context split); 0: the whole GPU.
@@ -60,14 +72,10 @@ struct VerifierOptions {
   bool warm_attention_plans = true;
 };
 
-// drafters: one per draft route (empty: target-only decoding). Each route has its own groups,
-// so a verification round uses one drafter. Each final answer goes through the intake
-// (release_atom, DoneEvent, sink), which frees the id and forwards it (no intake: to the sink);
-// metrics gets RoundMetrics per round; buffers[r] (may be empty or invalid) gets the target's
-// distributions at route r's verified positions.
-//   (swap_atom, WeightsSnapshot)   new weights of snapshot.route: kept for restarts, passed on
-//   (route_atom, caf::actor)       the router, which then gets a RouteOutcome per finished
-//                                  automatically routed request
+// drafters: one per draft route (empty: target-only decoding). A round uses one route's drafter.
+// Each final answer goes through the intake (release_atom, DoneEvent, sink), which frees the id
+// and forwards it (no intake: to the sink); metrics gets RoundMetrics per round; buffers[r] (may
+// be empty or invalid) gets the target's distributions at route r's verified positions.
 caf::actor spawn_verifier(caf::actor_system& sys, std::shared_ptr<Transformer> target,
                           std::vector<caf::actor> drafters, caf::actor intake, caf::actor metrics,
                           std::vector<caf::actor> buffers, VerifierOptions opt);

@@ -170,11 +170,16 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   VerifierOptions vo;
   vo.num_slots = o.max_batch;
   vo.max_len = o.max_len;
-  vo.groups = speculative ? o.groups : 1;  // groups exist to overlap drafting; without a draft one batch is best
-  vo.k = o.k;
-  vo.adaptive_k = o.adaptive_k;
-  vo.k_max = o.k_max;
-  vo.measured_costs = o.measured_costs;
+  vo.scheduler.adaptive = o.adaptive_k;
+  vo.scheduler.fixed_k = o.k;
+  vo.scheduler.k_max = std::max(o.k_max, o.k);
+  vo.scheduler.max_cohorts = o.groups;
+  vo.scheduler.k_override = o.k_override;
+  vo.prefill_chunk = o.prefill_chunk;
+  int64_t draft_context = o.max_len;
+  for (const auto& route : o.routes)
+    draft_context = std::min(draft_context, route.draft->config().max_position_embeddings);
+  vo.draft_context = draft_context;
   vo.token_text = o.token_text;
   if (o.tokenizer)
     vo.text_stream = [tok = o.tokenizer](const std::vector<int64_t>& prompt) -> std::function<std::string(int64_t)> {
@@ -194,6 +199,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   vo.record_all_positions = o.online.record_all_positions;
   vo.record_prompt_positions = o.online.enabled ? o.online.record_prompt_positions : 0;
   vo.record_top_k = o.online.record_top_k;
+  vo.record_plain_every = o.online.enabled ? o.online.record_plain_every : 0;
   vo.route_names = impl->route_names;
   vo.draft_versions = versions;
   if (o.online.enabled) {
@@ -292,6 +298,9 @@ std::shared_ptr<RequestHandle> Runtime::submit(GenerateParams p, std::function<v
   sub.request.prompt = std::move(p.prompt_tokens);
   sub.request.max_new_tokens = p.max_new_tokens;
   sub.request.sampling = SamplingParams{p.temperature, p.top_k, p.top_p, p.seed};
+  const auto sampling = p.sampling == SpecSampling::server_default ? impl_->opt.sampling : p.sampling;
+  sub.request.sampling.mode =
+      sampling == SpecSampling::coupled ? SamplingMode::coupled : SamplingMode::rejection;
   sub.request.eos_ids = std::move(p.eos_ids);
   sub.request.stop = std::move(p.stop);
   sub.domain = std::move(p.domain);

@@ -45,6 +45,9 @@ struct OnlineOptions {
   int64_t min_new_records = 128;     // an update starts once this many records are new
   int64_t update_every_ms = 0;       // ... or once this long has passed and any record is new (0: off)
   bool record_all_positions = true;  // false: only the position of the first rejection
+  // A sequence the scheduler does not draft for (k = 0) records the target's distribution of its
+  // next token every this-many tokens, so drafts keep learning while speculation is off (0: never).
+  int64_t record_plain_every = 8;
   int64_t record_top_k = 64;         // 0: store full distributions
   // Also buffer the target's distributions at the last this-many prompt positions, which its
   // prefill computes anyway (0: none). A whole-request replay trains on them in the same student
@@ -112,6 +115,13 @@ struct DraftRoute {
   std::shared_ptr<Transformer> draft;
 };
 
+// How speculative sampling draws a sampled request's tokens (models/speculation/sampling.hpp):
+//   rejection  the exact p/q rule: the most accepted draft tokens; the text follows the target's
+//              distribution, but which text a seed gives depends on where the scheduler drafted
+//   coupled    draft and target draw each position from the same seeded uniform: the text equals
+//              target-only sampling with that seed, token for token, whatever the load
+enum class SpecSampling { server_default, rejection, coupled };
+
 struct RuntimeOptions {
   std::shared_ptr<Transformer> target;  // required
   std::shared_ptr<Transformer> draft;   // optional; null: target-only decoding
@@ -127,10 +137,16 @@ struct RuntimeOptions {
   // the H100, run 34). Startup takes ~1-2 s longer.
   bool warm_attention_plans = true;
   int64_t k = 4;                        // draft tokens per round when adaptive_k is off
+  // k per sequence and round by the goodput planner (0 included), from measured round costs and
+  // each sequence's acceptance (docs/ARCHITECTURE.md, "Scheduling rounds"); false: always k.
   bool adaptive_k = true;
-  bool measured_costs = false;  // adaptive k by measured round costs (RoundCosts)
   int64_t k_max = 8;
-  int64_t groups = 2;                   // verification groups in flight (>= 2 overlaps drafting)
+  int64_t groups = 2;                   // rounds of a route in flight at once (2 overlaps drafting)
+  // Prompt tokens prefilled between two rounds, so admissions do not stall running requests
+  // (0: whole prompts at once).
+  int64_t prefill_chunk = 512;
+  // How sampled requests that do not say are drawn (GenerateParams::sampling).
+  SpecSampling sampling = SpecSampling::coupled;
   int64_t max_in_flight = 256;          // admitted, unfinished requests; beyond: error "busy"
   int64_t max_new_tokens_limit = 4096;
   int threads = 0;                      // CAF scheduler threads; 0: number of cores
@@ -146,6 +162,9 @@ struct RuntimeOptions {
   // Fault injection for tests (1-based; -1: never): the first drafter throws on this proposal,
   // the verifier throws inside this round. Both are recovered from without losing requests.
   int64_t inject_drafter_failure = -1;
+  // Tests: k of each row instead of the goodput planner's, from (sequence, round, cap); clamped to
+  // [0, cap]. Empty: the planner.
+  std::function<int64_t(int64_t seq, int64_t round, int64_t cap)> k_override;
   int64_t inject_verifier_failure = -1;
   bool trace = false;  // record per-round drafting / verification intervals (trace_json)
   std::vector<StageFactory> stages;  // user actors between intake and router, in order
@@ -160,6 +179,7 @@ struct GenerateParams {
   int64_t top_k = 0;                    // 0: off
   double top_p = 1.0;
   uint64_t seed = 0;
+  SpecSampling sampling = SpecSampling::server_default;
   std::vector<int64_t> eos_ids;
   std::vector<std::string> stop;
   std::string domain;                   // route: a route's name; other values: automatic

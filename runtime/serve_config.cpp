@@ -30,13 +30,16 @@ ServeConfig::ServeConfig() {
            "or none")
       .add(d.k, "k", "draft tokens per round when adaptive-k is off (0..64)")
       .add(d.adaptive_k, "adaptive-k",
-           "choose k per sequence from its acceptance and the cost ratio")
+           "k per sequence and round by the goodput planner (0 included), from measured round "
+           "costs and each sequence's acceptance; false: always k")
       .add(d.k_max, "k-max", "upper bound of adaptive k (0..64)")
-      .add(d.measured_costs, "adaptive-k-measured",
-           "adaptive k prices rounds by measured times (draft step, verification of k + 1 tokens, "
-           "hops; per batch size) instead of the formula's one cost ratio")
       .add(d.groups, "groups",
-           "verification groups in flight (>= 2 overlaps drafting with verification)")
+           "rounds of a route in flight at once (2 overlaps drafting with verification)")
+      .add(d.prefill_chunk, "prefill-chunk",
+           "prompt tokens prefilled between two rounds (0: whole prompts at once)")
+      .add(d.sampling, "sampling",
+           "how sampled requests are drawn unless they say: coupled (a seed gives the text "
+           "target-only sampling gives) or rejection (the p/q rule: more accepted tokens)")
       .add(d.max_batch, "max-batch", "sequences in flight on the verifier (KV cache slots)")
       .add(d.max_len, "max-len", "KV cache positions per sequence (the context limit)")
       .add(d.warm_attention_plans, "warm-attention-plans",
@@ -65,6 +68,8 @@ ServeConfig::ServeConfig() {
            "buffer every verified position (false: first rejection only)")
       .add(d.online.record_prompt_positions, "online-record-prompt",
            "also buffer the target's distributions at the last N prompt positions (0 = none)")
+      .add(d.online.record_plain_every, "online-record-plain-every",
+           "a sequence at k = 0 records its next token's distribution every N tokens (0: never)")
       .add(d.online.record_top_k, "online-top-k",
            "target log-probs kept per record (0: full distribution)")
       .add(d.online.buffer_bytes, "online-buffer-bytes", "distillation buffer budget in bytes")
@@ -211,7 +216,8 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   integer("k", out.k, 0, 64);
   boolean("adaptive-k", out.adaptive_k);
   integer("k-max", out.k_max, 0, 64);
-  boolean("adaptive-k-measured", out.measured_costs);
+  integer("prefill-chunk", out.prefill_chunk, 0, 1 << 20);
+  str("sampling", out.sampling);
   integer("groups", out.groups, 1, 16);
   integer("max-batch", out.max_batch, 1, 4096);
   integer("max-len", out.max_len, 2, 1 << 20);
@@ -232,6 +238,7 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   integer("online-update-every-ms", out.online.update_every_ms, 0, int64_t{1} << 40);
   boolean("online-record-all", out.online.record_all_positions);
   integer("online-record-prompt", out.online.record_prompt_positions, 0, 1 << 20);
+  integer("online-record-plain-every", out.online.record_plain_every, 0, 1 << 20);
   integer("online-top-k", out.online.record_top_k, 0, 1 << 20);
   integer("online-buffer-bytes", out.online.buffer_bytes, 1024, int64_t{1} << 40);
   real("online-guard-margin", out.online.guard_margin, -1.0, 1.0);
@@ -248,6 +255,8 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   boolean("online-backoff-duty", out.online.backoff_duty);
   str("online-state-dir", out.online.state_dir);
   integer("online-save-every", out.online.save_every, 1, 1 << 20);
+  if (error.empty() && out.sampling != "coupled" && out.sampling != "rejection")
+    error = "osd.sampling must be coupled or rejection (got '" + out.sampling + "')";
   if (error.empty() && !parse_distill_loss(out.online.loss))
     error = "osd.online-loss must be fkl, rkl, jsd or tvd (got '" + out.online.loss + "')";
   return error.empty() ? "" : "configuration: " + error;

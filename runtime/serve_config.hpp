@@ -27,7 +27,8 @@ struct ServeSettings {
   // speculation
   int64_t k = 4;
   bool adaptive_k = true;
-  bool measured_costs = false;
+  int64_t prefill_chunk = 512;
+  std::string sampling = "coupled";  // coupled | rejection
   int64_t k_max = 8;
   int64_t groups = 2;
   // limits

@@ -164,11 +164,9 @@ TEST_CASE("all-greedy verification shortcut gives the rule's verdicts, k = 0 row
                                                   valid.unsqueeze(-1).to(torch::kFloat32));
     std::vector<SamplingParams> params(B);
     for (auto& sp : params) sp.temperature = 0;  // greedy
-    std::vector<RequestRng> rngs, rngs_rule;
-    for (int64_t i = 0; i < B; ++i) rngs.emplace_back(100 + i), rngs_rule.emplace_back(100 + i);
-    std::vector<RequestRng*> rp, rp_rule;
-    for (int64_t i = 0; i < B; ++i) rp.push_back(&rngs[i]), rp_rule.push_back(&rngs_rule[i]);
-    auto fast = verify_round(prop, logits, params, rp);
+    for (int64_t i = 0; i < B; ++i) params[i].seed = 100 + i;
+    const std::vector<int64_t> positions = {7, 9, 11, 13, 15, 17};
+    auto fast = verify_round(prop, logits, params, positions);
     CHECK(!fast.target_probs.defined());  // the shortcut ran
     // The rule itself, on the processed (one-hot) distributions.
     std::vector<SamplingParams> flat(B * (K + 1), params[0]);
@@ -176,14 +174,12 @@ TEST_CASE("all-greedy verification shortcut gives the rule's verdicts, k = 0 row
     RejectionInput in{prop.tokens, prop.probs, p, prop.k, {}, {}};
     for (int64_t i = 0; i < B; ++i) {
       for (int64_t j = 0; j < K; ++j)
-        in.u_accept.push_back(j < prop.k[i] ? rp_rule[i]->uniform() : 0.5);
-      in.u_final.push_back(rp_rule[i]->uniform());
+        in.u_accept.push_back(position_uniform(params[i].seed, positions[i] + j, DrawPurpose::accept));
+      in.u_final.push_back(position_uniform(params[i].seed, positions[i], DrawPurpose::target));
     }
     auto rule = rejection_sample(in);
     INFO("trial " << trial);
     CHECK(fast.out.accepted == rule.accepted);
     CHECK(fast.out.next_token == rule.next_token);
-    for (int64_t i = 0; i < B; ++i)
-      CHECK(rngs[i].uniform() == rngs_rule[i].uniform());  // generators advanced alike
   }
 }

@@ -13,7 +13,10 @@ namespace {
 at::Tensor leading_run(const at::Tensor& ok) { return ok.to(torch::kInt64).cumprod(1).sum(1); }
 }  // namespace
 
-RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule) {
+namespace {
+
+// The rule on the device: accepted [B] and next token [B] int64, no host synchronisation.
+std::pair<at::Tensor, at::Tensor> rejection_sample_on_device(const RejectionInput& in, AcceptRule rule) {
   check_dims(in.draft_tokens, 2, "rejection_sample draft_tokens [B, K]");
   check_dims(in.q, 3, "rejection_sample q [B, K, V]");
   check_dims(in.p, 3, "rejection_sample p [B, K + 1, V]");
@@ -22,7 +25,9 @@ RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule) {
       (K > 0 && in.q.size(2) != V))
     throw Error("rejection_sample: shapes disagree: tokens " + shape_str(in.draft_tokens) +
                 ", q " + shape_str(in.q) + ", p " + shape_str(in.p));
-  if (static_cast<int64_t>(in.k.size()) != B || static_cast<int64_t>(in.u_final.size()) != B ||
+  const bool final_per_position = static_cast<int64_t>(in.u_final.size()) == B * (K + 1);
+  if (static_cast<int64_t>(in.k.size()) != B ||
+      (static_cast<int64_t>(in.u_final.size()) != B && !final_per_position) ||
       static_cast<int64_t>(in.u_accept.size()) != B * K)
     throw Error("rejection_sample: k, u_accept or u_final has the wrong length");
   for (auto k : in.k)
@@ -54,13 +59,45 @@ RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule) {
     auto has_mass = residual.sum(-1, true) > 0;
     final_probs = torch::where(rejected.logical_and(has_mass), residual, p_n);
   }
-  auto next = sample_from_probs(final_probs, torch::tensor(in.u_final, torch::kFloat64));
+  auto u_final = to_device(torch::tensor(in.u_final, torch::kFloat64), dev);
+  if (final_per_position) u_final = u_final.view({B, K + 1}).gather(1, accepted.unsqueeze(1)).squeeze(1);
+  return {accepted, sample_from_probs(final_probs, u_final)};
+}
+
+// The coupled draw: the target draws every position j from its uniform by inverse CDF (x_j); the
+// draft's token j is accepted while it equals x_j; the next token is x at the first mismatch (or
+// the bonus position). p: [B, K + 1, V]; u_target: [B * (K + 1)]. Returns accepted, next [B].
+std::pair<at::Tensor, at::Tensor> coupled_on_device(const at::Tensor& drafts, const at::Tensor& p,
+                                                    const std::vector<int64_t>& k,
+                                                    const std::vector<double>& u_target) {
+  const int64_t B = p.size(0), K1 = p.size(1), V = p.size(2), K = K1 - 1;
+  auto dev = p.device();
+  auto x = sample_from_probs(p.reshape({B * K1, V}), torch::tensor(u_target, torch::kFloat64))
+               .view({B, K1});                                                     // [B, K + 1]
+  at::Tensor accepted = torch::zeros({B}, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  if (K > 0) {
+    auto same = to_device(drafts, dev).eq(x.narrow(1, 0, K));                     // [B, K]
+    accepted = leading_run(same.logical_and(prefix_mask(k, K, dev)));
+  }
+  return {accepted, x.gather(1, accepted.unsqueeze(1)).squeeze(1)};
+}
+
+// Reads accepted and next [B] to the host: the round's one synchronisation.
+RejectionOutput to_host(const at::Tensor& accepted, const at::Tensor& next) {
+  const int64_t B = accepted.size(0);
   auto both = torch::stack({accepted, next}).to(torch::kCPU);                     // [2, B]
   RejectionOutput out;
   auto a = both[0], n = both[1];
   out.accepted.assign(a.data_ptr<int64_t>(), a.data_ptr<int64_t>() + B);
   out.next_token.assign(n.data_ptr<int64_t>(), n.data_ptr<int64_t>() + B);
   return out;
+}
+
+}  // namespace
+
+RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule) {
+  auto [accepted, next] = rejection_sample_on_device(in, rule);
+  return to_host(accepted, next);
 }
 
 namespace {
@@ -82,20 +119,19 @@ at::Tensor host_drafts(const Proposals& prop, int64_t K) {
 }  // namespace
 
 RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
-                               const std::vector<SamplingParams>& row_params, const std::vector<RequestRng*>& row_rngs,
-                               AcceptRule rule) {
+                               const std::vector<SamplingParams>& row_params,
+                               const std::vector<int64_t>& row_positions, AcceptRule rule) {
   const int64_t B = logits.size(0), K1 = logits.size(1), V = logits.size(2), K = K1 - 1;
+  if (static_cast<int64_t>(row_params.size()) != B || static_cast<int64_t>(row_positions.size()) != B)
+    throw Error("verify_round: one sampling params and one position per row needed");
   RoundVerification r;
-  // The rows' uniforms, drawn in the rule's order (the all-greedy shortcut draws them too, so the
-  // generators advance alike either way).
-  std::vector<double> u_accept, u_final;
-  u_accept.reserve(B * K);
-  for (int64_t i = 0; i < B; ++i) {
-    for (int64_t j = 0; j < K; ++j) u_accept.push_back(j < prop.k[i] ? row_rngs[i]->uniform() : 0.5);
-    u_final.push_back(row_rngs[i]->uniform());
+  bool all_greedy = rule == AcceptRule::exact, any_coupled = false, any_rejection = false;
+  for (const auto& p : row_params) {
+    all_greedy = all_greedy && p.greedy();
+    const bool coupled = !p.greedy() && p.mode == SamplingMode::coupled && rule == AcceptRule::exact;
+    any_coupled = any_coupled || coupled;
+    any_rejection = any_rejection || !coupled;
   }
-  bool all_greedy = rule == AcceptRule::exact;
-  for (const auto& p : row_params) all_greedy = all_greedy && p.greedy();
   if (all_greedy) {
     // The rule with one-hot p and q: accept while the target's argmax equals the draft token,
     // then emit the target's argmax. The argmaxes come to the host (the round's one sync) and the
@@ -111,6 +147,18 @@ RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
       r.out.next_token.push_back(b[i][n]);
     }
   } else {
+    // Each row's uniforms from its seed and positions: the accept tests of draft tokens 1..K and
+    // the target's draw at every position the round's last token may land on.
+    std::vector<double> u_accept, u_target;
+    u_accept.reserve(B * K);
+    u_target.reserve(B * K1);
+    for (int64_t i = 0; i < B; ++i) {
+      const uint64_t seed = row_params[i].seed;
+      for (int64_t j = 0; j < K; ++j)
+        u_accept.push_back(position_uniform(seed, row_positions[i] + j, DrawPurpose::accept));
+      for (int64_t j = 0; j < K1; ++j)
+        u_target.push_back(position_uniform(seed, row_positions[i] + j, DrawPurpose::target));
+    }
     std::vector<SamplingParams> params;
     params.reserve(B * K1);
     for (int64_t i = 0; i < B; ++i)
@@ -118,9 +166,27 @@ RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
     r.target_probs = processed_probs(logits.view({B * K1, V}), params).view({B, K1, V});
     // The draft may live on another device (osd.draft-device): its tokens and q come to p's.
     const auto dev = r.target_probs.device();
-    RejectionInput in{to_device(prop.tokens, dev), to_device(prop.probs, dev), r.target_probs, prop.k,
-                      std::move(u_accept), std::move(u_final)};
-    r.out = rejection_sample(in, rule);
+    auto drafts = to_device(prop.tokens, dev);
+    at::Tensor accepted, next;
+    if (any_rejection) {
+      RejectionInput in{drafts, to_device(prop.probs, dev), r.target_probs, prop.k,
+                        std::move(u_accept), u_target};
+      std::tie(accepted, next) = rejection_sample_on_device(in, rule);
+    }
+    if (any_coupled) {
+      auto [acc_c, next_c] = coupled_on_device(drafts, r.target_probs, prop.k, u_target);
+      if (!any_rejection) {
+        accepted = acc_c, next = next_c;
+      } else {
+        std::vector<uint8_t> coupled(B);
+        for (int64_t i = 0; i < B; ++i)
+          coupled[i] = !row_params[i].greedy() && row_params[i].mode == SamplingMode::coupled;
+        auto c = to_device(torch::tensor(std::vector<int64_t>(coupled.begin(), coupled.end())).to(torch::kBool), dev);
+        accepted = torch::where(c, acc_c, accepted);
+        next = torch::where(c, next_c, next);
+      }
+    }
+    r.out = to_host(accepted, next);
   }
   for (int64_t i = 0; i < B; ++i) {
     Verdict v{prop.ids[i], prop.k[i], r.out.accepted[i], {}};

@@ -28,7 +28,9 @@ struct RejectionInput {
   at::Tensor p;               // [B, K + 1, V] float32: target's processed probabilities
   std::vector<int64_t> k;     // [B]: draft tokens per row, 0..K
   std::vector<double> u_accept;  // [B * K] row-major uniforms in [0, 1) for the accept tests
-  std::vector<double> u_final;   // [B] uniforms for the recovered / bonus draw
+  // Uniforms for the recovered / bonus draw: [B], or [B * (K + 1)] row-major, one per position the
+  // draw may land on (row i uses u_final[i * (K + 1) + accepted_i]).
+  std::vector<double> u_final;
 };
 
 struct RejectionOutput {
@@ -40,15 +42,19 @@ struct RejectionOutput {
 RejectionOutput rejection_sample(const RejectionInput& in, AcceptRule rule = AcceptRule::exact);
 
 // One verification of a round, as the engine and the verifier actor both run it: processes the
-// target's logits [B, K + 1, V] with each row's sampling params, draws each row's uniforms from
-// its RequestRng (k accept tests, then one final draw), applies the rule, and builds the verdicts.
+// target's logits [B, K + 1, V] with each row's sampling params and applies each row's rule
+// (SamplingParams::mode: the p/q rule, or the coupled draw), and builds the verdicts. A row's
+// uniforms are counter-based (position_uniform): row_positions[i] is the number of tokens of row
+// i's sequence before the round, so draft token j sits at position row_positions[i] + j - 1 and
+// the round's last token at row_positions[i] + accepted.
 struct RoundVerification {
   at::Tensor target_probs;  // [B, K + 1, V] processed p (undefined on the all-greedy shortcut)
   RejectionOutput out;
   std::vector<Verdict> verdicts;  // emitted = accepted draft tokens + the next token
 };
 RoundVerification verify_round(const Proposals& prop, const at::Tensor& logits,
-                               const std::vector<SamplingParams>& row_params, const std::vector<RequestRng*>& row_rngs,
+                               const std::vector<SamplingParams>& row_params,
+                               const std::vector<int64_t>& row_positions,
                                AcceptRule rule = AcceptRule::exact);
 
 }  // namespace osd

@@ -18,6 +18,22 @@ std::string SamplingParams::validate() const {
   return "";
 }
 
+namespace {
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+double position_uniform(uint64_t seed, int64_t position, DrawPurpose purpose) {
+  uint64_t h = splitmix64(seed);
+  h = splitmix64(h ^ static_cast<uint64_t>(position));
+  h = splitmix64(h ^ static_cast<uint64_t>(purpose));
+  return static_cast<double>(h >> 11) * 0x1.0p-53;
+}
+
 RequestRng::RequestRng(uint64_t seed) : gen_(seed) {}
 
 double RequestRng::uniform() { return static_cast<double>(gen_() >> 11) * 0x1.0p-53; }

@@ -13,16 +13,47 @@ TargetScorer::TargetScorer(std::shared_ptr<Transformer> target, int64_t num_slot
 
 void TargetScorer::add(SeqId id, const std::vector<int64_t>& prompt, at::Tensor* prompt_logits,
                        int64_t logit_positions) {
+  begin(id, prompt);
+  try {
+    prefill(id, static_cast<int64_t>(prompt.size()), prompt_logits, logit_positions);
+  } catch (...) {
+    remove(id);
+    throw;
+  }
+}
+
+void TargetScorer::begin(SeqId id, const std::vector<int64_t>& prompt) {
   if (prompt.empty()) throw Error("target: empty prompt");
   if (seqs_.count(id)) throw Error("target: sequence " + std::to_string(id) + " already present");
   const int64_t limit = std::min(cache_.max_len(), target_->config().max_position_embeddings);
   if (static_cast<int64_t>(prompt.size()) >= limit)
     throw Error("prompt of " + std::to_string(prompt.size()) + " tokens leaves no room to generate (context " +
                 std::to_string(limit) + ")");
-  const int64_t slot =
-      target_->prefill_slot(cache_, std::vector<int64_t>(prompt.begin(), prompt.end() - 1),
-                            prompt_logits, logit_positions);
-  seqs_.emplace(id, Seq{slot, prompt.back()});
+  const int64_t slot = target_->prefill_slot(cache_, {});
+  Seq s{slot, prompt.back()};
+  s.to_prefill.assign(prompt.begin(), prompt.end() - 1);
+  seqs_.emplace(id, std::move(s));
+}
+
+int64_t TargetScorer::prefill(SeqId id, int64_t max_tokens, at::Tensor* prompt_logits,
+                              int64_t logit_positions) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) throw Error("prefill: unknown sequence " + std::to_string(id));
+  Seq& s = it->second;
+  const int64_t n = std::min<int64_t>(std::max<int64_t>(max_tokens, 1), s.to_prefill.size());
+  if (n == 0) return 0;
+  std::vector<int64_t> chunk(s.to_prefill.begin(), s.to_prefill.begin() + n);
+  const bool last = n == static_cast<int64_t>(s.to_prefill.size());
+  const bool want = last && prompt_logits;
+  auto out = target_->forward(torch::tensor(chunk).view({1, -1}), {s.slot}, cache_, {},
+                              /*last_only=*/!want, want ? logit_positions : 0);  // [1, n or m, V]
+  if (want) *prompt_logits = out[0];
+  s.to_prefill.erase(s.to_prefill.begin(), s.to_prefill.begin() + n);
+  return static_cast<int64_t>(s.to_prefill.size());
+}
+
+int64_t TargetScorer::unprefilled(SeqId id) const {
+  return static_cast<int64_t>(seqs_.at(id).to_prefill.size());
 }
 
 void TargetScorer::remove(SeqId id) {
@@ -39,7 +70,8 @@ int64_t TargetScorer::room(SeqId id) const {
 }
 
 int64_t TargetScorer::length(SeqId id) const {
-  return cache_.length(seqs_.at(id).slot) + 1;
+  const auto& s = seqs_.at(id);
+  return cache_.length(s.slot) + static_cast<int64_t>(s.to_prefill.size()) + 1;
 }
 
 at::Tensor TargetScorer::score(const Proposals& p) {
@@ -53,6 +85,8 @@ at::Tensor TargetScorer::score(const Proposals& p) {
     auto it = seqs_.find(p.ids[i]);
     if (it == seqs_.end()) throw Error("score: unknown sequence " + std::to_string(p.ids[i]));
     Seq& s = it->second;
+    if (!s.to_prefill.empty())
+      throw Error("score: sequence " + std::to_string(p.ids[i]) + " is still being prefilled");
     if (p.k[i] > room(p.ids[i]))
       throw Error("score: " + std::to_string(p.k[i]) + " draft tokens do not fit sequence " +
                   std::to_string(p.ids[i]));

@@ -27,6 +27,15 @@ class TargetScorer {
   // positions (0: all), [m, V]; row j predicts prompt[n - m + j] (undefined for a 1-token prompt).
   void add(SeqId id, const std::vector<int64_t>& prompt, at::Tensor* prompt_logits = nullptr,
            int64_t logit_positions = 0);
+  // The same in chunks, so a long prompt does not stall the rounds of running sequences: begin()
+  // takes a slot and the prompt without running it (throws as add does); prefill() runs up to
+  // max_tokens more of it and returns how many are left (0: the sequence can be scored). With
+  // prompt_logits, the chunk that finishes the prompt gives its logits at its last
+  // logit_positions positions (fewer when that chunk is shorter).
+  void begin(SeqId id, const std::vector<int64_t>& prompt);
+  int64_t prefill(SeqId id, int64_t max_tokens, at::Tensor* prompt_logits = nullptr,
+                  int64_t logit_positions = 0);
+  int64_t unprefilled(SeqId id) const;
   void remove(SeqId id);
   bool has(SeqId id) const { return seqs_.count(id) != 0; }
   size_t size() const { return seqs_.size(); }
@@ -53,6 +62,7 @@ class TargetScorer {
   struct Seq {
     int64_t slot = 0;
     int64_t pending = 0;
+    std::vector<int64_t> to_prefill;  // prompt tokens not yet run (begin / prefill)
     int64_t length_before = 0;
     int64_t scored = -1;  // k of the scored proposal awaiting commit, -1: none
   };

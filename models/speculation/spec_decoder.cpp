@@ -11,7 +11,9 @@ namespace osd {
 SpecDecoder::SpecDecoder(std::shared_ptr<Transformer> target, std::shared_ptr<Transformer> draft,
                          SpecOptions options, TokenText token_text)
     : target_(target), opt_(options), token_text_(std::move(token_text)),
-      scorer_(target, options.max_batch, options.max_len) {
+      scorer_(target, options.max_batch, options.max_len),
+      costs_(options.k_max),
+      route_acceptance_(options.k_max, 0.99) {
   if (opt_.k < 0 || opt_.k_max < 0 || opt_.k > 64 || opt_.k_max > 64)
     throw Error("draft length k and k_max must be in [0, 64]");
   if (draft) {
@@ -20,7 +22,15 @@ SpecDecoder::SpecDecoder(std::shared_ptr<Transformer> target, std::shared_ptr<Tr
                   " vs " + std::to_string(target->config().vocab_size) + ")");
     draft_.emplace(draft, options.max_batch, options.max_len);
   }
-  if (opt_.cost_ratio >= 0) cost_ratio_ = opt_.cost_ratio, cost_measured_ = true;
+  if (opt_.cost_ratio >= 0) {
+    cost_ratio_ = opt_.cost_ratio, cost_measured_ = true;
+    for (int64_t K = 0; K <= opt_.k_max; ++K) costs_.observe_verify(opt_.max_batch, K, 1.0);
+    for (int64_t b = 1; b <= opt_.max_batch; b *= 2) {
+      costs_.observe_verify(b, 0, 1.0);
+      costs_.observe_verify(b, opt_.k_max, 1.0);
+      costs_.observe_draft_step(b, opt_.cost_ratio);
+    }
+  }
 }
 
 void SpecDecoder::add(SeqId id, const GenerationRequest& req) {
@@ -41,7 +51,7 @@ void SpecDecoder::add(SeqId id, const GenerationRequest& req) {
       throw;
     }
   }
-  Active a{req, RequestRng(req.sampling.seed), std::move(stop), AcceptanceEstimator(), {}};
+  Active a{req, std::move(stop), AcceptanceModel(opt_.k_max, 0.9), {}};
   a.out.id = id;
   active_.emplace(id, std::move(a));
 }
@@ -63,56 +73,64 @@ void SpecDecoder::finish(SeqId id, FinishReason reason) {
   active_.erase(it);
 }
 
-int64_t SpecDecoder::choose_k(SeqId id, Active& a) {
-  if (!draft_) return 0;
-  int64_t k = opt_.adaptive_k ? a.estimator.choose(opt_.k_max, cost_ratio_) : opt_.k;
-  k = std::min(k, a.stop.remaining() - 1);  // never draft past max_new_tokens
-  k = std::min({k, scorer_.room(id), draft_->room(id)});
-  return std::max<int64_t>(k, 0);
+std::vector<int64_t> SpecDecoder::choose_k(const std::vector<SeqId>& ids, const std::vector<Active*>& rows) {
+  std::vector<int64_t> ks(ids.size(), 0);
+  if (!draft_) return ks;
+  std::vector<PlanRow> plan_rows;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    // Never draft past max_new_tokens, nor past either cache.
+    const int64_t cap = std::max<int64_t>(0, std::min({opt_.adaptive_k ? opt_.k_max : opt_.k,
+                                                       rows[i]->stop.remaining() - 1,
+                                                       scorer_.room(ids[i]), draft_->room(ids[i])}));
+    ks[i] = cap;
+    plan_rows.push_back({rows[i]->acceptance.expected_tokens(&route_acceptance_), cap});
+  }
+  if (opt_.adaptive_k) ks = plan_round(plan_rows, costs_).k;
+  return ks;
 }
 
 RoundResult SpecDecoder::step() {
   RoundResult r;
   if (active_.empty()) return r;
   std::vector<SeqId> ids;
-  std::vector<int64_t> ks;
   std::vector<Active*> rows;
-  for (auto& [id, a] : active_) {
-    ids.push_back(id);
-    ks.push_back(choose_k(id, a));
-    rows.push_back(&a);
-  }
+  for (auto& [id, a] : active_) ids.push_back(id), rows.push_back(&a);
+  const auto ks = choose_k(ids, rows);
   const int64_t B = static_cast<int64_t>(ids.size());
   const int64_t V = target_->config().vocab_size;
   auto t0 = std::chrono::steady_clock::now();
-  // k = 0 rows of a drafter still record a (null) proposal there.
-  Proposals prop = draft_ ? draft_->propose(ids, ks) : Proposals::none(ids, ks, V, target_->device());
+  // k = 0 rows are not touched by the drafter; a round where every row is at k = 0 skips it.
+  const bool drafts = std::any_of(ks.begin(), ks.end(), [](int64_t k) { return k > 0; });
+  Proposals prop = drafts ? draft_->propose(ids, ks) : Proposals::none(ids, ks, V, target_->device());
   auto t1 = std::chrono::steady_clock::now();
-  auto logits = scorer_.score(prop);                                            // [B, K + 1, V]
   std::vector<SamplingParams> params;
-  std::vector<RequestRng*> rngs;
-  for (auto* a : rows) params.push_back(a->request.sampling), rngs.push_back(&a->rng);
-  auto verified = verify_round(prop, logits, params, rngs, opt_.rule);
+  for (auto* a : rows) params.push_back(a->request.sampling);
+  auto round = run_spec_round(scorer_, prop, params, false, opt_.rule);
   auto t2 = std::chrono::steady_clock::now();
   r.draft_seconds = std::chrono::duration<double>(t1 - t0).count();
   r.target_seconds = std::chrono::duration<double>(t2 - t1).count();
   draft_seconds_ += r.draft_seconds;
   target_seconds_ += r.target_seconds;
-  if (opt_.cost_ratio < 0 && prop.draft_steps > 0) {
-    // c = one draft step / one target pass, smoothed over rounds.
-    const double c = (r.draft_seconds / prop.draft_steps) / std::max(r.target_seconds, 1e-9);
-    cost_ratio_ = cost_measured_ ? 0.9 * cost_ratio_ + 0.1 * c : c;
-    cost_measured_ = true;
+  const int64_t K = prop.tokens.defined() && prop.tokens.dim() == 2 ? prop.tokens.size(1) : 0;
+  if (opt_.cost_ratio < 0 && !round.captured_graph) {
+    costs_.observe_verify(B, K, r.target_seconds * 1e3);
+    if (prop.draft_steps > 0) {
+      const int64_t drafting = std::count_if(ks.begin(), ks.end(), [](int64_t k) { return k > 0; });
+      costs_.observe_draft_step(drafting, r.draft_seconds * 1e3 / prop.draft_steps);
+      // c = one draft step / one target pass, smoothed over rounds.
+      const double c = (r.draft_seconds / prop.draft_steps) / std::max(r.target_seconds, 1e-9);
+      cost_ratio_ = cost_measured_ ? 0.9 * cost_ratio_ + 0.1 * c : c;
+      cost_measured_ = true;
+    }
   }
-  r.target_logits = logits;
-  r.target_probs = verified.target_probs;
+  r.target_logits = round.logits;
+  r.target_probs = round.verified.target_probs;
   for (int64_t i = 0; i < B; ++i) {
-    Verdict& v = verified.verdicts[i];
-    scorer_.commit(v);
+    Verdict& v = round.verified.verdicts[i];
     if (draft_) draft_->commit(v);
     Active& a = *rows[i];
     a.out.stats.record(v);
-    if (v.k > 0) a.estimator.observe(v.k, v.accepted);
+    if (v.k > 0) a.acceptance.observe(v.k, v.accepted), route_acceptance_.observe(v.k, v.accepted);
     const size_t kept = a.stop.feed(v.emitted);
     r.kept.emplace_back(v.emitted.begin(), v.emitted.begin() + kept);
     r.verdicts.push_back(std::move(v));

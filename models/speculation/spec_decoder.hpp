@@ -1,9 +1,10 @@
 #pragma once
-// Speculative decoding in one synchronous loop: propose -> score -> verify -> roll back.
-// It composes the roles (DraftProposer, TargetScorer, rejection_sample, StopChecker,
-// AcceptanceEstimator) for a batch of sequences that join and leave between rounds. The actors
-// of runtime/ split the same roles across a drafter and a verifier; this loop is the reference
-// they are tested against, and what osd-bench spec times.
+// Speculative decoding in one synchronous loop: plan -> propose -> score -> verify -> roll back.
+// It composes the roles (goodput planner, DraftProposer, the shared round of spec_round.hpp,
+// StopChecker, AcceptanceModel) for a batch of sequences that join and leave between rounds. The
+// actors split the same roles across a drafter and a verifier and run the same round
+// (run_spec_round); this loop is the reference they are tested against, and what osd-bench spec
+// times.
 #include <ATen/core/Tensor.h>
 
 #include <deque>
@@ -12,10 +13,11 @@
 #include <optional>
 #include <vector>
 
-#include "models/speculation/adaptive_k.hpp"
+#include "models/speculation/acceptance_model.hpp"
+#include "models/speculation/cost_model.hpp"
+#include "models/speculation/goodput_planner.hpp"
 #include "models/speculation/proposer.hpp"
-#include "models/speculation/rejection_sampler.hpp"
-#include "models/speculation/scorer.hpp"
+#include "models/speculation/spec_round.hpp"
 #include "models/speculation/stop_conditions.hpp"
 
 namespace osd {
@@ -24,9 +26,11 @@ struct SpecOptions {
   int64_t max_batch = 16;       // sequences in flight (KV cache slots of each model)
   int64_t max_len = 1024;       // KV cache positions per sequence
   int64_t k = 4;                // draft tokens per round (fixed mode)
-  bool adaptive_k = false;      // choose k per sequence from its acceptance and the cost ratio
+  bool adaptive_k = false;      // k per sequence by the goodput planner (goodput_planner.hpp)
   int64_t k_max = 8;            // upper bound for adaptive k
-  double cost_ratio = -1;       // c = draft step / target step; < 0: measured while running
+  // c = draft step / target step for the planner: < 0: every cost measured while running; >= 0:
+  // a fixed price list (verification flat in k at 1, draft steps at c).
+  double cost_ratio = -1;
   AcceptRule rule = AcceptRule::exact;  // tests only: the broken rules are controls
 };
 
@@ -74,12 +78,11 @@ class SpecDecoder {
  private:
   struct Active {
     GenerationRequest request;
-    RequestRng rng;
     StopChecker stop;
-    AcceptanceEstimator estimator;
+    AcceptanceModel acceptance;
     SequenceOutput out;
   };
-  int64_t choose_k(SeqId id, Active& a);
+  std::vector<int64_t> choose_k(const std::vector<SeqId>& ids, const std::vector<Active*>& rows);
   void finish(SeqId id, FinishReason reason);
 
   std::shared_ptr<Transformer> target_;
@@ -90,6 +93,8 @@ class SpecDecoder {
   std::map<SeqId, Active> active_;
   std::map<SeqId, SequenceOutput> done_;
   SpecStats total_;
+  RoundCostModel costs_;
+  AcceptanceModel route_acceptance_;  // every sequence's rounds: the prior of a new one
   double cost_ratio_ = 0.1;
   bool cost_measured_ = false;
   double draft_seconds_ = 0, target_seconds_ = 0;

@@ -48,4 +48,21 @@ Proposals Proposals::none(std::vector<SeqId> ids, std::vector<int64_t> k, int64_
   return p;
 }
 
+Proposals Proposals::select(const std::vector<size_t>& rows) const {
+  Proposals p = *this;
+  p.ids.clear(), p.k.clear(), p.host_tokens.clear();
+  std::vector<int64_t> index;
+  for (auto r : rows) {
+    p.ids.push_back(ids.at(r));
+    p.k.push_back(k.at(r));
+    p.host_tokens.push_back(host_tokens.at(r));
+    index.push_back(static_cast<int64_t>(r));
+  }
+  auto at = torch::tensor(index, torch::kInt64);
+  if (tokens.defined()) p.tokens = tokens.index_select(0, at.to(tokens.device()));
+  if (probs.defined()) p.probs = probs.index_select(0, at.to(probs.device()));
+  // Only the longest remaining proposal's width is needed; the padding stays (rows past k are 0).
+  return p;
+}
+
 }  // namespace osd

@@ -78,8 +78,20 @@ struct Proposals {
   // tensors arrive complete).
   std::shared_ptr<const StreamMark> ready;
 
+  // The proposal of a subset of its rows (in the given order).
+  Proposals select(const std::vector<size_t>& rows) const;
   // No draft tokens for these rows (target-only rounds): tokens [B, 0], probs [B, 0, vocab].
   static Proposals none(std::vector<SeqId> ids, std::vector<int64_t> k, int64_t vocab, c10::Device device);
+};
+
+// What a drafter must learn of a sequence before it drafts for it (the verifier actor sends it
+// with a proposal request): the first `known` tokens it holds are right and `tail` follows them.
+// A sequence the drafter has not seen: known = 0, tail = the whole sequence so far.
+struct DraftSync {
+  SeqId id = 0;
+  int64_t known = 0;
+  std::vector<int64_t> tail;
+  SamplingParams params;
 };
 
 // What the rejection sampler decided for one sequence in one round.

@@ -252,7 +252,7 @@ void add_online_bench(CLI::App& app, bool& json) {
     int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
     double temperature = 0;
     int64_t warmup = 2, repeats = 1;
-    bool routes = false, adaptive_k = false, measured_costs = false, warm_plans = true;
+    bool routes = false, adaptive_k = false, warm_plans = true;
     // The distillers' settings the flags below change, with the runtime's defaults (every
     // replay gets these; enabled and shadow are set per replay).
     OnlineOptions online;
@@ -289,8 +289,6 @@ void add_online_bench(CLI::App& app, bool& json) {
   cmd->add_flag("--adaptive-k", o->adaptive_k,
                 "choose k per request and round (osd-serve's default), up to 2k; acceptance rates "
                 "then count only the rounds that drafted");
-  cmd->add_flag("--measured-costs", o->measured_costs,
-                "with --adaptive-k: price rounds by measured times (osd.adaptive-k-measured)");
   cmd->add_option("--temperature", o->temperature)
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
@@ -388,7 +386,6 @@ void add_online_bench(CLI::App& app, bool& json) {
       r.adaptive_k = o->adaptive_k;
       r.k = o->k;
       r.k_max = 2 * o->k;
-      r.measured_costs = o->measured_costs;
       if (draft) {
         if (o->routes)
           for (const auto& d : o->domains) r.routes.push_back({d, fresh_draft()});
@@ -567,7 +564,6 @@ void add_online_bench(CLI::App& app, bool& json) {
               {"concurrency", o->concurrency},
               {"k", o->k},
               {"adaptive_k", o->adaptive_k},
-              {"measured_costs", o->measured_costs},
               {"temperature", o->temperature},
               {"routes", o->routes},
               {"lr", o->online.lr},

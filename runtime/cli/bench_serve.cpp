@@ -35,7 +35,6 @@ void add_serve_bench(CLI::App& app, bool& json) {
     int64_t requests = 64, prompt_len = 16, new_tokens = 32, max_batch = 64;
     double temperature = 0;
     std::string trace_path;
-    bool measured_costs = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--concurrency", o->concurrency, "client threads per level")->capture_default_str();
@@ -46,8 +45,6 @@ void add_serve_bench(CLI::App& app, bool& json) {
   cmd->add_option("--temperature", o->temperature, "0: greedy")->check(CLI::Range(0.0, 10.0))->capture_default_str();
   cmd->add_option("--layers", o->shape.layers, "target layers")->capture_default_str();
   cmd->add_option("--trace", o->trace_path, "write the Chrome trace of the last speculative level here");
-  cmd->add_flag("--measured-costs", o->measured_costs,
-                "adaptive k prices rounds by measured times (osd.adaptive-k-measured)");
   cmd->callback([o, &json] {
     auto tcfg = shape(o->shape, o->shape.layers), dcfg = shape(o->shape, o->shape.draft_layers);
     auto target = std::make_shared<Transformer>(tcfg, 1);
@@ -65,7 +62,6 @@ void add_serve_bench(CLI::App& app, bool& json) {
         ro.max_len = o->prompt_len + o->new_tokens + 16;
         ro.max_in_flight = std::max<int64_t>(1024, C * 2);
         ro.trace = true;
-        ro.measured_costs = o->measured_costs;
         std::string err;
         auto rt = Runtime::create(ro, &err);
         if (!rt) throw std::runtime_error(err);
@@ -116,7 +112,7 @@ void add_serve_bench(CLI::App& app, bool& json) {
     rep.note("verifier idle", "fraction of wall time the verifier was not verifying");
     rep.note("draft||verify", "fraction of drafting time that overlapped a verification");
     rep.note("threads", at::get_num_threads());
-    rep.note("adaptive k", o->measured_costs ? "measured round costs" : "formula (one cost ratio)");
+    rep.note("adaptive k", "the goodput planner (measured round costs)");
     rep.print(json);
   });
 }

@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
   ro.warm_attention_plans = s.warm_attention_plans;
   ro.k = s.k;
   ro.adaptive_k = s.adaptive_k;
-  ro.measured_costs = s.measured_costs;
+  ro.prefill_chunk = s.prefill_chunk;
+  ro.sampling = s.sampling == "rejection" ? osd::SpecSampling::rejection : osd::SpecSampling::coupled;
   ro.k_max = s.k_max;
   ro.groups = s.groups;
   ro.max_in_flight = s.max_in_flight;
