@@ -71,14 +71,14 @@ struct OnlineOptions {
   // On CUDA: the distillers' kernels run on this many of the GPU's multiprocessors only (a green
   // context, CUDA 12.5+; the driver rounds up to its granularity), leaving the rest to serving.
   // 0: they share the whole GPU. Where green contexts are missing, the whole GPU, with a warning.
-  // 16 of an H100's 132 (docs/RESULTS.md, runs 22-24): the distiller cost 4.6-13.2% of
+  // 16 of an H100's 132 (measured on an H100): the distiller cost 4.6-13.2% of
   // throughput at concurrency 16 (mean 9.2%) instead of 31-37%, and adapted more slowly (english
   // +0.26-0.29 acceptance in 300 requests instead of +0.38).
   int64_t distiller_multiprocessors = 16;
   // With a share above: true runs the verifier and the drafters on the GPU's other
   // multiprocessors (the rest of the same split), so no verification block shares one with a
   // training kernel, but serving never uses the distillers' share, even while they are idle.
-  // false (the default): serving takes the whole GPU. On an H100 (runs 45-46) the whole GPU cost
+  // false (the default): serving takes the whole GPU. On an H100 the whole GPU cost
   // less both ways: at concurrency 16 the distillers cost 3.2-4.3% of throughput against
   // 10.1-16.0% beside them (same process), and a batch-1 verification took 1.501 ms against
   // 1.548 beside them (static: 1.450).
@@ -86,7 +86,7 @@ struct OnlineOptions {
   double guard_margin = -0.01;       // publish unless held-out acceptance drops by more (< 0: must gain that much)
   double rollback_margin = 0.05;     // roll the trainable copy back when it drops by more than this
   // A publish also needs its held-out gain to be this many standard errors clear of zero, paired
-  // on the same records with held-out requests as the units (0: off). Run 46 (H100) published a
+  // on the same records with held-out requests as the units (0: off). An H100 run published a
   // python draft on +0.014 held-out acceptance that served 0.608 against static 0.653.
   double guard_z = 2.0;
   // Held-out records a route needs before its guard can publish (updates train meanwhile). With 8
@@ -134,7 +134,7 @@ struct RuntimeOptions {
   int64_t max_len = 1024;               // KV cache positions per sequence (context limit)
   // CUDA: the verifier and each drafter run every prefill shape once before serving, so cuDNN's
   // attention plans (kept per thread) are built then rather than on a request (57-60 ms each on
-  // the H100, run 34). Startup takes ~1-2 s longer.
+  // an H100). Startup takes ~1-2 s longer.
   bool warm_attention_plans = true;
   int64_t k = 4;                        // draft tokens per round when adaptive_k is off
   // k per sequence and round by the goodput planner (0 included), from measured round costs and

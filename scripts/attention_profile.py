@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Which attention kernel a graphed decode/verification step should use (GPU host; issue 8).
+"""Which attention kernel a graphed decode/verification step should use (GPU host).
 
 Times, graphed (CUDA-event timed replays of 50 calls), attention of T query tokens against a span
 of S cached positions read from a slot cache, with an additive mask: SDPA's cuDNN, memory-efficient

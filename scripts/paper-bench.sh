@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper-scale benchmark (issue 8), run on the GPU host in one command (checkpoints do not
+# The paper-scale benchmark, run on the GPU host in one command (checkpoints do not
 # outlive a lease there): builds osd against CUDA libtorch, trains a byte-level target of
 # TinyLlama-1.1B's shape (22 layers of dim 2048, 4 kv heads; 970M parameters with 256 tokens) on
 # all three corpora (python, c, english from Debian packages) and a 2-layer draft on python only,
@@ -26,9 +26,9 @@ set -uo pipefail
 out=${1:?usage: paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]}
 train_s=${2:-150} requests=${3:-300} prompts=${4:-10} phases=${PHASES:-shift b1 hf}
 phase() { [[ " $phases " == *" $1 "* ]]; }
-# The target's shape: "layers dim heads ffn [kv_heads]" (default: TinyLlama-1.1B's, runs 33 on;
-# TARGET="24 640 10 1728" is the 119M target of runs 5-32, TARGET="12 896 14 2432" the 117.5M
-# one of runs 1-4). Decode steps are launch-bound at ~100M parameters, so a step's cost follows
+# The target's shape: "layers dim heads ffn [kv_heads]" (default: TinyLlama-1.1B's;
+# TARGET="24 640 10 1728" is a 119M target, TARGET="12 896 14 2432" a 117.5M
+# one). Decode steps are launch-bound at ~100M parameters, so a step's cost follows
 # the layer count there and a verification of 5 tokens cost 1.3-1.5 steps; at 1B a step follows
 # the weight bytes and a verification costs 1.05 steps. TARGET_LR, TARGET_STEPS, TARGET_BATCH:
 # its peak rate, cosine length and windows a step (16 of 512 tokens fit the 1B in 80 GB).

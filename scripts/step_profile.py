@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where a graphed decode step's time goes (GPU host; issue 8).
+"""Where a graphed decode step's time goes (GPU host).
 
 Rebuilds osd's layer (models/core/transformer.cpp) op for op in PyTorch at a given shape, with a KV
 cache of `slots` x `max_len` read through a slot index as the graphed step does, and reports:

@@ -53,8 +53,8 @@ class DecodeGraph {
 // `steps` greedy draft steps as one CUDA graph: the first step runs each row's pending chunk
 // (right-padded to `first_tokens`), each later step the argmax of the step before, and the drafted
 // tokens stay on the device. One launch replaces `steps` graph launches and the host work between
-// them: drafting 4 tokens at batch 1 took 0.61 ms one step at a time on an H100 (run 23,
-// docs/RESULTS.md), mostly the host queueing each step's inputs and draws. The tokens equal those
+// them: drafting 4 tokens at batch 1 took 0.61 ms one step at a time on an H100, mostly the host
+// queueing each step's inputs and draws. The tokens equal those
 // of the same steps taken one DecodeGraph at a time.
 class GreedyDraftGraph {
  public:

@@ -30,7 +30,7 @@ namespace {
 // streams share them, so a training kernel queued ahead of a verification kernel on a shared
 // queue delays it. Set before any CUDA call (the driver reads it once, at initialisation), so at
 // load time; an embedding process that initialised CUDA first keeps its own setting. Measured
-// on an H100 (docs/RESULTS.md, runs 22-24): the distiller's cost at concurrency 16, training on
+// on an H100 (measured): the distiller's cost at concurrency 16, training on
 // 16 multiprocessors, was 14.1% with 8 queues and 4.6-13.2% (five pairs, mean 9.2%) with 32.
 [[maybe_unused]] const bool queues_set = [] {
   return setenv("CUDA_DEVICE_MAX_CONNECTIONS", "32", 0) == 0;

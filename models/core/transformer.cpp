@@ -53,7 +53,7 @@ bool set_cudnn_sdpa(Context&, bool, long) {
 
 // OSD_ATTENTION=manual: the hand-written attention instead of SDPA. OSD_SDPA_CUDNN=0 leaves
 // cuDNN's attention out of SDPA (for comparisons: on the H100 the memory-efficient kernel that
-// takes its place made a 1B target's prefill 2-3x slower and its training ~40% slower, run 34).
+// takes its place made a 1B target's prefill 2-3x slower and its training ~40% slower on an H100).
 [[maybe_unused]] bool use_sdpa_on_cuda() {
   static const bool sdpa = [] {
     const char* cudnn = std::getenv("OSD_SDPA_CUDNN");

@@ -69,7 +69,7 @@ class Transformer : public torch::nn::Module {
   // Runs a prefill of every padded prompt length the cache can hold (multiples of 64) on a
   // scratch slot, and with full_forward a forward_full of each: the attention shapes serving
   // meets. PyTorch keeps cuDNN's attention plans per thread and each actor is a thread, so an
-  // actor that meets a new shape mid-serving builds its plan then (57-60 ms on the H100, run 34);
+  // actor that meets a new shape mid-serving builds its plan then (57-60 ms on an H100);
   // an actor calls this on its own thread before it serves. Leaves the cache as it found it.
   // Returns the forward passes run.
   int64_t warm_attention_plans(KVCache& cache, bool full_forward);

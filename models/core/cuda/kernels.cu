@@ -437,7 +437,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemv_kernel(GemvArgs a, int rows
 // ---- GEMV of 2 to 8 rows on tensor cores (bf16 / fp16, sm_80+) ---------------------------------
 // The loop above spends an fp32 FMA (and a conversion) per weight element and input row, so at 5
 // rows (a verification of 4 drafts) it issued ~3.5x the instructions of one row and ran slower
-// than cuBLAS (H100, run 27: 0.976 ms against 0.839 for the 119M target's 5-token step). Here a
+// than cuBLAS (H100: 0.976 ms against 0.839 for the 119M target's 5-token step). Here a
 // block computes 16 output features for all rows with mma.sync m16n8k16 (the rows are the mma's
 // 8 columns, zero past M), its 8 warps splitting K in chunks of 32; lane (g, t) loads 16 bytes of
 // weight rows g and g + 8 and of input row g at k = 32 c + 8 t, and the mma's k slots are
@@ -712,7 +712,7 @@ bool mma_supported_here() {
 }  // namespace
 
 bool gemv_mma_applies(Dtype dtype, int64_t rows, int64_t k) {
-  // Up to 5 rows by default (a verification of 4 drafts at batch 1): on the H100 (run 32) the
+  // Up to 5 rows by default (a verification of 4 drafts at batch 1): on an H100 the
   // 119M target's 5-token step took 0.774 ms with it against 0.842 through cuBLAS, but its
   // 8-token step 1.125 against 0.873. OSD_GEMV_MMA=0: never; OSD_GEMV_MMA_MAX_ROWS: 2 to 8.
   static const int max_rows = [] {
