@@ -241,6 +241,8 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
                                   on.min_heldout,  on.inject_nan,
                                   on.autocast};
       dopt.train.guard_z = on.guard_z;
+      dopt.train.sequential_guard = on.sequential_guard;
+      dopt.train.sequential.alpha = on.guard_alpha;
       dopt.min_new_records = on.min_new_records;
       dopt.route = static_cast<int64_t>(r);
       if (!on.state_dir.empty()) dopt.state_dir = state_dir(r);

@@ -93,6 +93,11 @@ struct OnlineOptions {
   // the first publish rested on one request's records, and in one of four CPU demo runs such a
   // candidate made the python draft worse for the rest of the run (0.41 against 0.53).
   int64_t min_heldout = 256;
+  // The sequential guard instead of min_heldout and guard_z (models/distillation/
+  // sequential_guard.hpp): it judges from 3 held-out requests on, at a threshold that keeps the
+  // chance of publishing a draft that does not gain below guard_alpha between two publishes.
+  bool sequential_guard = false;
+  double guard_alpha = 0.05;
   bool inject_nan = false;           // tests: every training loss is NaN
   // CUDA: the distillers' forwards run in bf16 autocast (float32 weights and optimizer), on the
   // tensor cores; false: float32 throughout (then the H100's matrix units sit idle).

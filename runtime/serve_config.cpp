@@ -79,6 +79,11 @@ ServeConfig::ServeConfig() {
            "roll back when held-out acceptance drops by more")
       .add(d.online.guard_z, "online-guard-z",
            "a publish needs a held-out gain this many standard errors clear of zero (0 = off)")
+      .add(d.online.sequential_guard, "online-sequential-guard",
+           "the sequential guard instead of online-min-heldout and online-guard-z: decides from 3 "
+           "held-out requests on, false-publish rate at most online-guard-alpha")
+      .add(d.online.guard_alpha, "online-guard-alpha",
+           "the sequential guard's false-publish rate between two publishes")
       .add(d.online.max_duty, "online-max-duty",
            "each distiller's busy share of wall time (1 = no cap)")
       .add(d.online.distiller_multiprocessors, "online-distiller-multiprocessors",
@@ -244,6 +249,8 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   real("online-guard-margin", out.online.guard_margin, -1.0, 1.0);
   real("online-rollback-margin", out.online.rollback_margin, 0.0, 1.0);
   real("online-guard-z", out.online.guard_z, 0.0, 10.0);
+  boolean("online-sequential-guard", out.online.sequential_guard);
+  real("online-guard-alpha", out.online.guard_alpha, 1e-6, 0.5);
   integer("online-heldout-records", out.online.heldout_records, 8, 1 << 20);
   integer("online-min-heldout", out.online.min_heldout, 1, 1 << 20);
   real("online-max-duty", out.online.max_duty, 1e-3, 1.0);

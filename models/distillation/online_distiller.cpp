@@ -223,7 +223,12 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
   }
   rep.loss = loss_sum / rep.steps;
   // Guard: nothing is published without evidence from the held-out slice.
-  if (static_cast<int64_t>(heldout.size()) < opt_.min_heldout) {
+  std::set<int64_t> heldout_requests;
+  for (const auto& r : heldout) heldout_requests.insert(r.source);
+  const bool too_small = opt_.sequential_guard
+                             ? static_cast<int64_t>(heldout_requests.size()) < opt_.sequential.min_units
+                             : static_cast<int64_t>(heldout.size()) < opt_.min_heldout;
+  if (too_small) {
     rep.decision = "deferred: held-out slice too small";  // keep training; publish once it is evaluable
     return rep;
   }
@@ -238,6 +243,16 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
   for (const auto& r : heldout) requests.push_back(r.source);
   const auto paired = paired_gain(candidate, current, requests);
   rep.gain_stderr = paired.stderr_;
+  rep.heldout_units = paired.units;
+  // A look is counted when the slice holds a request it did not hold at the last look (sources
+  // are sequence ids, which only grow): every test on new evidence spends its share of alpha.
+  // A candidate is tested only then; updates in between keep training without a test.
+  const int64_t newest = heldout_requests.empty() ? 0 : *heldout_requests.rbegin();
+  const bool look = opt_.sequential_guard && (looks_ == 0 || newest > newest_at_look_);
+  if (look) ++looks_, newest_at_look_ = newest;
+  rep.threshold_z = opt_.sequential_guard ? sequential_guard_z(std::max<int64_t>(looks_, 1), paired.units,
+                                                               opt_.sequential.alpha)
+                                          : opt_.guard_z;
   if (!std::isfinite(rep.acceptance_candidate) ||
       rep.acceptance_candidate <
           rep.acceptance_current - std::max(opt_.rollback_margin, opt_.guard_margin)) {
@@ -246,8 +261,13 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
     rep.decision = "rejected by guard";
     return rep;
   }
-  if (rep.acceptance_candidate < rep.acceptance_current - opt_.guard_margin ||
-      paired.gain < opt_.guard_z * paired.stderr_) {
+  const bool clear =
+      opt_.sequential_guard
+          ? look && sequential_guard_publishes(paired.gain, paired.stderr_, paired.units, looks_,
+                                               opt_.sequential)
+          : rep.acceptance_candidate >= rep.acceptance_current - opt_.guard_margin &&
+                paired.gain >= opt_.guard_z * paired.stderr_;
+  if (!clear) {
     rep.decision = "held";  // no clear gain yet: keep training from here, publish nothing
     rep.promising = paired.gain > 1e-3 && paired.gain >= paired.stderr_;
     return rep;
@@ -257,6 +277,7 @@ UpdateReport OnlineDistiller::update(const std::vector<DistillRecord>& batch, co
   for (size_t i = 0; i < keys.size(); ++i) published_scores_[keys[i]] = candidate[i];
   rep.published = true;
   rep.version = ++version_;
+  looks_ = 0;  // a new epoch of looks against the new published draft, from the same slice
   rep.decision = "published";
   return rep;
 }

@@ -26,6 +26,7 @@
 
 #include "models/distillation/distill_buffer.hpp"
 #include "models/distillation/losses.hpp"
+#include "models/distillation/sequential_guard.hpp"
 #include "models/core/transformer.hpp"
 
 namespace torch::optim {
@@ -58,6 +59,11 @@ struct DistillOptions {
   // A publish also needs gain >= guard_z standard errors of the paired gain (paired_gain); 0: off.
   // Without it a candidate could win by one update's noise on a small slice and serve worse.
   double guard_z = 2.0;
+  // The sequential guard (sequential_guard.hpp) instead of min_heldout and guard_z: it decides
+  // from min_units held-out requests on, at a threshold that keeps the false-publish rate between
+  // two publishes at most sequential.alpha whatever the number of looks.
+  bool sequential_guard = false;
+  SequentialGuardOptions sequential;
 };
 
 struct UpdateReport {
@@ -69,6 +75,8 @@ struct UpdateReport {
   int64_t steps = 0, discarded_steps = 0;
   int64_t heldout_rescored = 0;  // held-out records the published draft was scored on this update
   double gain_stderr = -1;       // standard error of candidate - published (-1: not evaluated)
+  double threshold_z = -1;       // the standard errors the gain needed (-1: not evaluated)
+  int64_t heldout_units = 0;     // held-out requests the guard judged on
   // Held, but gaining: at least one standard error and 0.001 above the published draft. The
   // distiller does not back off for such an update (its candidate is improving, not yet proven).
   bool promising = false;
@@ -143,6 +151,9 @@ class OnlineDistiller {
   std::vector<double> published_scores(const std::vector<DistillRecord>& heldout,
                                        const std::vector<RecordKey>& keys, int64_t* rescored);
   int64_t version_ = 0, step_ = 0;
+  // The sequential guard's looks since the last publish, and the newest held-out request at the
+  // last one.
+  int64_t looks_ = 0, newest_at_look_ = 0;
 };
 
 }  // namespace osd
