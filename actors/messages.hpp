@@ -219,7 +219,8 @@ typename Inspector::result_type inspect(Inspector& f, Proposals& x) {
     return caf::none;
   };
   return f(caf::meta::type_name("osd::Proposals"), caf::meta::save_callback(save), x.ids, x.k, x.host_tokens,
-           x.seconds, x.start_us, x.draft_steps, x.draft_version, tokens, probs, caf::meta::load_callback(load));
+           x.seconds, x.start_us, x.draft_steps, x.catch_up_tokens, x.catch_up_seconds, x.draft_version,
+           tokens, probs, caf::meta::load_callback(load));
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, RecordSource& x) {

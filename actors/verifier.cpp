@@ -45,7 +45,17 @@ void set_up(VerifierActor* self, std::shared_ptr<Transformer> target, std::vecto
     if (r < buffers.size()) route.buffer = buffers[r];
     st.routes.push_back(std::move(route));
   }
-  st.scheduler = std::make_unique<RoundScheduler>(opt.scheduler, static_cast<int64_t>(st.routes.size()));
+  auto sched = opt.scheduler;
+  // Drafting overlaps verification only where they do not share the CPU's cores.
+  bool all_on_cpu = !target->device().is_cuda();
+  sched.overlap = sched.overlap && !all_on_cpu;
+  st.scheduler = std::make_unique<RoundScheduler>(sched, static_cast<int64_t>(st.routes.size()));
+  // On the CPU the target's passes are timed at every batch bucket before serving (a fraction of a
+  // second for small models), so the planner's first prices are measured, not guessed; on a GPU
+  // the first rounds at each shape measure them (and capture their CUDA graphs).
+  if (st.speculative && !target->device().is_cuda())
+    for (const auto& t : st.scorer->calibrate(opt.scheduler.k_max, 2000.0))
+      st.scheduler->observe_verify(t.batch, t.k, t.ms);
 }
 
 caf::behavior verifier(VerifierActor* self, std::shared_ptr<Transformer> target,

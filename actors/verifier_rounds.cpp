@@ -211,7 +211,11 @@ void verify_round(VerifierActor* self, int64_t route, const Proposals& prop_in) 
   if (!round.captured_graph) {  // a capture's time is not a step's
     st.scheduler->observe_verify(B, K, verify_ms);
     const int64_t drafting = std::count_if(prop.k.begin(), prop.k.end(), [](int64_t k) { return k > 0; });
-    if (prop.draft_steps > 0) st.scheduler->observe_draft_step(drafting, prop.seconds * 1e3 / prop.draft_steps);
+    // A catch-up prefill is priced per token, apart from the steps.
+    const int64_t steps = prop.draft_steps - (prop.catch_up_tokens > 0 ? 1 : 0);
+    if (steps > 0)
+      st.scheduler->observe_draft_step(drafting, (prop.seconds - prop.catch_up_seconds) * 1e3 / steps);
+    if (prop.catch_up_tokens > 0) st.scheduler->observe_catch_up(prop.catch_up_tokens, prop.catch_up_seconds * 1e3);
   }
   if (st.opt.trace) {
     if (prop.draft_steps > 0)
@@ -233,7 +237,7 @@ void run_round(VerifierActor* self, int64_t route) {
   // The route's ready rows; a row that failed before runs alone, and one whose context is full
   // finishes (its length is the context's).
   std::vector<SeqId> ids, solo;
-  std::vector<int64_t> caps;
+  std::vector<int64_t> caps, lags;
   std::vector<SeqId> full;
   for (auto& [sid, s] : st.seqs) {
     if (s.route != route || s.in_round || st.scorer->unprefilled(sid) > 0) continue;
@@ -247,10 +251,16 @@ void run_round(VerifierActor* self, int64_t route) {
   for (auto sid : full) finish_seq(self, sid, FinishReason::length);
   if (!solo.empty()) ids = {solo.front()};
   if (ids.empty()) return;
-  for (auto sid : ids) caps.push_back(draft_cap(st, st.seqs.at(sid), sid));
-  const size_t n = solo.empty() ? st.scheduler->cohort_size(route, ids, caps, r.in_flight) : 1;
-  ids.resize(n), caps.resize(n);
-  auto plan = st.scheduler->plan(route, ids, caps);
+  for (auto sid : ids) {
+    const auto& s = st.seqs.at(sid);
+    caps.push_back(draft_cap(st, s, sid));
+    // What the drafter must run before it drafts, beyond the chunk a step takes anyway.
+    const int64_t len = static_cast<int64_t>(s.sub.request.prompt.size() + s.stop.tokens().size());
+    lags.push_back(std::max<int64_t>(0, len - (s.drafter_knows ? s.draft_known : 0) - 2));
+  }
+  const size_t n = solo.empty() ? st.scheduler->cohort_size(route, ids, caps, lags, r.in_flight) : 1;
+  ids.resize(n), caps.resize(n), lags.resize(n);
+  auto plan = st.scheduler->plan(route, ids, caps, lags);
   if (plan.K > 0) return propose(self, route, std::move(ids), std::move(plan.k));
   // Every row at k = 0: a plain decode step on the target's graphed path, no drafter involved.
   auto prop = Proposals::none(ids, plan.k, st.target->config().vocab_size, st.target->device());

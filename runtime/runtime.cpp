@@ -229,6 +229,14 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     };
   }
   impl->verifier = spawn_verifier(sys, o.target, impl->drafters, impl->intake, impl->metrics, impl->buffers, vo);
+  // The verifier sets up (its cache, its attention plans, on the CPU its cost calibration) before
+  // it reads its mailbox: serving starts once it answers, so no request waits behind that.
+  {
+    caf::scoped_actor self{sys};
+    self->request(impl->verifier, std::chrono::minutes(5), stats_atom_v)
+        .receive([](const std::string&) {},
+                 [&](const caf::error& e) { log::warn(log::cat("the verifier did not report ready: ", caf::to_string(e))); });
+  }
   if (o.online.enabled) {
     for (size_t r = 0; r < o.routes.size(); ++r) {
       DistillerOptions dopt;

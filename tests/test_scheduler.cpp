@@ -119,6 +119,13 @@ TEST_CASE("goodput planner: in a mixed batch only the rows that pay draft, and c
   double tokens = 0;
   for (size_t i = 0; i < rows.size(); ++i) tokens += rows[i].expected_tokens[p.k[i]];
   CHECK(p.tokens == Approx(tokens));
+  // A row far behind (its drafter must first run 5,000 tokens) is not worth its catch-up now.
+  costs.observe_catch_up(100, 1.0);  // 0.01 ms a token
+  auto behind = rows;
+  behind[0].lag = 5000;
+  auto q = plan_round(behind, costs);
+  CHECK(q.k[0] == 0);
+  CHECK(q.k[2] > 0);
   // A speculative plan must beat the plain step by the margin: at break-even it stays plain.
   auto even = priced([](int64_t, int64_t K) { return 1.0 + K; }, [](int64_t) { return 0.0; }, 0.0);
   CHECK(plan_round({row(0.999)}, even, 0.02).K == 0);
@@ -135,14 +142,14 @@ TEST_CASE("round scheduler: a new draft version resets the route to its held-out
   s.add(2, 1);
   for (int i = 0; i < 50; ++i) s.observe(1, 4, 0);  // route 0's draft is hopeless
   CHECK(s.route_alpha(0) < 0.2);
-  auto p = s.plan(0, {1}, {4});
+  auto p = s.plan(0, {1}, {4}, {0});
   CHECK(p.K == 0);
   int probes = 0;
-  for (int i = 0; i < 8; ++i) probes += s.plan(0, {1}, {4}).K > 0;
+  for (int i = 0; i < 8; ++i) probes += s.plan(0, {1}, {4}, {0}).K > 0;
   CHECK(probes == 2);  // every 4th round at k = 0 tries k = 1
   s.new_version(0, 0.95);  // the distiller measured a much better draft
   CHECK(s.route_alpha(0) == Approx(0.95).epsilon(0.01));
-  CHECK(s.plan(0, {1}, {4}).K > 0);
+  CHECK(s.plan(0, {1}, {4}, {0}).K > 0);
   CHECK(s.route_alpha(1) == Approx(0.6).epsilon(0.01));  // the other route is untouched
   // Fixed k: every row drafts k, capped.
   SchedulerOptions f = o;
@@ -150,7 +157,7 @@ TEST_CASE("round scheduler: a new draft version resets the route to its held-out
   f.fixed_k = 3;
   RoundScheduler fixed(f, 1);
   fixed.add(5, 0), fixed.add(6, 0);
-  CHECK(fixed.plan(0, {5, 6}, {4, 1}).k == std::vector<int64_t>{3, 1});
+  CHECK(fixed.plan(0, {5, 6}, {4, 1}, {0, 0}).k == std::vector<int64_t>{3, 1});
   // Cohorts: where verification grows with the batch and drafting costs as much, two cohorts
   // that overlap one's drafting with the other's verification pay; with a free drafter they do
   // not (two half passes cost what one whole pass does).
@@ -165,9 +172,15 @@ TEST_CASE("round scheduler: a new draft version resets the route to its held-out
       costly.observe_verify(b, K, 0.25 * b), cheap.observe_verify(b, K, 0.25 * b);
       costly.observe_draft_step(b, 0.5), cheap.observe_draft_step(b, 0.001);
     }
-  CHECK(costly.cohort_size(0, ids, caps, 0) == 4);
-  CHECK(cheap.cohort_size(0, ids, caps, 0) == 8);
-  CHECK(costly.cohort_size(0, ids, caps, 1) == 8);  // the other cohort is already in flight
+  const std::vector<int64_t> lags(8, 0);
+  CHECK(costly.cohort_size(0, ids, caps, lags, 0) == 4);
+  CHECK(cheap.cohort_size(0, ids, caps, lags, 0) == 8);
+  CHECK(costly.cohort_size(0, ids, caps, lags, 1) == 8);  // the other cohort is already in flight
+  SchedulerOptions same_cores = c;
+  same_cores.overlap = false;  // draft and target on the same CPU cores: turns, not overlap
+  RoundScheduler cpu(same_cores, 1);
+  for (auto i : ids) cpu.add(i, 0);
+  CHECK(cpu.cohort_size(0, ids, caps, lags, 0) == 8);
 }
 
 TEST_CASE("proposer: a sequence synced after rounds at k = 0 catches up in one prefill and "

@@ -32,6 +32,14 @@ void RoundCostModel::observe_draft_step(int64_t rows, double ms) { update(draft_
 
 void RoundCostModel::observe_hops(double ms) { update(hops_, ms); }
 
+void RoundCostModel::observe_catch_up(int64_t tokens, double ms) {
+  if (tokens > 0) update(catch_up_, ms / static_cast<double>(tokens));
+}
+
+double RoundCostModel::catch_up_ms_per_token() const {
+  return catch_up_.seen ? catch_up_.value : 0.1 * draft_step_ms(1);
+}
+
 std::vector<double> RoundCostModel::bucket_table(int b) const {
   const auto& v = verify_[b];
   std::vector<int64_t> seen;
@@ -40,20 +48,20 @@ std::vector<double> RoundCostModel::bucket_table(int b) const {
   if (seen.empty()) return {};
   auto estimate = [&](int64_t K) {
     if (v[K].seen) return v[K].value;
-    if (seen.size() == 1) return v[seen[0]].value;
+    // Below the shortest measured: as if the cost were proportional to the tokens (the cheapest a
+    // shorter pass can plausibly be), so the planner tries it and its price is then measured.
+    if (K < seen.front())
+      return v[seen.front()].value * static_cast<double>(K + 1) / static_cast<double>(seen.front() + 1);
+    // Above the longest measured: flat (optimistic), or along the two longest measured.
+    if (K > seen.back()) {
+      if (seen.size() == 1) return v[seen.back()].value;
+      const int64_t a = seen[seen.size() - 2], c = seen.back();
+      const double rising = std::max(0.0, (v[c].value - v[a].value) / static_cast<double>(c - a));
+      return v[c].value + rising * static_cast<double>(K - c);
+    }
     auto hi = std::lower_bound(seen.begin(), seen.end(), K);
-    int64_t a, c;
-    if (hi == seen.begin())
-      a = seen[0], c = seen[1];
-    else if (hi == seen.end())
-      a = seen[seen.size() - 2], c = seen.back();
-    else
-      a = *(hi - 1), c = *hi;
-    const double slope = (v[c].value - v[a].value) / static_cast<double>(c - a);
-    const double rising = std::max(0.0, slope);
-    if (K > c) return v[c].value + rising * static_cast<double>(K - c);
-    if (K < a) return std::max(0.0, v[a].value - rising * static_cast<double>(a - K));
-    return v[a].value + slope * static_cast<double>(K - a);
+    const int64_t a = *(hi - 1), c = *hi;
+    return v[a].value + (v[c].value - v[a].value) * static_cast<double>(K - a) / static_cast<double>(c - a);
   };
   // A verification of more tokens never costs less than one of fewer: noisy means can slope down,
   // and a longer proposal must not look free, nor drafting look cheaper than a plain step.

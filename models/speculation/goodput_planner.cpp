@@ -20,19 +20,22 @@ RoundPlan plan_round(const std::vector<PlanRow>& rows, const RoundCostModel& cos
   const double bar = best.goodput() * (1.0 + margin);
   double best_rate = bar;
   std::vector<int64_t> order(B);
-  std::vector<double> gain(B);
+  std::vector<double> gain(B), net(B);
+  const double per_token = costs.catch_up_ms_per_token();
   for (int64_t K = 1; K <= costs.k_max(); ++K) {
     for (int64_t i = 0; i < B; ++i) {
       const auto& e = rows[i].expected_tokens;
       const int64_t k = std::min<int64_t>({K, rows[i].cap, static_cast<int64_t>(e.size()) - 1});
       gain[i] = k > 0 ? e[k] - 1.0 : 0.0;
+      net[i] = gain[i] - per_token * static_cast<double>(rows[i].lag) * best.plain_tokens_per_ms;
     }
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return gain[a] > gain[b]; });
-    double tokens = static_cast<double>(B);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return net[a] > net[b]; });
+    double tokens = static_cast<double>(B), catch_up_ms = 0;
     for (int64_t m = 1; m <= B && gain[order[m - 1]] > 0; ++m) {
       tokens += gain[order[m - 1]];
-      const double ms = costs.round_ms(B, K, m);
+      catch_up_ms += per_token * static_cast<double>(rows[order[m - 1]].lag);
+      const double ms = costs.round_ms(B, K, m) + catch_up_ms;
       if (ms > 0 && tokens / ms > best_rate) {
         best_rate = tokens / ms;
         best.K = K;

@@ -138,8 +138,13 @@ Proposals DraftProposer::propose(const std::vector<SeqId>& ids, const std::vecto
   // Rows far behind (new sequences, rounds that did not draft, new weights) catch up first, all
   // in one batched prefill; then every row has at most a step's chunk pending.
   const int64_t before = catch_up_tokens_;
+  const auto c0 = std::chrono::steady_clock::now();
   catch_up(drafting, greedy_graph_ && graphs_.enabled() ? 2 : 4);
-  out.draft_steps += catch_up_tokens_ > before ? 1 : 0;
+  out.catch_up_tokens = catch_up_tokens_ - before;
+  if (out.catch_up_tokens > 0) {
+    out.draft_steps += 1;
+    out.catch_up_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+  }
   std::vector<std::vector<int64_t>> pend(B);
   std::vector<int64_t> position(B, 0);  // sequence length before the drafts
   bool all_greedy = true;

@@ -19,30 +19,33 @@ void RoundScheduler::add(SeqId id, int64_t route) {
 void RoundScheduler::remove(SeqId id) { seqs_.erase(id); }
 
 std::vector<PlanRow> RoundScheduler::plan_rows(const std::vector<SeqId>& ids,
-                                               const std::vector<int64_t>& caps) const {
+                                               const std::vector<int64_t>& caps,
+                                               const std::vector<int64_t>& lags) const {
   std::vector<PlanRow> rows;
   rows.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     const auto& s = seqs_.at(ids[i]);
     rows.push_back({s.acceptance.expected_tokens(&routes_.at(s.route)),
-                    std::clamp<int64_t>(caps[i], 0, opt_.k_max)});
+                    std::clamp<int64_t>(caps[i], 0, opt_.k_max), i < lags.size() ? lags[i] : 0});
   }
   return rows;
 }
 
 size_t RoundScheduler::cohort_size(int64_t route, const std::vector<SeqId>& ready,
-                                   const std::vector<int64_t>& caps, int64_t in_flight) {
+                                   const std::vector<int64_t>& caps, const std::vector<int64_t>& lags,
+                                   int64_t in_flight) {
   const size_t B = ready.size();
-  if (!opt_.adaptive || opt_.k_override || in_flight > 0 || opt_.max_cohorts < 2 || B < 2) return B;
-  const auto whole = plan_round(plan_rows(ready, caps), costs_, opt_.margin);
+  if (!opt_.adaptive || opt_.k_override || !opt_.overlap || in_flight > 0 || opt_.max_cohorts < 2 || B < 2)
+    return B;
+  const auto whole = plan_round(plan_rows(ready, caps, lags), costs_, opt_.margin);
   if (whole.K == 0) return B;
   // Two cohorts of half the rows: while one drafts the other verifies, so a cycle of both costs
   // the longer of two verifications and one verification plus its drafting and hops. Where a
   // verification costs the same at half the batch (memory-bound), this never beats one cohort.
   const size_t h = (B + 1) / 2;
   std::vector<SeqId> half(ready.begin(), ready.begin() + h);
-  std::vector<int64_t> half_caps(caps.begin(), caps.begin() + h);
-  const auto part = plan_round(plan_rows(half, half_caps), costs_, opt_.margin);
+  std::vector<int64_t> half_caps(caps.begin(), caps.begin() + h), half_lags(lags.begin(), lags.begin() + h);
+  const auto part = plan_round(plan_rows(half, half_caps, half_lags), costs_, opt_.margin);
   if (part.K == 0) return B;
   const double verify = costs_.verify_ms(h, part.K);
   const double cycle = std::max(2 * verify, part.ms);
@@ -52,7 +55,7 @@ size_t RoundScheduler::cohort_size(int64_t route, const std::vector<SeqId>& read
 }
 
 RoundPlan RoundScheduler::plan(int64_t route, const std::vector<SeqId>& ids,
-                               const std::vector<int64_t>& caps) {
+                               const std::vector<int64_t>& caps, const std::vector<int64_t>& lags) {
   RoundPlan p;
   if (opt_.k_override) {
     p.k.resize(ids.size());
@@ -61,7 +64,7 @@ RoundPlan RoundScheduler::plan(int64_t route, const std::vector<SeqId>& ids,
                                    std::min<int64_t>(caps[i], opt_.k_max));
     p.K = ids.empty() ? 0 : *std::max_element(p.k.begin(), p.k.end());
   } else if (opt_.adaptive) {
-    p = plan_round(plan_rows(ids, caps), costs_, opt_.margin);
+    p = plan_round(plan_rows(ids, caps, lags), costs_, opt_.margin);
   } else {
     p.k.resize(ids.size());
     for (size_t i = 0; i < ids.size(); ++i) p.k[i] = std::clamp<int64_t>(caps[i], 0, opt_.fixed_k);
@@ -75,7 +78,7 @@ RoundPlan RoundScheduler::plan(int64_t route, const std::vector<SeqId>& ids,
     // Probe: the row with the most to gain drafts one token, so the route's acceptance is measured
     // again (a draft that improved, or traffic it now fits).
     zero = 0;
-    const auto rows = plan_rows(ids, caps);
+    const auto rows = plan_rows(ids, caps, lags);
     int64_t best = -1;
     for (size_t i = 0; i < rows.size(); ++i)
       if (rows[i].cap > 0 && (best < 0 || rows[i].expected_tokens[1] > rows[best].expected_tokens[1]))

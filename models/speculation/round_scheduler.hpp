@@ -28,6 +28,9 @@ struct SchedulerOptions {
   int64_t fixed_k = 4;
   double margin = 0.02;     // a speculative plan must beat the plain step by this share
   int64_t max_cohorts = 2;  // rounds of one route in flight at once (2 overlaps drafting)
+  // Whether drafting can run beside verification at all (false where the draft and the target
+  // share the CPU's cores: then two cohorts only take turns, and never pay).
+  bool overlap = true;
   int64_t probe_every = 64; // rounds of a route at k = 0 between probes (0: never)
   double prior_alpha = 0.6; // acceptance before anything is measured
   // Tests and experiments: k of each row instead of the planner's, from (sequence, the
@@ -49,16 +52,19 @@ class RoundScheduler {
   // The rows of the next round out of a route's ready rows (their caps: the most draft tokens each
   // may take now): all of them, or the first half when splitting into two cohorts pays;
   // `in_flight`: rounds of the route already in flight.
-  size_t cohort_size(int64_t route, const std::vector<SeqId>& ready,
-                     const std::vector<int64_t>& caps, int64_t in_flight);
+  // lags: per row, the tokens its drafter must catch up on before it drafts.
+  size_t cohort_size(int64_t route, const std::vector<SeqId>& ready, const std::vector<int64_t>& caps,
+                     const std::vector<int64_t>& lags, int64_t in_flight);
   // k per row for a round of these rows of one route (counted in the stats).
-  RoundPlan plan(int64_t route, const std::vector<SeqId>& ids, const std::vector<int64_t>& caps);
+  RoundPlan plan(int64_t route, const std::vector<SeqId>& ids, const std::vector<int64_t>& caps,
+                 const std::vector<int64_t>& lags);
   // After verification: a row that drafted k tokens and kept `accepted`.
   void observe(SeqId id, int64_t k, int64_t accepted);
   // A round's measured times (a round that captured a CUDA graph should not be reported).
   void observe_verify(int64_t batch, int64_t K, double ms) { costs_.observe_verify(batch, K, ms); }
   void observe_draft_step(int64_t rows, double ms) { costs_.observe_draft_step(rows, ms); }
   void observe_hops(double ms) { costs_.observe_hops(ms); }
+  void observe_catch_up(int64_t tokens, double ms) { costs_.observe_catch_up(tokens, ms); }
   // A new draft version of a route: its sequences start again from the route's prior, which is
   // the held-out acceptance its distiller measured (< 0: keep the route's estimate).
   void new_version(int64_t route, double heldout_acceptance);
@@ -72,7 +78,8 @@ class RoundScheduler {
     int64_t route = 0;
     AcceptanceModel acceptance;
   };
-  std::vector<PlanRow> plan_rows(const std::vector<SeqId>& ids, const std::vector<int64_t>& caps) const;
+  std::vector<PlanRow> plan_rows(const std::vector<SeqId>& ids, const std::vector<int64_t>& caps,
+                                 const std::vector<int64_t>& lags) const;
   SchedulerOptions opt_;
   RoundCostModel costs_;
   std::vector<AcceptanceModel> routes_;

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "models/common/error.hpp"
 
@@ -114,6 +115,31 @@ void TargetScorer::commit(const Verdict& v) {
   cache_.truncate(s.slot, s.length_before + 1 + v.accepted);  // pending + accepted drafts
   s.pending = v.emitted.back();
   s.scored = -1;
+}
+
+std::vector<TargetScorer::Timing> TargetScorer::calibrate(int64_t k_max, double budget_ms) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  auto spent = [&] { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); };
+  torch::NoGradGuard no_grad;
+  std::vector<Timing> out;
+  const int64_t limit = std::min(cache_.max_len(), target_->config().max_position_embeddings);
+  for (int64_t B = 1; B <= free_slots() && spent() < budget_ms; B *= 2) {
+    std::vector<int64_t> slots;
+    for (int64_t i = 0; i < B; ++i) slots.push_back(target_->prefill_slot(cache_, {0}));
+    for (int64_t T : {int64_t{1}, k_max + 1}) {
+      if (1 + 2 * T > limit || spent() >= budget_ms) break;
+      auto tokens = torch::zeros({B, T}, torch::kInt64);
+      target_->forward(tokens, slots, cache_);  // warm-up
+      for (auto s : slots) cache_.truncate(s, 1);
+      const auto t0 = Clock::now();
+      target_->forward(tokens, slots, cache_);
+      out.push_back({B, T - 1, std::chrono::duration<double, std::milli>(Clock::now() - t0).count()});
+      for (auto s : slots) cache_.truncate(s, 1);
+    }
+    for (auto s : slots) cache_.free_slot(s);
+  }
+  return out;
 }
 
 }  // namespace osd

@@ -52,6 +52,14 @@ class TargetScorer {
   int64_t warm_attention_plans() { return target_->warm_attention_plans(cache_, false); }
 
   const Transformer& model() const { return *target_; }
+  // The target's pass timed at batches 1, 2, 4, ... up to the free slots, with 1 and k_max + 1
+  // tokens a row, on scratch slots (the cache is left as it was), until budget_ms is spent:
+  // (batch, k, ms) per pass, for the round cost model's first prices.
+  struct Timing {
+    int64_t batch = 0, k = 0;
+    double ms = 0;
+  };
+  std::vector<Timing> calibrate(int64_t k_max, double budget_ms);
   int64_t length(SeqId id) const;  // tokens of the sequence so far (cache + pending)
   // CUDA graphs captured so far (0 without CUDA graphs): a score() that raised it paid for a
   // capture, so its time says nothing about the step's cost.

@@ -71,7 +71,9 @@ struct Proposals {
   std::vector<std::vector<int64_t>> host_tokens;  // row -> its k draft tokens, on the host
   double seconds = 0;           // wall time of the proposal (for the cost ratio c)
   double start_us = 0;          // steady-clock microseconds when the proposal started (traces)
-  int64_t draft_steps = 0;      // draft forward passes it took
+  int64_t draft_steps = 0;      // draft forward passes it took (a catch-up prefill counts as one)
+  int64_t catch_up_tokens = 0;  // tokens its catch-up prefill ran (rows far behind; 0: none)
+  double catch_up_seconds = 0;  // ... and that prefill's share of `seconds`
   int64_t draft_version = 0;    // version of the draft weights that proposed
   // On CUDA: the point of the drafter's stream after which tokens and probs are complete; the
   // verifier's stream waits for it on the GPU (null on the CPU; not serialized: a remote drafter's
