@@ -40,7 +40,7 @@ struct Call {
 constexpr const char* kJson = "application/json; charset=utf-8";
 
 // How long a waiting connection thread sleeps before it checks that its client is still there.
-constexpr auto kPollInterval = std::chrono::milliseconds(100);
+constexpr auto kPollInterval = std::chrono::milliseconds(250);
 
 uint64_t splitmix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
@@ -236,7 +236,7 @@ void HttpServer::Impl::complete(Endpoint endpoint, const httplib::Request& req, 
       });
 
   // The status line waits for the first token or the answer: a refusal (busy, a bad request the
-  // runtime caught) is then an HTTP error, not a broken stream.
+  // runtime caught) is then an HTTP error, not a broken stream or a 200 with an error inside.
   std::optional<GenerateResult> early;
   {
     std::unique_lock<std::mutex> l(call->m);
