@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <sys/resource.h>
+
 #include "runtime/cli/bench_report.hpp"
 #include "runtime/cli/benches.hpp"
 #include "models/core/transformer.hpp"
@@ -43,7 +45,14 @@ double pct(std::vector<double> v, double q) {
 
 struct Run {
   double p50_ms = 0, p99_ms = 0, req_per_s = 0, tok_per_s = 0;
+  double cpu_ms_per_req = 0;  // this process's CPU time (user + system, all threads) per request
 };
+
+double cpu_ms() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3 + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3;
+}
 
 // Median and range of one figure over the repeats, as "median [min-max]".
 struct Spread {
@@ -67,6 +76,7 @@ Run drive(int64_t C, int64_t n, int64_t new_tokens, Send send) {
   std::vector<double> lat(n);
   std::atomic<int64_t> next{0}, failed{0};
   const auto t0 = Clock::now();
+  const double cpu0 = cpu_ms();
   std::vector<std::thread> clients;
   for (int64_t c = 0; c < C; ++c)
     clients.emplace_back([&, c] {
@@ -80,7 +90,7 @@ Run drive(int64_t C, int64_t n, int64_t new_tokens, Send send) {
   for (auto& t : clients) t.join();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   if (failed > 0) throw std::runtime_error(std::to_string(failed.load()) + " requests failed");
-  return {pct(lat, 0.5), pct(lat, 0.99), n / secs, n * new_tokens / secs};
+  return {pct(lat, 0.5), pct(lat, 0.99), n / secs, n * new_tokens / secs, (cpu_ms() - cpu0) / n};
 }
 
 }  // namespace
@@ -196,7 +206,7 @@ void add_http_bench(CLI::App& app, bool& json_out) {
     drive(warm_c, warm_c * 2, M, zmq_client);
     drive(warm_c, warm_c * 2, M, http_client);
 
-    Report rep("http", {"concurrency", "protocol", "p50 ms", "p99 ms", "req/s", "tok/s", "http/zmq p50"});
+    Report rep("http", {"concurrency", "protocol", "p50 ms", "p99 ms", "req/s", "tok/s", "cpu ms/req", "http/zmq p50"});
     json raw = json::array();
     for (int64_t C : o->concurrency) {
       const int64_t n = std::max(o->requests, 2 * C);
@@ -216,8 +226,10 @@ void add_http_bench(CLI::App& app, bool& json_out) {
         http_runs.push_back(h);
         ratios.push_back(h.p50_ms / z.p50_ms);
         raw.push_back({{"concurrency", C}, {"repeat", r}, {"requests", n},
-                       {"zmq", {{"p50_ms", z.p50_ms}, {"p99_ms", z.p99_ms}, {"req_per_s", z.req_per_s}}},
-                       {"http", {{"p50_ms", h.p50_ms}, {"p99_ms", h.p99_ms}, {"req_per_s", h.req_per_s}}}});
+                       {"zmq", {{"p50_ms", z.p50_ms}, {"p99_ms", z.p99_ms}, {"req_per_s", z.req_per_s},
+                                {"cpu_ms_per_req", z.cpu_ms_per_req}}},
+                       {"http", {{"p50_ms", h.p50_ms}, {"p99_ms", h.p99_ms}, {"req_per_s", h.req_per_s},
+                                 {"cpu_ms_per_req", h.cpu_ms_per_req}}}});
       }
       for (const auto* runs : {&zmq_runs, &http_runs}) {
         auto field = [&](double Run::*f) {
@@ -227,7 +239,7 @@ void add_http_bench(CLI::App& app, bool& json_out) {
         };
         const bool is_http = runs == &http_runs;
         rep.add({C, is_http ? "http" : "zmq", field(&Run::p50_ms).cell(1), field(&Run::p99_ms).cell(1),
-                 field(&Run::req_per_s).cell(1), field(&Run::tok_per_s).cell(0),
+                 field(&Run::req_per_s).cell(1), field(&Run::tok_per_s).cell(0), field(&Run::cpu_ms_per_req).cell(1),
                  is_http ? Spread(ratios).cell(3) : json("")});
       }
     }
@@ -238,6 +250,7 @@ void add_http_bench(CLI::App& app, bool& json_out) {
                            std::to_string(o->max_batch) + ", " +
                            (o->adaptive_k ? std::string("adaptive k") : "k = " + std::to_string(o->k)));
     rep.note("threads", at::get_num_threads());
+    rep.note("cpu ms/req", "CPU time of the whole process (model, server, clients) per request");
     rep.note("http/zmq p50", "HTTP p50 latency / ZeroMQ p50 latency in the same repeat (goal <= 1.05)");
     http->stop();
     zmq_server->stop();
