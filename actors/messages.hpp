@@ -18,6 +18,7 @@
 //                         (answered once min_new are new, or after wait_ms once any is)
 //   distiller -> verifier swap_atom(WeightsSnapshot)            -> drafter: swap_atom(WeightsSnapshot)
 //   anyone -> metrics     RoundMetrics, DoneEvent, DistillMetrics; stats_atom -> JSON
+//   runtime -> metrics    route_atom(route names, draft versions)  (labels of per-route metrics)
 // clang-format on
 //
 // Every message type has an inspect() overload, so any actor could live in another process
@@ -69,6 +70,9 @@ struct DoneEvent {
   double ttft_ms = 0;       // time to first token
   double total_ms = 0;
   std::string route;        // name of the draft route that served it ("" without a draft)
+  // For the metrics actor's histograms; -1: not reported by the sender.
+  int64_t prompt_tokens = -1;
+  double queue_ms = -1;     // submission to admission into a KV cache slot
 };
 
 // One verification round, for the metrics actor.
@@ -166,7 +170,7 @@ typename Inspector::result_type inspect(Inspector& f, SpecStats& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, DoneEvent& x) {
   return f(caf::meta::type_name("osd::DoneEvent"), x.id, x.tokens, x.text, x.finish, x.error_code,
-           x.error_message, x.stats, x.ttft_ms, x.total_ms, x.route);
+           x.error_message, x.stats, x.ttft_ms, x.total_ms, x.route, x.prompt_tokens, x.queue_ms);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Verdict& x) {

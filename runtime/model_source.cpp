@@ -88,4 +88,15 @@ std::shared_ptr<const TextTokenizer> serve_tokenizer(const std::string& setting,
   return tok;
 }
 
+std::string tokenizer_folder(const std::string& setting, const std::string& target_spec) {
+  if (setting == "none" || setting == "bytes") return "";
+  if (setting == "auto") {
+    const std::string dir = target_spec == "default" ? default_models_dir() + "/target" : target_spec;
+    return files::is_dir(dir) ? dir : "";
+  }
+  if (files::is_dir(setting)) return setting;
+  const auto slash = setting.rfind('/');
+  return slash == std::string::npos ? "." : setting.substr(0, slash);
+}
+
 }  // namespace osd

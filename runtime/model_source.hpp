@@ -41,4 +41,9 @@ bool is_byte_level(const Transformer& model, const std::string& spec);
 std::shared_ptr<const TextTokenizer> serve_tokenizer(const std::string& setting, const std::string& target_spec,
                                                      const Transformer& target);
 
+// The folder whose tokenizer_config.json (chat template, bos/eos strings) goes with setting
+// `osd.tokenizer`: the target's folder for "auto", the folder named or the named file's folder,
+// "" for "bytes" and "none".
+std::string tokenizer_folder(const std::string& setting, const std::string& target_spec);
+
 }  // namespace osd

@@ -167,6 +167,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     impl->drafters.push_back(
         spawn_drafter(sys, o.routes[r].draft, drafter_options(o, beside, fail_on, versions[r])));
   }
+  caf::anon_send(impl->metrics, route_atom_v, impl->route_names, versions);  // metric labels
   VerifierOptions vo;
   vo.num_slots = o.max_batch;
   vo.max_len = o.max_len;

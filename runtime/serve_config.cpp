@@ -52,6 +52,18 @@ ServeConfig::ServeConfig() {
       .add(d.endpoint, "endpoint", "ZeroMQ ROUTER endpoint clients connect to")
       .add(d.metrics_endpoint, "metrics-endpoint",
            "Prometheus GET /metrics endpoint (tcp://host:port), empty = off")
+      .add(d.http, "http",
+           "OpenAI-compatible HTTP front end on HOST:PORT (e.g. 127.0.0.1:8000), empty = off")
+      .add(d.http_max_body_bytes, "http-max-body-bytes", "largest HTTP request body (413 above)")
+      .add(d.http_threads, "http-threads",
+           "HTTP connections served at once (each open connection holds a thread)")
+      .add(d.http_timeout_s, "http-timeout-s",
+           "an HTTP client that stalls this long while sending or reading is disconnected")
+      .add(d.served_model_name, "served-model-name",
+           "the model name HTTP clients send (empty: the target's name)")
+      .add(d.chat_template, "chat-template",
+           "chat template of /v1/chat/completions: auto (the checkpoint's, else plain), plain, none, "
+           "or a Jinja file")
       .add(d.torch_threads, "torch-threads", "libtorch intra-op threads, 0 = number of cores")
       .add(d.online.enabled, "online",
            "distil the draft online from the target's verified distributions")
@@ -105,6 +117,22 @@ ServeConfig::ServeConfig() {
       .add(d.online.state_dir, "online-state-dir",
            "save and restore the learned draft here (empty = off)")
       .add(d.online.save_every, "online-save-every", "published updates between saves");
+}
+
+bool parse_host_port(const std::string& address, std::string* host, int* port, std::string* error) {
+  const auto colon = address.rfind(':');
+  const std::string usage = "'" + address + "' is not HOST:PORT (e.g. 127.0.0.1:8000)";
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) return *error = usage, false;
+  std::string h = address.substr(0, colon);
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  const std::string p = address.substr(colon + 1);
+  if (h.empty() || p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos)
+    return *error = usage, false;
+  const int n = std::stoi(p);
+  if (n > 65535) return *error = usage + ": the port must be in [0, 65535]", false;
+  *host = h;
+  *port = n;
+  return true;
 }
 
 std::vector<std::string> ServeConfig::osd_keys() const {
@@ -232,6 +260,12 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   integer("max-frame-bytes", out.max_frame_bytes, 256, 1 << 30);
   str("endpoint", out.endpoint);
   str("metrics-endpoint", out.metrics_endpoint);
+  str("http", out.http);
+  integer("http-max-body-bytes", out.http_max_body_bytes, 256, int64_t{1} << 30);
+  integer("http-threads", out.http_threads, 1, 4096);
+  integer("http-timeout-s", out.http_timeout_s, 1, 3600);
+  str("served-model-name", out.served_model_name);
+  str("chat-template", out.chat_template);
   integer("torch-threads", out.torch_threads, 0, 1024);
   boolean("online", out.online.enabled);
   str("online-loss", out.online.loss);
@@ -264,6 +298,10 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   integer("online-save-every", out.online.save_every, 1, 1 << 20);
   if (error.empty() && out.sampling != "coupled" && out.sampling != "rejection")
     error = "osd.sampling must be coupled or rejection (got '" + out.sampling + "')";
+  if (std::string host, why; error.empty() && !out.http.empty()) {
+    int port = 0;
+    if (!parse_host_port(out.http, &host, &port, &why)) error = "osd.http: " + why;
+  }
   if (error.empty() && !parse_distill_loss(out.online.loss))
     error = "osd.online-loss must be fkl, rkl, jsd or tvd (got '" + out.online.loss + "')";
   return error.empty() ? "" : "configuration: " + error;

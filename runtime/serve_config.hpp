@@ -41,6 +41,13 @@ struct ServeSettings {
   // endpoints and threads
   std::string endpoint = "tcp://127.0.0.1:5555";
   std::string metrics_endpoint;         // "" = off, e.g. tcp://127.0.0.1:9464
+  // the OpenAI-compatible HTTP front end (docs/HTTP.md)
+  std::string http;                     // "" = off, else HOST:PORT (e.g. 127.0.0.1:8000; port 0: a free one)
+  int64_t http_max_body_bytes = 1 << 20;
+  int64_t http_threads = 64;
+  int64_t http_timeout_s = 10;
+  std::string served_model_name;        // "" = the target's name (its folder's, "default", a preset's)
+  std::string chat_template = "auto";   // auto | plain | none | a Jinja file (models/text/chat_prompt.hpp)
   int64_t torch_threads = 0;            // 0: number of cores
   // online distillation: the runtime's own options and defaults, switched on for serving
   OnlineOptions online = [] {
@@ -49,6 +56,9 @@ struct ServeSettings {
     return o;
   }();
 };
+
+// "HOST:PORT" (IPv6 hosts in brackets) -> host and port in [0, 65535]; "" and *error otherwise.
+bool parse_host_port(const std::string& address, std::string* host, int* port, std::string* error);
 
 class ServeConfig : public caf::actor_system_config {
  public:

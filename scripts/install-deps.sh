@@ -8,6 +8,7 @@ pkgs=(
   libcaf-dev libzmq3-dev cppzmq-dev libspdlog-dev catch2
   nlohmann-json3-dev libcli11-dev libonig-dev libutf8proc-dev   # tokenizers: Oniguruma regex, Unicode NFC
   python3-zmq
+  libcpp-httplib-dev             # the OpenAI-compatible HTTP front end (osd.http)
   bible-kjv gnuplot-nox          # demo: english corpus (KJV) and the PNG plot
 )
 missing=()

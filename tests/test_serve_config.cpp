@@ -130,3 +130,22 @@ TEST_CASE("configuration errors name the key", "[config][errors]") {
   CHECK(load({"--osd.warm-attention-plans=false"}, s) == "");
   CHECK(!s.warm_attention_plans);
 }
+
+TEST_CASE("HTTP keys: an address is HOST:PORT, off by default", "[config][http]") {
+  ServeSettings s;
+  REQUIRE(load({}, s) == "");
+  CHECK(s.http.empty());
+  CHECK(s.chat_template == "auto");
+  CHECK(load({"--osd.http=127.0.0.1:8000", "--osd.http-threads=8"}, s) == "");
+  CHECK(s.http == "127.0.0.1:8000");
+  CHECK(s.http_threads == 8);
+  CHECK(load({"--osd.http=8000"}, s).find("osd.http: '8000' is not HOST:PORT") != std::string::npos);
+  CHECK(load({"--osd.http=localhost:99999"}, s).find("the port must be in [0, 65535]") != std::string::npos);
+  CHECK(load({"--osd.http=localhost:80a"}, s).find("is not HOST:PORT") != std::string::npos);
+  CHECK(load({"--osd.http-max-body-bytes=10"}, s).find("osd.http-max-body-bytes must be in") != std::string::npos);
+  std::string host, why;
+  int port = -1;
+  CHECK(parse_host_port("[::1]:0", &host, &port, &why));
+  CHECK(host == "::1");
+  CHECK(port == 0);
+}

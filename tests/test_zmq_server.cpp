@@ -271,8 +271,8 @@ TEST_CASE("zmq: Prometheus text on the metrics endpoint", "[zmq]") {
   auto page = http_get(s->server->metrics_endpoint(), "/metrics");
   INFO(page.substr(0, 400));
   CHECK(page.rfind("HTTP/1.0 200 OK", 0) == 0);
-  CHECK(page.find("osd_num_accepted_tokens_total{draft=\"0\"}") != std::string::npos);
+  CHECK(page.find("osd_num_accepted_tokens_total{route=\"default\"}") != std::string::npos);
   CHECK(page.find("osd_requests_finished_total{reason=\"length\"} 1") != std::string::npos);
-  CHECK(page.find("osd_ttft_ms{quantile=\"0.5\"}") != std::string::npos);
+  CHECK(page.find("osd_time_to_first_token_seconds_count 1") != std::string::npos);
   CHECK(http_get(s->server->metrics_endpoint(), "/nope").rfind("HTTP/1.0 404", 0) == 0);
 }

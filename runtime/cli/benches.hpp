@@ -14,6 +14,7 @@ void add_online_bench(CLI::App& app, bool& json);
 void add_tokenizer_bench(CLI::App& app, bool& json);
 void add_load_bench(CLI::App& app, bool& json);
 void add_trace_bench(CLI::App& app, bool& json);
+void add_http_bench(CLI::App& app, bool& json);
 
 // "NVIDIA H100 80GB HBM3" (CUDA builds), "cuda" otherwise.
 std::string torch_cuda_device_name(c10::Device dev);

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   osd::bench::add_tokenizer_bench(app, json);
   osd::bench::add_load_bench(app, json);
   osd::bench::add_trace_bench(app, json);
+  osd::bench::add_http_bench(app, json);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

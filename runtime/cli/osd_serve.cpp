@@ -11,6 +11,9 @@
 #include "runtime/runtime.hpp"
 #include "runtime/serve_config.hpp"
 #include "runtime/zmq_server.hpp"
+#ifdef OSD_WITH_HTTP
+#include "runtime/serve_http.hpp"
+#endif
 
 int main(int argc, char** argv) {
   // Block the stop signals in every thread; main waits for them with sigwait.
@@ -124,16 +127,51 @@ int main(int argc, char** argv) {
     std::cerr << "osd-serve: " << error << "\n";
     return 2;
   }
+#ifdef OSD_WITH_HTTP
+  std::unique_ptr<osd::HttpServer> http;
+  std::string chat_source;
+  if (!s.http.empty()) {
+    osd::HttpServeInputs hi;
+    hi.tokenizer = tokenizer;
+    hi.tokenizer_dir = osd::tokenizer_folder(s.tokenizer, s.target);
+    for (const auto& route : ro.routes) hi.route_names.push_back(route.name);
+    for (size_t r = 0; r < ro.routes.size(); ++r)
+      hi.route_drafts.push_back(route_specs.empty() ? s.draft : route_specs[r]);
+    if (ro.routes.empty() && ro.draft) hi.route_names = {"default"}, hi.route_drafts = {s.draft};
+    hi.context = std::min(ro.max_len, ro.target->config().max_position_embeddings);
+    hi.vocab_size = ro.target->config().vocab_size;
+    http = osd::start_http(*runtime, s, hi, &chat_source, &error);
+    if (!http) {
+      std::cerr << "osd-serve: " << error << "\n";
+      return 2;
+    }
+  }
+#else
+  if (!s.http.empty()) {
+    std::cerr << "osd-serve: osd.http is set, but this build has no HTTP front end (install "
+                 "libcpp-httplib-dev and rebuild)\n";
+    return 2;
+  }
+#endif
   std::cerr << "osd-serve: target " << s.target << ", draft " << s.draft << ", tokenizer "
             << (tokenizer ? tokenizer->name() : std::string("none")) << " (" << s.device << (s.draft_device.empty() ? "" : ", drafts on " + s.draft_device) << ", " << s.dtype
             << "), " << std::max<size_t>(ro.routes.size(), ro.draft ? 1 : 0) << " draft route(s), online distillation "
             << (ro.online.enabled ? "on" : "off") << ", serving on " << server->endpoint();
   if (!server->metrics_endpoint().empty()) std::cerr << ", metrics on " << server->metrics_endpoint() << "/metrics";
+#ifdef OSD_WITH_HTTP
+  if (http) std::cerr << ", HTTP on " << http->address() << " (chat template: " << chat_source << ")";
+#endif
   std::cerr << "; Ctrl-C stops" << std::endl;
   int sig = 0;
   sigwait(&stop_signals, &sig);
   std::cerr << "osd-serve: stopping (finishing requests in flight)" << std::endl;
+#ifdef OSD_WITH_HTTP
+  if (http) http->drain();  // new completions get 503 while those in flight finish
+#endif
   server->stop();
   runtime->shutdown(true);
+#ifdef OSD_WITH_HTTP
+  if (http) http->stop();
+#endif
   return 0;
 }
