@@ -44,6 +44,9 @@ std::unique_ptr<Served> serve(ZmqServerOptions zo = {}) {
   o.max_len = 256;
   o.max_in_flight = 1024;
   o.threads = 2;
+  // One draft token per round: a token event per one or two tokens, so replies are many.
+  o.adaptive_k = false;
+  o.k = 1;
   o.token_text = [](int64_t t) { return std::string(1, static_cast<char>(t)); };
   std::string err;
   s->rt = Runtime::create(o, &err);
