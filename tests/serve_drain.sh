@@ -43,7 +43,7 @@ sys.exit("requests without exactly one final reply (length): %s" % bad if bad el
 # 2. The drain deadline: requests that cannot finish in time are cancelled, each with one final
 #    reply, and the server still exits 0.
 start_server --osd.drain-timeout-ms=300
-/usr/bin/python3 "$src/tests/stream_client.py" "$endpoint" --requests 4 --max-new-tokens 900 \
+/usr/bin/python3 "$src/tests/stream_client.py" "$endpoint" --requests 4 --max-new-tokens 500 \
   >"$work/client.out" &
 client=$!
 for _ in $(seq 600); do grep -q streaming "$work/client.out" && break; sleep 0.05; done
@@ -66,7 +66,7 @@ grep -q "cancelled" <<<"$summary" || { echo "nothing was cancelled at the deadli
 
 # 3. A second SIGTERM exits at once, without waiting for the drain.
 start_server --osd.drain-timeout-ms=600000
-/usr/bin/python3 "$src/tests/stream_client.py" "$endpoint" --requests 4 --max-new-tokens 900 \
+/usr/bin/python3 "$src/tests/stream_client.py" "$endpoint" --requests 4 --max-new-tokens 500 \
   --quiet-ms 5000 >"$work/client.out" &
 client=$!
 for _ in $(seq 600); do grep -q streaming "$work/client.out" && break; sleep 0.05; done
