@@ -1,5 +1,6 @@
 #include "actors/buffer.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 
@@ -23,8 +24,10 @@ struct BufferState {
   DistillBuffer buffer;
   int64_t restored = 0;       // held-out records read back from state_dir at start
   std::string restore_error;  // why they could not be (then nothing is saved over the file)
+  std::string restore_warning;  // the newest file was damaged and the previous one was read
   std::vector<Waiting> waiting;
   bool ticking = false;
+  int64_t records_messages = 0;  // for BufferOptions::fail_on_records
   static inline const char* name = "osd.buffer";
 };
 
@@ -57,13 +60,16 @@ caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) 
   self->state.stream = std::make_unique<ActorStream>(opt.device, ActorStream::Priority::background,
                                                      opt.multiprocessors);
   const std::string heldout_file = opt.state_dir.empty() ? "" : opt.state_dir + "/heldout.bin";
-  if (!heldout_file.empty() && files::exists(heldout_file)) {
+  if (!heldout_file.empty() &&
+      (files::exists(heldout_file) || files::exists(files::previous_of(heldout_file)))) {
     try {
-      auto records = load_records(heldout_file);
-      self->state.restored = static_cast<int64_t>(records.size());
-      self->state.buffer.restore_heldout(std::move(records));
+      auto loaded = load_newest_records(heldout_file);
+      self->state.restored = static_cast<int64_t>(loaded.records.size());
+      self->state.restore_warning = loaded.warning;
+      self->state.buffer.restore_heldout(std::move(loaded.records));
+      if (!loaded.warning.empty()) log::warn("buffer: " + loaded.warning);
       log::info(log::cat("buffer: restored ", self->state.restored, " held-out records from ",
-                         heldout_file));
+                         loaded.from));
     } catch (const std::exception& e) {
       self->state.restore_error = e.what();
       log::error(log::cat("buffer: the held-out slice starts empty and ", heldout_file,
@@ -79,6 +85,8 @@ caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) 
       // A verification round's records, built here rather than in the verifier's round.
       [=](records_atom, RecordSource& source) {
         auto& st = self->state;
+        if (++st.records_messages == opt.fail_on_records)
+          throw std::runtime_error("injected buffer failure");
         try {
           std::vector<DistillRecord> made;
           st.stream->run_on([&] { made = make_records(source); });
@@ -93,6 +101,11 @@ caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) 
       [=](sample_atom, int64_t n, int64_t min_new, int64_t route,
           int64_t wait_ms) -> caf::result<DistillBatch> {
         auto& st = self->state;
+        // One waiting request per route: a distiller asks again when its request times out, and
+        // the older request's asker no longer listens.
+        st.waiting.erase(std::remove_if(st.waiting.begin(), st.waiting.end(),
+                                        [&](const Waiting& w) { return w.route == route; }),
+                         st.waiting.end());
         if (st.buffer.new_records() >= min_new) return batch_of(st.buffer, n, route);
         auto rp = self->make_response_promise<DistillBatch>();
         Waiting w{rp, n, min_new, route};
@@ -141,6 +154,7 @@ caf::behavior buffer(caf::stateful_actor<BufferState>* self, BufferOptions opt) 
                            {"budget_bytes", opt.budget_bytes},
                            {"heldout_restored", st.restored}};
         if (!st.restore_error.empty()) out["heldout_restore_error"] = st.restore_error;
+        if (!st.restore_warning.empty()) out["heldout_restore_warning"] = st.restore_warning;
         return out.dump();
       },
   };

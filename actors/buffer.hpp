@@ -34,8 +34,10 @@ struct BufferOptions {
   c10::Device device = c10::Device(c10::kCPU);  // where the verifier's logits arrive
   int multiprocessors = 0;  // CUDA: the share its stream runs on (the distillers'; 0: all)
   // The route's state folder ("" = none): the held-out slice is read from state_dir/heldout.bin
-  // at start and written there on save. An unreadable file is logged and left as it is.
+  // at start (or heldout.bin.previous, with a warning, when that is torn or corrupt) and written
+  // there on save. A file that cannot be read is logged and left as it is.
   std::string state_dir;
+  int64_t fail_on_records = -1;  // tests: throw (and die) on this records message (1-based)
 };
 
 caf::actor spawn_buffer(caf::actor_system& sys, BufferOptions opt);

@@ -41,6 +41,10 @@ struct DistillerState {
   // Why the distiller could not start (a corrupt saved state, a device error): it then trains
   // nothing, says so in its stats, and serving goes on with the route's current draft.
   std::string start_error;
+  std::string restored_from, restore_warning;  // the saved state it resumed from
+  int64_t sample_errors = 0;                   // batches the buffer did not deliver
+  int64_t asks = 0;                            // sample requests sent (the newest is the live one)
+  bool asking = false;                         // a sample request is outstanding
   static inline const char* name = "osd.distiller";
 };
 
@@ -63,10 +67,18 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
   // A route whose updates keep failing the guard (a draft that already fits its traffic) waits
   // for more new data before trying again, so it does not spend the cores serving needs.
   const int64_t backoff = self->state.backoff();
-  self->request(buffer, caf::infinite, sample_atom_v, n, opt.min_new_records * backoff, opt.route,
-                opt.update_every_ms * backoff)
-      .then([=](DistillBatch& batch) {
+  // Asked again every few seconds: a buffer that died with this request waiting never answers
+  // it (its restarted successor answers the next one; the buffer keeps one request per route).
+  const int64_t wait_ms = opt.update_every_ms * backoff;
+  const int64_t ask = ++self->state.asks;  // answers to older asks are stale
+  self->state.asking = true;
+  self->request(buffer, std::chrono::milliseconds(wait_ms + 5000), sample_atom_v, n,
+                opt.min_new_records * backoff, opt.route, wait_ms)
+      .then(
+      [=](DistillBatch& batch) {
         auto& st = self->state;
+        if (ask != st.asks) return;
+        st.asking = false;
         UpdateReport rep;
         std::shared_ptr<const Transformer> snapshot;
         const auto t0 = std::chrono::steady_clock::now();
@@ -142,11 +154,24 @@ void next_update(Self* self, DistillerOptions opt, caf::actor buffer, caf::actor
             update_ms, distiller_duty(opt.max_duty, st.backoff(), opt.backoff_duty));
         st.busy_ms += update_ms;
         st.paused_ms += pause;
+        if (opt.fail_on_update > 0 && st.updates == opt.fail_on_update)
+          throw std::runtime_error("injected distiller failure");
         if (pause > 0)
           self->delayed_send(self, std::chrono::microseconds(static_cast<int64_t>(pause * 1e3)),
                              tick_atom_v);
         else
           next_update(self, opt, buffer, verifier, metrics);
+      },
+      [=](caf::error& err) {
+        if (ask != self->state.asks) return;
+        self->state.asking = false;
+        // Not enough new records yet (the request timed out): ask again at once. The buffer died
+        // (its relay answers while the supervisor restarts it): ask again in a second.
+        if (err == caf::sec::request_timeout) return next_update(self, opt, buffer, verifier, metrics);
+        if (self->state.sample_errors++ == 0)
+          log::warn(log::cat("distiller route ", opt.route, ": the buffer did not answer (",
+                             self->system().render(err), "); asking again every second"));
+        self->delayed_send(self, std::chrono::seconds(1), tick_atom_v);
       });
 }
 
@@ -169,9 +194,15 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
   // Trains where the draft runs; resumes from state_dir when it holds a saved state.
   try {
     st.stream->run_on([&] {
-      if (!opt.state_dir.empty() && OnlineDistiller::saved_version(opt.state_dir) >= 0)
+      const auto saved = opt.state_dir.empty() ? OnlineDistiller::SavedState{}
+                                                : OnlineDistiller::find_saved(opt.state_dir);
+      if (saved.version >= 0) {
         st.core = OnlineDistiller::restore(opt.state_dir, opt.train, draft->device());
-      else
+        st.restored_from = saved.path;
+        st.restore_warning = saved.warning;
+        if (!saved.warning.empty())
+          log::warn(log::cat("distiller route ", opt.route, ": ", saved.warning));
+      } else
         st.core = std::make_unique<OnlineDistiller>(*draft, opt.train, draft->device());
       if (st.stream->on_gpu()) st.core->warm_up();  // before its first update meets serving
     });
@@ -187,6 +218,10 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
   if (st.core) next_update(self, opt, buffer, verifier, metrics);
   return {
       [=](tick_atom) { next_update(self, opt, buffer, verifier, metrics); },
+      // The buffer was restarted: a request the old one held is lost, so ask the new one now.
+      [=](sample_atom) {
+        if (self->state.asking) next_update(self, opt, buffer, verifier, metrics);
+      },
       [=](trace_atom) -> std::string {
         auto events = self->state.trace;
         for (auto& e : nlohmann::json::parse(self->state.timeline->chrome_events()))
@@ -216,7 +251,10 @@ caf::behavior distiller(Self* self, std::shared_ptr<const Transformer> draft, Di
                               {"steps", s.core->total_steps()},
                               {"last_decision", s.last.decision},
                               {"last_loss", s.last.loss},
-                              {"last_heldout_acceptance", s.last.acceptance_candidate}}
+                              {"last_heldout_acceptance", s.last.acceptance_candidate},
+                              {"restored_from", s.restored_from},
+                              {"restore_warning", s.restore_warning},
+                              {"sample_errors", s.sample_errors}}
             .dump();
       },
   };

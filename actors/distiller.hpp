@@ -4,11 +4,13 @@
 // a batch (answered once enough records are new), takes a few AdamW steps, guards the candidate
 // on the held-out slice, and publishes an accepted update as an immutable, versioned
 // WeightsSnapshot to the verifier (which hands it to the drafter). Every decision goes to the
-// log and to the metrics actor.
+// log and to the metrics actor. When the buffer does not answer (it died and is being
+// restarted), the distiller asks again a second later.
 //   (stats_atom) -> std::string   JSON: version, updates published / rejected / discarded; or
 //                                 {"error": why, "updates": 0} when it could not start
 //   (trace_atom) -> std::string   JSON array of Chrome trace slices, one per update
 //   (save_atom) -> int64_t        saves now (when state_dir is set); replies the saved version
+//   (sample_atom)                 the buffer was restarted: asks it again for the batch it waits for
 #include <caf/fwd.hpp>
 
 #include <memory>
@@ -22,8 +24,11 @@ struct DistillerOptions {
   DistillOptions train;
   int64_t route = 0;
   int64_t min_new_records = 32;  // an update starts once this many records are new
-  std::string state_dir;         // "" = no persistence; else saved here every save_every updates
-  int64_t save_every = 10;       // published updates between saves (and at shutdown)
+  // "" = no persistence; else saved here every save_every published updates, before the update
+  // is published (so a crash never loses a draft that served), and at shutdown; restored from
+  // here at start (OnlineDistiller::find_saved: the newest intact version).
+  std::string state_dir;
+  int64_t save_every = 1;        // published updates between saves (and at shutdown)
   int64_t max_updates = 0;       // stop training after this many published updates (0: never)
   bool shadow = false;           // train and guard, never publish (measures the distiller's cost)
   int64_t update_every_ms = 0;   // also update after this long once any record is new (0: only min_new_records)
@@ -35,6 +40,7 @@ struct DistillerOptions {
   // time (and max_duty still applies). Under load new records come faster than any update, so
   // waiting for b times the records does not slow a backed-off route; the pause does.
   bool backoff_duty = true;
+  int64_t fail_on_update = -1;   // tests: throw (and die) after this update (1-based)
 };
 
 // How long the distiller waits after an update of update_ms so that its busy share of wall time

@@ -10,17 +10,21 @@ namespace osd {
 namespace {
 
 struct IntakeState {
-  caf::actor router;
+  caf::actor router, verifier;
   std::unordered_set<RequestId> in_flight;
   int64_t next_id = 1;
   bool draining = false;
   std::map<std::string, int64_t> refused;  // by error code
   int64_t admitted = 0;
+  int64_t cancels_passed = 0, cancels_dropped = 0;
   static inline const char* name = "osd.intake";
 };
 
-// Empty when the submission is acceptable, else {code, message}.
-std::pair<std::string, std::string> check(const Submission& s, const IntakeOptions& o) {
+std::string str(size_t n) { return std::to_string(n); }
+
+}  // namespace
+
+Refusal check_submission(const Submission& s, const IntakeOptions& o) {
   const auto& r = s.request;
   if (r.prompt.empty()) return {"invalid_request", "prompt is empty"};
   for (auto t : r.prompt)
@@ -30,19 +34,40 @@ std::pair<std::string, std::string> check(const Submission& s, const IntakeOptio
   if (r.max_new_tokens < 1 || r.max_new_tokens > o.max_new_tokens)
     return {"invalid_request", "max_new_tokens must be in [1, " + std::to_string(o.max_new_tokens) + "] (got " +
                                    std::to_string(r.max_new_tokens) + ")"};
-  if (static_cast<int64_t>(r.prompt.size()) >= o.context)
-    return {"prompt_too_long", "prompt of " + std::to_string(r.prompt.size()) + " tokens exceeds the context limit " +
-                                   std::to_string(o.context - 1)};
+  const auto prompt = static_cast<int64_t>(r.prompt.size());
+  if (prompt >= o.context)
+    return {"prompt_too_long", "prompt (" + std::to_string(prompt) + " tokens) leaves no room in the context of " +
+                                   std::to_string(o.context) + " tokens; shorten the prompt"};
+  if (prompt + r.max_new_tokens > o.context)
+    return {"context_length_exceeded",
+            "prompt (" + std::to_string(prompt) + " tokens) + max_new_tokens (" + std::to_string(r.max_new_tokens) +
+                ") exceeds the context of " + std::to_string(o.context) + " tokens; lower max_new_tokens to at most " +
+                std::to_string(o.context - prompt) + " or shorten the prompt"};
   if (auto e = r.sampling.validate(); !e.empty()) return {"invalid_request", e};
-  for (const auto& st : r.stop)
+  if (r.stop.size() > o.max_stop_strings)
+    return {"invalid_request", "at most " + str(o.max_stop_strings) + " stop strings (got " + str(r.stop.size()) + ")"};
+  for (const auto& st : r.stop) {
     if (st.empty()) return {"invalid_request", "stop strings must not be empty"};
+    if (st.size() > o.max_stop_bytes)
+      return {"invalid_request", "a stop string may have at most " + str(o.max_stop_bytes) + " bytes (got " +
+                                     str(st.size()) + ")"};
+  }
   if (!r.stop.empty() && !o.has_tokenizer) return {"invalid_request", "stop strings need a tokenizer"};
+  if (r.eos_ids.size() > o.max_eos_ids)
+    return {"invalid_request", "at most " + str(o.max_eos_ids) + " eos ids (got " + str(r.eos_ids.size()) + ")"};
+  for (auto t : r.eos_ids)
+    if (t < 0 || t >= o.vocab_size)
+      return {"invalid_request", "eos id " + std::to_string(t) + " outside the vocabulary [0, " +
+                                     std::to_string(o.vocab_size) + ")"};
   return {};
 }
+
+namespace {
 
 caf::behavior intake(caf::stateful_actor<IntakeState>* self, IntakeOptions opt) {
   return {
     [=](route_atom, caf::actor router) { self->state.router = std::move(router); },
+    [=](cancel_atom, caf::actor verifier) { self->state.verifier = std::move(verifier); },
     [=](submit_atom, Submission& sub, caf::actor& sink) {
       auto& st = self->state;
       auto refuse = [&](const std::string& code, const std::string& msg) {
@@ -51,7 +76,7 @@ caf::behavior intake(caf::stateful_actor<IntakeState>* self, IntakeOptions opt) 
       };
       if (st.draining) return refuse("shutting_down", "the runtime is shutting down");
       if (sub.id.empty()) sub.id = "req-" + std::to_string(st.next_id++);
-      if (auto [code, msg] = check(sub, opt); !code.empty()) return refuse(code, msg);
+      if (auto r = check_submission(sub, opt); !r.empty()) return refuse(r.code, r.message);
       if (st.in_flight.count(sub.id)) return refuse("duplicate_id", "a request with id '" + sub.id + "' is in flight");
       if (static_cast<int64_t>(st.in_flight.size()) >= opt.max_in_flight)
         return refuse("busy", "queue full (" + std::to_string(opt.max_in_flight) + " in flight); retry after " +
@@ -59,6 +84,17 @@ caf::behavior intake(caf::stateful_actor<IntakeState>* self, IntakeOptions opt) 
       st.in_flight.insert(sub.id);
       ++st.admitted;
       self->send(st.router, route_atom_v, std::move(sub), std::move(sink));
+    },
+    // Messages from one sender keep their order, so a cancel sent after a submission meets it
+    // here: admitted (in flight) or already refused (dropped).
+    [=](cancel_atom, const RequestId& id) {
+      auto& st = self->state;
+      if (!st.in_flight.count(id) || !st.verifier) {
+        ++st.cancels_dropped;
+        return;
+      }
+      ++st.cancels_passed;
+      self->send(st.verifier, cancel_atom_v, id);
     },
     [=](release_atom, const RequestId& id) { self->state.in_flight.erase(id); },
     // The verifier's final answer: the id is free before the client can see the answer.
@@ -72,7 +108,13 @@ caf::behavior intake(caf::stateful_actor<IntakeState>* self, IntakeOptions opt) 
     },
     [=](stats_atom) -> std::string {
       auto& st = self->state;
-      nlohmann::json j = {{"in_flight", st.in_flight.size()}, {"admitted", st.admitted}, {"refused", st.refused}};
+      nlohmann::json j = {{"in_flight", st.in_flight.size()},
+                          {"admitted", st.admitted},
+                          {"refused", st.refused},
+                          {"cancels_passed", st.cancels_passed},
+                          {"cancels_dropped", st.cancels_dropped},
+                          {"context", opt.context},
+                          {"max_new_tokens", opt.max_new_tokens}};
       return j.dump();
     },
   };

@@ -19,6 +19,8 @@
 //   distiller -> verifier swap_atom(WeightsSnapshot)            -> drafter: swap_atom(WeightsSnapshot)
 //   anyone -> metrics     RoundMetrics, DoneEvent, DistillMetrics; stats_atom -> JSON
 //   runtime -> metrics    route_atom(route names, draft versions)  (labels of per-route metrics)
+//   bridge -> intake      cancel_atom(RequestId)                 -> verifier, only while in flight
+//   supervisor -> bridge  fail_atom(code, message)               answer every outstanding call
 // clang-format on
 //
 // Every message type has an inspect() overload, so any actor could live in another process
@@ -288,4 +290,5 @@ CAF_ADD_ATOM(osd, osd, swap_atom, "swap")
 CAF_ADD_ATOM(osd, osd, save_atom, "save")
 CAF_ADD_ATOM(osd, osd, score_atom, "score")
 CAF_ADD_ATOM(osd, osd, tick_atom, "tick")
+CAF_ADD_ATOM(osd, osd, fail_atom, "fail")
 CAF_END_TYPE_ID_BLOCK(osd)

@@ -13,6 +13,7 @@
 #include "actors/intake.hpp"
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
+#include "actors/relay.hpp"
 #include "actors/router.hpp"
 #include "actors/verifier.hpp"
 #include "models/weights/hf_checkpoint.hpp"
@@ -20,6 +21,7 @@
 #include "models/distillation/online_distiller.hpp"
 #include "models/core/transformer.hpp"
 #include "models/common/log.hpp"
+#include "runtime/supervisor.hpp"
 
 #include <optional>
 
@@ -29,11 +31,17 @@ struct Runtime::Impl {
   RuntimeOptions opt;
   std::unique_ptr<caf::actor_system_config> cfg;
   std::unique_ptr<caf::actor_system> sys;
-  caf::actor metrics, intake, verifier, router, bridge;
+  caf::actor metrics, intake, verifier, router, bridge, supervisor;
   std::vector<std::string> route_names;
-  std::vector<caf::actor> drafters, buffers, distillers;  // per route (buffers/distillers: online only)
+  std::vector<caf::actor> drafters;
+  // Per route (online only): relays to the route's buffer and distiller, which the supervisor
+  // may replace (runtime/supervisor.hpp); everyone holds the relays.
+  std::vector<caf::actor> buffers, distillers;
   std::vector<caf::actor> stages;
+  std::shared_ptr<HealthBoard> board = std::make_shared<HealthBoard>();
   std::atomic<int64_t> next_id{1};
+  // Calls submitted and not yet answered (shared: a call may be answered while the system stops).
+  std::shared_ptr<std::atomic<int64_t>> in_flight = std::make_shared<std::atomic<int64_t>>(0);
   std::atomic<bool> stopped{false};
 };
 
@@ -109,6 +117,9 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   if (o.scheduler != "sharing" && o.scheduler != "stealing")
     return fail("scheduler must be sharing or stealing (got '" + o.scheduler + "')");
   if (o.max_in_flight < 1) return fail("max_in_flight must be >= 1");
+  if (o.max_new_tokens_limit < 1) return fail("max_new_tokens_limit must be >= 1");
+  if (o.max_id_bytes < 1) return fail("max_id_bytes must be >= 1");
+  if (o.max_restarts < 0) return fail("max_restarts must be >= 0");
   if (o.router_eval_every < 0 || o.router_eval_warmup < 0) return fail("router_eval_every/warmup must be >= 0");
   std::optional<DistillLoss> loss = parse_distill_loss(o.online.loss);
   if (o.online.enabled) {
@@ -124,16 +135,23 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     if (o.online.distiller_multiprocessors < 0 || o.online.distiller_multiprocessors > 4096)
       return fail("online.distiller_multiprocessors must be in [0, 4096] (0: the whole GPU)");
   }
-  // A saved online-distillation state replaces a route's draft weights and sets its version.
+  // A saved online-distillation state replaces a route's draft weights and sets its version: the
+  // newest intact version (a torn or corrupt save falls back to the one before, with a warning).
   std::vector<int64_t> versions(o.routes.size(), 0);
+  std::vector<std::shared_ptr<Transformer>> configured(o.routes.size());  // before any restore
   auto state_dir = [&](size_t r) { return o.online.state_dir + "/route-" + o.routes[r].name; };
+  for (size_t r = 0; r < o.routes.size(); ++r) configured[r] = o.routes[r].draft;
   if (o.online.enabled && !o.online.state_dir.empty()) {
     for (size_t r = 0; r < o.routes.size(); ++r) {
       try {
-        if (OnlineDistiller::saved_version(state_dir(r)) >= 0) {
-          versions[r] = OnlineDistiller::saved_version(state_dir(r));
+        const auto saved = OnlineDistiller::find_saved(state_dir(r));
+        if (saved.version >= 0) {
+          if (!saved.warning.empty()) log::warn("route '" + o.routes[r].name + "': " + saved.warning);
+          versions[r] = saved.version;
           auto& d = o.routes[r].draft;
-          d = load_hf_checkpoint(state_dir(r), d->device(), d->config().dtype);
+          d = load_hf_checkpoint(saved.path, d->device(), d->config().dtype);
+          log::info(log::cat("route '", o.routes[r].name, "': restored draft version ", saved.version, " from ",
+                             saved.path));
         }
       } catch (const std::exception& e) {
         return fail("cannot restore the online draft of route '" + o.routes[r].name + "': " + e.what());
@@ -148,7 +166,13 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   impl->cfg->set("scheduler.policy", caf::atom_from_string(o.scheduler));
   impl->sys = std::make_unique<caf::actor_system>(*impl->cfg);
   auto& sys = *impl->sys;
-  const int64_t context = std::min(o.max_len, o.target->config().max_position_embeddings);
+  // The context a request must fit: the KV cache positions per sequence and every model's
+  // max_position_embeddings (a draft proposes at the same positions as the target).
+  int64_t context = std::min(o.max_len, o.target->config().max_position_embeddings);
+  for (const auto& route : o.routes) context = std::min(context, route.draft->config().max_position_embeddings);
+  if (o.max_new_tokens_limit >= context)
+    log::warn(log::cat("max_new_tokens_limit (", o.max_new_tokens_limit, ") is not below the context (", context,
+                       " tokens): requests are limited by prompt + max_new_tokens <= ", context));
   IntakeOptions io;
   io.max_in_flight = o.max_in_flight;
   io.max_new_tokens = o.max_new_tokens_limit;
@@ -157,6 +181,7 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   io.has_tokenizer = static_cast<bool>(o.token_text) || o.tokenizer != nullptr;
   impl->metrics = spawn_metrics(sys);
   impl->intake = spawn_intake(sys, io);
+  impl->bridge = spawn_client_bridge(sys, impl->intake, BridgeOptions{static_cast<size_t>(o.max_id_bytes)});
   // Serving beside the distillers' share of the GPU (OnlineOptions::serve_beside_distillers).
   const int beside = o.online.enabled && o.online.serve_beside_distillers
                          ? static_cast<int>(o.online.distiller_multiprocessors)
@@ -203,6 +228,9 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
   vo.record_plain_every = o.online.enabled ? o.online.record_plain_every : 0;
   vo.route_names = impl->route_names;
   vo.draft_versions = versions;
+  // Online distillation: a buffer and a distiller per route, each behind a relay, so the
+  // supervisor can replace one that dies while the verifier and the distiller keep their handles.
+  std::vector<SupervisedWorker> workers;
   if (o.online.enabled) {
     // Each route gets an equal share of the buffer budget.
     const size_t share = static_cast<size_t>(o.online.buffer_bytes) / o.routes.size();
@@ -215,7 +243,16 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       bo.device = o.target->device();
       bo.multiprocessors = static_cast<int>(o.online.distiller_multiprocessors);
       if (!o.online.state_dir.empty()) bo.state_dir = state_dir(r);
-      impl->buffers.push_back(spawn_buffer(sys, bo));
+      auto first = bo;
+      if (r == 0) first.fail_on_records = o.inject_buffer_failure;
+      caf::actor_system* sys_ptr = impl->sys.get();
+      SupervisedWorker w;
+      w.name = "buffer:" + o.routes[r].name;
+      w.current = spawn_buffer(sys, first);
+      w.relay = spawn_relay(sys, w.current);
+      w.respawn = [sys_ptr, bo] { return spawn_buffer(*sys_ptr, bo); };  // restores the held-out slice
+      impl->buffers.push_back(w.relay);
+      workers.push_back(std::move(w));
     }
   }
   if (speculative) {
@@ -264,8 +301,26 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
       dopt.multiprocessors = static_cast<int>(on.distiller_multiprocessors);
       dopt.held_backoff = on.held_backoff;
       dopt.backoff_duty = on.backoff_duty;
-      impl->distillers.push_back(spawn_distiller(sys, o.routes[r].draft, dopt, impl->buffers[r],
-                                                 impl->verifier, impl->metrics));
+      auto first = dopt;
+      if (r == 0) first.fail_on_update = o.inject_distiller_failure;
+      caf::actor_system* sys_ptr = impl->sys.get();
+      SupervisedWorker w;
+      w.name = "distiller:" + o.routes[r].name;
+      // The configured draft: a distiller resumes from its saved state when there is one.
+      w.current = spawn_distiller(sys, configured[r], first, impl->buffers[r], impl->verifier, impl->metrics);
+      w.relay = spawn_relay(sys, w.current);
+      if (!on.state_dir.empty()) {
+        w.respawn = [sys_ptr, draft = configured[r], dopt, buffer = impl->buffers[r],
+                     verifier = impl->verifier, metrics = impl->metrics] {
+          return spawn_distiller(*sys_ptr, draft, dopt, buffer, verifier, metrics);
+        };
+      } else {
+        w.why_not = "no online.state_dir to rebuild it from";
+      }
+      impl->distillers.push_back(w.relay);
+      // A restarted buffer has lost the distiller's waiting request: the distiller asks again.
+      workers[r].after_restart = [relay = w.relay] { caf::anon_send(relay, sample_atom_v); };
+      workers.push_back(std::move(w));
     }
     // On a GPU each distiller warms up as it starts (OnlineDistiller::warm_up); a request returns
     // once it has (at once elsewhere), so serving does not begin beside that first, slowest step.
@@ -296,7 +351,18 @@ std::unique_ptr<Runtime> Runtime::create(RuntimeOptions o, std::string* error) {
     impl->stages.push_back(next);
   }
   caf::anon_send(impl->intake, route_atom_v, next);
-  impl->bridge = spawn_client_bridge(sys, impl->intake);
+  caf::anon_send(impl->intake, cancel_atom_v, impl->verifier);
+  // Supervision: every actor above is watched (runtime/supervisor.hpp).
+  SupervisorOptions so;
+  so.board = impl->board;
+  so.bridge = impl->bridge;
+  so.essential = {{"verifier", impl->verifier}, {"intake", impl->intake}, {"router", impl->router},
+                  {"metrics", impl->metrics}, {"client_bridge", impl->bridge}};
+  for (size_t i = 0; i < impl->stages.size(); ++i)
+    so.essential.emplace_back("stage:" + std::to_string(i), impl->stages[i]);
+  so.workers = std::move(workers);
+  so.max_restarts = o.max_restarts;
+  impl->supervisor = spawn_supervisor(sys, std::move(so));
   return std::unique_ptr<Runtime>(new Runtime(std::move(impl)));
 }
 
@@ -321,7 +387,9 @@ std::shared_ptr<RequestHandle> Runtime::submit(GenerateParams p, std::function<v
   if (on_tokens)
     call->on_tokens = [cb = std::move(on_tokens)](const TokenEvent& ev) { cb(TokenChunk{ev.id, ev.tokens, ev.text}); };
   auto promise = std::make_shared<std::promise<GenerateResult>>();
-  call->on_done = [promise, cb = std::move(on_done)](DoneEvent&& d) {
+  ++*impl_->in_flight;
+  call->on_done = [promise, cb = std::move(on_done), in_flight = impl_->in_flight](DoneEvent&& d) {
+    --*in_flight;
     auto r = to_result(d);
     if (cb) cb(r);
     promise->set_value(std::move(r));
@@ -329,15 +397,59 @@ std::shared_ptr<RequestHandle> Runtime::submit(GenerateParams p, std::function<v
   std::shared_future<GenerateResult> fut = promise->get_future().share();
   auto handle = std::shared_ptr<RequestHandle>(new RequestHandle(sub.id, fut, this));
   if (impl_->stopped) {
-    call->on_done(DoneEvent{sub.id, {}, "", "error", "shutting_down", "the runtime has shut down", {}, 0, 0});
+    call->client_id = sub.id;
+    call->finish(DoneEvent{sub.id, {}, "", "error", "shutting_down", "the runtime has shut down", {}, 0, 0});
     return handle;
   }
   caf::anon_send(impl_->bridge, submit_atom_v, std::move(sub), std::move(call));
   return handle;
 }
 
+// Through the bridge, which knows the calls in flight, and the intake, which knows whether the
+// request was admitted: a cancel reaches the verifier only for a request it has or will have.
 void Runtime::cancel(const std::string& id) {
-  if (!impl_->stopped) caf::anon_send(impl_->verifier, cancel_atom_v, id);
+  if (!impl_->stopped) caf::anon_send(impl_->bridge, cancel_atom_v, id);
+}
+
+RuntimeHealth Runtime::health() const {
+  auto h = impl_->board->snapshot();
+  h.in_flight = *impl_->in_flight;
+  return h;
+}
+
+std::string Runtime::health_json() const {
+  const auto h = health();
+  nlohmann::json actors = nlohmann::json::array();
+  for (const auto& a : h.actors)
+    actors.push_back({{"name", a.name}, {"alive", a.alive}, {"restarts", a.restarts}, {"last_failure", a.last_failure}});
+  return nlohmann::json{{"status", health_status_name(h.status)},
+                        {"reason", h.reason},
+                        {"actors", actors},
+                        {"in_flight", h.in_flight}}
+      .dump();
+}
+
+bool Runtime::inject_failure(const std::string& actor) {
+  if (impl_->stopped) return false;
+  bool found = false;
+  caf::scoped_actor self{*impl_->sys};
+  self->request(impl_->supervisor, std::chrono::seconds(10), fail_atom_v, actor)
+      .receive([&](bool f) { found = f; }, [&](caf::error&) {});
+  return found;
+}
+
+int64_t Runtime::drain(std::chrono::milliseconds deadline) {
+  if (impl_->stopped) return 0;
+  impl_->board->set_draining();
+  int64_t left = -1;
+  caf::scoped_actor self{*impl_->sys};
+  // Intake closes behind every submission the bridge has forwarded; then the calls run out.
+  self->request(impl_->bridge, std::chrono::seconds(10), close_atom_v).receive([](int64_t) {}, [](caf::error&) {});
+  self->request(impl_->bridge, deadline, drain_atom_v).receive([&](int64_t) { left = 0; }, [](caf::error&) {});
+  if (left == 0) return 0;
+  self->request(impl_->bridge, std::chrono::seconds(10), stats_atom_v)
+      .receive([&](int64_t n) { left = n; }, [&](caf::error&) { left = 0; });
+  return left;
 }
 
 std::string Runtime::stats_json() {
@@ -362,6 +474,7 @@ std::string Runtime::stats_json() {
     routes.push_back(route);
   }
   out["routes"] = routes;
+  out["health"] = nlohmann::json::parse(health_json());
   // The first route's buffer and distiller also at the top level (single-route deployments).
   if (!impl_->buffers.empty()) out["buffer"] = routes[0]["buffer"];
   if (!impl_->distillers.empty()) out["distiller"] = routes[0]["distiller"];
@@ -393,19 +506,25 @@ std::string Runtime::trace_json() {
 
 void Runtime::shutdown(bool finish_in_flight) {
   if (impl_->stopped.exchange(true)) return;
+  impl_->board->set_draining();
   {
     caf::scoped_actor self{*impl_->sys};
-    for (auto& d : impl_->distillers)  // persist what was learned
-      self->request(d, std::chrono::seconds(60), save_atom_v).receive([](int64_t) {}, [](caf::error&) {});
-    for (auto& b : impl_->buffers)  // and the held-out slices the guards judge by
-      self->request(b, std::chrono::seconds(60), save_atom_v)
-          .receive([](int64_t) {}, [](caf::error&) {});
-    self->request(impl_->bridge, caf::infinite, close_atom_v).receive([](int64_t) {}, [](caf::error&) {});
+    auto done = [](int64_t) {};
+    auto failed = [](caf::error&) {};
+    // Deaths from here on are the shutdown's own.
+    self->request(impl_->supervisor, std::chrono::seconds(10), close_atom_v).receive([](bool) {}, failed);
+    self->request(impl_->bridge, std::chrono::seconds(10), close_atom_v).receive(done, failed);
     if (!finish_in_flight) self->send(impl_->verifier, cancel_atom_v, std::string("*"));
-    self->request(impl_->bridge, caf::infinite, drain_atom_v).receive([](int64_t) {}, [](caf::error&) {});
-    for (auto* group : {&impl_->distillers, &impl_->buffers})
-      for (auto& a : *group) self->send_exit(a, caf::exit_reason::user_shutdown);
-    for (auto* a : {&impl_->bridge, &impl_->router, &impl_->verifier, &impl_->intake, &impl_->metrics})
+    // Every call answered (a failed runtime has answered them already).
+    self->request(impl_->bridge, caf::infinite, drain_atom_v).receive(done, failed);
+    // Then persist what was learned, after the last request (a drain's requests trained it too).
+    for (auto& d : impl_->distillers)
+      self->request(d, std::chrono::seconds(60), save_atom_v).receive(done, failed);
+    for (auto& b : impl_->buffers)  // and the held-out slices the guards judge by
+      self->request(b, std::chrono::seconds(60), save_atom_v).receive(done, failed);
+    // The supervisor stops the buffers and distillers it runs, and their relays.
+    for (auto* a : {&impl_->supervisor, &impl_->bridge, &impl_->router, &impl_->verifier, &impl_->intake,
+                    &impl_->metrics})
       if (*a) self->send_exit(*a, caf::exit_reason::user_shutdown);
     for (auto& a : impl_->drafters) self->send_exit(a, caf::exit_reason::user_shutdown);
     for (auto& a : impl_->stages) self->send_exit(a, caf::exit_reason::user_shutdown);

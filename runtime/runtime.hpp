@@ -103,11 +103,15 @@ struct OnlineOptions {
   // tensor cores; false: float32 throughout (then the H100's matrix units sit idle).
   bool autocast = true;
   // Persistence: each route's draft (HF format), optimizer state and version are saved in
-  // state_dir/route-NAME every save_every published updates and at shutdown, and restored at
-  // start ("" = off); its held-out slice is saved there at shutdown (heldout.bin) and restored
-  // too, so the guard judges the first update after a restart.
+  // state_dir/route-NAME/draft every save_every published updates (before the update is
+  // published, so a crash never loses a draft that served) and at shutdown, and restored at start
+  // ("" = off); its held-out slice is saved there at shutdown (heldout.bin) and restored too, so
+  // the guard judges the first update after a restart. Every file is written crash-safely with
+  // checksums; a torn or corrupt one is detected at start and the version before it is used.
+  // A distiller that dies is restarted from this state (without it, its route serves on with
+  // the last draft it published).
   std::string state_dir;
-  int64_t save_every = 10;
+  int64_t save_every = 1;
   int64_t max_updates = 0;           // stop training after this many published updates (0: never)
   bool shadow = false;               // train and guard but never serve the updates (cost measurements)
 };
@@ -153,7 +157,14 @@ struct RuntimeOptions {
   // How sampled requests that do not say are drawn (GenerateParams::sampling).
   SpecSampling sampling = SpecSampling::coupled;
   int64_t max_in_flight = 256;          // admitted, unfinished requests; beyond: error "busy"
-  int64_t max_new_tokens_limit = 4096;
+  // The largest max_new_tokens a request may ask for. Whatever it is, prompt + max_new_tokens must
+  // fit the context (max_len and the models' max_position_embeddings) or the request is refused
+  // at admission ("context_length_exceeded").
+  int64_t max_new_tokens_limit = 512;
+  int64_t max_id_bytes = 256;           // longer request ids are refused
+  // A route's buffer or distiller that dies is restarted up to this many times; after that its
+  // route serves on with its last draft (health: degraded).
+  int64_t max_restarts = 3;
   int threads = 0;                      // CAF scheduler threads; 0: number of cores
   // CAF scheduler policy: "sharing" (idle workers wait on a condition variable, so a message wakes
   // one at once) or "stealing" (CAF's default: idle workers poll, then sleep up to 10 ms between
@@ -165,12 +176,16 @@ struct RuntimeOptions {
   // its prompt as context (leading-space rules, no split UTF-8 characters). Wins over token_text.
   std::shared_ptr<const TextTokenizer> tokenizer;
   // Fault injection for tests (1-based; -1: never): the first drafter throws on this proposal,
-  // the verifier throws inside this round. Both are recovered from without losing requests.
+  // the verifier throws inside this round. Both are recovered from without losing requests. The
+  // first route's buffer throws on this records message, its distiller after this update: both
+  // die and are restarted (Runtime::health counts it). Runtime::inject_failure ends any actor.
   int64_t inject_drafter_failure = -1;
   // Tests: k of each row instead of the goodput planner's, from (sequence, round, cap); clamped to
   // [0, cap]. Empty: the planner.
   std::function<int64_t(int64_t seq, int64_t round, int64_t cap)> k_override;
   int64_t inject_verifier_failure = -1;
+  int64_t inject_buffer_failure = -1;
+  int64_t inject_distiller_failure = -1;
   bool trace = false;  // record per-round drafting / verification intervals (trace_json)
   std::vector<StageFactory> stages;  // user actors between intake and router, in order
   OnlineOptions online;
@@ -210,6 +225,29 @@ struct TokenChunk {
   std::string text;
 };
 
+// Liveness, as the runtime's supervisor sees it (Runtime::health).
+enum class HealthStatus {
+  ok,        // every actor runs
+  degraded,  // a route's buffer or distiller stopped for good: its route serves with its last draft
+  draining,  // intake is closed (Runtime::drain / shutdown): requests in flight finish
+  failed,    // an actor the requests need died: every request is answered "unavailable"; restart
+};
+const char* health_status_name(HealthStatus s);
+
+struct ActorHealth {
+  std::string name;          // verifier, intake, router, metrics, client_bridge, buffer:ROUTE, ...
+  bool alive = true;
+  int64_t restarts = 0;
+  std::string last_failure;  // why it last died ("" never)
+};
+
+struct RuntimeHealth {
+  HealthStatus status = HealthStatus::ok;
+  std::string reason;        // why status is not ok
+  std::vector<ActorHealth> actors;
+  int64_t in_flight = 0;     // calls of the embedding API not yet answered
+};
+
 class Runtime;
 
 class RequestHandle {
@@ -239,16 +277,29 @@ class Runtime {
   std::shared_ptr<RequestHandle> submit(GenerateParams params,
                                         std::function<void(const TokenChunk&)> on_tokens = {},
                                         std::function<void(const GenerateResult&)> on_done = {});
+  // Cancels the call with this id while it is in flight; a no-op for an unknown or finished id
+  // (it never touches a later request that reuses the id).
   void cancel(const std::string& id);
   std::string stats_json();  // metrics + intake + verifier, one JSON object
+  // Liveness per actor, without asking any actor (cheap; safe while actors are dead).
+  RuntimeHealth health() const;
+  std::string health_json() const;  // the same as JSON: {"status", "reason", "actors", "in_flight"}
   // Chrome trace (chrome://tracing, Perfetto) of recorded rounds: one track per actor, one
   // slice per proposal, verification and distillation update, timed on the host; on CUDA also
   // "<actor> (GPU)" tracks timed by CUDA events on each actor's stream. Empty unless
   // RuntimeOptions.trace.
   std::string trace_json();
-  // Refuses new work, then finishes (or, with false, cancels) everything in flight, then stops
-  // the actors. Every submitted request gets exactly one result either way.
+  // Closes intake (new submissions get "shutting_down"), then waits up to `deadline` for the
+  // requests in flight to finish. Returns how many are still in flight (0: drained); shutdown()
+  // then finishes or cancels them.
+  int64_t drain(std::chrono::milliseconds deadline);
+  // Refuses new work, then finishes (or, with false, cancels) everything in flight, saves the
+  // distillers' state and held-out slices, then stops the actors. Every submitted request gets
+  // exactly one result either way.
   void shutdown(bool finish_in_flight = true);
+  // Tests and drills: ends the named actor (health's names) as a crash would. False when there
+  // is no such actor.
+  bool inject_failure(const std::string& actor);
 
  private:
   struct Impl;

@@ -47,8 +47,26 @@ ServeConfig::ServeConfig() {
            "serving (~1-2 s at start) instead of on the first request of each length")
       .add(d.max_in_flight, "max-in-flight",
            "admitted unfinished requests; beyond it clients get busy")
-      .add(d.max_new_tokens, "max-new-tokens", "largest max_new_tokens a request may ask for")
+      .add(d.max_new_tokens, "max-new-tokens",
+           "largest max_new_tokens a request may ask for (prompt + max_new_tokens must also fit max-len)")
       .add(d.max_frame_bytes, "max-frame-bytes", "largest request frame accepted")
+      .add(d.max_id_bytes, "max-id-bytes", "longest request id accepted")
+      .add(d.max_clients, "max-clients",
+           "clients with requests in flight at once; a new one beyond gets too_many_clients")
+      .add(d.client_send_hwm, "client-send-hwm",
+           "replies queued for one client; a client leaving more unread is dropped (requests cancelled)")
+      .add(d.heartbeat_ms, "heartbeat-ms",
+           "ZMTP heartbeat interval; a silent dead connection closes after 3 (0 = off)")
+      .add(d.max_metrics_connections, "max-metrics-connections",
+           "open GET /metrics connections; more are closed at once")
+      .add(d.metrics_idle_ms, "metrics-idle-ms",
+           "a metrics connection without a whole request is closed after this many ms")
+      .add(d.max_pending_stats, "max-pending-stats",
+           "stats and metrics answers queued at once; more get busy (HTTP 503)")
+      .add(d.drain_timeout_ms, "drain-timeout-ms",
+           "on SIGTERM/SIGINT, requests in flight may finish for this long, then are cancelled")
+      .add(d.max_restarts, "max-restarts",
+           "restarts of a route's buffer or distiller that died before its route serves on without it")
       .add(d.endpoint, "endpoint", "ZeroMQ ROUTER endpoint clients connect to")
       .add(d.metrics_endpoint, "metrics-endpoint",
            "Prometheus GET /metrics endpoint (tcp://host:port), empty = off")
@@ -116,7 +134,8 @@ ServeConfig::ServeConfig() {
            "held-out records per route the guard evaluates on")
       .add(d.online.state_dir, "online-state-dir",
            "save and restore the learned draft here (empty = off)")
-      .add(d.online.save_every, "online-save-every", "published updates between saves");
+      .add(d.online.save_every, "online-save-every",
+           "published updates between saves (1: every publish is saved before it serves)");
 }
 
 bool parse_host_port(const std::string& address, std::string* host, int* port, std::string* error) {
@@ -258,6 +277,15 @@ std::string ServeConfig::load(int argc, char** argv, ServeSettings& out, bool& h
   integer("max-in-flight", out.max_in_flight, 1, 1 << 20);
   integer("max-new-tokens", out.max_new_tokens, 1, 1 << 20);
   integer("max-frame-bytes", out.max_frame_bytes, 256, 1 << 30);
+  integer("max-id-bytes", out.max_id_bytes, 1, 1 << 16);
+  integer("max-clients", out.max_clients, 1, 1 << 20);
+  integer("client-send-hwm", out.client_send_hwm, 1, 1 << 24);
+  integer("heartbeat-ms", out.heartbeat_ms, 0, 3600000);
+  integer("max-metrics-connections", out.max_metrics_connections, 1, 1 << 16);
+  integer("metrics-idle-ms", out.metrics_idle_ms, 1, 3600000);
+  integer("max-pending-stats", out.max_pending_stats, 1, 1 << 16);
+  integer("drain-timeout-ms", out.drain_timeout_ms, 0, int64_t{1} << 40);
+  integer("max-restarts", out.max_restarts, 0, 1000);
   str("endpoint", out.endpoint);
   str("metrics-endpoint", out.metrics_endpoint);
   str("http", out.http);

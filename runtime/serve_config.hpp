@@ -36,8 +36,18 @@ struct ServeSettings {
   int64_t max_len = 1024;
   bool warm_attention_plans = true;  // CUDA: build attention plans before serving
   int64_t max_in_flight = 256;
-  int64_t max_new_tokens = 4096;
+  int64_t max_new_tokens = 512;         // below max_len: prompt + max_new_tokens must fit the context
   int64_t max_frame_bytes = 1 << 20;
+  int64_t max_id_bytes = 256;
+  // slow and hostile clients, draining, supervision (docs/OPERATIONS.md)
+  int64_t max_clients = 1024;
+  int64_t client_send_hwm = 1000;
+  int64_t heartbeat_ms = 10000;
+  int64_t max_metrics_connections = 64;
+  int64_t metrics_idle_ms = 5000;
+  int64_t max_pending_stats = 16;
+  int64_t drain_timeout_ms = 30000;
+  int64_t max_restarts = 3;
   // endpoints and threads
   std::string endpoint = "tcp://127.0.0.1:5555";
   std::string metrics_endpoint;         // "" = off, e.g. tcp://127.0.0.1:9464

@@ -7,6 +7,8 @@ pkgs=(
   libtorch-dev libopenblas0-openmp
   libcaf-dev libzmq3-dev cppzmq-dev libspdlog-dev catch2
   nlohmann-json3-dev libcli11-dev libonig-dev libutf8proc-dev   # tokenizers: Oniguruma regex, Unicode NFC
+  zlib1g-dev                     # CRC-32 checksums of the files osd writes for later
+  clang libclang-rt-14-dev       # libFuzzer targets (scripts/fuzz.sh, CTest fuzz.ci): -fsanitize=fuzzer
   python3-zmq
   libcpp-httplib-dev             # the OpenAI-compatible HTTP front end (osd.http)
   bible-kjv gnuplot-nox          # demo: english corpus (KJV) and the PNG plot

@@ -16,6 +16,7 @@
 
 #include "actors/distiller.hpp"
 #include "models/common/files.hpp"
+#include "models/common/saved_folder.hpp"
 #include "models/distillation/losses.hpp"
 #include "models/distillation/online_distiller.hpp"
 #include "runtime/runtime.hpp"
@@ -310,6 +311,7 @@ TEST_CASE("online: learning survives a restart and the version continues", "[onl
   CHECK(restored["updates"].get<int64_t>() >= 1);
   CHECK(restored["deferred"] == 0);
   std::remove((dir + "/route-default/heldout.bin").c_str());
+  std::remove((dir + "/route-default/heldout.bin.previous").c_str());  // the save before it
   auto blind = serve_until(judged, 40, first_update);
   INFO(blind.dump());
   CHECK(blind["deferred"].get<int64_t>() >= 1);
@@ -333,9 +335,13 @@ TEST_CASE("online: a corrupt saved state is a clear error, serving goes on, noth
   std::string err;
   CHECK(!Runtime::create(o, &err));
   CHECK(err.find("route-default/state.json") != std::string::npos);
-  // A valid draft and state but a corrupt optimizer: the route serves with the saved draft, its
-  // distiller reports why it does not train, and shutdown writes nothing over the files.
+  // The older layout (files in the route folder, no checksums), with a valid draft and state but
+  // a corrupt optimizer: the route serves with the saved draft, its distiller reports why it does
+  // not train, and shutdown writes nothing over the files.
   OnlineDistiller(*o.draft, DistillOptions{}).save(route);
+  for (const auto& name : files::list_dir(route + "/draft"))
+    if (name != files::kChecksumsFile) files::rename(route + "/draft/" + name, route + "/" + name);
+  files::remove_tree(route + "/draft");
   const std::string garbage = "not a torch archive";
   std::ofstream(route + "/optimizer.pt") << garbage;
   std::ofstream(route + "/heldout.bin") << garbage;  // and a corrupt held-out slice
@@ -358,6 +364,15 @@ TEST_CASE("online: a corrupt saved state is a clear error, serving goes on, noth
   rt->shutdown();
   CHECK(slurp(route + "/optimizer.pt") == garbage);
   CHECK(slurp(route + "/heldout.bin") == garbage);
+  // The checksummed layout with its only version damaged: no start on a guess; the error names
+  // the file and the fix.
+  files::remove_tree(dir);
+  files::make_dirs(route);
+  OnlineDistiller(*o.draft, DistillOptions{}).save(route);
+  std::ofstream(route + "/draft/optimizer.pt") << garbage;
+  CHECK(!Runtime::create(o, &err));
+  CHECK(err.find("route-default/draft: optimizer.pt") != std::string::npos);
+  CHECK(err.find("aside") != std::string::npos);
   files::remove_tree(dir);
 }
 

@@ -24,21 +24,9 @@
 #include <random>
 #include <vector>
 
-namespace osd {
+#include "models/distillation/record_file.hpp"
 
-struct DistillRecord {
-  std::vector<int64_t> context;  // the teacher distribution is for the token after these
-  std::vector<int64_t> top_ids;
-  std::vector<float> top_probs;
-  float tail = 0;                // mass outside top_ids
-  int64_t route = 0;             // which draft (domain) the record belongs to
-  int64_t source = 0;            // the request it came from (the verifier's sequence id)
-  bool greedy = false;           // the request decoded greedily: acceptance is argmax agreement
-  bool prompt = false;  // a position of the prompt (the target's prefill), not a verified one
-  size_t bytes() const {
-    return sizeof(DistillRecord) + context.size() * 8 + top_ids.size() * 8 + top_probs.size() * 4;
-  }
-};
+namespace osd {
 
 // probs: [N, V] float32 rows -> records (contexts filled by the caller). top_k = 0: full rows.
 std::vector<DistillRecord> compact_distributions(const at::Tensor& probs, int64_t top_k);
@@ -78,12 +66,6 @@ struct RecordSource {
 std::vector<DistillRecord> make_records(const RecordSource& source);
 // The teacher distributions of records: [N, V] float32 on the CPU.
 at::Tensor rebuild_distributions(const std::vector<DistillRecord>& records, int64_t vocab);
-
-// Records on disk (a route's held-out slice, kept across restarts): "OSDRECS1", a count, then
-// each record's fields. save_records writes a temporary file and renames it over path;
-// load_records throws osd::Error naming the file when it is missing, truncated or corrupt.
-void save_records(const std::string& path, const std::vector<DistillRecord>& records);
-std::vector<DistillRecord> load_records(const std::string& path);
 
 class DistillBuffer {
  public:

@@ -14,6 +14,8 @@
 #include "models/core/tensor_util.hpp"
 
 #include "models/common/error.hpp"
+#include "models/common/files.hpp"
+#include "models/common/saved_folder.hpp"
 
 namespace osd {
 
@@ -311,39 +313,51 @@ void OnlineDistiller::warm_up() {
 }
 
 void OnlineDistiller::save(const std::string& dir) const {
-  save_hf_checkpoint(dir, *published_);
-  torch::save(*optimizer_, dir + "/optimizer.pt");
-  std::ofstream(dir + "/state.json") << nlohmann::json{{"version", version_}, {"steps", step_}}.dump() << "\n";
+  const std::string folder = dir + "/" + kSavedFolder;
+  const std::string staging = files::begin_folder(folder);
+  save_hf_checkpoint(staging, *published_);
+  torch::save(*optimizer_, staging + "/optimizer.pt");
+  std::ofstream(staging + "/state.json") << nlohmann::json{{"version", version_}, {"steps", step_}}.dump() << "\n";
+  files::commit_folder(folder);
 }
 
-int64_t OnlineDistiller::saved_version(const std::string& dir) {
-  std::ifstream f(dir + "/state.json");
-  if (!f) return -1;
-  try {
-    nlohmann::json j;
-    f >> j;
-    return j.at("version").get<int64_t>();
-  } catch (const std::exception& e) {
-    throw Error(dir + "/state.json: " + e.what());
+OnlineDistiller::SavedState OnlineDistiller::find_saved(const std::string& dir) {
+  SavedState out;
+  auto choice = files::choose_folder(dir + "/" + kSavedFolder);
+  if (choice.path.empty() && !choice.warning.empty())
+    throw Error("no usable saved state in " + dir + ": " + choice.warning + " (move " + dir +
+                " aside to start from the configured draft)");
+  if (choice.path.empty()) {
+    if (!files::exists(dir + "/state.json")) return out;  // nothing saved
+    choice.path = dir;  // the layout before saved folders: the files in dir itself
   }
+  const std::string file = choice.path + "/state.json";
+  try {
+    out.version = files::read_json(file).at("version").get<int64_t>();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(file + ": " + e.what());
+  }
+  out.path = choice.path;
+  out.warning = choice.warning;
+  return out;
 }
+
+int64_t OnlineDistiller::saved_version(const std::string& dir) { return find_saved(dir).version; }
 
 std::unique_ptr<OnlineDistiller> OnlineDistiller::restore(const std::string& dir, DistillOptions options,
                                                           c10::Device device) {
-  auto weights = load_hf_checkpoint(dir, device, DType::f32);
-  std::ifstream f(dir + "/state.json");
-  nlohmann::json j;
-  try {
-    f >> j;
-  } catch (const std::exception& e) {
-    throw Error(dir + "/state.json: " + e.what());
-  }
-  auto d = std::make_unique<OnlineDistiller>(*weights, options, device, j.at("version").get<int64_t>());
+  const auto saved = find_saved(dir);
+  if (saved.version < 0) throw Error(dir + ": no saved state");
+  auto weights = load_hf_checkpoint(saved.path, device, DType::f32);
+  nlohmann::json j = files::read_json(saved.path + "/state.json");
+  auto d = std::make_unique<OnlineDistiller>(*weights, options, device, saved.version);
   d->step_ = j.value("steps", int64_t{0});
   try {
-    torch::load(*d->optimizer_, dir + "/optimizer.pt");
+    torch::load(*d->optimizer_, saved.path + "/optimizer.pt");
   } catch (const std::exception& e) {
-    throw Error(dir + "/optimizer.pt: cannot load optimizer state: " + e.what());
+    throw Error(saved.path + "/optimizer.pt: cannot load optimizer state: " + e.what());
   }
   return d;
 }

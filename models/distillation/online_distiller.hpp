@@ -115,12 +115,25 @@ class OnlineDistiller {
   using RecordKey =
       std::tuple<int64_t, int64_t, uint64_t>;  // request, context length, context hash
 
-  // Persistence: dir/config.json + dir/model.safetensors (the published draft, HF format),
-  // dir/optimizer.pt (AdamW state of the trainable copy) and dir/state.json (version, steps).
+  // Persistence. dir/draft/ holds the published draft (HF config.json + model.safetensors), the
+  // AdamW state of the trainable copy (optimizer.pt) and state.json (version, steps), written as
+  // a whole with checksums (models/common/saved_folder.hpp); dir/draft.previous keeps the save
+  // before it. A crash at any moment of save() leaves one of them complete.
+  static constexpr const char* kSavedFolder = "draft";
   void save(const std::string& dir) const;
+  // The saved state restore() reads: dir/draft, or dir/draft.previous when the newest is torn or
+  // corrupt (warning says what was wrong), or the older layout with the files in dir itself.
+  // version -1: nothing saved. Throws osd::Error naming the files when a saved state exists but
+  // no version of it is usable.
+  struct SavedState {
+    std::string path;
+    int64_t version = -1;
+    std::string warning;
+  };
+  static SavedState find_saved(const std::string& dir);
   // Restores a distiller saved by save(); throws osd::Error naming the file on failure.
   static std::unique_ptr<OnlineDistiller> restore(const std::string& dir, DistillOptions options, c10::Device device);
-  // The version saved in dir/state.json, or -1 when dir holds no saved state.
+  // find_saved(dir).version.
   static int64_t saved_version(const std::string& dir);
   // Held-out acceptance of a model on records, as the traffic sees it (traffic_acceptance).
   // autocast: forward in bf16 autocast when model is on CUDA.

@@ -10,6 +10,7 @@
 #include "models/core/autocast.hpp"
 #include "models/common/error.hpp"
 #include "models/common/files.hpp"
+#include "models/common/saved_folder.hpp"
 #include "models/weights/hf_checkpoint.hpp"
 #include "models/distillation/optim.hpp"
 
@@ -132,10 +133,10 @@ Trainer::EvalReport Trainer::evaluate() {
   return rep;
 }
 
-void Trainer::save(const std::string& dir) const {
-  // Write into a fresh folder, then swap it in, so a crash never leaves a half-written checkpoint.
-  const std::string tmp = dir + ".partial";
-  files::remove_tree(tmp);
+void Trainer::save(const std::string& dir, const std::function<void(const std::string&)>& also_write) const {
+  // Written whole into dir.partial, then swapped in with checksums (saved_folder.hpp): a crash
+  // never leaves a half-written checkpoint, and the one before stays as dir.previous.
+  const std::string tmp = files::begin_folder(dir);
   save_hf_checkpoint(tmp, *model_);
   files::make_dirs(trainer_dir(tmp));
   torch::save(*optimizer_, trainer_dir(tmp) + "/optimizer.pt");
@@ -152,8 +153,14 @@ void Trainer::save(const std::string& dir) const {
                          {"seed", opt_.seed},
                          {"loss", opt_.loss}}}};
   std::ofstream(trainer_dir(tmp) + "/state.json") << state.dump(2) << "\n";
-  files::remove_tree(dir);
-  files::rename(tmp, dir);
+  if (also_write) also_write(tmp);
+  files::commit_folder(dir);
+}
+
+std::string Trainer::checkpoint_to_resume(const std::string& dir, std::string* warning) {
+  auto choice = files::choose_folder(dir);
+  if (warning) *warning = choice.warning;
+  return !choice.path.empty() && has_trainer_state(choice.path) ? choice.path : "";
 }
 
 bool Trainer::has_trainer_state(const std::string& dir) {

@@ -11,6 +11,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -72,8 +73,13 @@ class Trainer {
   Transformer& model() { return *model_; }
 
   // dir/config.json + dir/model.safetensors (HF format; loadable by osd-serve and transformers)
-  // and dir/trainer/{optimizer.pt,state.json} for resume.
-  void save(const std::string& dir) const;
+  // and dir/trainer/{optimizer.pt,state.json} for resume, written whole with checksums
+  // (models/common/saved_folder.hpp; the checkpoint before stays as dir.previous). also_write
+  // adds files to the folder before it is sealed (e.g. the tokenizer's).
+  void save(const std::string& dir, const std::function<void(const std::string&)>& also_write = {}) const;
+  // The folder --resume reads: dir, or dir.previous when dir is torn or corrupt (*warning says
+  // why), or "" when neither holds a trainer state.
+  static std::string checkpoint_to_resume(const std::string& dir, std::string* warning);
   // Restores step, RNG position and optimizer state saved by save() into this trainer (whose
   // model was loaded from the same dir). Throws osd::Error naming the file on failure.
   void resume(const std::string& dir);

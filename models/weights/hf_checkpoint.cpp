@@ -7,6 +7,7 @@
 
 #include "models/common/error.hpp"
 #include "models/common/files.hpp"
+#include "models/common/saved_folder.hpp"
 #include "models/weights/safetensors.hpp"
 #include "models/core/tensor_util.hpp"
 #include "models/core/transformer.hpp"
@@ -15,146 +16,16 @@ namespace osd {
 
 using json = nlohmann::json;
 
-json hf_config_json(const ModelConfig& c) {
-  const bool qwen2 = c.qkv_bias && !c.o_bias;
-  const bool mistral = !qwen2 && c.name == "MistralForCausalLM" && !c.qkv_bias && !c.o_bias && !c.mlp_bias;
-  json j = {{"architectures", {qwen2 ? "Qwen2ForCausalLM" : mistral ? "MistralForCausalLM" : "LlamaForCausalLM"}},
-            {"model_type", qwen2 ? "qwen2" : mistral ? "mistral" : "llama"},
-            {"vocab_size", c.vocab_size},
-            {"hidden_size", c.hidden_size},
-            {"intermediate_size", c.intermediate_size},
-            {"num_hidden_layers", c.num_layers},
-            {"num_attention_heads", c.num_heads},
-            {"num_key_value_heads", c.num_kv_heads},
-            {"head_dim", c.head_dim},
-            {"max_position_embeddings", c.max_position_embeddings},
-            {"rope_theta", c.rope_theta},
-            {"rms_norm_eps", c.rms_norm_eps},
-            {"tie_word_embeddings", c.tie_word_embeddings},
-            {"hidden_act", "silu"},
-            {"torch_dtype", dtype_name(c.dtype)},
-            {"rope_scaling", nullptr}};
-  if (mistral) j["sliding_window"] = nullptr;  // osd attends to the whole context
-  if (!qwen2 && !mistral) {
-    j["attention_bias"] = c.qkv_bias || c.o_bias;
-    j["mlp_bias"] = c.mlp_bias;
-  }
-  const auto& r = c.rope_scaling;
-  if (r.type == RopeScalingType::linear) j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", r.factor}};
-  if (r.type == RopeScalingType::llama3)
-    j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", r.factor}, {"low_freq_factor", r.low_freq_factor},
-                         {"high_freq_factor", r.high_freq_factor},
-                         {"original_max_position_embeddings", r.original_max_position_embeddings}};
-  return j;
-}
-
-ModelConfig config_from_hf_json(const json& j, const std::string& file) {
-  auto need = [&](const char* key) -> const json& {
-    if (!j.contains(key)) throw Error(file + ": missing key '" + key + "'");
-    return j.at(key);
-  };
-  auto integer = [&](const char* key) {
-    const auto& v = need(key);
-    if (!v.is_number_integer()) throw Error(file + ": key '" + key + "' must be an integer");
-    return v.get<int64_t>();
-  };
-  if (!j.is_object()) throw Error(file + ": not a JSON object");
-  std::string arch;
-  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
-      j["architectures"][0].is_string())
-    arch = j["architectures"][0].get<std::string>();
-  const bool qwen2 = arch == "Qwen2ForCausalLM";
-  if (arch != "LlamaForCausalLM" && arch != "MistralForCausalLM" && !qwen2)
-    throw Error(file + ": unsupported architecture '" + arch + "' (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
-  ModelConfig c;
-  c.name = arch;
-  c.vocab_size = integer("vocab_size");
-  c.hidden_size = integer("hidden_size");
-  c.intermediate_size = integer("intermediate_size");
-  c.num_layers = integer("num_hidden_layers");
-  c.num_heads = integer("num_attention_heads");
-  c.num_kv_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
-                       ? integer("num_key_value_heads") : c.num_heads;
-  c.head_dim = j.contains("head_dim") && !j["head_dim"].is_null() ? integer("head_dim") : 0;
-  if (j.contains("max_position_embeddings")) c.max_position_embeddings = integer("max_position_embeddings");
-  if (j.contains("rope_theta")) c.rope_theta = j["rope_theta"].get<double>();
-  if (j.contains("rms_norm_eps")) c.rms_norm_eps = j["rms_norm_eps"].get<double>();
-  if (j.contains("tie_word_embeddings")) c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
-  // Sliding-window attention (Mistral v0.1, Qwen2 with use_sliding_window) equals full attention
-  // while a sequence fits the window; osd attends fully, so it caps the context at the window.
-  const bool sliding = !qwen2 || j.value("use_sliding_window", false);
-  if (sliding && j.contains("sliding_window") && j["sliding_window"].is_number_integer() && j["sliding_window"].get<int64_t>() > 0)
-    c.max_position_embeddings = std::min(c.max_position_embeddings, j["sliding_window"].get<int64_t>());
-  if (qwen2) c.qkv_bias = true;
-  if (j.value("attention_bias", false)) c.qkv_bias = c.o_bias = true;
-  c.mlp_bias = j.value("mlp_bias", false);
-  if (j.contains("torch_dtype") && j["torch_dtype"].is_string())
-    c.dtype = parse_dtype(j["torch_dtype"].get<std::string>()).value_or(DType::f32);
-  if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
-    const auto& r = j["rope_scaling"];
-    const std::string type = r.value("rope_type", r.value("type", std::string("")));
-    if (type == "linear") {
-      c.rope_scaling.type = RopeScalingType::linear;
-    } else if (type == "llama3") {
-      c.rope_scaling.type = RopeScalingType::llama3;
-      c.rope_scaling.low_freq_factor = r.value("low_freq_factor", 1.0);
-      c.rope_scaling.high_freq_factor = r.value("high_freq_factor", 4.0);
-      c.rope_scaling.original_max_position_embeddings = r.value("original_max_position_embeddings", int64_t{8192});
-    } else if (type != "default") {
-      throw Error(file + ": unsupported rope_scaling type '" + type + "'");
-    }
-    c.rope_scaling.factor = r.value("factor", 1.0);
-  }
-  c.finalize();
-  if (auto e = c.validate(); !e.empty()) throw Error(file + ": " + e);
-  return c;
-}
-
-namespace {
-// HF name -> (osd parameter, row offset, rows) for every HF tensor of a config.
-struct Piece {
-  std::string hf, osd;
-  int64_t row = 0, rows = -1;  // rows of the fused osd parameter; -1: the whole parameter
-};
-std::vector<Piece> pieces(const ModelConfig& c) {
-  std::vector<Piece> out = {{"model.embed_tokens.weight", "embed_tokens"}, {"model.norm.weight", "norm"}};
-  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", "lm_head"});
-  const int64_t q = c.q_dim(), kv = c.kv_dim(), I = c.intermediate_size;
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    const std::string h = "model.layers." + std::to_string(l) + ".", o = "layers." + std::to_string(l) + ".";
-    out.push_back({h + "input_layernorm.weight", o + "attn_norm"});
-    out.push_back({h + "post_attention_layernorm.weight", o + "mlp_norm"});
-    out.push_back({h + "self_attn.q_proj.weight", o + "wqkv", 0, q});
-    out.push_back({h + "self_attn.k_proj.weight", o + "wqkv", q, kv});
-    out.push_back({h + "self_attn.v_proj.weight", o + "wqkv", q + kv, kv});
-    if (c.qkv_bias) {
-      out.push_back({h + "self_attn.q_proj.bias", o + "bqkv", 0, q});
-      out.push_back({h + "self_attn.k_proj.bias", o + "bqkv", q, kv});
-      out.push_back({h + "self_attn.v_proj.bias", o + "bqkv", q + kv, kv});
-    }
-    out.push_back({h + "self_attn.o_proj.weight", o + "wo"});
-    if (c.o_bias) out.push_back({h + "self_attn.o_proj.bias", o + "bo"});
-    out.push_back({h + "mlp.gate_proj.weight", o + "w_gate_up", 0, I});
-    out.push_back({h + "mlp.up_proj.weight", o + "w_gate_up", I, I});
-    out.push_back({h + "mlp.down_proj.weight", o + "w_down"});
-    if (c.mlp_bias) {
-      out.push_back({h + "mlp.gate_proj.bias", o + "b_gate_up", 0, I});
-      out.push_back({h + "mlp.up_proj.bias", o + "b_gate_up", I, I});
-      out.push_back({h + "mlp.down_proj.bias", o + "b_down"});
-    }
-  }
-  return out;
-}
-}  // namespace
-
 void save_hf_checkpoint(const std::string& dir, const Transformer& model, uint64_t max_shard_bytes) {
   if (max_shard_bytes == 0) throw Error("save_hf_checkpoint: max_shard_bytes must be positive");
   files::make_dirs(dir);
+  // Checksums of the files this replaces would no longer hold.
+  std::remove((dir + "/" + files::kChecksumsFile).c_str());
   auto params = model.named_parameters();
   // Shards in parameter order, each up to max_shard_bytes (a bigger tensor gets a shard alone).
   std::vector<std::map<std::string, at::Tensor>> shards(1);
   uint64_t shard_bytes = 0, total = 0;
-  for (const auto& p : pieces(model.config())) {
+  for (const auto& p : hf_pieces(model.config())) {
     auto t = params[p.osd].detach();
     if (p.rows >= 0) t = t.narrow(0, p.row, p.rows);
     const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
@@ -169,7 +40,7 @@ void save_hf_checkpoint(const std::string& dir, const Transformer& model, uint64
   const std::string index_path = dir + "/model.safetensors.index.json";
   if (shards.size() == 1) {
     write_safetensors(dir + "/model.safetensors.tmp", shards[0], {{"format", "pt"}});
-    files::rename(dir + "/model.safetensors.tmp", dir + "/model.safetensors");
+    files::commit_file(dir + "/model.safetensors.tmp", dir + "/model.safetensors");
     if (files::exists(index_path)) std::remove(index_path.c_str());  // a sharded save before this one
   } else {
     json weight_map = json::object();
@@ -177,83 +48,41 @@ void save_hf_checkpoint(const std::string& dir, const Transformer& model, uint64
     for (size_t i = 0; i < shards.size(); ++i) {
       std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
       write_safetensors(dir + "/" + name + ".tmp", shards[i], {{"format", "pt"}});
-      files::rename(dir + "/" + name + ".tmp", dir + "/" + name);
+      files::commit_file(dir + "/" + name + ".tmp", dir + "/" + name);
       for (const auto& [tensor, t] : shards[i]) weight_map[tensor] = name;
     }
-    std::ofstream(index_path + ".tmp") << json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2) << "\n";
-    files::rename(index_path + ".tmp", index_path);
+    files::write_durable(index_path,
+                         json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2) + "\n");
     const std::string single = dir + "/model.safetensors";
     if (files::exists(single)) std::remove(single.c_str());
   }
-  std::ofstream(dir + "/config.json.tmp") << hf_config_json(model.config()).dump(2) << "\n";
-  files::rename(dir + "/config.json.tmp", dir + "/config.json");
+  files::write_durable(dir + "/config.json", hf_config_json(model.config()).dump(2) + "\n");
 }
-
-namespace {
-
-// tensor name -> shard file, from model.safetensors.index.json (or the one model.safetensors).
-std::map<std::string, std::string> weight_files(const std::string& dir) {
-  const std::string index_path = dir + "/model.safetensors.index.json";
-  if (!files::exists(index_path)) {
-    if (!files::exists(dir + "/model.safetensors"))
-      throw Error(dir + ": no model.safetensors or model.safetensors.index.json");
-    return {};
-  }
-  const auto index = files::read_json(index_path);
-  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-    throw Error(index_path + ": missing \"weight_map\" object");
-  std::map<std::string, std::string> out;
-  for (const auto& [tensor, file] : index["weight_map"].items()) {
-    if (!file.is_string()) throw Error(index_path + ": weight_map entry '" + tensor + "' is not a file name");
-    const auto name = file.get<std::string>();
-    if (name.empty() || name.find('/') != std::string::npos || name == "..")
-      throw Error(index_path + ": weight_map entry '" + tensor + "' names '" + name + "', not a file in this folder");
-    out[tensor] = dir + "/" + name;
-  }
-  return out;
-}
-
-}  // namespace
 
 std::shared_ptr<Transformer> load_hf_checkpoint(const std::string& dir, c10::Device device, std::optional<DType> dtype) {
+  // A folder osd sealed with checksums (saved_folder.hpp) is checked before anything is read.
+  const auto sealed = files::check_folder(dir);
+  if (sealed.state == files::FolderState::damaged) throw Error(dir + ": " + sealed.problem);
   const std::string cfg_path = dir + "/config.json";
   auto cfg = config_from_hf_json(files::read_json(cfg_path), cfg_path);
   if (dtype) cfg.dtype = *dtype;
-  const auto shard_of = weight_files(dir);
-  std::map<std::string, SafetensorsHeader> headers;  // per file, validated before any tensor is read
-  auto header_of = [&](const std::string& file) -> const SafetensorsHeader& {
-    auto it = headers.find(file);
-    if (it == headers.end()) {
-      if (!files::exists(file)) throw Error(file + ": shard named by model.safetensors.index.json does not exist");
-      it = headers.emplace(file, read_safetensors_header(file)).first;
-    }
-    return it->second;
-  };
-  // Every tensor present (and every header valid) before the model is allocated.
-  const auto wanted = pieces(cfg);
-  std::vector<std::string> file_of;
-  for (const auto& p : wanted) {
-    const std::string file = shard_of.empty() ? dir + "/model.safetensors"
-                             : shard_of.count(p.hf) ? shard_of.at(p.hf)
-                                                    : throw Error(dir + "/model.safetensors.index.json: no shard for tensor '" + p.hf + "'");
-    const auto& header = header_of(file);
-    auto it = header.tensors.find(p.hf);
-    if (it == header.tensors.end()) throw Error(file + ": missing tensor '" + p.hf + "'");
-    file_of.push_back(file);
+  const auto shard_of = hf_weight_files(dir);
+  // Every header valid and every tensor present with its shape before the model is allocated.
+  std::map<std::string, SafetensorsHeader> headers;
+  if (shard_of.empty()) headers.emplace(dir + "/model.safetensors", read_safetensors_header(dir + "/model.safetensors"));
+  for (const auto& [tensor, file] : shard_of) {
+    if (headers.count(file)) continue;
+    if (!files::exists(file)) throw Error(file + ": shard named by model.safetensors.index.json does not exist");
+    headers.emplace(file, read_safetensors_header(file));
   }
+  const auto plan = plan_hf_checkpoint(cfg, dir, shard_of, headers);
   auto model = std::make_shared<Transformer>(cfg, device, Transformer::Uninitialized{});
   auto params = model->named_parameters();
   torch::NoGradGuard g;
-  for (size_t i = 0; i < wanted.size(); ++i) {
-    const auto& p = wanted[i];
+  for (const auto& [p, file] : plan) {
     auto dst = params[p.osd];
     if (p.rows >= 0) dst = dst.narrow(0, p.row, p.rows);
-    const auto& header = header_of(file_of[i]);
-    const auto& entry = header.tensors.at(p.hf);
-    if (entry.shape != dst.sizes().vec())
-      throw Error(file_of[i] + ": tensor '" + p.hf + "' has shape " + json(entry.shape).dump() + ", config.json implies " +
-                  json(dst.sizes().vec()).dump());
-    dst.copy_(read_safetensors_tensor(file_of[i], header, p.hf));  // one tensor on the host at a time
+    dst.copy_(read_safetensors_tensor(file, headers.at(file), p.hf));  // one tensor on the host at a time
   }
   return model;
 }

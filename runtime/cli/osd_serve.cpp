@@ -1,9 +1,22 @@
 // osd-serve: serves speculative decoding over ZeroMQ. With no arguments it serves the default
 // pair on tcp://127.0.0.1:5555; `osd-serve --help` lists every configuration key.
+//
+// Stopping (docs/OPERATIONS.md): SIGTERM or SIGINT closes intake, lets the requests in flight
+// finish for up to osd.drain-timeout-ms, cancels the rest (each still gets its final reply),
+// saves the distillers' state and exits 0; a second signal exits at once (1). When an actor the
+// requests need dies or the front end fails, every request in flight is answered "unavailable"
+// and osd-serve exits 3, for a supervisor (systemd, Kubernetes) to restart it.
 #include <torch/torch.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <csignal>
+#include <cstring>
+#include <cstdlib>
+#include <ctime>
 #include <iostream>
+#include <thread>
 
 #include "models/core/tensor_util.hpp"
 #include "models/core/transformer.hpp"
@@ -63,6 +76,8 @@ int main(int argc, char** argv) {
   ro.groups = s.groups;
   ro.max_in_flight = s.max_in_flight;
   ro.max_new_tokens_limit = s.max_new_tokens;
+  ro.max_id_bytes = s.max_id_bytes;
+  ro.max_restarts = s.max_restarts;
   ro.threads = static_cast<int>(caf::get_or(cfg, "scheduler.max-threads", size_t{0}));
   ro.scheduler = caf::to_string(caf::get_or(cfg, "scheduler.policy", caf::atom("sharing")));
   auto split = [](const std::string& list) {
@@ -118,6 +133,13 @@ int main(int argc, char** argv) {
   zo.endpoint = s.endpoint;
   zo.metrics_endpoint = s.metrics_endpoint;
   zo.max_frame_bytes = static_cast<size_t>(s.max_frame_bytes);
+  zo.max_id_bytes = static_cast<size_t>(s.max_id_bytes);
+  zo.max_clients = s.max_clients;
+  zo.client_send_hwm = s.client_send_hwm;
+  zo.heartbeat_ms = s.heartbeat_ms;
+  zo.max_metrics_connections = s.max_metrics_connections;
+  zo.metrics_idle_ms = s.metrics_idle_ms;
+  zo.max_pending_stats = s.max_pending_stats;
   if (tokenizer) {
     zo.encode = [tokenizer](const std::string& text) { return tokenizer->encode_prompt(text); };
     if (tokenizer->special_tokens().eos) zo.default_eos = {*tokenizer->special_tokens().eos};
@@ -161,17 +183,71 @@ int main(int argc, char** argv) {
 #ifdef OSD_WITH_HTTP
   if (http) std::cerr << ", HTTP on " << http->address() << " (chat template: " << chat_source << ")";
 #endif
-  std::cerr << "; Ctrl-C stops" << std::endl;
+  std::cerr << "; Ctrl-C or SIGTERM drains and stops" << std::endl;
+  // Drills (docs/OPERATIONS.md): OSD_INJECT_FAILURE=ACTOR@MS ends that actor MS ms after start,
+  // as a crash would (ACTOR as health names it: verifier, buffer:default, distiller:default, ...).
+  if (const char* inject = std::getenv("OSD_INJECT_FAILURE"); inject && *inject) {
+    const std::string spec = inject;
+    const auto at = spec.find('@');
+    const std::string actor = spec.substr(0, at);
+    const long ms = at == std::string::npos ? 0 : std::atol(spec.c_str() + at + 1);
+    std::thread([rt = runtime.get(), actor, ms] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+      std::cerr << "osd-serve: OSD_INJECT_FAILURE ends " << actor
+                << (rt->inject_failure(actor) ? "" : " (no such actor)") << std::endl;
+    }).detach();
+  }
+  // Wait for a stop signal, watching the runtime's and the front end's health meanwhile.
   int sig = 0;
-  sigwait(&stop_signals, &sig);
-  std::cerr << "osd-serve: stopping (finishing requests in flight)" << std::endl;
+  for (;;) {
+    const timespec tick{0, 200 * 1000 * 1000};
+    siginfo_t info;
+    sig = sigtimedwait(&stop_signals, &info, &tick);
+    if (sig > 0) break;
+    const auto health = runtime->health();
+    const std::string front_end = server->failure();
+    if (health.status != osd::HealthStatus::failed && front_end.empty()) continue;
+    std::cerr << "osd-serve: cannot serve any more: "
+              << (front_end.empty() ? health.reason : "the ZeroMQ front end stopped: " + front_end)
+              << "; answering the requests in flight and exiting 3 for a restart" << std::endl;
+    server->begin_drain();
+#ifdef OSD_WITH_HTTP
+    if (http) http->drain();
+#endif
+    if (!front_end.empty()) runtime->drain(std::chrono::milliseconds(0));
+    runtime->shutdown(false);  // every request answered (failed or cancelled); state saved
+    server->wait_replied(std::chrono::seconds(5));
+    server->stop(std::chrono::seconds(2));
+#ifdef OSD_WITH_HTTP
+    if (http) http->stop();
+#endif
+    return 3;
+  }
+  // Draining. A second signal exits at once.
+  std::thread([stop_signals] {
+    int again = 0;
+    sigwait(&stop_signals, &again);
+    std::cerr << "osd-serve: second signal (" << strsignal(again) << "): exiting at once" << std::endl;
+    _exit(1);
+  }).detach();
+  const auto deadline = std::chrono::milliseconds(s.drain_timeout_ms);
+  std::cerr << "osd-serve: " << strsignal(sig) << ": draining " << server->in_flight()
+            << " request(s) in flight for up to " << s.drain_timeout_ms
+            << " ms (a second signal exits at once)" << std::endl;
+  server->begin_drain();
 #ifdef OSD_WITH_HTTP
   if (http) http->drain();  // new completions get 503 while those in flight finish
 #endif
-  server->stop();
-  runtime->shutdown(true);
+  const int64_t left = runtime->drain(deadline);
+  if (left > 0)
+    std::cerr << "osd-serve: drain deadline reached: cancelling " << left << " request(s)" << std::endl;
+  runtime->shutdown(false);  // cancels what is left (a final reply each), then saves state
+  if (!server->wait_replied(std::chrono::seconds(10)))
+    std::cerr << "osd-serve: " << server->in_flight() << " final reply(ies) could not be sent" << std::endl;
+  server->stop(std::chrono::seconds(2));
 #ifdef OSD_WITH_HTTP
   if (http) http->stop();
 #endif
+  std::cerr << "osd-serve: stopped" << std::endl;
   return 0;
 }

@@ -144,10 +144,14 @@ int main(int argc, char** argv) {
     auto corpus = osd::TextCorpus::load(train, eval, eval_fraction, tok);
     if (tokenizer != "bytes" && cfg.vocab_size == 256) cfg.vocab_size = tok->vocab_size();  // --vocab not given
     const c10::Device dev(device);
-    const bool resuming = resume && osd::Trainer::has_trainer_state(out);
+    // --resume reads the newest intact checkpoint: out, or out.previous when out is damaged.
+    std::string resume_from, resume_warning;
+    if (resume) resume_from = osd::Trainer::checkpoint_to_resume(out, &resume_warning);
+    if (!resume_warning.empty()) std::cerr << "osd-train: warning: " << resume_warning << std::endl;
+    const bool resuming = !resume_from.empty();
     std::shared_ptr<osd::Transformer> model;
     if (resuming || !init.empty()) {
-      model = osd::load_hf_checkpoint(resuming ? out : init, dev, osd::DType::f32);
+      model = osd::load_hf_checkpoint(resuming ? resume_from : init, dev, osd::DType::f32);
     } else {
       if (!preset.empty()) {
         auto p = osd::ModelConfig::preset(preset);
@@ -175,7 +179,7 @@ int main(int argc, char** argv) {
       for (auto& p : teacher->parameters()) p.set_requires_grad(false);
     }
     osd::Trainer trainer(model, opt, corpus, teacher);
-    if (resuming) trainer.resume(out);
+    if (resuming) trainer.resume(resume_from);
     std::cerr << "osd-train: " << model->config().num_parameters() << " parameters ("
               << model->config().num_layers << " layers, dim " << model->config().hidden_size
               << "), " << corpus.train_tokens() << " training tokens (" << tok->name() << ") in " << corpus.domains().size()
@@ -184,8 +188,8 @@ int main(int argc, char** argv) {
               << std::endl;
 
     auto save = [&] {  // float32 weights: resume continues exactly
-      trainer.save(out);
-      osd::save_tokenizer_files(tokenizer, out);  // osd-serve and HF tools find it beside the weights
+      // The tokenizer goes beside the weights (osd-serve and HF tools find it there), sealed with them.
+      trainer.save(out, [&](const std::string& folder) { osd::save_tokenizer_files(tokenizer, folder); });
     };
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t start_step = trainer.step();
