@@ -8,11 +8,16 @@
 #          domain: acceptance per window (static vs online draft), tokens/s of target-only /
 #          static / online / shadow (the distiller's cost); the static and online replays' Chrome
 #          traces (host and CUDA-event tracks per actor); the adapted drafts are saved;
-#   b1:    batch 1 on PROMPTS prompts of each domain that the shift run did not serve: latency of
-#          target-only, static speculation and online speculation starting from the drafts the
-#          shift run adapted;
-#   hf:    HF transformers on the same checkpoints and prompts: generate with and without
-#          assistant_model.
+#   b1:    batch 1 on PROMPTS prompts of each domain that the shift run did not serve (checked by
+#          hash against the prompts the shift run distilled on): latency of target-only, static
+#          speculation and online speculation starting from the drafts the shift run adapted,
+#          B1_REPEATS repeats (default 3; shuffled order, other seeds); writes the prompts file;
+#   hf:    HF transformers on the same weights (the shift run exports the target and its adapted
+#          drafts as HF checkpoints) and the b1 prompts file: generate with and without
+#          assistant_model at HF's best configuration (static cache + torch.compile, with
+#          fallbacks it names);
+#   sweep: the b1 prompts at concurrency 1 4 16 64 (SWEEP), target-only, static and online side by
+#          side, SWEEP_REPEATS repeats (default 3).
 #   duty:  the shift again on the same pair with the distillers' duty capped (osd.online-max-duty)
 #          at each value of DUTIES (default "0.2 0.1"): the distiller's cost against adaptation.
 #          DUTY_REPLAYS="static record shadow online" splits the cost into recording (a shadow
@@ -21,7 +26,7 @@
 #          fixed k, adaptive k by the formula, by measured round costs (osd.adaptive-k-measured),
 #          and by measured costs with the distillers' duty capped at 0.1.
 # Usage (with .gpu/ carried: debs, corpora-paper.tar.gz; DRAFT_SECONDS: the draft's training time, default 30):
-#   [PHASES="shift b1 hf duty adaptive"] [REUSE_PAIR=1] [DISTILLER_MPS=16] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
+#   [PHASES="shift b1 hf sweep duty adaptive"] [REUSE_PAIR=1] [DISTILLER_MPS=16] bash scripts/paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]
 set -uo pipefail
 out=${1:?usage: paper-bench.sh OUT_DIR [TRAIN_SECONDS] [REQUESTS] [PROMPTS]}
 train_s=${2:-150} requests=${3:-300} prompts=${4:-10} phases=${PHASES:-shift b1 hf}
@@ -71,26 +76,32 @@ fi
 common=(--target $P/target --draft $P/draft --corpora $C --device cuda --dtype bfloat16 --k 4 --new-tokens 64
         --distiller-multiprocessors "${DISTILLER_MPS:-16}")
 t0=$(date +%s)
-phase shift && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$requests" --window 50 --concurrency 16 \
-  --online-state $P/online --trace "$out/trace-shift.json" --tsv "$out/shift.tsv" --json 2>"$out/shift-c16.log" \
+phase shift && rm -rf $P/online $P/export && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$requests" --window 50 --concurrency 16 \
+  --online-state $P/online --export-drafts $P/export --trace "$out/trace-shift.json" --tsv "$out/shift.tsv" --json 2>"$out/shift-c16.log" \
   | tee "$out/shift-c16.txt" | tail -30
 gzip -9f "$out"/trace-shift*.json 2>/dev/null
 echo "shift: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
-phase b1 && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$prompts" --skip "$requests" --window "$prompts" --concurrency 1 \
-  --online-state $P/online --replays target static online --trace "$out/trace-b1.json" --json 2>"$out/b1.log" \
-  | tee "$out/b1.txt" | tail -14
+# The b1 and sweep runs start from copies of the shift run's state, so each starts from the same
+# adapted drafts (a run saves its own learning into the copy it was given).
+phase b1 && rm -rf $P/online-b1 && cp -r $P/online $P/online-b1 && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$prompts" --skip "$requests" --window "$prompts" --concurrency 1 \
+  --online-state $P/online-b1 --replays target static online --repeats "${B1_REPEATS:-3}" --dump-prompts "$out/b1-prompts.jsonl" \
+  --trace "$out/trace-b1.json" --json 2>"$out/b1.log" | tee "$out/b1.txt" | tail -14
 gzip -9f "$out"/trace-b1*.json 2>/dev/null
 echo "batch 1: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
-phase hf && { python3 scripts/hf_assisted.py --target $P/target --draft $P/draft --corpora $C --prompts "$prompts" \
-  --skip "$requests" --new-tokens 64 --json "$out/hf.json" 2>"$out/hf.err" | grep -v "^{"; tail -3 "$out/hf.err"; }
+phase hf && { python3 scripts/hf_assisted.py --export $P/export --prompts "$out/b1-prompts.jsonl" --repeats "${B1_REPEATS:-3}" \
+  --json "$out/hf.json" 2>"$out/hf.err" | grep -v "^{"; tail -3 "$out/hf.err"; }
 echo "hf: $(( $(date +%s) - t0 )) s"
+t0=$(date +%s)
+phase sweep && rm -rf $P/online-sweep && cp -r $P/online $P/online-sweep && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$prompts" --skip "$requests" --window "$prompts" \
+  --concurrency ${SWEEP:-1 4 16 64} --online-state $P/online-sweep --replays target static online --repeats "${SWEEP_REPEATS:-3}" \
+  --json 2>"$out/sweep.log" | tee "$out/sweep.txt" | grep -E "^\| "
+echo "sweep: $(( $(date +%s) - t0 )) s"
 if phase adaptive; then
-  for variant in fixed formula measured measured-duty0.1; do
+  for variant in fixed scheduled scheduled-duty0.1; do
     flags=()
     [[ $variant != fixed ]] && flags+=(--adaptive-k)
-    [[ $variant == measured* ]] && flags+=(--measured-costs)
     [[ $variant == *duty0.1 ]] && flags+=(--max-duty 0.1)
     rm -rf "$P/online-$variant" && cp -r "$P/online" "$P/online-$variant"
     t0=$(date +%s)

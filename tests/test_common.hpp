@@ -6,7 +6,11 @@
 
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <iostream>
+#include <sstream>
 #include <string>
 
 #include "models/core/config.hpp"
@@ -14,6 +18,35 @@
 #include "models/common/files.hpp"
 
 namespace osd::test {
+
+// ---- skipping a test that cannot run here ------------------------------------------------------
+// A test that cannot run on this machine (no CUDA, no CUDA graphs in this build, no green
+// contexts, no fused kernels) must be reported as skipped, never as passed. CTest runs each test
+// case as its own process with `--skip-exit-code 77` and the property SKIP_RETURN_CODE 77
+// (CMakeLists.txt): OSD_SKIP prints the reason and ends the process with that code, so CTest
+// counts the test as Skipped. Run directly (no --skip-exit-code), OSD_SKIP warns
+// ("SKIPPED: ...") and returns from the test case. A test that already failed an assertion is
+// not turned into a skip: OSD_SKIP then only warns, and the failure stands.
+
+// The exit code that marks a skip (main.cpp sets it from --skip-exit-code; 0: warn instead).
+inline int& skip_exit_code() {
+  static int code = 0;
+  return code;
+}
+// Assertions that failed so far in this process (counted by main.cpp's listener).
+inline int& failed_assertions() {
+  static int failed = 0;
+  return failed;
+}
+inline void skip_test(const std::string& reason) {
+  if (skip_exit_code() != 0 && failed_assertions() == 0) {
+    std::cout << "SKIPPED: " << reason << std::endl;
+    std::fflush(nullptr);
+    std::_Exit(skip_exit_code());
+  }
+  WARN("SKIPPED: " << reason);
+}
+
 
 // A path under $TMPDIR that is unique to this test process.
 inline std::string temp_path(const std::string& name) {
@@ -53,3 +86,12 @@ inline at::Tensor random_tokens(int64_t B, int64_t T, int64_t vocab, uint64_t se
 }
 
 }  // namespace osd::test
+
+// Skips the current test case (see skip_test above); `reason` may be a stream expression.
+#define OSD_SKIP(reason)                     \
+  do {                                       \
+    std::ostringstream osd_skip_reason_;     \
+    osd_skip_reason_ << reason;              \
+    osd::test::skip_test(osd_skip_reason_.str()); \
+    return;                                  \
+  } while (0)

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "models/core/autocast.hpp"
 #include "models/distillation/distill_buffer.hpp"
@@ -364,30 +365,81 @@ TEST_CASE("guard: the paired gain's standard error takes held-out requests as th
 }
 
 namespace {
-// The target's full distributions after `contexts` random contexts of `length` tokens: `copies`
-// training records of each, and one held-out record of each.
-void target_records(Transformer& target, int contexts, int64_t length, uint64_t seed, int copies,
-                    std::vector<DistillRecord>& train, std::vector<DistillRecord>& heldout) {
+// Distillation records from the target's full distributions after random contexts of `length`
+// tokens, split by context so that held-out means disjoint: `train_contexts` contexts give
+// `copies` training records each, `heldout_contexts` other contexts one held-out record each
+// (every context drawn once).
+// A record's source is its context's index (each context a request).
+struct RecordSplit {
+  std::vector<DistillRecord> train, heldout;
+};
+RecordSplit target_records(Transformer& target, int train_contexts, int heldout_contexts,
+                           int64_t length, uint64_t seed, int copies) {
   auto gen = at::detail::createCPUGenerator(seed);
   const int64_t V = target.config().vocab_size;
-  for (int i = 0; i < contexts; ++i) {
+  RecordSplit split;
+  torch::NoGradGuard no_grad;
+  std::set<std::vector<int64_t>> drawn;
+  for (int i = 0; i < train_contexts + heldout_contexts; ++i) {
     auto ctx = torch::randint(0, V, {length}, gen, torch::kInt64);
+    if (!drawn.insert(std::vector<int64_t>(ctx.data_ptr<int64_t>(), ctx.data_ptr<int64_t>() + length)).second) {
+      --i;  // every context once
+      continue;
+    }
     auto p = torch::softmax(target.forward_full(ctx.view({1, -1}))[0][-1], -1).unsqueeze(0);
     auto r = compact_distributions(p, 0)[0];
     r.context.assign(ctx.data_ptr<int64_t>(), ctx.data_ptr<int64_t>() + length);
-    for (int c = 0; c < copies; ++c) train.push_back(r);
-    heldout.push_back(r);
+    r.source = i;
+    if (i < train_contexts)
+      for (int c = 0; c < copies; ++c) split.train.push_back(r);
+    else
+      split.heldout.push_back(r);
   }
+  return split;
+}
+
+// Contexts that occur on both sides of a split (0: held-out records are disjoint from training).
+size_t shared_contexts(const RecordSplit& s) {
+  std::set<std::vector<int64_t>> trained;
+  for (const auto& r : s.train) trained.insert(r.context);
+  size_t shared = 0;
+  for (const auto& r : s.heldout) shared += trained.count(r.context);
+  return shared;
+}
+
+// The training records with each context's teacher distribution moved to another context (a
+// cyclic shift over the contexts): the same distributions and contexts, no map from one to the
+// other to learn.
+std::vector<DistillRecord> shifted_teachers(std::vector<DistillRecord> train) {
+  std::vector<size_t> firsts;  // index of each context's first record (copies are adjacent)
+  for (size_t i = 0; i < train.size(); ++i)
+    if (i == 0 || train[i].context != train[i - 1].context) firsts.push_back(i);
+  const auto original = train;
+  for (size_t c = 0; c < firsts.size(); ++c) {
+    const auto& from = original[firsts[(c + 1) % firsts.size()]];
+    const size_t end = c + 1 < firsts.size() ? firsts[c + 1] : train.size();
+    for (size_t i = firsts[c]; i < end; ++i) {
+      train[i].top_ids = from.top_ids;
+      train[i].top_probs = from.top_probs;
+      train[i].tail = from.tail;
+    }
+  }
+  return train;
 }
 }  // namespace
 
 TEST_CASE("online distiller: updates raise held-out acceptance, guard and NaN paths", "[distill]") {
   auto target = osd::test::peaked_model(osd::test::tiny_config(64, 32, 2), 3);
   auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 32, 1), 4);
-  // Records: the target's distributions after 16 contexts of one "domain" (served traffic
-  // repeats its contexts); the held-out slice holds other records of the same contexts.
-  std::vector<DistillRecord> train, heldout;
-  target_records(*target, 16, 6, 8, 8, train, heldout);
+  // Records: the target's distributions after 256 two-token contexts; the held-out slice holds
+  // 64 other contexts (held out means disjoint: no context on both sides). The draft can only
+  // gain on them by learning the target's map from context to distribution, not by memorising
+  // records. (With 16 six-token contexts, each trained on and held out, the gain measured here
+  // was +0.05; scored on other contexts, it was +0.01 .. +0.02 and mostly not published.)
+  auto split = target_records(*target, 256, 64, 2, 8, 1);
+  REQUIRE(shared_contexts(split) == 0);
+  const auto& train = split.train;
+  const auto& heldout = split.heldout;
   DistillOptions o;
   o.lr = 1e-2;
   o.batch = 32;
@@ -398,10 +450,22 @@ TEST_CASE("online distiller: updates raise held-out acceptance, guard and NaN pa
   for (int u = 0; u < 6; ++u) last = d.update(train, heldout);
   auto snap = d.snapshot(c10::Device(c10::kCPU), torch::kFloat32);
   const double end = OnlineDistiller::heldout_acceptance(*snap, heldout);
-  WARN("held-out acceptance " << start << " -> " << end << " after " << d.total_steps() << " steps, version "
-                              << d.version());
-  CHECK(end > start + 0.05);
+  // Control: the same training on the same records with each context's teacher distribution
+  // moved to another context: the same distributions, nothing to learn about this target's map.
+  OnlineDistiller control(*draft, o);
+  const auto shifted = shifted_teachers(train);
+  for (int u = 0; u < 6; ++u) control.update(shifted, heldout);
+  const double control_end = OnlineDistiller::heldout_acceptance(
+      *control.snapshot(c10::Device(c10::kCPU), torch::kFloat32), heldout);
+  WARN("held-out acceptance " << start << " -> " << end << " after " << d.total_steps()
+                              << " steps, version " << d.version() << "; control (teachers moved "
+                              << "to other contexts) -> " << control_end);
+  // Measured over seeds 8-13 of the records: +0.037 .. +0.074 (published as versions 2-3);
+  // the control +0.000 .. +0.013 (its candidates always fell below the start).
+  CHECK(end > start + 0.025);
   CHECK(d.version() >= 1);
+  CHECK(control_end < start + 0.02);
+  CHECK(end > control_end + 0.02);
   // Sabotage: a huge learning rate is rejected and the published weights stay.
   DistillOptions bad = o;
   bad.lr = 1e3;
@@ -412,19 +476,20 @@ TEST_CASE("online distiller: updates raise held-out acceptance, guard and NaN pa
   CHECK(OnlineDistiller::heldout_acceptance(*sab.snapshot(c10::Device(c10::kCPU), torch::kFloat32), heldout) ==
         Approx(end).margin(1e-6));
   // Held updates: a guard that demands more gain than one update brings publishes nothing, but
-  // the trained copy keeps its progress (it is not rolled back), so the gain accumulates.
+  // the trained copy keeps its progress (it is not rolled back), so the gain accumulates: the
+  // candidate gains on the held-out contexts while the published draft stays where it started.
   DistillOptions strict = o;
-  strict.steps_per_update = 2;
   strict.guard_margin = -1.0;    // would need +1.0 acceptance in one update: never publishes
   strict.rollback_margin = 1.0;  // never rolls back
   OnlineDistiller held(*draft, strict);
   UpdateReport first = held.update(train, heldout), h;
-  for (int u = 0; u < 12; ++u) h = held.update(train, heldout);
+  for (int u = 0; u < 5; ++u) h = held.update(train, heldout);
   CHECK(first.decision == "held");
   CHECK(h.decision == "held");
   CHECK(held.version() == 0);
   CHECK(h.acceptance_current == Approx(start).margin(1e-9));  // the published draft is untouched
-  CHECK(h.acceptance_candidate > first.acceptance_candidate + 0.05);
+  // Measured over seeds 8-13: +0.032 .. +0.077 over the start after 60 steps.
+  CHECK(h.acceptance_candidate > start + 0.02);
   DistillOptions nan = o;
   nan.inject_nan = true;
   OnlineDistiller nd(*snap, nan);
@@ -438,9 +503,11 @@ TEST_CASE("online distiller: the guard scores the published draft once per held-
           "[distill]") {
   auto target = osd::test::peaked_model(osd::test::tiny_config(64, 32, 2), 3);
   auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 32, 1), 4);
-  std::vector<DistillRecord> train, heldout, more_train, more_heldout;
-  target_records(*target, 16, 6, 8, 8, train, heldout);
-  target_records(*target, 5, 7, 9, 1, more_train, more_heldout);  // 5 records held out later
+  auto split = target_records(*target, 256, 21, 2, 8, 1);
+  const auto& train = split.train;
+  // 16 held-out records from the start, 5 more held out later.
+  std::vector<DistillRecord> heldout(split.heldout.begin(), split.heldout.begin() + 16),
+      more_heldout(split.heldout.begin() + 16, split.heldout.end());
   for (size_t i = 0; i < heldout.size(); ++i) heldout[i].source = 1000 + static_cast<int64_t>(i);
   for (size_t i = 0; i < more_heldout.size(); ++i)
     more_heldout[i].source = 2000 + static_cast<int64_t>(i);
@@ -449,7 +516,8 @@ TEST_CASE("online distiller: the guard scores the published draft once per held-
   o.lr = 1e-2;
   o.batch = 32;
   o.steps_per_update = 5;
-  o.guard_margin = -0.02;
+  o.guard_margin = -0.005;
+  o.guard_z = 0;  // this test needs publishes and holds, not the guard's significance test
   DistillOptions uncached = o;
   uncached.cache_published_scores = false;
   OnlineDistiller a(*draft, o), b(*draft, uncached);
@@ -476,15 +544,14 @@ TEST_CASE("online distiller: the guard scores the published draft once per held-
 
 TEST_CASE("online distiller on CUDA: bf16 autocast learns as float32 does, on its thread only",
           "[cuda][distill]") {
-  if (!torch::cuda::is_available()) {
-    WARN("CUDA not available: skipped");
-    return;
-  }
+  if (!torch::cuda::is_available()) OSD_SKIP("CUDA not available");
   const c10::Device cuda("cuda");
   auto target = osd::test::peaked_model(osd::test::tiny_config(64, 64, 2), 3);
   auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 64, 1), 4);
-  std::vector<DistillRecord> train, heldout;
-  target_records(*target, 16, 6, 8, 8, train, heldout);
+  auto split = target_records(*target, 256, 64, 2, 8, 1);  // held out: other contexts
+  REQUIRE(shared_contexts(split) == 0);
+  const auto& train = split.train;
+  const auto& heldout = split.heldout;
   auto draft_gpu = draft->clone(cuda, torch::kFloat32);
   const double start = OnlineDistiller::heldout_acceptance(*draft_gpu, heldout);
   DistillOptions o;
@@ -509,8 +576,17 @@ TEST_CASE("online distiller on CUDA: bf16 autocast learns as float32 does, on it
   CHECK(first_m.loss == Approx(first_f.loss).epsilon(0.05));
   const double end =
       OnlineDistiller::heldout_acceptance(*mixed.snapshot(cuda, torch::kFloat32), heldout);
-  CHECK(end > start + 0.05);
+  // Control: the same training with each context's teacher moved to another context.
+  OnlineDistiller control(*draft, fp32, cuda);
+  const auto shifted = shifted_teachers(train);
+  for (int u = 0; u < 6; ++u) control.update(shifted, heldout);
+  const double control_end =
+      OnlineDistiller::heldout_acceptance(*control.snapshot(cuda, torch::kFloat32), heldout);
+  // Measured on the CPU (float32, the same models and records, seeds 8-13): +0.020 .. +0.049
+  // (seed 8: +0.041); the control published nothing.
+  CHECK(end > start + 0.015);
   CHECK(mixed.version() >= 1);
+  CHECK(control_end < start + 0.01);
   // The scope ended with the update: this thread's matrix products are float32 again (the
   // model's forward returns float32 logits either way, so a product is what shows it).
   auto a = torch::randn({8, 8}, torch::TensorOptions().device(cuda));
@@ -528,11 +604,14 @@ TEST_CASE("online distiller: a warm-up leaves weights, optimizer and updates as 
           "[distill]") {
   auto target = osd::test::peaked_model(osd::test::tiny_config(64, 32, 2), 3);
   auto draft = std::make_shared<Transformer>(osd::test::tiny_config(64, 32, 1), 4);
-  std::vector<DistillRecord> train, heldout;
-  target_records(*target, 12, 7, 9, 4, train, heldout);
+  auto split = target_records(*target, 256, 64, 2, 9, 1);
+  const auto& train = split.train;
+  const auto& heldout = split.heldout;
   DistillOptions o;
   o.lr = 1e-2;
   o.weight_decay = 0.1;  // decoupled decay would move weights at any learning rate but 0
+  o.guard_margin = 0.01;  // the control below needs a publish: publish unless acceptance drops
+  o.guard_z = 0;
   o.batch = 16;
   o.steps_per_update = 3;
   OnlineDistiller warmed(*draft, o), cold(*draft, o);
@@ -589,4 +668,31 @@ TEST_CASE("losses: traffic acceptance is argmax agreement for greedy rows, overl
   CHECK(traffic_acceptance(q, p, {true, true}) == Approx(0.0));
   CHECK(traffic_acceptance(q, p, {true, false}) == Approx(0.4));
   CHECK(traffic_acceptance(p, p, {true, false}) == Approx(1.0));
+}
+
+// Explore: records along the target's own continuations of 2-token prompts, split by prompt.
+RecordSplit trajectory_records(Transformer& target, int train_requests, int heldout_requests,
+                               int64_t steps, uint64_t seed, double temperature) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  const int64_t V = target.config().vocab_size;
+  RecordSplit split;
+  torch::NoGradGuard no_grad;
+  for (int i = 0; i < train_requests + heldout_requests; ++i) {
+    auto seq = torch::randint(0, V, {2}, gen, torch::kInt64);
+    for (int64_t t = 0; t < steps; ++t) {
+      auto logits = target.forward_full(seq.view({1, -1}))[0][-1];
+      auto next = temperature == 0 ? logits.argmax().view({1})
+                                   : torch::multinomial(torch::softmax(logits / temperature, -1), 1, false, gen);
+      seq = torch::cat({seq, next});
+    }
+    auto probs = torch::softmax(target.forward_full(seq.view({1, -1}))[0], -1);  // [2 + steps, V]
+    auto recs = compact_distributions(probs.narrow(0, 1, steps), 0);
+    for (int64_t j = 0; j < steps; ++j) {
+      auto& r = recs[j];
+      r.context.assign(seq.data_ptr<int64_t>(), seq.data_ptr<int64_t>() + 2 + j);
+      r.source = i;
+      (i < train_requests ? split.train : split.heldout).push_back(r);
+    }
+  }
+  return split;
 }

@@ -10,6 +10,7 @@
 #include <functional>
 #include <iterator>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <tuple>
@@ -37,6 +38,21 @@ std::shared_ptr<Transformer> online_target() {
   static auto t = peaked_model(tiny_config(256, 64, 2), 1);
   return t;
 }
+// A target with structure a draft can learn from served traffic: its layers' matrices are a
+// tenth of online_target()'s, so its next token follows mostly from the current one (with the
+// context adding a little). Served prompts that never repeat then teach the draft something
+// that carries to the next prompt. (On online_target(), 240 requests of prompts that never
+// repeat raised acceptance by 0.015; cycling 8 prompts raised it by 0.62: memorisation.)
+std::shared_ptr<Transformer> learnable_target() {
+  static auto t = [] {
+    auto m = peaked_model(tiny_config(256, 64, 2), 1);
+    torch::NoGradGuard g;
+    for (auto& l : m->layers())
+      for (auto* w : {&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down}) w->mul_(0.1);
+    return m;
+  }();
+  return t;
+}
 std::shared_ptr<Transformer> poor_draft() {
   // Unrelated to the target: it starts with almost no acceptance.
   return std::make_shared<Transformer>(tiny_config(256, 64, 1), 5);
@@ -53,11 +69,35 @@ std::vector<std::vector<int64_t>> domain_prompts(uint64_t seed, int n) {
   return ps;
 }
 
-Served serve(const RuntimeOptions& base, const std::vector<std::vector<int64_t>>& prompts, int requests, int wave = 4,
-             int pace_ms = 10) {
-  std::string err;
-  auto rt = Runtime::create(base, &err);
-  REQUIRE(rt);
+// Prompts of the tests' toy language: 4 to 8 tokens of its 32-token alphabet (tokens 64..95),
+// seeded. Different seeds give different streams; a stream of a few hundred prompts has no
+// repeats (asserted where it matters, with prompt_repeats), so no prompt is scored after the
+// draft was distilled on it.
+std::vector<std::vector<int64_t>> language_prompts(uint64_t seed, int n) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<int64_t>> ps;
+  for (int i = 0; i < n; ++i) {
+    std::vector<int64_t> p(4 + rng() % 5);
+    for (auto& t : p) t = 64 + static_cast<int64_t>(rng() % 32);
+    ps.push_back(p);
+  }
+  return ps;
+}
+
+// Prompts of `b` that also occur in `a` (or, with b empty, prompts that occur twice in a).
+size_t prompt_repeats(const std::vector<std::vector<int64_t>>& a,
+                      const std::vector<std::vector<int64_t>>& b = {}) {
+  std::set<std::vector<int64_t>> seen;
+  size_t repeats = 0;
+  for (const auto& p : a) repeats += !seen.insert(p).second && b.empty();
+  for (const auto& p : b) repeats += seen.count(p);
+  return repeats;
+}
+
+// Serves `requests` greedy requests of 24 tokens cycling through prompts, in waves of `wave`,
+// `pace_ms` apart, on a running runtime: their acceptance (stats left empty).
+Served serve_on(Runtime& rt, const std::vector<std::vector<int64_t>>& prompts, int requests,
+                int wave = 4, int pace_ms = 10) {
   Served out;
   for (int r = 0; r < requests; r += wave) {
     std::vector<std::shared_ptr<RequestHandle>> hs;
@@ -66,7 +106,7 @@ Served serve(const RuntimeOptions& base, const std::vector<std::vector<int64_t>>
       p.prompt_tokens = prompts[i % prompts.size()];
       p.max_new_tokens = 24;
       p.temperature = 0;
-      hs.push_back(rt->submit(p));
+      hs.push_back(rt.submit(p));
     }
     for (auto& h : hs) {
       auto res = h->get();
@@ -77,6 +117,15 @@ Served serve(const RuntimeOptions& base, const std::vector<std::vector<int64_t>>
     // 2-core machine training would otherwise see far fewer updates per request.
     std::this_thread::sleep_for(std::chrono::milliseconds(pace_ms));
   }
+  return out;
+}
+
+Served serve(const RuntimeOptions& base, const std::vector<std::vector<int64_t>>& prompts,
+             int requests, int wave = 4, int pace_ms = 10) {
+  std::string err;
+  auto rt = Runtime::create(base, &err);
+  REQUIRE(rt);
+  auto out = serve_on(*rt, prompts, requests, wave, pace_ms);
   out.stats = nlohmann::json::parse(rt->stats_json());
   rt->shutdown();
   return out;
@@ -153,18 +202,23 @@ nlohmann::json serve_until(const RuntimeOptions& o, int max_requests,
 }  // namespace
 
 TEST_CASE("online: acceptance rises on the served domain, not without distillation", "[online]") {
-  auto prompts = domain_prompts(11, 8);
+  // Every request has a prompt of the domain's language that no earlier request had: the gain is
+  // on prompts the draft was never distilled on, not memorised ones.
   const int n = 240;
-  auto on = serve(online_options(true), prompts, n);
-  auto off = serve(online_options(false), prompts, n);
+  auto prompts = language_prompts(11, n);
+  REQUIRE(prompt_repeats(prompts) == 0);
+  auto learning = online_options(true), control = online_options(false);
+  learning.target = control.target = learnable_target();
+  auto on = serve(learning, prompts, n);
+  auto off = serve(control, prompts, n);
   const double on_before = mean(on.acceptance, 0, 16), on_after = mean(on.acceptance, n - 32, n);
   const double off_before = mean(off.acceptance, 0, 16), off_after = mean(off.acceptance, n - 32, n);
   WARN("online: acceptance " << on_before << " -> " << on_after << " (draft version "
                              << on.stats["verifier"]["draft_version"] << ", distill "
                              << on.stats["metrics"]["distill"].dump() << "); off: " << off_before << " -> "
                              << off_after);
-  // Measured: +0.39 .. +0.52 alone (160 requests, unpaced), +0.17 with the suite's other tests
-  // competing for the 2 cores; 240 paced requests leave headroom for the bar below.
+  // Measured alone: +0.65 (0.17 -> 0.83; off 0.001 -> 0.001); the bar leaves room for the
+  // suite's other tests competing for the 2 cores (fewer updates per request).
   CHECK(on_after - on_before >= 0.15);
   CHECK(std::abs(off_after - off_before) < 0.05);
   CHECK(on.stats["verifier"]["draft_version"].get<int64_t>() > 0);
@@ -270,15 +324,35 @@ TEST_CASE("trace summary: track families, overlap, round medians", "[trace]") {
 TEST_CASE("online: learning survives a restart and the version continues", "[online][restart]") {
   const auto dir = files::temp_dir() + "/osd-online-" + std::to_string(::getpid());
   files::remove_tree(dir);
-  auto prompts = domain_prompts(11, 8);
+  // Acceptance is compared on prompts no run distilled on (`later`): before the restart they are
+  // served once learning has stopped, after it by the restored draft.
+  auto prompts = language_prompts(11, 240), extra = language_prompts(13, 200),
+       later = language_prompts(12, 32);
+  REQUIRE(prompt_repeats(prompts) == 0);
+  REQUIRE(prompt_repeats(prompts, later) == 0);
+  REQUIRE(prompt_repeats(extra, later) == 0);
   auto o = online_options(true);
+  o.target = learnable_target();
   o.online.state_dir = dir;
   o.online.max_updates = 3;  // learning stops after 3 updates, so the tail runs on the final weights
   // ... which needs the 3 publishes well before the tail: the guard's z test (default 2) can hold
   // gaining candidates long enough that the last one lands inside it.
   o.online.guard_z = 0;
-  auto first = serve(o, prompts, 240);  // learns, saves at shutdown
-  const double before = mean(first.acceptance, 240 - 32, 240);
+  double before = 0;
+  Served first;
+  {
+    std::string err;
+    auto rt = Runtime::create(o, &err);
+    REQUIRE(rt);
+    first = serve_on(*rt, prompts, 240);  // learns
+    auto version = [&] {
+      return nlohmann::json::parse(rt->stats_json())["verifier"]["draft_version"].get<int64_t>();
+    };
+    for (int i = 0; i < 200 && version() < 3; ++i) serve_on(*rt, {extra[i]}, 1);  // until done
+    REQUIRE(version() == 3);
+    before = mean(serve_on(*rt, later, 32).acceptance, 0, 32);  // on the final weights
+    rt->shutdown();  // saves
+  }
   const int64_t saved = OnlineDistiller::saved_version(dir + "/route-default");
   REQUIRE(saved == 3);
   // The held-out slice was saved too, and comes back before any request.
@@ -295,11 +369,19 @@ TEST_CASE("online: learning survives a restart and the version continues", "[onl
   CHECK(stats["buffer"]["heldout_restored"].get<size_t>() == held.size());
   CHECK(stats["buffer"]["heldout"].get<size_t>() == held.size());
   rt->shutdown();
-  auto second = serve(again, prompts, 32);
+  auto second = serve(again, later, 32);
   const double after = mean(second.acceptance, 0, 32);
   WARN("acceptance before restart " << before << ", right after " << after << " (version " << saved << ")");
-  CHECK(std::abs(after - before) < 0.05);
+  CHECK(std::abs(after - before) < 0.02);  // the same weights on the same prompts
   CHECK(after > mean(first.acceptance, 0, 16) + 0.2);
+  // Control: the same later prompts served by the draft as it started (no saved state, no
+  // training) show no such acceptance: the restored weights carry it, not the prompts.
+  auto fresh = online_options(true);
+  fresh.target = o.target;
+  fresh.online.min_new_records = 1000000;
+  const double control = mean(serve(fresh, later, 32).acceptance, 0, 32);
+  WARN("control: the starting draft on the same prompts " << control);
+  CHECK(control < after - 0.2);
   // With the slice back, the guard judges the first update after a restart: nothing is
   // deferred. The control starts without the file: its first update is.
   auto judged = o;
@@ -516,10 +598,7 @@ TEST_CASE(
     "online on CUDA: each actor on its own stream, greedy equals target-only, GPU trace shows "
     "overlap",
     "[cuda][online]") {
-  if (!torch::cuda::is_available()) {
-    WARN("CUDA not available: skipped");
-    return;
-  }
+  if (!torch::cuda::is_available()) OSD_SKIP("CUDA not available");
   const c10::Device cuda("cuda");
   auto prompts = domain_prompts(11, 8);
   auto run = [&](bool speculative, bool trace, nlohmann::json* trace_out) {

@@ -269,3 +269,40 @@ TEST_CASE("routes: bad route options are clear errors", "[routes][errors]") {
   CHECK_FALSE(Runtime::create(o, &err));
   CHECK(err == "draft and target vocabularies differ (route 'words')");
 }
+
+TEST_CASE("explore forgetting", "[.explore]") {
+  auto measure = [](Runtime& rt, const std::string& d, int from, const std::string& label) {
+    std::vector<double> a;
+    for (int i = 0; i < 8; ++i) a.push_back(run(rt, prompt_of(d, from + i), label).acceptance);
+    return mean(a);
+  };
+  const char* variant = std::getenv("OSD_EXPLORE_VARIANT");
+  const std::string v = variant ? variant : "normal";
+  for (int offset : {300, 500, 700}) {
+    auto o = two_routes();
+    o.routes = {{"shared", models().sums_draft}};
+    o.online.enabled = true;
+    o.online.lr = v == "lr" ? 3e-2 : 3e-3;
+    o.online.batch = 32;
+    o.online.steps_per_update = v == "long" ? 64 : 4;
+    o.online.min_new_records = 600;
+    o.online.record_all_positions = true;
+    o.online.warmup_steps = 2;
+    o.online.min_heldout = 8;
+    if (v == "noguard") o.online.guard_margin = -1.0, o.online.rollback_margin = 1.0, o.online.guard_z = 0;
+    std::string err;
+    auto rt = Runtime::create(o, &err);
+    REQUIRE(rt);
+    const double a_before = measure(*rt, "sums", offset, "");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    for (int i = 0; i < 60; ++i) run(*rt, prompt_of("words", offset + 100 + i), "");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const double a_after = measure(*rt, "sums", offset + 20, "");
+    const double a_same = measure(*rt, "sums", offset, "");
+    auto stats = nlohmann::json::parse(rt->stats_json());
+    rt->shutdown();
+    std::printf("%s offset %d: before %.3f after(new prompts) %.3f after(same) %.3f versions %s decisions %s\n", v.c_str(), offset, a_before, a_after, a_same,
+                stats["verifier"]["routes"].dump().c_str(), stats["metrics"]["distill"]["decisions"].dump().c_str());
+    std::fflush(stdout);
+  }
+}

@@ -2,13 +2,17 @@
 // matching its probabilities (with a control showing the check rejects a biased sampler).
 #include "tests/test_common.hpp"
 
+#include <map>
 #include <set>
 
 #include "models/speculation/rejection_sampler.hpp"
 #include "models/speculation/sampling.hpp"
+#include "tests/sampling_reference.hpp"
 #include "tests/stats.hpp"
 
 using namespace osd;
+using osd::test::reference_probs;
+using osd::test::ReferenceSampling;
 
 namespace {
 at::Tensor random_logits(int64_t n, int64_t v, uint64_t seed) {
@@ -16,23 +20,46 @@ at::Tensor random_logits(int64_t n, int64_t v, uint64_t seed) {
   return at::normal(0.0, 2.0, {n, v}, gen);
 }
 
-// The allowed set computed independently of processed_probs, on the host, in double.
+std::vector<double> row_values(const at::Tensor& row) {  // row: [V] -> doubles
+  auto d = row.to(torch::kFloat64).contiguous();
+  return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+}
+
+ReferenceSampling reference_of(const SamplingParams& p) { return {p.temperature, p.top_k, p.top_p}; }
+
+// The allowed set of the written-out reference (tests/sampling_reference.hpp), not of
+// processed_probs.
 std::set<int64_t> allowed_set(const at::Tensor& row, const SamplingParams& p) {
-  const int64_t V = row.size(0);
-  std::vector<std::pair<double, int64_t>> v;
-  for (int64_t i = 0; i < V; ++i) v.push_back({row[i].item<double>() / p.temperature, i});
-  std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.first > b.first; });
-  const int64_t k = p.top_k > 0 ? std::min(p.top_k, V) : V;
-  double z = 0;
-  for (int64_t i = 0; i < k; ++i) z += std::exp(v[i].first - v[0].first);
+  auto ref = reference_probs(row_values(row), reference_of(p));
   std::set<int64_t> keep;
-  double mass = 0;
-  for (int64_t i = 0; i < k; ++i) {
-    if (mass >= p.top_p - 1e-6) break;  // tolerance: float32 vs double near the boundary
-    keep.insert(v[i].second);
-    mass += std::exp(v[i].first - v[0].first) / z;
-  }
+  for (size_t i = 0; i < ref.size(); ++i)
+    if (ref[i] > 0) keep.insert(static_cast<int64_t>(i));
   return keep;
+}
+
+// Largest difference between processed probabilities and the reference, where tokens of equal
+// logits may trade places (processed_probs's sort is not stable, the reference's is): tokens of
+// a unique logit compare one to one, a group of equal logits compares as sorted values.
+double diff_up_to_ties(const at::Tensor& processed, const std::vector<double>& ref,
+                       const std::vector<double>& logits) {
+  auto got = row_values(processed);
+  std::map<double, std::pair<std::vector<double>, std::vector<double>>> groups;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    groups[logits[i]].first.push_back(got[i]);
+    groups[logits[i]].second.push_back(ref[i]);
+  }
+  double worst = 0;
+  for (auto& [logit, g] : groups) {
+    std::sort(g.first.begin(), g.first.end());
+    std::sort(g.second.begin(), g.second.end());
+    for (size_t i = 0; i < g.first.size(); ++i)
+      worst = std::max(worst, std::abs(g.first[i] - g.second[i]));
+  }
+  return worst;
+}
+
+int64_t kept(const std::vector<double>& probs) {
+  return std::count_if(probs.begin(), probs.end(), [](double p) { return p > 0; });
 }
 }  // namespace
 
@@ -53,6 +80,96 @@ TEST_CASE("processed probs: rows sum to 1, greedy is one-hot argmax, zero outsid
   CHECK((probs[2] > 0).sum().item<int64_t>() == 5);
   auto keep = allowed_set(logits[3], params[3]);
   CHECK((probs[3] > 0).sum().item<int64_t>() == static_cast<int64_t>(keep.size()));
+}
+
+TEST_CASE("processed probs equal the written-out reference: temperature, top-k, top-p, edges",
+          "[sampling]") {
+  // A grid of settings on random rows: the same distribution to float32 rounding, and the same
+  // support (a token kept by one and not the other would show as a difference of its mass).
+  auto rows = random_logits(6, 64, 31);
+  int compared = 0;
+  for (double t : {0.5, 1.0, 1.7})
+    for (int64_t k : {0, 1, 5, 40})
+      for (double p : {1.0, 0.9, 0.5, 0.1, 1e-9}) {
+        SamplingParams sp;
+        sp.temperature = t;
+        sp.top_k = k;
+        sp.top_p = p;
+        auto probs = processed_probs(rows, {sp});
+        for (int64_t r = 0; r < rows.size(0); ++r) {
+          auto ref = reference_probs(row_values(rows[r]), reference_of(sp));
+          INFO("T " << t << ", top_k " << k << ", top_p " << p << ", row " << r);
+          CHECK(osd::test::max_abs_diff(probs[r], torch::tensor(ref, torch::kFloat64)) < 2e-6);
+          CHECK((probs[r] > 0).sum().item<int64_t>() == kept(ref));
+          ++compared;
+        }
+      }
+  CHECK(compared == 3 * 4 * 5 * 6);
+  auto one_row = [](std::vector<double> logits, SamplingParams sp) {
+    auto t = torch::tensor(logits, torch::kFloat64).to(torch::kFloat32).view({1, -1});
+    return std::pair{processed_probs(t, {sp})[0], reference_probs(logits, reference_of(sp))};
+  };
+  SECTION("p = 1 keeps every token, even where float32 mass has reached 1 before the tail") {
+    // Token 0 holds 1 - 2e-9 of the mass: 1.0 in float32, so the tail lies beyond a full mass.
+    const std::vector<double> logits = {20, 0, -5, -10, -20, -30};
+    SamplingParams sp;
+    sp.top_p = 1.0;
+    auto [got, ref] = one_row(logits, sp);
+    CHECK(kept(ref) == 6);
+    CHECK((got > 0).sum().item<int64_t>() == 6);
+    CHECK(diff_up_to_ties(got, ref, logits) < 1e-7);
+    sp.top_p = 0.999;  // control: below 1 the tail goes
+    auto [cut, cut_ref] = one_row(logits, sp);
+    CHECK(kept(cut_ref) == 1);
+    CHECK((cut > 0).sum().item<int64_t>() == 1);
+  }
+  SECTION("a tiny p keeps the most likely token alone") {
+    SamplingParams sp;
+    sp.top_p = 1e-9;
+    sp.temperature = 1.3;
+    auto probs = processed_probs(rows, {sp});
+    for (int64_t r = 0; r < rows.size(0); ++r) {
+      CHECK(probs[r].max().item<float>() == 1.0f);
+      CHECK(probs[r].argmax().item<int64_t>() == rows[r].argmax().item<int64_t>());
+      CHECK(kept(reference_probs(row_values(rows[r]), reference_of(sp))) == 1);
+    }
+    // Two tokens tied for the top: one of them, with all the mass.
+    const std::vector<double> tied = {1, 5, 5, 0};
+    auto [got, ref] = one_row(tied, sp);
+    CHECK((got > 0).sum().item<int64_t>() == 1);
+    CHECK(got[1].item<float>() + got[2].item<float>() == 1.0f);
+    CHECK(diff_up_to_ties(got, ref, tied) < 1e-7);
+  }
+  SECTION("ties at the top-p cut: one of the tied tokens is kept, with the reference's mass") {
+    // softmax(2, 1, 1, 0) = 0.534, 0.197, 0.197, 0.072: with p = 0.6 the first tied token is kept
+    // (0.534 before it) and the second is not (0.731 before it).
+    const std::vector<double> logits = {2, 1, 1, 0};
+    SamplingParams sp;
+    sp.top_p = 0.6;
+    auto [got, ref] = one_row(logits, sp);
+    CHECK(kept(ref) == 2);
+    CHECK((got > 0).sum().item<int64_t>() == 2);
+    CHECK(got[0].item<double>() == Approx(std::exp(1.0) / (std::exp(1.0) + 1)).epsilon(1e-6));
+    CHECK((got[1].item<float>() > 0) != (got[2].item<float>() > 0));  // exactly one of the tie
+    CHECK(got[3].item<float>() == 0.0f);
+    CHECK(diff_up_to_ties(got, ref, logits) < 1e-6);
+    // Control: the measure sees a wrong cut (both tied tokens kept at p = 0.75).
+    sp.top_p = 0.75;
+    auto [wide, wide_ref] = one_row(logits, sp);
+    CHECK(kept(wide_ref) == 3);
+    CHECK(diff_up_to_ties(wide, ref, logits) > 0.05);
+  }
+  SECTION("ties at the top-k cut: k tokens, the tied ones interchangeable") {
+    const std::vector<double> logits = {1, 3, 1, 1, 0};
+    SamplingParams sp;
+    sp.top_k = 2;
+    auto [got, ref] = one_row(logits, sp);
+    CHECK(kept(ref) == 2);
+    CHECK((got > 0).sum().item<int64_t>() == 2);
+    CHECK(got[1].item<float>() > 0);
+    CHECK(got[4].item<float>() == 0.0f);
+    CHECK(diff_up_to_ties(got, ref, logits) < 1e-6);
+  }
 }
 
 TEST_CASE("top-k / top-p never emit a token outside the allowed set (10k draws each)",
@@ -102,9 +219,10 @@ TEST_CASE("seeded sampling is reproducible and seeds differ", "[sampling]") {
 TEST_CASE("inverse-CDF draws match their probabilities, a biased sampler is rejected",
           "[sampling][stats]") {
   const int64_t V = 16, n = 200000;
-  auto probs = processed_probs(random_logits(1, V, 5), {SamplingParams{}});
-  std::vector<double> p(V);
-  for (int64_t i = 0; i < V; ++i) p[i] = probs[0][i].item<double>();
+  auto logits = random_logits(1, V, 5);
+  auto probs = processed_probs(logits, {SamplingParams{}});
+  // The expected probabilities from the reference (plain softmax in double), not from `probs`.
+  const auto p = reference_probs(row_values(logits[0]), ReferenceSampling{});
   RequestRng rng(99);
   auto u = torch::tensor(rng.uniforms(n), torch::kFloat64);
   auto count = [&](const at::Tensor& probs_used) {

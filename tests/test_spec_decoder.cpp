@@ -6,6 +6,7 @@
 #include <random>
 
 #include "models/speculation/spec_decoder.hpp"
+#include "tests/sampling_reference.hpp"
 #include "tests/spec_fixtures.hpp"
 #include "tests/stats.hpp"
 
@@ -81,14 +82,24 @@ TEST_CASE("greedy speculative decoding equals target-only greedy (120 prompts, m
 namespace {
 
 // The exact joint distribution of the first 3 tokens under target-only sampling, from full
-// forwards over every prefix: [V^3] with index t1 * V^2 + t2 * V + t3.
+// forwards over every prefix: [V^3] with index t1 * V^2 + t2 * V + t3. The per-token
+// distributions come from the test's own reference (tests/sampling_reference.hpp: softmax,
+// temperature, top-k, top-p written out in double), not from processed_probs, which the
+// speculative sampler uses and which is under test here too.
 std::vector<double> exact_joint3(Transformer& m, const std::vector<int64_t>& prompt, const SamplingParams& sp) {
   const int64_t V = m.config().vocab_size;
+  const ReferenceSampling ref{sp.temperature, sp.top_k, sp.top_p};
   auto probs_after = [&](const std::vector<std::vector<int64_t>>& seqs) {
     std::vector<at::Tensor> rows;
     for (const auto& s : seqs) rows.push_back(torch::tensor(s));
-    auto logits = m.forward_full(torch::stack(rows)).select(1, -1);           // [N, V]
-    return processed_probs(logits, {sp}).to(torch::kFloat64);                 // [N, V]
+    auto logits = m.forward_full(torch::stack(rows)).select(1, -1).to(torch::kFloat64).contiguous();  // [N, V]
+    auto probs = torch::empty_like(logits);                                                          // [N, V]
+    for (int64_t i = 0; i < logits.size(0); ++i) {
+      const double* row = logits[i].data_ptr<double>();
+      auto p = reference_probs(std::vector<double>(row, row + V), ref);
+      probs[i].copy_(torch::tensor(p, torch::kFloat64));
+    }
+    return probs;
   };
   auto p1 = probs_after({prompt})[0];
   std::vector<std::vector<int64_t>> s2, s3;

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 
 #if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -58,6 +59,8 @@ void add_model_bench(CLI::App& app, bool& json) {
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   cmd->callback([=, &json] {
+    // T = 1 first: each T > 1 is compared with the 1-token step measured before it.
+    std::sort(tokens_per_row->begin(), tokens_per_row->end());
     c10::Device dev(*device);
     auto dt = parse_dtype(*dtype);
     if (!dt) throw CLI::ValidationError("--dtype", "unknown dtype " + *dtype);
@@ -65,7 +68,12 @@ void add_model_bench(CLI::App& app, bool& json) {
     const double bw = copy_bandwidth(dev);
     Report rep("model",
                {"model", "params", "batch", "tokens", "prefill tok/s", "decode tok/s",
-                "decode step ms", "floor ms", "step/floor", "graph step ms", "graph/floor"});
+                "decode step ms", "floor ms", "step/floor", "graph step ms", "graph/floor",
+                "x 1-token step", "graph x 1-token"});
+    // The verification-cost ratio: a step of T tokens per row over a 1-token step at the same
+    // batch (eager, and graphed where CUDA graphs ran), for every T > 1 whose batch also ran
+    // T = 1 (--tokens 1 5: a k = 4 verification against a decoding step).
+    nlohmann::json verify_cost = nlohmann::json::array();
     for (const auto& name : *sizes) {
       // A preset, or an HF folder's config.json (its shape; the weights stay random).
       auto cfg = ModelConfig::preset(name);
@@ -83,7 +91,8 @@ void add_model_bench(CLI::App& app, bool& json) {
       const double weight_bytes = static_cast<double>(cfg->num_parameters()) *
                                   (*dt == DType::f32 ? 4 : 2);
       const double floor_s = weight_bytes / bw;
-      for (int64_t B : *batches)
+      for (int64_t B : *batches) {
+        double one_step = 0, one_graph = 0;  // the T = 1 step of this batch, when measured
         for (int64_t T : *tokens_per_row) {
           auto cache = model.make_cache(B, *prompt + (*steps + 8) * T);
           // CUDA graph of the decode step (models/core/decode_graph.hpp), captured before the cache
@@ -125,10 +134,28 @@ void add_model_bench(CLI::App& app, bool& json) {
             graph_ms = g * 1e3;
             graph_floor = g / floor_s;
           }
+          nlohmann::json ratio = "-", graph_ratio = "-";
+          if (T == 1) {
+            one_step = step;
+            one_graph = graph ? graph_ms.get<double>() : 0.0;
+          } else if (one_step > 0) {
+            ratio = step / one_step;
+            if (graph && one_graph > 0) graph_ratio = graph_ms.get<double>() / one_graph;
+            verify_cost.push_back({{"model", name},
+                                   {"batch", B},
+                                   {"tokens", T},
+                                   {"step_ms", step * 1e3},
+                                   {"one_token_step_ms", one_step * 1e3},
+                                   {"ratio", ratio},
+                                   {"graph_ratio", graph ? graph_ratio : nlohmann::json()}});
+          }
           rep.add({name, cfg->num_parameters(), B, T, B * *prompt / (t1 - t0), B * T / step,
-                   step * 1e3, floor_s * 1e3, step / floor_s, graph_ms, graph_floor});
+                   step * 1e3, floor_s * 1e3, step / floor_s, graph_ms, graph_floor, ratio,
+                   graph_ratio});
         }
+      }
     }
+    if (!verify_cost.empty()) rep.note("verify_cost_ratio", verify_cost);
     rep.note("device", cuda ? torch_cuda_device_name(dev) : std::string("cpu"));
     rep.note("dtype", dtype_name(*dt));
     rep.note("threads", at::get_num_threads());

@@ -1,221 +1,47 @@
 // osd-bench online: a workload whose domain shifts (A -> B -> C), replayed through the embedding
-// API four times in one run: target only, the static draft, the draft learning online, and the
+// API several times in one run: target only, the static draft, the draft learning online, and the
 // draft learning in shadow (trained and guarded, never served: the distiller's cost with the
 // static draft's acceptance). Prints acceptance per window of requests (static vs online), the
-// tokens/s of every run, and writes a TSV and a PNG plot (gnuplot) when asked.
+// tokens/s and latency of every replay at each concurrency (--concurrency 1 4 16 64: a sweep),
+// alpha with the paper's predicted speedup beside the measured one, greedy equality with
+// target-only, and with --repeats N medians with min-max over repeats in shuffled orders.
+// Writes a TSV and a PNG plot (gnuplot) when asked, the prompts file (--dump-prompts) and the
+// drafts as Hugging Face checkpoints (--export-drafts) for scripts/hf_assisted.py.
+//
+// Files: bench_online_options (command line), bench_online_workload (prompts, order, hashes),
+// bench_online_replay (one replay), bench_online_summary (figures), bench_online_export.
 #include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <deque>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
-#include "models/core/decode_graph.hpp"
 #include "models/common/error.hpp"
-#include "models/text/text_tokenizer.hpp"
+#include "models/common/files.hpp"
+#include "models/core/decode_graph.hpp"
 #include "models/core/transformer.hpp"
+#include "models/distillation/online_distiller.hpp"
+#include "models/text/text_tokenizer.hpp"
+#include "runtime/cli/bench_online_export.hpp"
+#include "runtime/cli/bench_online_options.hpp"
+#include "runtime/cli/bench_online_replay.hpp"
+#include "runtime/cli/bench_online_summary.hpp"
+#include "runtime/cli/bench_online_workload.hpp"
 #include "runtime/cli/bench_report.hpp"
+#include "runtime/cli/bench_stats.hpp"
 #include "runtime/cli/benches.hpp"
 #include "runtime/model_source.hpp"
 #include "runtime/runtime.hpp"
-#include "runtime/trace_summary.hpp"
 
 namespace osd::bench {
 
 namespace {
-
-struct Workload {
-  std::vector<std::string> domain;  // per request
-  std::vector<std::string> prompt;
-};
-
-Workload load_workload(const std::string& corpora, const std::vector<std::string>& domains,
-                       int64_t per_domain, int64_t skip) {
-  Workload w;
-  for (const auto& d : domains) {
-    const std::string path = corpora + "/" + d + ".prompts.jsonl";
-    std::ifstream f(path);
-    if (!f)
-      throw Error(path + ": cannot open (build the corpora: python3 scripts/build_corpora.py)");
-    std::string line;
-    int64_t n = 0, skipped = 0;
-    while (skipped < skip && std::getline(f, line)) ++skipped;
-    while (n < per_domain && std::getline(f, line)) {
-      w.domain.push_back(d);
-      w.prompt.push_back(nlohmann::json::parse(line).at("prompt").get<std::string>());
-      ++n;
-    }
-    if (n < per_domain)
-      throw Error(path + ": " + std::to_string(skipped + n) + " prompts, " +
-                  std::to_string(skip + per_domain) + " needed");
-  }
-  return w;
-}
-
-struct RunResult {
-  bool ran = false;
-  std::vector<double> acceptance;  // per request index
-  std::vector<double> latency_ms;  // per request index: submit -> result
-  double tokens_per_s = 0, seconds = 0;
-  int64_t tokens = 0, draft_version = 0;
-  nlohmann::json decisions;
-  nlohmann::json distillers;     // per route: busy and paused ms, duty, back-off (learning replays)
-  nlohmann::json trace_summary;  // per-actor busy time and overlaps (trace runs only)
-  double record_host_ms = 0;     // the verifier's host time making distillation records
-  int64_t target_graphs = 0;     // CUDA graphs the verifier captured (shapes it met) ...
-  double target_capture_ms = 0;  // ... and the host time their captures took
-};
-
-// Untimed requests before a replay's clock starts, so CUDA graph captures and attention plans
-// for the workload's shapes are not charged to its first domain: `per_domain` requests of each
-// domain, each prompt one of the domain's reversed (the same lengths, text none of the timed
-// requests carries), at most 16 new tokens, `concurrency` at a time.
-double steady_us(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::micro>(t.time_since_epoch()).count();
-}
-
-void check_warm_up(const GenerateResult& r) {
-  if (!r.ok()) throw Error("warm-up request failed: " + r.error_message);
-}
-
-void warm_up(Runtime& rt, const Workload& w, int64_t per_domain, int64_t concurrency,
-             int64_t new_tokens, bool send_domain, const TextTokenizer& bytes) {
-  std::map<std::string, int64_t> taken;
-  std::deque<std::shared_ptr<RequestHandle>> in_flight;
-  for (size_t i = 0; i < w.prompt.size(); ++i) {
-    if (taken[w.domain[i]]++ >= per_domain) continue;
-    if (static_cast<int64_t>(in_flight.size()) >= concurrency) {
-      check_warm_up(in_flight.front()->get());
-      in_flight.pop_front();
-    }
-    GenerateParams p;
-    p.prompt_tokens = bytes.encode(std::string(w.prompt[i].rbegin(), w.prompt[i].rend()));
-    p.max_new_tokens = std::min<int64_t>(new_tokens, 16);
-    p.temperature = 0;
-    p.stream = false;
-    if (send_domain) p.domain = w.domain[i];
-    in_flight.push_back(rt.submit(p));
-  }
-  for (auto& h : in_flight) check_warm_up(h->get());
-}
-
-RunResult replay(RuntimeOptions o, const Workload& w, int64_t concurrency, int64_t new_tokens,
-                 double temperature, bool send_domain, int64_t warmup,
-                 const std::string& trace_path = "") {
-  o.trace = !trace_path.empty();
-  std::string err;
-  auto rt = Runtime::create(o, &err);
-  if (!rt) throw Error("runtime: " + err);
-  RunResult r;
-  r.ran = true;
-  r.acceptance.assign(w.prompt.size(), 0.0);
-  r.latency_ms.assign(w.prompt.size(), 0.0);
-  std::vector<std::chrono::steady_clock::time_point> submitted(w.prompt.size());
-  const auto bytes = load_text_tokenizer("bytes");  // the default pair is byte-level
-  if (warmup > 0) warm_up(*rt, w, warmup, concurrency, new_tokens, send_domain, *bytes);
-  std::deque<std::pair<size_t, std::shared_ptr<RequestHandle>>> in_flight;
-  auto client_spans = nlohmann::json::array();
-  auto finish_one = [&] {
-    auto [i, h] = in_flight.front();
-    in_flight.pop_front();
-    auto res = h->get();
-    if (!res.ok()) throw Error("request " + std::to_string(i) + " failed: " + res.error_message);
-    r.tokens += static_cast<int64_t>(res.tokens.size());
-    r.acceptance[i] =
-        res.num_draft_tokens ? double(res.num_accepted_tokens) / res.num_draft_tokens : 0.0;
-    const auto now = std::chrono::steady_clock::now();
-    r.latency_ms[i] = std::chrono::duration<double, std::milli>(now - submitted[i]).count();
-    if (o.trace)  // the request's life as the client saw it, beside the actors' spans
-      client_spans.push_back({{"name", "request " + std::to_string(i)},
-                              {"ph", "X"},
-                              {"pid", 1},
-                              {"tid", "client"},
-                              {"ts", steady_us(submitted[i])},
-                              {"dur", r.latency_ms[i] * 1e3},
-                              {"args", {{"domain", w.domain[i]}}}});
-  };
-  const auto t0 = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < w.prompt.size(); ++i) {
-    if (static_cast<int64_t>(in_flight.size()) >= concurrency) finish_one();
-    GenerateParams p;
-    p.prompt_tokens = bytes->encode(w.prompt[i]);
-    p.max_new_tokens = new_tokens;
-    p.temperature = temperature;
-    p.seed = i;
-    p.stream = false;
-    if (send_domain) p.domain = w.domain[i];
-    submitted[i] = std::chrono::steady_clock::now();
-    in_flight.emplace_back(i, rt->submit(p));
-  }
-  while (!in_flight.empty()) finish_one();
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.tokens_per_s = r.tokens / r.seconds;
-  auto stats = nlohmann::json::parse(rt->stats_json());
-  r.draft_version = stats["metrics"].value("draft_version", 0);
-  r.decisions = stats["metrics"]["distill"]["decisions"];
-  r.distillers = nlohmann::json::object();
-  for (const auto& route : stats.value("routes", nlohmann::json::array())) {
-    const auto d = route.value("distiller", nlohmann::json());
-    if (!d.is_object()) continue;
-    nlohmann::json keep = nlohmann::json::object();
-    for (const char* key : {"busy_ms", "paused_ms", "duty", "backoff", "updates", "error"})
-      if (d.contains(key)) keep[key] = d[key];
-    r.distillers[route.value("name", std::string("?"))] = keep;
-  }
-  const auto verifier_stats = stats.value("verifier", nlohmann::json::object());
-  r.record_host_ms = verifier_stats.value("record_host_ms", 0.0);
-  r.target_graphs = verifier_stats.value("target_graphs", int64_t{0});
-  r.target_capture_ms = verifier_stats.value("target_graph_capture_ms", 0.0);
-  if (o.trace) {
-    auto trace = nlohmann::json::parse(rt->trace_json());
-    for (auto& e : client_spans) trace["traceEvents"].push_back(std::move(e));
-    std::ofstream(trace_path) << trace.dump() << "\n";
-    // Busy time and overlaps per actor (host and CUDA-event tracks), round medians.
-    r.trace_summary = summarize_trace(trace);
-    r.trace_summary["file"] = trace_path;
-    r.trace_summary["events"] = trace["traceEvents"].size();
-  }
-  rt->shutdown();
-  return r;
-}
-
-// Milliseconds of one batch-1 decode step as the runtime runs it (a CUDA graph where available,
-// models/core/decode_graph.hpp), after a 32-token prefill; median of `steps`.
-double decode_step_ms(Transformer& model, int64_t steps) {
-  torch::NoGradGuard g;
-  const bool cuda = model.device().is_cuda();
-  auto cache = model.make_cache(1, 128);
-  GraphCache graphs(model, cache);
-  const int64_t slot = model.prefill_slot(cache, std::vector<int64_t>(32, 1));
-  auto tok = torch::ones({1, 1}, torch::TensorOptions().dtype(torch::kInt64).device(model.device()));
-  std::vector<double> t;
-  for (int64_t i = 0; i < steps + 3; ++i) {  // the first steps capture the graph: not timed
-    if (cache.length(slot) >= 120) cache.truncate(slot, 32);
-    const double t0 = now_synced(cuda);
-    graphs.forward(tok, {slot}, {1});
-    if (i >= 3) t.push_back(now_synced(cuda) - t0);
-  }
-  std::sort(t.begin(), t.end());
-  return 1e3 * t[t.size() / 2];
-}
-
-// The expected speedup of speculation with acceptance a, k draft tokens and cost ratio c
-// (Leviathan et al.; the paper's formula): (1 - a^(k+1)) / ((1 - a)(k c + 1)).
-double predicted_speedup(double a, int64_t k, double c) {
-  const double tokens = a >= 1.0 ? double(k + 1) : (1.0 - std::pow(a, double(k + 1))) / (1.0 - a);
-  return tokens / (double(k) * c + 1.0);
-}
-
-double window_mean(const std::vector<double>& v, size_t from, size_t to) {
-  double s = 0;
-  for (size_t i = from; i < to; ++i) s += v[i];
-  return to > from ? s / double(to - from) : 0.0;
-}
 
 std::string plot_png(const std::string& tsv, const std::string& png, const Workload& w,
                      int64_t window) {
@@ -224,7 +50,7 @@ std::string plot_png(const std::string& tsv, const std::string& png, const Workl
       "'\nset title 'osd-bench online: acceptance per window of " + std::to_string(window) +
       " requests'\nset xlabel 'request'\nset ylabel 'acceptance (accepted / drafted)'\n"
       "set yrange [0:1]\nset key bottom right\nset grid\n";
-  for (size_t i = 0; i < w.domain.size(); ++i)
+  for (size_t i = 0; i < w.size(); ++i)
     if (i == 0 || w.domain[i] != w.domain[i - 1])
       script += "set arrow from " + std::to_string(i) + ",0 to " + std::to_string(i) +
                 ",1 nohead dt 2 lc rgb 'gray'\nset label '" + w.domain[i] + "' at " +
@@ -240,350 +66,423 @@ std::string plot_png(const std::string& tsv, const std::string& png, const Workl
   return rc == 0 ? "" : "gnuplot failed (installed? apt-get install gnuplot-nox)";
 }
 
+// Where each online replay keeps its state. The first one (first level, first repeat) uses
+// --online-state (or, to export its drafts, a scratch folder): it starts from what a previous
+// run saved there and saves its drafts there. Every later one starts from a scratch copy of the
+// state as the run found it, so that every repeat starts from the same drafts.
+class OnlineStates {
+ public:
+  OnlineStates(std::string state_dir, bool exporting) : state_dir_(std::move(state_dir)) {
+    scratch_ = files::temp_dir() + "/osd-bench-online-" + std::to_string(::getpid());
+    files::remove_tree(scratch_);
+    if (!state_dir_.empty() && files::exists(state_dir_)) {
+      files::make_dirs(scratch_);
+      std::filesystem::copy(state_dir_, scratch_ + "/initial",
+                            std::filesystem::copy_options::recursive);
+    }
+    first_ = !state_dir_.empty() ? state_dir_ : exporting ? scratch_ + "/first" : "";
+  }
+  ~OnlineStates() { files::remove_tree(scratch_); }
+  const std::string& first() const { return first_; }
+  std::string later() {
+    if (state_dir_.empty()) return "";  // no saved state: every replay starts from fresh drafts
+    const std::string dir = scratch_ + "/run-" + std::to_string(++runs_);
+    files::make_dirs(scratch_);
+    if (files::exists(scratch_ + "/initial"))
+      std::filesystem::copy(scratch_ + "/initial", dir, std::filesystem::copy_options::recursive);
+    return dir;
+  }
+
+ private:
+  std::string state_dir_, scratch_, first_;
+  int runs_ = 0;
+};
+
+// The models of the run and the runtime options of each kind of replay.
+struct Setup {
+  const OnlineBenchOptions& o;
+  std::shared_ptr<Transformer> target;
+  std::shared_ptr<Transformer> fresh_draft() const {  // each replay gets drafts loaded afresh
+    std::string err;
+    auto d = load_model({o.draft, o.device, o.dtype, 0}, ModelRole::draft, &err);
+    if (!d) throw Error(err);
+    return d;
+  }
+  RuntimeOptions base(bool draft, bool online, bool shadow, int64_t concurrency) const {
+    RuntimeOptions r;
+    r.target = target;
+    r.max_batch = std::max<int64_t>(8, concurrency);
+    r.max_len = std::min<int64_t>(1024, target->config().max_position_embeddings);
+    r.max_in_flight = std::max<int64_t>(256, 2 * concurrency);
+    r.adaptive_k = o.adaptive_k;
+    r.k = o.k;
+    r.k_max = 2 * o.k;
+    if (draft) {
+      if (o.routes)
+        for (const auto& d : o.domains) r.routes.push_back({d, fresh_draft()});
+      else
+        r.draft = fresh_draft();
+    }
+    r.online = o.online;
+    r.online.enabled = online;
+    r.online.shadow = shadow;
+    r.online.record_all_positions = true;
+    r.warm_attention_plans = o.warm_plans;
+    return r;
+  }
+  RuntimeOptions target_only(int64_t c) const { return base(false, false, false, c); }
+  RuntimeOptions fixed(int64_t c) const { return base(true, false, false, c); }
+  RuntimeOptions shadow(int64_t c) const { return base(true, true, true, c); }
+  RuntimeOptions recording(int64_t c) const {  // records are kept, never trained on
+    auto r = base(true, true, true, c);
+    r.online.min_new_records = int64_t{1} << 40;
+    return r;
+  }
+  RuntimeOptions learning(int64_t c, const std::string& state_dir) const {
+    auto r = base(true, true, false, c);
+    r.online.state_dir = state_dir;
+    return r;
+  }
+  // domain -> the route serving it (one route per domain with --routes, else "default").
+  std::map<std::string, std::string> domain_route() const {
+    std::map<std::string, std::string> m;
+    for (const auto& d : o.domains) m[d] = o.routes ? d : "default";
+    return m;
+  }
+};
+
+// The distiller's cost in one repeat: 1 - tokens/s with / tokens/s without.
+double cost(const RunResult& with, const RunResult& without) {
+  return 1.0 - with.tokens_per_s / without.tokens_per_s;
+}
+
+// Repeat r of a level: every wanted replay once, in this repeat's request order and seeds.
+// Odd repeats run the learning replays before the static one, so that drift over the process
+// (clocks, caches, the allocator's pools) does not favour one side of every cost pair; the
+// online replay runs last (it saves its state).
+void run_repeat(Level& level, int64_t r, bool first_level, const Setup& s, const Workload& w,
+                OnlineStates& states) {
+  const auto& o = s.o;
+  ReplaySpec spec;
+  spec.order = request_order(w, r);
+  spec.concurrency = level.concurrency;
+  spec.new_tokens = o.new_tokens;
+  spec.warmup = o.warmup;
+  spec.temperature = o.temperature;
+  spec.seed_base = static_cast<uint64_t>(r) * 1000003;
+  spec.send_domain = o.routes;
+  const bool traced = first_level && r == 0 && !o.trace.empty();
+  const int64_t fixed_k = o.adaptive_k ? 0 : o.k;
+  auto run = [&](const std::string& name, const RuntimeOptions& options,
+                 const std::string& trace = "") {
+    spec.trace_path = trace;
+    level.runs[name].push_back(replay(options, w, spec, fixed_k));
+    return level.runs[name].back();
+  };
+  const int64_t c = level.concurrency;
+  if (o.wanted("target")) run("target", s.target_only(c));
+  RunResult fixed, control, shadow, recording;
+  auto statics = [&] {
+    fixed = run("static", s.fixed(c),
+                traced ? o.trace.substr(0, o.trace.rfind(".json")) + ".static.json" : "");
+    if (o.control) control = run("control", s.fixed(c));
+  };
+  auto learning = [&] {
+    if (o.wanted("shadow")) shadow = run("shadow", s.shadow(c));
+    if (o.wanted("record")) recording = run("record", s.recording(c));
+  };
+  if (r % 2 == 0) {
+    statics();
+    learning();
+  } else {
+    learning();
+    statics();
+  }
+  if (shadow.ran) level.shadow_costs.push_back(cost(shadow, fixed));
+  if (recording.ran) level.record_costs.push_back(cost(recording, fixed));
+  if (control.ran) level.control_costs.push_back(cost(control, fixed));
+  if (!o.wanted("online")) return;  // a cost measurement (static against shadow / record)
+  const bool first = first_level && r == 0;
+  const std::string state = first ? states.first() : states.later();
+  run("online", s.learning(c, state), traced ? o.trace : "");
+  if (!first) return;
+  if (!o.online_state.empty()) record_distilled_prompts(o.online_state, w);
+  if (!o.export_drafts.empty())
+    export_drafts(o.export_drafts, *s.target, *s.fresh_draft(), state, s.domain_route(),
+                  {{"target_spec", o.target},
+                   {"draft_spec", o.draft},
+                   {"device", o.device},
+                   {"dtype", o.dtype},
+                   {"prompts", o.dump_prompts.empty() ? nlohmann::json() : nlohmann::json(o.dump_prompts)},
+                   {"what", "the online replay of the first repeat at concurrency " +
+                                std::to_string(c) + ": its drafts as it saved them at shutdown"}});
+}
+
+// Sampled replays: greedy equality from a side run of the first prompts, target-only and static
+// speculation at the level's concurrency (untimed).
+void greedy_side_run(Level& level, const Setup& s, const Workload& w) {
+  Workload first;
+  const size_t n = std::min<size_t>(w.size(), static_cast<size_t>(s.o.greedy_side));
+  for (size_t i = 0; i < n; ++i) {
+    first.domain.push_back(w.domain[i]);
+    first.prompt.push_back(w.prompt[i]);
+    first.ids.push_back(w.ids[i]);
+    first.hash.push_back(w.hash[i]);
+  }
+  ReplaySpec spec;
+  spec.order = request_order(first, 0);
+  spec.concurrency = level.concurrency;
+  spec.new_tokens = s.o.new_tokens;
+  spec.warmup = 0;
+  spec.temperature = 0;
+  spec.send_domain = s.o.routes;
+  const int64_t fixed_k = s.o.adaptive_k ? 0 : s.o.k;
+  level.greedy_target = replay(s.target_only(level.concurrency), first, spec, fixed_k);
+  level.greedy_static = replay(s.fixed(level.concurrency), first, spec, fixed_k);
+}
+
+// The main table: acceptance per window of requests (submission positions), static against
+// online, medians over repeats; also written as TSV (and plotted) when asked.
+void add_window_rows(Report& rep, const Level& level, const Workload& w,
+                     const OnlineBenchOptions& o) {
+  std::ofstream tsv;
+  if (!o.tsv.empty()) {
+    tsv.open(o.tsv);
+    tsv << "# request\tdomain\tstatic\tonline\n";
+  }
+  for (size_t from = 0; from < w.size(); from += o.window) {
+    const size_t to = std::min(w.size(), from + static_cast<size_t>(o.window));
+    const auto s = window_acceptance(level, "static", from, to);
+    const auto n = window_acceptance(level, "online", from, to);
+    rep.add({std::to_string(from) + "-" + std::to_string(to - 1), w.domain[from], s, n,
+             n.is_null() ? nlohmann::json() : nlohmann::json(n.get<double>() - s.get<double>())});
+    if (tsv)
+      tsv << (from + to) / 2 << "\t" << w.domain[from] << "\t" << s.get<double>() << "\t"
+          << (n.is_null() ? std::string("NaN") : std::to_string(n.get<double>())) << "\n";
+  }
+  if (tsv) tsv.close();
+  if (!o.png.empty() && !o.tsv.empty()) {
+    auto msg = plot_png(o.tsv, o.png, w, o.window);
+    rep.note("png", msg.empty() ? o.png : msg);
+  }
+}
+
+const char* const kReplayNames[] = {"target", "static", "control", "shadow", "record", "online"};
+
+// Every level's figures as JSON (see replay_summary for the fields), and the sweep table: one
+// row per level and replay, medians over repeats.
+nlohmann::json levels_json(const std::vector<Level>& levels, const SummaryContext& ctx,
+                           Transformer& target, bool print_table) {
+  Report sweep("online sweep",
+               {"concurrency", "replay", "tok/s", "tok/s range", "lat p50 ms", "lat p99 ms",
+                "x target", "alpha", "predicted x", "efficiency", "greedy mismatches",
+                "k0 rounds"});
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& level : levels) {
+    nlohmann::json replays = nlohmann::json::object();
+    for (const char* name : kReplayNames) {
+      if (!level.has(name)) continue;
+      const auto j = replay_summary(level, name, ctx, target);
+      replays[name] = j;
+      const auto& tps = j["tokens_per_s"];
+      char range[64];
+      std::snprintf(range, sizeof range, "%.1f-%.1f", tps["min"].get<double>(),
+                    tps["max"].get<double>());
+      auto median = [&](const char* key) {
+        return j.contains(key) && j[key].is_object() ? j[key]["median"] : nlohmann::json("-");
+      };
+      nlohmann::json mismatches = "-";
+      if (j.contains("greedy_equal"))
+        mismatches = std::to_string(j["greedy_equal"]["mismatched"].get<int64_t>()) + "/" +
+                     std::to_string(j["greedy_equal"]["checked"].get<int64_t>());
+      sweep.add({level.concurrency, name, tps["median"], std::string(range),
+                 j["latency_ms_p50"]["median"], j["latency_ms_p99"]["median"],
+                 median("measured_speedup"), median("alpha"), median("predicted_speedup"),
+                 median("efficiency"), mismatches,
+                 j["k0_round_share"].is_null() ? nlohmann::json("-") : j["k0_round_share"]});
+    }
+    nlohmann::json lj = {{"concurrency", level.concurrency},
+                         {"replays", replays},
+                         {"per_domain", per_domain_summary(level, ctx)}};
+    // The distiller's cost per repeat (shadow against static, 1 - tokens/s ratio), with its 95%
+    // interval and whether it excludes 5%; the same for recording alone and for the
+    // no-distiller control (static against static: the noise floor).
+    if (!level.shadow_costs.empty())
+      lj["distiller_overhead_pairs"] = interval_json(level.shadow_costs);
+    if (!level.record_costs.empty())
+      lj["recording_overhead_pairs"] = interval_json(level.record_costs);
+    if (!level.control_costs.empty())
+      lj["no_distiller_control_pairs"] = interval_json(level.control_costs);
+    out.push_back(lj);
+  }
+  if (print_table) {
+    sweep.note("x target", "tokens/s over target-only's (same repeat), median");
+    sweep.note("predicted x", "the paper's formula at alpha, k and the decode-step cost ratio c");
+    sweep.note("efficiency", "measured / predicted speedup");
+    sweep.print(false);
+  }
+  return out;
+}
+
+// The notes of the first level that earlier versions of this benchmark reported (tokens/s per
+// replay, speedups, the distiller's cost), now medians over repeats.
+void add_first_level_notes(Report& rep, const Level& level, const nlohmann::json& level_json) {
+  rep.note("tokens_per_s_target_only", median_tokens_per_s(level, "target"));
+  rep.note("tokens_per_s_static", median_tokens_per_s(level, "static"));
+  rep.note("tokens_per_s_online", median_tokens_per_s(level, "online"));
+  rep.note("tokens_per_s_shadow", median_tokens_per_s(level, "shadow"));
+  if (level.has("record")) rep.note("tokens_per_s_record", median_tokens_per_s(level, "record"));
+  const auto& replays = level_json["replays"];
+  if (level.has("target"))
+    for (const char* name : {"static", "online"})
+      if (replays.contains(name))
+        rep.note(std::string("speedup_") + name, replays[name]["measured_speedup"]["median"]);
+  if (level.has("shadow")) {
+    rep.note("shadow_distillers", level.runs.at("shadow").front().distillers);
+    rep.note("distiller_overhead", level.shadow_costs.front());
+  }
+  for (const char* key :
+       {"distiller_overhead_pairs", "recording_overhead_pairs", "no_distiller_control_pairs"})
+    if (level_json.contains(key)) rep.note(key, level_json[key]);
+  if (level.has("record")) {  // recording alone, and what training adds on top of it
+    nlohmann::json parts = {{"recording", level.record_costs.front()}};
+    if (level.has("shadow"))
+      parts["training"] = cost(level.runs.at("shadow").front(), level.runs.at("record").front());
+    rep.note("distiller_overhead_parts", parts);
+  }
+  // The verifier's host time for distillation records, as a share of each learning replay's
+  // wall time (on the serving critical path between rounds); first repeat.
+  nlohmann::json record_share = nlohmann::json::object(), captures = nlohmann::json::object();
+  for (const char* name : {"shadow", "record", "online"})
+    if (level.has(name)) {
+      const auto& r = level.runs.at(name).front();
+      record_share[name] = r.record_host_ms / (1e3 * r.seconds);
+    }
+  rep.note("record_host_share", record_share);
+  // The target's CUDA graphs each replay captured on its serving path (0 without CUDA graphs).
+  for (const char* name : {"target", "static", "online"})
+    if (level.has(name)) {
+      const auto& r = level.runs.at(name).front();
+      captures[name] = {{"graphs", r.target_graphs}, {"ms", r.target_capture_ms}};
+    }
+  rep.note("target_graph_captures", captures);
+  rep.note("replays", replays);
+  rep.note("per_domain", level_json["per_domain"]);
+  std::string greedy;
+  for (const auto& [name, j] : replays.items())
+    if (j.contains("greedy_equal"))
+      greedy += (greedy.empty() ? "" : ", ") + name + " " +
+                std::to_string(j["greedy_equal"]["mismatched"].get<int64_t>()) + "/" +
+                std::to_string(j["greedy_equal"]["checked"].get<int64_t>());
+  rep.note("greedy_mismatches", greedy.empty() ? "none checked" : greedy);
+  if (level.has("online")) {
+    const auto& online = level.runs.at("online").front();
+    rep.note("online_draft_version", online.draft_version);
+    rep.note("online_decisions", online.decisions);
+    rep.note("online_distillers", online.distillers);
+    if (!online.trace_summary.is_null()) rep.note("online_trace", online.trace_summary);
+  }
+  const auto& fixed = level.runs.at("static").front();
+  if (!fixed.trace_summary.is_null()) rep.note("static_trace", fixed.trace_summary);
+}
+
+nlohmann::json workload_note(const OnlineBenchOptions& o) {
+  return {{"domains", o.domains},
+          {"requests_per_domain", o.requests},
+          {"skipped_per_domain", o.skip},
+          {"new_tokens", o.new_tokens},
+          {"concurrency", o.concurrency},
+          {"k", o.k},
+          {"adaptive_k", o.adaptive_k},
+          {"temperature", o.temperature},
+          {"routes", o.routes},
+          {"lr", o.online.lr},
+          {"max_duty", o.online.max_duty},
+          {"distiller_multiprocessors", o.online.distiller_multiprocessors},
+          {"serve_beside_distillers", o.online.serve_beside_distillers},
+          {"warm_attention_plans", o.warm_plans},
+          {"distill_autocast", o.online.autocast},
+          {"replay_requests", o.online.replay_requests},
+          {"held_backoff", o.online.held_backoff},
+          {"backoff_duty", o.online.backoff_duty},
+          {"guard_z", o.online.guard_z},
+          {"record_prompt", o.online.record_prompt_positions},
+          {"repeats", o.repeats},
+          {"control", o.control},
+          {"online_state", o.online_state},
+          {"device", o.device == "cpu" ? std::string("cpu")
+                                       : torch_cuda_device_name(c10::Device(o.device))},
+          {"threads", at::get_num_threads()}};
+}
+
+void run_online_bench(const OnlineBenchOptions& o, bool json) {
+  o.check();
+  const auto bytes = load_text_tokenizer("bytes");  // the default pair is byte-level
+  const auto w = load_workload(o.corpora, o.domains, o.requests, o.skip, *bytes);
+  if (!o.dump_prompts.empty()) dump_prompts(o.dump_prompts, w, o.new_tokens);
+  // Evaluation prompts must be disjoint from those the drafts were distilled on: a saved state
+  // records its prompts' hashes; fresh drafts were distilled on none of the workload's.
+  const auto distilled =
+      o.online_state.empty() ? std::set<std::string>{} : distilled_prompts(o.online_state);
+  const int64_t overlap = prompt_overlap(w, distilled);
+  if (overlap > 0)
+    throw Error(std::to_string(overlap) + " of the " + std::to_string(w.size()) +
+                " prompts were distilled on by the drafts saved in " + o.online_state +
+                " (distilled_prompts.txt): serve later prompts (--skip) to evaluate them");
+  std::string err;
+  auto target = load_model({o.target, o.device, o.dtype, 0}, ModelRole::target, &err);
+  if (!target) throw Error(err);
+  const Setup setup{o, target};
+  OnlineStates states(o.online_state, !o.export_drafts.empty());
+  std::vector<Level> levels;
+  for (size_t l = 0; l < o.concurrency.size(); ++l) {
+    Level level;
+    level.concurrency = o.concurrency[l];
+    for (int64_t r = 0; r < o.repeats; ++r) run_repeat(level, r, l == 0, setup, w, states);
+    if (o.temperature > 0) greedy_side_run(level, setup, w);
+    levels.push_back(std::move(level));
+  }
+  // The formula's cost ratio c: one draft decode step over one target decode step, batch 1.
+  const double target_ms = decode_step_ms(*target, 50);
+  const double draft_ms = decode_step_ms(*setup.fresh_draft(), 50);
+  SummaryContext ctx;
+  ctx.workload = &w;
+  ctx.k = o.k;
+  ctx.adaptive = o.adaptive_k;
+  ctx.c = draft_ms / target_ms;
+  ctx.window = o.window;
+  ctx.greedy = o.temperature == 0;
+  const auto lj = levels_json(levels, ctx, *target, true);
+
+  Report rep("online", {"requests", "domain", "static acc", "online acc", "gain"});
+  add_window_rows(rep, levels.front(), w, o);
+  add_first_level_notes(rep, levels.front(), lj.front());
+  rep.note("levels", lj);
+  rep.note("decode_step_ms",
+           {{"target", target_ms}, {"draft", draft_ms}, {"c", ctx.c},
+            {"cuda_graphs", DecodeGraph::available() && target->device().is_cuda()}});
+  // Evaluation prompts the drafts were distilled on before this run (0: disjoint; the run fails
+  // otherwise), how many hashes that was checked against, and repeated prompts left out.
+  rep.note("prompt_overlap", overlap);
+  rep.note("prompt_overlap_checked_against",
+           o.online_state.empty() ? std::string("fresh drafts (no saved state)")
+                                  : o.online_state + "/distilled_prompts.txt (" +
+                                        std::to_string(distilled.size()) + " prompts)");
+  rep.note("prompt_repeats_dropped", w.repeats_dropped);
+  if (!o.export_drafts.empty()) rep.note("exported_drafts", o.export_drafts);
+  if (!o.dump_prompts.empty()) rep.note("prompts_file", o.dump_prompts);
+  rep.note("workload", workload_note(o));
+  rep.print(json);
+}
+
 }  // namespace
 
 void add_online_bench(CLI::App& app, bool& json) {
   auto* cmd = app.add_subcommand(
       "online", "shifting workload: acceptance per window, static vs online draft");
-  struct Opts {
-    std::string target = "default", draft = "default", corpora = "build/corpora", device = "cpu",
-                dtype = "float32";
-    std::vector<std::string> domains{"python", "c", "english"};
-    int64_t requests = 150, skip = 0, window = 50, new_tokens = 96, concurrency = 4, k = 4;
-    double temperature = 0;
-    int64_t warmup = 2, repeats = 1;
-    bool routes = false, adaptive_k = false, warm_plans = true;
-    // The distillers' settings the flags below change, with the runtime's defaults (every
-    // replay gets these; enabled and shadow are set per replay).
-    OnlineOptions online;
-    std::string tsv, png, trace, online_state;
-    std::vector<std::string> replays{"target", "static", "shadow", "online"};  // and "record"
-  };
-  auto o = std::make_shared<Opts>();
-  cmd->add_option("--target", o->target, "model spec (default | HF folder | preset)")
-      ->capture_default_str();
-  cmd->add_option("--draft", o->draft, "model spec")->capture_default_str();
-  cmd->add_option("--corpora", o->corpora, "folder with DOMAIN.prompts.jsonl")
-      ->capture_default_str();
-  cmd->add_option("--domains", o->domains, "domains, in workload order")->capture_default_str();
-  cmd->add_option("--requests", o->requests, "requests per domain")
-      ->check(CLI::Range(1, 100000))
-      ->capture_default_str();
-  cmd->add_option("--skip", o->skip,
-                  "skip the first N prompts of each domain (e.g. prompts a previous run served)")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
-      ->capture_default_str();
-  cmd->add_option("--warmup", o->warmup,
-                  "untimed requests per domain before each replay (reversed prompts, <= 16 new "
-                  "tokens): graph captures and attention plans are not charged to the first domain")
-      ->check(CLI::Range(0, 1000))
-      ->capture_default_str();
-  cmd->add_option("--window", o->window)->check(CLI::Range(1, 100000))->capture_default_str();
-  cmd->add_option("--new-tokens", o->new_tokens)->check(CLI::Range(1, 4096))->capture_default_str();
-  cmd->add_option("--concurrency", o->concurrency)
-      ->check(CLI::Range(1, 1024))
-      ->capture_default_str();
-  cmd->add_option("--k", o->k, "draft tokens per round (fixed, so acceptance rates compare)")
-      ->check(CLI::Range(1, 64))
-      ->capture_default_str();
-  cmd->add_flag("--adaptive-k", o->adaptive_k,
-                "choose k per request and round (osd-serve's default), up to 2k; acceptance rates "
-                "then count only the rounds that drafted");
-  cmd->add_option("--temperature", o->temperature)
-      ->check(CLI::Range(0.0, 100.0))
-      ->capture_default_str();
-  cmd->add_option("--lr", o->online.lr, "distiller learning rate")->capture_default_str();
-  cmd->add_option("--max-duty", o->online.max_duty,
-                  "each distiller's busy share of wall time (1 = no cap)")
-      ->check(CLI::Range(1e-3, 1.0))
-      ->capture_default_str();
-  cmd->add_option("--distiller-multiprocessors", o->online.distiller_multiprocessors,
-                  "CUDA: GPU multiprocessors the distillers train on (0 = all; "
-                  "osd.online-distiller-multiprocessors)")
-      ->check(CLI::Range(0, 4096))
-      ->capture_default_str();
-  cmd->add_option("--serve-beside-distillers", o->online.serve_beside_distillers,
-                  "CUDA: verify and draft on the multiprocessors the distillers do not train on "
-                  "(osd.online-serve-beside-distillers)")
-      ->capture_default_str();
-  cmd->add_option("--warm-attention-plans", o->warm_plans,
-                  "CUDA: serving actors build their attention plans before serving "
-                  "(osd.warm-attention-plans)")
-      ->capture_default_str();
-  cmd->add_option("--distill-autocast", o->online.autocast,
-                  "CUDA: the distillers' forwards run in bf16 autocast (osd.online-autocast)")
-      ->capture_default_str();
-  cmd->add_option("--held-backoff", o->online.held_backoff,
-                  "held updates in a row that double a route's wait (osd.online-held-backoff)")
-      ->check(CLI::Range(0, 4))
-      ->capture_default_str();
-  cmd->add_option("--guard-z", o->online.guard_z,
-                  "a publish needs a held-out gain this many standard errors clear of zero "
-                  "(osd.online-guard-z; 0 = off)")
-      ->check(CLI::Range(0.0, 10.0))
-      ->capture_default_str();
-  cmd->add_option("--backoff-duty", o->online.backoff_duty,
-                  "a backed-off route also trains at most 1/back-off of the time "
-                  "(osd.online-backoff-duty)")
-      ->capture_default_str();
-  cmd->add_option("--record-prompt", o->online.record_prompt_positions,
-                  "buffer the target's distributions at the last N prompt positions too "
-                  "(osd.online-record-prompt)")
-      ->check(CLI::Range(0, 1 << 20))
-      ->capture_default_str();
-  cmd->add_option("--replay-requests", o->online.replay_requests,
-                  "distillers replay whole requests (osd.online-replay-requests)")
-      ->capture_default_str();
-  cmd->add_option("--repeats", o->repeats,
-                  "run static and shadow (and record) this many times, alternating, and report "
-                  "the distiller's cost per pair (mean, min, max): replays of one pair vary by "
-                  "several percent")
-      ->check(CLI::Range(1, 20))
-      ->capture_default_str();
-  cmd->add_option("--batch", o->online.batch, "records per distiller step")->capture_default_str();
-  cmd->add_option("--min-new-records", o->online.min_new_records, "new records per update")->capture_default_str();
-  cmd->add_flag("--routes", o->routes, "one draft route per domain (requests carry their domain)");
-  cmd->add_option("--device", o->device)->capture_default_str();
-  cmd->add_option("--dtype", o->dtype)->capture_default_str();
-  cmd->add_option("--replays", o->replays,
-                  "which of target static shadow online to run (static always); record: shadow "
-                  "with no training step (the distiller's cost split into recording and training)")
-      ->capture_default_str();
-  cmd->add_option("--tsv", o->tsv, "write acceptance per window here");
-  cmd->add_option(
-      "--online-state", o->online_state,
-      "the online replay saves its learned drafts here at the end, and starts from them when a "
-      "previous run saved some (e.g. measure batch-1 latency after a shift run adapted the "
-      "drafts)");
-  cmd->add_option("--trace", o->trace,
-                  "write the online replay's Chrome trace here (host and CUDA-event tracks); "
-                  "the static replay's goes beside it (NAME.static.json)");
-  cmd->add_option("--png", o->png, "plot acceptance per window here (gnuplot; needs --tsv)");
-  cmd->callback([o, &json] {
-    // Checked before anything runs: a wrong list used to fail after the replays it named.
-    for (const auto& r : o->replays)
-      if (r != "target" && r != "static" && r != "shadow" && r != "record" && r != "online")
-        throw Error("--replays: unknown replay '" + r + "' (target static shadow record online)");
-    auto wanted = [&](const char* name) {
-      return std::find(o->replays.begin(), o->replays.end(), name) != o->replays.end();
-    };
-    if (!wanted("static"))
-      throw Error("--replays must include static (the others are compared with it)");
-    auto w = load_workload(o->corpora, o->domains, o->requests, o->skip);
-    std::string err;
-    auto target = load_model({o->target, o->device, o->dtype, 0}, ModelRole::target, &err);
-    if (!target) throw Error(err);
-    auto fresh_draft = [&] {
-      auto d = load_model({o->draft, o->device, o->dtype, 0}, ModelRole::draft, &err);
-      if (!d) throw Error(err);
-      return d;
-    };
-    auto base = [&](bool draft, bool online, bool shadow) {
-      RuntimeOptions r;
-      r.target = target;
-      r.max_batch = std::max<int64_t>(8, o->concurrency);
-      r.max_len = std::min<int64_t>(1024, target->config().max_position_embeddings);
-      r.adaptive_k = o->adaptive_k;
-      r.k = o->k;
-      r.k_max = 2 * o->k;
-      if (draft) {
-        if (o->routes)
-          for (const auto& d : o->domains) r.routes.push_back({d, fresh_draft()});
-        else
-          r.draft = fresh_draft();
-      }
-      r.online = o->online;
-      r.online.enabled = online;
-      r.online.shadow = shadow;
-      r.online.record_all_positions = true;
-      r.warm_attention_plans = o->warm_plans;
-      return r;
-    };
-    auto run = [&](const RuntimeOptions& options, const std::string& trace = "") {
-      return replay(options, w, o->concurrency, o->new_tokens, o->temperature, o->routes, o->warmup,
-                    trace);
-    };
-    // Each replay gets drafts loaded afresh (base() loads them).
-    auto static_options = [&] { return base(true, false, false); };
-    auto shadow_options = [&] { return base(true, true, true); };
-    auto recording_options = [&] {
-      auto r = base(true, true, true);
-      r.online.min_new_records = int64_t{1} << 40;  // records are kept, never trained on
-      return r;
-    };
-    RunResult plain, fixed, shadow, recording, online;
-    if (wanted("target")) plain = run(base(false, false, false));
-    // static always runs (checked above); with --trace it is traced, beside the online replay
-    const std::string static_trace =
-        o->trace.empty() ? "" : o->trace.substr(0, o->trace.rfind(".json")) + ".static.json";
-    fixed = run(static_options(), static_trace);
-    if (wanted("shadow")) shadow = run(shadow_options());
-    if (wanted("record")) recording = run(recording_options());
-    // Further static / shadow / record pairs, alternating: the cost of each pair.
-    std::vector<double> shadow_costs, record_costs;
-    auto cost = [](const RunResult& with, const RunResult& without) {
-      return 1.0 - with.tokens_per_s / without.tokens_per_s;
-    };
-    if (shadow.ran) shadow_costs.push_back(cost(shadow, fixed));
-    if (recording.ran) record_costs.push_back(cost(recording, fixed));
-    // Odd pairs run the learning replays first, so that drift over the process (clocks, caches,
-    // the allocator's pools) does not favour one side of every pair.
-    for (int64_t i = 1; i < o->repeats && (shadow.ran || recording.ran); ++i) {
-      RunResult again, with_shadow, with_recording;
-      if (i % 2 == 0) again = run(static_options());
-      if (shadow.ran) with_shadow = run(shadow_options());
-      if (recording.ran) with_recording = run(recording_options());
-      if (i % 2 == 1) again = run(static_options());
-      if (shadow.ran) shadow_costs.push_back(cost(with_shadow, again));
-      if (recording.ran) record_costs.push_back(cost(with_recording, again));
-    }
-    if (wanted("online")) {  // without it: a cost measurement (static against shadow / record)
-      auto online_options = base(true, true, false);
-      online_options.online.state_dir = o->online_state;
-      online = run(online_options, o->trace);
-    }
-    // A window's mean acceptance of a replay; null where the replay did not run.
-    auto acceptance = [](const RunResult& r, size_t from, size_t to) {
-      return r.ran ? nlohmann::json(window_mean(r.acceptance, from, to)) : nlohmann::json();
-    };
-
-    Report rep("online", {"requests", "domain", "static acc", "online acc", "gain"});
-    std::ofstream tsv;
-    if (!o->tsv.empty()) {
-      tsv.open(o->tsv);
-      tsv << "# request\tdomain\tstatic\tonline\n";
-    }
-
-    for (size_t from = 0; from < w.prompt.size(); from += o->window) {
-      const size_t to = std::min(w.prompt.size(), from + static_cast<size_t>(o->window));
-      const double s = window_mean(fixed.acceptance, from, to);
-      const auto n = acceptance(online, from, to);
-      rep.add({std::to_string(from) + "-" + std::to_string(to - 1), w.domain[from], s, n,
-               online.ran ? nlohmann::json(n.get<double>() - s) : nlohmann::json()});
-      if (tsv)
-        tsv << (from + to) / 2 << "\t" << w.domain[from] << "\t" << s << "\t"
-            << (online.ran ? std::to_string(n.get<double>()) : "NaN") << "\n";
-    }
-    if (tsv) tsv.close();
-    if (!o->png.empty() && !o->tsv.empty()) {
-      auto msg = plot_png(o->tsv, o->png, w, o->window);
-      rep.note("png", msg.empty() ? o->png : msg);
-    }
-    auto tps = [](const RunResult& r) { return r.ran ? nlohmann::json(r.tokens_per_s) : nlohmann::json(); };
-    rep.note("tokens_per_s_target_only", tps(plain));
-    rep.note("tokens_per_s_static", tps(fixed));
-    rep.note("tokens_per_s_online", tps(online));
-    rep.note("tokens_per_s_shadow", tps(shadow));
-    if (recording.ran) rep.note("tokens_per_s_record", tps(recording));
-    if (shadow.ran) rep.note("shadow_distillers", shadow.distillers);
-    if (plain.ran) {
-      rep.note("speedup_static", fixed.tokens_per_s / plain.tokens_per_s);
-      if (online.ran) rep.note("speedup_online", online.tokens_per_s / plain.tokens_per_s);
-    }
-    if (shadow.ran) rep.note("distiller_overhead", shadow_costs.front());
-    auto spread = [](const std::vector<double>& v) {
-      const auto s = summarize_pairs(v);
-      return nlohmann::json{{"mean", s.mean}, {"median", s.median}, {"stderr", s.stderr_},
-                            {"min", s.min},   {"max", s.max},       {"pairs", v.size()},
-                            {"per_pair", v}};
-    };
-    if (shadow_costs.size() > 1) rep.note("distiller_overhead_pairs", spread(shadow_costs));
-    if (record_costs.size() > 1) rep.note("recording_overhead_pairs", spread(record_costs));
-    if (recording.ran) {  // recording alone, and what training adds on top of it
-      nlohmann::json parts = {{"recording", record_costs.front()}};
-      if (shadow.ran) parts["training"] = cost(shadow, recording);
-      rep.note("distiller_overhead_parts", parts);
-    }
-    // The verifier's host time for distillation records, as a share of each learning replay's
-    // wall time (on the serving critical path between rounds).
-    nlohmann::json record_share = nlohmann::json::object();
-    if (shadow.ran) record_share["shadow"] = shadow.record_host_ms / (1e3 * shadow.seconds);
-    if (recording.ran)
-      record_share["record"] = recording.record_host_ms / (1e3 * recording.seconds);
-    if (online.ran) record_share["online"] = online.record_host_ms / (1e3 * online.seconds);
-    rep.note("record_host_share", record_share);
-    // The target's CUDA graphs each replay captured on its serving path (0 without CUDA graphs).
-    nlohmann::json captures = nlohmann::json::object();
-    for (const auto& [name, r] : {std::pair<const char*, const RunResult*>{"target", &plain},
-                                  {"static", &fixed},
-                                  {"online", &online}})
-      if (r->ran) captures[name] = {{"graphs", r->target_graphs}, {"ms", r->target_capture_ms}};
-    rep.note("target_graph_captures", captures);
-    // Per domain: mean latency per request and acceptance, over all of the domain's requests
-    // and over its last window (after the online draft adapted), plus the formula's prediction
-    // from the measured decode-step cost ratio c.
-    const double target_ms = decode_step_ms(*target, 50);
-    double draft_ms = 0;
-    {
-      auto d = fresh_draft();
-      draft_ms = decode_step_ms(*d, 50);
-    }
-    const double c = draft_ms / target_ms;
-    rep.note("decode_step_ms", {{"target", target_ms}, {"draft", draft_ms}, {"c", c},
-                                {"cuda_graphs", DecodeGraph::available() && target->device().is_cuda()}});
-    nlohmann::json per_domain = nlohmann::json::object();
-    for (const auto& d : o->domains) {
-      size_t from = w.prompt.size(), to = 0;
-      for (size_t i = 0; i < w.prompt.size(); ++i)
-        if (w.domain[i] == d) from = std::min(from, i), to = std::max(to, i + 1);
-      const size_t last = to > static_cast<size_t>(o->window) ? std::max(from, to - static_cast<size_t>(o->window)) : from;
-      nlohmann::json dj;
-      for (const auto& [name, r] : {std::pair<const char*, const RunResult*>{"target", &plain},
-                                    {"static", &fixed},
-                                    {"shadow", &shadow},
-                                    {"record", &recording},
-                                    {"online", &online}}) {
-        if (!r->ran) continue;
-        dj[name] = {{"latency_ms", window_mean(r->latency_ms, from, to)}, {"latency_ms_last", window_mean(r->latency_ms, last, to)},
-                    {"acceptance", window_mean(r->acceptance, from, to)}, {"acceptance_last", window_mean(r->acceptance, last, to)}};
-      }
-      dj["predicted_speedup_static"] = predicted_speedup(window_mean(fixed.acceptance, from, to), o->k, c);
-      if (online.ran)
-        dj["predicted_speedup_online_last"] =
-            predicted_speedup(window_mean(online.acceptance, last, to), o->k, c);
-      if (plain.ran)
-        dj["speedup_static"] = window_mean(plain.latency_ms, from, to) / window_mean(fixed.latency_ms, from, to);
-      if (plain.ran && online.ran)
-        dj["speedup_online_last"] =
-            window_mean(plain.latency_ms, last, to) / window_mean(online.latency_ms, last, to);
-      per_domain[d] = dj;
-    }
-    rep.note("per_domain", per_domain);
-    if (online.ran) {
-      rep.note("online_draft_version", online.draft_version);
-      rep.note("online_decisions", online.decisions);
-      rep.note("online_distillers", online.distillers);
-      if (!o->trace.empty()) rep.note("online_trace", online.trace_summary);
-    }
-    if (!o->trace.empty()) rep.note("static_trace", fixed.trace_summary);
-    rep.note("workload",
-             {{"domains", o->domains},
-              {"requests_per_domain", o->requests},
-              {"skipped_per_domain", o->skip},
-              {"new_tokens", o->new_tokens},
-              {"concurrency", o->concurrency},
-              {"k", o->k},
-              {"adaptive_k", o->adaptive_k},
-              {"temperature", o->temperature},
-              {"routes", o->routes},
-              {"lr", o->online.lr},
-              {"max_duty", o->online.max_duty},
-              {"distiller_multiprocessors", o->online.distiller_multiprocessors},
-              {"serve_beside_distillers", o->online.serve_beside_distillers},
-              {"warm_attention_plans", o->warm_plans},
-              {"distill_autocast", o->online.autocast},
-              {"replay_requests", o->online.replay_requests},
-              {"held_backoff", o->online.held_backoff},
-              {"backoff_duty", o->online.backoff_duty},
-              {"guard_z", o->online.guard_z},
-              {"record_prompt", o->online.record_prompt_positions},
-              {"repeats", o->repeats},
-              {"online_state", o->online_state},
-              {"device", o->device == "cpu" ? std::string("cpu")
-                                            : torch_cuda_device_name(c10::Device(o->device))},
-              {"threads", at::get_num_threads()}});
-    rep.print(json);
-  });
+  auto o = std::make_shared<OnlineBenchOptions>();
+  add_online_options(cmd, *o);
+  cmd->callback([o, &json] { run_online_bench(*o, json); });
 }
 
 }  // namespace osd::bench

@@ -25,24 +25,6 @@ std::string cell_text(const nlohmann::json& v) {
 }
 }  // namespace
 
-PairSummary summarize_pairs(const std::vector<double>& costs) {
-  PairSummary s;
-  if (costs.empty()) return s;
-  auto v = costs;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  s.min = v.front();
-  s.max = v.back();
-  s.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-  for (double x : v) s.mean += x / static_cast<double>(n);
-  if (n > 1) {
-    double ss = 0;
-    for (double x : v) ss += (x - s.mean) * (x - s.mean);
-    s.stderr_ = std::sqrt(ss / static_cast<double>(n - 1) / static_cast<double>(n));
-  }
-  return s;
-}
-
 void Report::print(bool json) const {
   std::vector<size_t> width(columns_.size());
   for (size_t c = 0; c < columns_.size(); ++c) width[c] = columns_[c].size();

@@ -28,13 +28,6 @@ class Report {
   nlohmann::json notes_ = nlohmann::json::object();
 };
 
-// A cost measured once per static/shadow pair: mean, median, standard error of the mean
-// (sample standard deviation / sqrt(n); 0 for one pair), min and max.
-struct PairSummary {
-  double mean = 0, median = 0, stderr_ = 0, min = 0, max = 0;
-};
-PairSummary summarize_pairs(const std::vector<double>& costs);
-
 // Seconds since an arbitrary epoch, after waiting for queued device work (CUDA) to finish.
 double now_synced(bool cuda);
 
