@@ -2,7 +2,8 @@
 // CUDA graphs of the model's cached step for a fixed batch of B rows and T tokens per row: one
 // graph launch replaces the step's few hundred kernel launches, which dominate small models'
 // steps on an H100/H200 (an eager 117M-parameter step is 4-6 ms, its memory floor 0.05 ms;
-// docs/results/history/NOTEBOOK.md). The draft's decode steps use T = 1, the target's verification T = k + 1.
+// docs/results/gpu/logs/graph-step). The draft's decode steps use T = 1, the target's
+// verification T = k + 1.
 // Inputs go into static device buffers; any B distinct in-use slots of the cache may be used whose
 // lengths leave T positions within the graph's attention span (the first `span` positions of each
 // slot, masked). A short span makes the step cheaper: reading a slot's keys and attending over

@@ -64,9 +64,9 @@ bool linear_applies(const at::Tensor& like, int64_t rows, int64_t k);
 // Whether the GEMV is the better choice for `rows` rows through this weight: at most
 // OSD_GEMV_MAX_ELEMENTS weight elements (default 8M), and one row (OSD_GEMV_MAX_ROWS, default 1)
 // or 2-5 rows where its tensor-core form applies (bf16 / fp16, K % 32 == 0, sm_80+;
-// cuda_kernels::gemv_mma_applies). Measured (docs/results/history/NOTEBOOK.md): one row faster than cuBLAS up to
-// the 100M shape, slower for the 1.1B shape's MLP matrices (H200); 5 rows on tensor cores
-// 0.774 ms against cuBLAS's 0.842 for the 119M target's verification step (H100).
+// cuda_kernels::gemv_mma_applies). Measured (docs/results/history/NOTEBOOK.md): one row faster
+// than cuBLAS up to the 100M shape, slower for the 1.1B shape's MLP matrices (H200); 5 rows on
+// tensor cores 0.774 ms against cuBLAS's 0.842 for the 119M target's verification step (H100).
 bool gemv_preferred(const at::Tensor& weight, int64_t rows);
 // x: [rows..., K] (or [rows..., 2K] with silu_input); weight [N, K]; bias [N] or undefined;
 // residual [rows..., N] or undefined. Returns [rows..., N] in x's dtype, or float32 with

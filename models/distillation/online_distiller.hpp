@@ -105,8 +105,9 @@ class OnlineDistiller {
   // backward, an AdamW step of a throwaway optimizer at learning rate 0, the guard's forward), so
   // that the first real update does not pay for CUDA's lazy kernel loading and the allocator's
   // first blocks while verification runs beside it (on an H100 the first update took 367 ms and
-  // stalled the rounds beside it: a proposal took 52 ms, a verification 32 ms; docs/results/history/NOTEBOOK.md,
-  // an H100). Weights, optimizer state and version stay exactly as they were.
+  // stalled the rounds beside it: a proposal took 52 ms, a verification 32 ms;
+  // docs/results/history/NOTEBOOK.md). Weights, optimizer state and version stay exactly as they
+  // were.
   void warm_up();
   // The published weights as a new immutable model for the drafter.
   std::shared_ptr<Transformer> snapshot(c10::Device device, c10::ScalarType dtype) const;
