@@ -2,7 +2,7 @@
 # The README's main job: osd serving the default pair over ZeroMQ while its draft learns.
 #  1. builds the corpora from installed Debian packages (python stdlib, C headers, KJV Bible);
 #  2. uses the committed default pair in models/default (or trains it with
-#     scripts/make-default-models.sh when missing: ~25 minutes on 2 cores);
+#     scripts/make-default-models.sh when missing: CPU time in docs/DEFAULT_MODELS.md);
 #  3. runs scripts/demo.py: three osd-serve processes (online draft, static draft, target only),
 #     a workload that shifts python -> c -> english, a live view, then a summary table and
 #     build/demo/acceptance.png.
