@@ -136,6 +136,11 @@ int main(int argc, char** argv) {
     osd::init_torch_threads();
   opt.bf16 = !no_bf16;
   const bool tty = isatty(STDERR_FILENO);
+  if (opt.warmup >= opt.steps)
+    std::cerr << "osd-train: warning: --warmup " << opt.warmup << " is not shorter than --steps " << opt.steps
+              << ": the learning rate is still warming up at the last step (it reaches " << opt.steps << "/"
+              << opt.warmup << " of --lr) and never decays; lower --warmup (e.g. --warmup " << opt.steps / 10 << ")"
+              << std::endl;
   try {
     auto tok = osd::load_text_tokenizer(tokenizer);
     std::vector<osd::CorpusFile> train, eval;
@@ -177,6 +182,19 @@ int main(int argc, char** argv) {
       teacher = osd::load_hf_checkpoint(teacher_dir, dev,
                                         dev.is_cuda() ? osd::DType::bf16 : osd::DType::f32);
       for (auto& p : teacher->parameters()) p.set_requires_grad(false);
+      const int64_t teacher_vocab = teacher->config().vocab_size, student_vocab = model->config().vocab_size;
+      if (teacher_vocab != student_vocab) {
+        const bool new_model = !resuming && init.empty();
+        throw osd::Error(
+            "the teacher " + teacher_dir + " has a vocabulary of " + std::to_string(teacher_vocab) +
+            " tokens, the student " + std::to_string(student_vocab) + " (tokenizer " + tok->name() + ", " +
+            std::to_string(tok->vocab_size()) + " tokens)" +
+            (new_model ? "; the student must use the teacher's tokenizer: add --tokenizer " + teacher_dir +
+                             " (or the tokenizer file the teacher was trained with)" +
+                             (app.count("--vocab") ? " and drop --vocab" : "")
+                       : "; --init and --resume keep their checkpoint's vocabulary: start from a checkpoint "
+                         "with the teacher's vocabulary, or train a new student with --tokenizer " + teacher_dir));
+      }
     }
     osd::Trainer trainer(model, opt, corpus, teacher);
     if (resuming) trainer.resume(resume_from);
@@ -226,7 +244,10 @@ int main(int argc, char** argv) {
     auto ev = trainer.evaluate();
     std::cout << "osd-train: wrote " << out << " after " << trainer.step() << " steps ("
               << trainer.tokens_seen() << " tokens) in " << human_duration(elapsed) << "\n";
-    std::cout << "  domain        eval loss (nats/byte)   bits/byte\n";
+    // The loss is per token of the tokenizer: per byte only for the byte-level one.
+    const std::string unit = tok->name() == "bytes" ? "byte" : "token";
+    std::printf("  domain        eval loss (nats/%s)%s bits/%s\n", unit.c_str(), unit == "byte" ? "  " : " ",
+                unit.c_str());
     nlohmann::json per;
     for (const auto& [name, l] : ev.per_domain) {
       std::printf("  %-12s  %10.4f              %6.3f\n", name.empty() ? "(all)" : name.c_str(), l,
@@ -242,6 +263,7 @@ int main(int argc, char** argv) {
                                   {"train_loss", last_loss},
                                   {"eval_loss", ev.loss},
                                   {"eval_loss_per_domain", per},
+                                  {"eval_loss_unit", "nats/" + unit},
                                   {"skipped_steps", skipped},
                                   {"stopped_by_time_budget", out_of_time},
                                   {"parameters", model->config().num_parameters()}}
