@@ -30,7 +30,7 @@ def main() -> int:
     for variant, args in VARIANTS:
         with tempfile.TemporaryDirectory() as d:
             subprocess.run([f"{build}/osd-checkpoint", "random", "--preset", "tiny", *args,
-                            "--seed", "7", "--out", d], check=True, capture_output=True)
+                            "--seed", "7", "--dir", d], check=True, capture_output=True)
             shards = len([f for f in os.listdir(d) if f.endswith(".safetensors")])
             osd = json.loads(subprocess.run([f"{build}/osd-checkpoint", "logits", "--dir", d, "--tokens",
                                              *map(str, tokens)], check=True, capture_output=True,

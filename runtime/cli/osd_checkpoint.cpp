@@ -1,7 +1,7 @@
 // osd-checkpoint: write a random-weight HF checkpoint of a preset (and a config variant), or print
 // a checkpoint's logits for given tokens as JSON. Used to check parity with HF transformers
 // (scripts/hf_parity.py) and to make test models.
-//   osd-checkpoint random --preset tiny --variant qwen2 --seed 3 --out DIR
+//   osd-checkpoint random --preset tiny --variant qwen2 --seed 3 --dir DIR
 //   osd-checkpoint logits --dir DIR --tokens 1 2 3
 //   osd-checkpoint convert --dir DIR --dtype bfloat16 --out DIR2   (weights only, HF format)
 #include <torch/torch.h>
@@ -29,17 +29,24 @@ int main(int argc, char** argv) {
   random->add_option("--seed", seed)->capture_default_str();
   random->add_option("--std", stddev, "weight std (larger: peakier distributions)")->capture_default_str();
   random->add_option("--dtype", dtype)->capture_default_str();
-  random->add_option("--out", out)->required();
+  // --dir names the checkpoint folder in every subcommand (here the one written); --out, its
+  // earlier name here, still works but is not listed. convert writes a second folder: its --out.
+  auto* random_dir = random->add_option("--dir", out, "the checkpoint folder to write");
+  random->add_option("--out", out)->group("")->excludes(random_dir);
   random->add_option("--max-shard-bytes", shard_bytes, "shard the weights past this size")->capture_default_str();
   auto* logits = app.add_subcommand("logits", "print logits [T, V] of a checkpoint for tokens, as JSON");
-  logits->add_option("--dir", dir)->required();
+  logits->add_option("--dir", dir, "the checkpoint folder to read")->required();
   logits->add_option("--tokens", tokens)->required();
   auto* convert = app.add_subcommand("convert", "rewrite a checkpoint's weights in another dtype");
-  convert->add_option("--dir", dir)->required();
+  convert->add_option("--dir", dir, "the checkpoint folder to read")->required();
   convert->add_option("--dtype", dtype)->required();
-  convert->add_option("--out", out)->required();
+  convert->add_option("--out", out, "the checkpoint folder to write")->required();
   convert->add_option("--max-shard-bytes", shard_bytes, "shard the weights past this size")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (*random && out.empty()) {
+    std::cerr << "osd-checkpoint random: --dir DIR is required (the folder to write)\n";
+    return 2;
+  }
   try {
     if (*random) {
       auto cfg = osd::ModelConfig::preset(preset);
