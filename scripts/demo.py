@@ -9,7 +9,8 @@ then replays a workload whose domain shifts (python -> c -> english by default; 
 was trained on python only) to `online` and `static` alike, showing live, in place: requests
 served, acceptance per domain (static vs online), the online draft's version, tokens/s. At the
 end it times each domain on all three servers, prints a summary table and writes
-OUT/summary.json, OUT/acceptance.tsv and OUT/acceptance.png (gnuplot).
+OUT/summary.json, OUT/acceptance.tsv and OUT/acceptance.png (gnuplot); the servers' logs and
+the online draft's state are in OUT/servers/ (a rerun replaces them).
 
     /usr/bin/python3 scripts/demo.py --build build --corpora build/corpora --out build/demo
 """
@@ -20,7 +21,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import zmq
@@ -273,11 +273,14 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     out = os.path.abspath(a.out)
     binary = os.path.abspath(os.path.join(a.build, "osd-serve"))
-    work = tempfile.mkdtemp(prefix="osd-demo-")
+    # Everything the run writes stays in OUT: the servers' logs and the online draft's state.
+    work = os.path.join(out, "servers")
+    os.makedirs(work, exist_ok=True)
     repo = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
     common = [f"--config-file={repo}/conf/osd.conf", "--osd.adaptive-k=false", f"--osd.k={a.k}"] + a.serve_arg
     route_arg = [f"--osd.routes={','.join(domains)}"] if a.routes else []
     state = os.path.join(work, "online-state")
+    shutil.rmtree(state, ignore_errors=True)  # a rerun starts from the default draft, not the last run's
     print(f"demo: starting osd-serve processes (logs in {work})", flush=True)
     static = Server("static", binary, common + ["--osd.online=false"], work)
     target = Server("target", binary, common + ["--osd.draft=none"], work)
