@@ -23,7 +23,7 @@ dropped=$(echo "$stats" | /usr/bin/python3 -c 'import json,sys; print(json.load(
 echo "clients dropped: $dropped"
 [ "$dropped" -ge 1 ] || { echo "the silent client was not dropped"; exit 1; }
 grep -q "replies unread" "$work/serve.log" || { echo "no log line for the dropped client"; exit 1; }
-"$build/osd-client" --endpoint "$endpoint" --tokens 1 2 3 --max-new-tokens 8 --temperature 0 >/dev/null
+"$build/osd-client" --endpoint "$endpoint" --tokens 1,2,3 --max-new-tokens 8 --temperature 0 >/dev/null
 kill -TERM $pid
 wait $pid
 pid=
