@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "models/common/nearest_name.hpp"
 #include "models/text/utf8.hpp"
 
 namespace osd::openai {
@@ -35,21 +36,6 @@ const char* type_name(const json& v) {
     case json::value_t::number_float: return "a number with a fraction";
     default: return "a number";
   }
-}
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
-  }
-  return row[b.size()];
 }
 
 // Reads one request object field by field. The first problem is kept; later reads are no-ops.
@@ -125,13 +111,8 @@ class FieldReader {
     if (error) return;
     for (const auto& [key, value] : j_.items()) {
       if (seen_.count(key)) continue;
-      std::string hint, best;
-      size_t best_d = std::max<size_t>(3, key.size() / 3 + 2);  // closer than this: a likely typo
-      for (const auto& k : known) {
-        const size_t d = edit_distance(key, k);
-        if (d < best_d) best_d = d, best = k;
-      }
-      if (!best.empty()) hint = " (did you mean '" + best + "'?)";
+      const std::string best = nearest_name(key, known);
+      const std::string hint = best.empty() ? "" : " (did you mean '" + best + "'?)";
       fail(bad(key, "unknown field '" + key + "'" + hint, "unknown_parameter"));
       return;
     }

@@ -8,8 +8,10 @@
 // either) or messages, max_tokens (max_completion_tokens), temperature, top_p, seed, stop (string
 // or list), n = 1, stream, stream_options.include_usage, user; osd's extensions top_k and domain
 // (the draft route). OpenAI fields osd cannot honour are accepted only at their neutral value
-// (presence_penalty 0, echo false, logprobs null/false, ...) and refused otherwise; unknown fields
-// are refused by name.
+// (presence_penalty 0, echo false, logprobs null/false, ...) and refused otherwise; `user` is
+// accepted and ignored. Unknown fields are refused by name with the nearest known one, so the
+// ZeroMQ protocol's names get OpenAI's (max_new_tokens: "did you mean 'max_tokens'?"), as the
+// ZeroMQ parser refuses unknown fields too (runtime/request_parser.hpp).
 #include <nlohmann/json.hpp>
 
 #include <cstdint>

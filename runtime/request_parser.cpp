@@ -1,6 +1,10 @@
 #include "runtime/request_parser.hpp"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
+
+#include "models/common/nearest_name.hpp"
 
 namespace osd {
 
@@ -85,6 +89,32 @@ void parse_generate(const json& j, const RequestParserOptions& opt, ParsedReques
   r.op = RequestOp::generate;
 }
 
+// The fields each op reads (docs/PROTOCOL.md). Every op takes "id"; stats and health ignore it.
+const std::vector<std::string>& accepted_fields(const std::string& op) {
+  static const std::vector<std::string> generate = {
+      "op", "id", "prompt", "tokens", "max_new_tokens", "temperature", "top_p", "top_k", "seed", "stop",
+      "eos", "domain", "stream"};
+  static const std::vector<std::string> other = {"op", "id"};
+  return op == "generate" ? generate : other;
+}
+
+// The first field of j that `op` does not read, as an error message naming the nearest accepted
+// field and all of them; "" when every field is known. A misspelt field is refused rather than
+// ignored: ignoring it would serve the request with a default the client did not ask for.
+std::string unknown_field(const json& j, const std::string& op) {
+  const auto& known = accepted_fields(op);
+  for (const auto& [key, value] : j.items()) {
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    std::string msg = "unknown field " + key;
+    const std::string best = nearest_name(key, known);
+    if (!best.empty()) msg += " (did you mean " + best + "?)";
+    msg += "; " + op + " accepts";
+    for (size_t i = 0; i < known.size(); ++i) msg += (i ? ", " : " ") + known[i];
+    return msg;
+  }
+  return "";
+}
+
 }  // namespace
 
 ParsedRequest parse_request(const std::string& frame, const RequestParserOptions& opt) {
@@ -100,9 +130,7 @@ ParsedRequest parse_request(const std::string& frame, const RequestParserOptions
   if (!j.is_object()) return invalid("invalid_request", "a request is one JSON object");
   if (!j.contains("op") || !j["op"].is_string()) return invalid("invalid_request", "missing string field \"op\"");
   const auto op = j["op"].get<std::string>();
-  if (op == "stats") return ParsedRequest{RequestOp::stats};
-  if (op == "health") return ParsedRequest{RequestOp::health};
-  if (op != "generate" && op != "cancel")
+  if (op != "generate" && op != "cancel" && op != "stats" && op != "health")
     return invalid("unknown_op", "unknown op '" + op + "' (generate, cancel, stats, health)");
   ParsedRequest r;
   if (j.contains("id")) {
@@ -114,6 +142,10 @@ ParsedRequest parse_request(const std::string& frame, const RequestParserOptions
                      "id must have at most " + std::to_string(opt.max_id_bytes) + " bytes (got " +
                          std::to_string(r.id.size()) + ")");
   }
+  if (const std::string unknown = unknown_field(j, op); !unknown.empty())
+    return invalid("invalid_request", unknown, r.id, true);
+  if (op == "stats") return ParsedRequest{RequestOp::stats};
+  if (op == "health") return ParsedRequest{RequestOp::health};
   if (op == "cancel") {
     if (r.id.empty()) return invalid("invalid_request", "cancel needs a string \"id\"");
     r.op = RequestOp::cancel;

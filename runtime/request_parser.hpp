@@ -2,7 +2,8 @@
 // One request frame of osd's ZeroMQ protocol (docs/PROTOCOL.md) -> what to do, or the error to
 // answer. Torch-free and without sockets, so the fuzzer (tests/fuzz/fuzz_request.cpp) runs it
 // in process. Semantic checks (vocabulary, context, sampling ranges, list bounds) are the
-// intake's; this checks the frame: size, JSON, types, ids.
+// intake's; this checks the frame: size, JSON, field names (an unknown one is refused, naming
+// the nearest accepted one), types, ids.
 #include <cstdint>
 #include <functional>
 #include <string>

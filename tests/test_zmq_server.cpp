@@ -245,6 +245,52 @@ TEST_CASE("zmq: each bad input gets its error, and the next normal request succe
   CHECK(normal());
 }
 
+TEST_CASE("zmq: a misspelt field is refused by name, and errors without a string id carry a null id",
+          "[zmq][errors]") {
+  auto s = serve();
+  JsonClient cl(s->ctx, s->server->endpoint());
+  auto answer = [&](const json& j) {
+    cl.send(j);
+    auto ev = cl.recv();
+    REQUIRE(ev);
+    INFO(j.dump() << " -> " << ev->dump());
+    CHECK((*ev)["event"] == "error");
+    return *ev;
+  };
+  // A typo of max_new_tokens is not served with the default length.
+  auto typo = answer(json{{"op", "generate"}, {"id", "t1"}, {"tokens", {1, 2}}, {"max_new_token", 5}});
+  CHECK(typo["code"] == "invalid_request");
+  CHECK(typo["id"] == "t1");
+  const std::string msg = typo["message"];
+  CHECK_THAT(msg, Catch::StartsWith("unknown field max_new_token (did you mean max_new_tokens?)"));
+  CHECK_THAT(msg, Catch::Contains("temperature, top_p, top_k, seed, stop, eos, domain, stream"));
+  // A field of no op: named, without a guess.
+  auto far = answer(json{{"op", "generate"}, {"id", "t2"}, {"prompt", "hi"}, {"logprobs", true}});
+  CHECK(far["code"] == "invalid_request");
+  CHECK_THAT(far["message"].get<std::string>(), Catch::StartsWith("unknown field logprobs; generate accepts"));
+  // cancel, stats and health take op and id only.
+  auto cancel = answer(json{{"op", "cancel"}, {"id", "t3"}, {"reason", "bored"}});
+  CHECK(cancel["code"] == "invalid_request");
+  CHECK(cancel["id"] == "t3");
+  CHECK(answer(json{{"op", "stats"}, {"verbose", true}})["code"] == "invalid_request");
+  // An id that is not a non-empty string: the error's id is null, never "".
+  for (const json& id : {json(5), json(""), json(nullptr), json::array({"a"}), json{{"x", 1}}}) {
+    auto ev = answer(json{{"op", "generate"}, {"id", id}, {"tokens", {1, 2}}, {"max_new_tokens", 2}});
+    CHECK(ev["code"] == "invalid_request");
+    REQUIRE(ev.contains("id"));
+    CHECK(ev["id"].is_null());
+  }
+  // A generate without an id whose fields are wrong: null as well (the server assigns ids only
+  // to requests it accepts).
+  auto no_id = answer(json{{"op", "generate"}, {"prompt", 42}});
+  REQUIRE(no_id.contains("id"));
+  CHECK(no_id["id"].is_null());
+  // The same client is still served.
+  auto ok = cl.generate(greedy_request("after", {1, 2}, 3));
+  CHECK(ok["event"] == "done");
+  CHECK(ok["id"] == "after");
+}
+
 TEST_CASE("zmq: a full queue answers busy with a retry hint", "[zmq][errors]") {
   auto s = serve(/*max_in_flight=*/2);
   JsonClient cl(s->ctx, s->server->endpoint());
