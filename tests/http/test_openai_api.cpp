@@ -144,6 +144,14 @@ TEST_CASE("openai: bad requests are refused naming the parameter", "[openai][err
   CHECK(unknown.param == "max_new_token");
   CHECK(unknown.code == "unknown_parameter");
   CHECK_THAT(unknown.message, Catch::Contains("did you mean 'max_tokens'"));
+  // The ZeroMQ protocol's name for it: pointed to OpenAI's, on both endpoints.
+  CHECK_THAT(refused(C, {{"prompt", "x"}, {"max_new_tokens", 5}}).message,
+             Catch::Contains("unknown field 'max_new_tokens' (did you mean 'max_tokens'?)"));
+  CHECK_THAT(refused(Chat, {{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"max_new_tokens", 5}}).message,
+             Catch::Contains("did you mean 'max_tokens'"));
+  // A name far from every known one: named, without a guess.
+  auto far = refused(C, {{"prompt", "x"}, {"frobnicate", 1}});
+  CHECK(far.message == "unknown field 'frobnicate'");
   CHECK(refused(Chat, {{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"prompt", "x"}}).param == "prompt");
   // Absurd values.
   CHECK(refused(C, {{"prompt", "x"}, {"max_tokens", 0}}).param == "max_tokens");
