@@ -36,7 +36,8 @@ if "$client" --dry-run --bogus 2>"$work/err"; then fail "an unknown option was a
 grep -q "unknown option --bogus" "$work/err" || fail "unknown option: $(cat "$work/err")"
 
 # ---- against a server ------------------------------------------------------------------------
-"$build/osd-serve" --osd.endpoint='tcp://127.0.0.1:*' --osd.max-batch=4 --osd.max-len=600 2>"$work/serve.log" &
+"$build/osd-serve" --osd.endpoint='tcp://127.0.0.1:*' --osd.max-batch=4 --osd.max-len=1024 --osd.max-new-tokens=1000 \
+  2>"$work/serve.log" &
 pid=$!
 for _ in $(seq 300); do grep -q "serving on" "$work/serve.log" && break; sleep 0.1; done
 endpoint=$(grep -o "serving on tcp://[0-9.:]*" "$work/serve.log" | awk "{print \$3}" || true)
@@ -56,9 +57,9 @@ assert stopped["finish_reason"] == ("stop" if "(" in plain["text"] else plain["f
 EOF
 
 # Ctrl-C mid-stream: the client cancels on its connection and reports the finish reason. The
-# server is paused while the client handles the signal, so the 500-token request cannot finish
+# server is paused while the client handles the signal, so the 1000-token request cannot finish
 # before the cancel arrives.
-"$client" --endpoint "$endpoint" --max-new-tokens 500 --temperature 0 "def fibonacci(" >"$work/c.out" 2>"$work/c.err" &
+"$client" --endpoint "$endpoint" --max-new-tokens 1000 --temperature 0 "def fibonacci(" >"$work/c.out" 2>"$work/c.err" &
 cpid=$!
 for _ in $(seq 600); do [ -s "$work/c.out" ] && break; sleep 0.05; done
 [ -s "$work/c.out" ] || fail "no streamed text: $(cat "$work/c.err")"
@@ -78,7 +79,7 @@ orc=0; wait $other || orc=$?
 grep -q "unknown_id" "$work/other.err" || fail "other connection: $(cat "$work/other.err")"
 
 # A second Ctrl-C quits at once, without waiting for the final reply (the server stays paused).
-"$client" --endpoint "$endpoint" --max-new-tokens 500 --temperature 0 "def fibonacci(" >"$work/c.out" 2>"$work/c.err" &
+"$client" --endpoint "$endpoint" --max-new-tokens 1000 --temperature 0 "def fibonacci(" >"$work/c.out" 2>"$work/c.err" &
 cpid=$!
 for _ in $(seq 600); do [ -s "$work/c.out" ] && break; sleep 0.05; done
 kill -STOP $pid
