@@ -105,7 +105,8 @@ std::string unknown_field(const json& j, const std::string& op) {
   const auto& known = accepted_fields(op);
   for (const auto& [key, value] : j.items()) {
     if (std::find(known.begin(), known.end(), key) != known.end()) continue;
-    std::string msg = "unknown field " + key;
+    // A long name is cut (the reply's JSON replaces a UTF-8 sequence the cut splits).
+    std::string msg = "unknown field " + (key.size() > 64 ? key.substr(0, 64) + "..." : key);
     const std::string best = nearest_name(key, known);
     if (!best.empty()) msg += " (did you mean " + best + "?)";
     msg += "; " + op + " accepts";

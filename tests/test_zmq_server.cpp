@@ -268,6 +268,10 @@ TEST_CASE("zmq: a misspelt field is refused by name, and errors without a string
   auto far = answer(json{{"op", "generate"}, {"id", "t2"}, {"prompt", "hi"}, {"logprobs", true}});
   CHECK(far["code"] == "invalid_request");
   CHECK_THAT(far["message"].get<std::string>(), Catch::StartsWith("unknown field logprobs; generate accepts"));
+  // A long unknown name is cut in the message.
+  auto long_name = answer(json{{"op", "generate"}, {"id", "t4"}, {"prompt", "hi"}, {std::string(10000, 'x'), 1}});
+  CHECK(long_name["code"] == "invalid_request");
+  CHECK(long_name["message"].get<std::string>().size() < 400);
   // cancel, stats and health take op and id only.
   auto cancel = answer(json{{"op", "cancel"}, {"id", "t3"}, {"reason", "bored"}});
   CHECK(cancel["code"] == "invalid_request");

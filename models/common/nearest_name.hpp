@@ -30,6 +30,8 @@ inline std::string nearest_name(const std::string& name, const std::vector<std::
   std::string best;
   size_t best_d = std::max<size_t>(3, name.size() / 3 + 2);
   for (const auto& k : known) {
+    // The distance is at least the difference in length: a long name costs nothing to refuse.
+    if ((name.size() > k.size() ? name.size() - k.size() : k.size() - name.size()) >= best_d) continue;
     const size_t d = edit_distance(name, k);
     if (d < best_d) best_d = d, best = k;
   }
