@@ -75,6 +75,9 @@ fi
 # default 16, osd's default; 0: the whole GPU).
 common=(--target $P/target --draft $P/draft --corpora $C --device cuda --dtype bfloat16 --k 4 --new-tokens 64
         --distiller-multiprocessors "${DISTILLER_MPS:-16}")
+# The b1 and sweep phases serve as osd-serve does: the goodput scheduler picks k per sequence and
+# round (0 included, up to 2k). SCHEDULE=fixed serves every round at k = 4 instead.
+[ "${SCHEDULE:-goodput}" = fixed ] && serve_k=() || serve_k=(--adaptive-k)
 t0=$(date +%s)
 phase shift && rm -rf $P/online $P/export && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$requests" --window 50 --concurrency 16 \
   --online-state $P/online --export-drafts $P/export --trace "$out/trace-shift.json" --tsv "$out/shift.tsv" --json 2>"$out/shift-c16.log" \
@@ -85,7 +88,7 @@ t0=$(date +%s)
 # The b1 and sweep runs start from copies of the shift run's state, so each starts from the same
 # adapted drafts (a run saves its own learning into the copy it was given).
 phase b1 && rm -rf $P/online-b1 && cp -r $P/online $P/online-b1 && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$prompts" --skip "$requests" --window "$prompts" --concurrency 1 \
-  --online-state $P/online-b1 --replays target static online --repeats "${B1_REPEATS:-3}" --dump-prompts "$out/b1-prompts.jsonl" \
+  --online-state $P/online-b1 --replays target static online "${serve_k[@]}" --repeats "${B1_REPEATS:-3}" --dump-prompts "$out/b1-prompts.jsonl" \
   --trace "$out/trace-b1.json" --json 2>"$out/b1.log" | tee "$out/b1.txt" | tail -14
 gzip -9f "$out"/trace-b1*.json 2>/dev/null
 echo "batch 1: $(( $(date +%s) - t0 )) s"
@@ -95,7 +98,7 @@ phase hf && { python3 scripts/hf_assisted.py --export $P/export --prompts "$out/
 echo "hf: $(( $(date +%s) - t0 )) s"
 t0=$(date +%s)
 phase sweep && rm -rf $P/online-sweep && cp -r $P/online $P/online-sweep && ./build-cuda/osd-bench online "${common[@]}" --routes --requests "$prompts" --skip "$requests" --window "$prompts" \
-  --concurrency ${SWEEP:-1 4 16 64} --online-state $P/online-sweep --replays target static online --repeats "${SWEEP_REPEATS:-3}" \
+  --concurrency ${SWEEP:-1 4 16 64} --online-state $P/online-sweep --replays target static online "${serve_k[@]}" --repeats "${SWEEP_REPEATS:-3}" \
   --json 2>"$out/sweep.log" | tee "$out/sweep.txt" | grep -E "^\| "
 echo "sweep: $(( $(date +%s) - t0 )) s"
 if phase adaptive; then

@@ -23,9 +23,11 @@ void export_drafts(const std::string& dir, const Transformer& target,
   for (const auto& [domain, route] : domain_route) routes.insert(route);
   for (const auto& route : routes) {
     const std::string saved = state_dir + "/route-" + route, folder = "draft-online-" + route;
-    const int64_t version = OnlineDistiller::saved_version(saved);
+    // The newest intact version of the route's saved state (a sealed folder under `saved`).
+    const auto found = OnlineDistiller::find_saved(saved);
+    const int64_t version = found.version;
     if (version >= 0)
-      save_hf_checkpoint(dir + "/" + folder, *load_hf_checkpoint(saved));
+      save_hf_checkpoint(dir + "/" + folder, *load_hf_checkpoint(found.path));
     else
       save_hf_checkpoint(dir + "/" + folder, static_draft);
     online[route] = {{"folder", folder}, {"version", std::max<int64_t>(version, 0)},
