@@ -95,10 +95,17 @@ done
 python3 "$src/scripts/hf_assisted.py" --export "$dir/export" --prompts "$dir/prompts.jsonl" --dry-run \
   > "$dir/hf.txt" || { cat "$dir/hf.txt"; exit 1; }
 grep -q "inputs are consistent" "$dir/hf.txt" || { cat "$dir/hf.txt"; exit 1; }
-sed 's/"prompt_ids": \[97/"prompt_ids": [98/' "$dir/prompts.jsonl" > "$dir/bad.jsonl"
+sed -E 's/"prompt_ids": ?\[97/"prompt_ids":[98/' "$dir/prompts.jsonl" > "$dir/bad.jsonl"
 if python3 "$src/scripts/hf_assisted.py" --export "$dir/export" --prompts "$dir/bad.jsonl" --dry-run \
   2>"$dir/hf.err"; then echo "hf_assisted.py accepted prompts that do not match their hashes"; exit 1; fi
 grep -q "do not match their hash" "$dir/hf.err" || { cat "$dir/hf.err"; exit 1; }
+# A draft the distiller published and saved (a sealed folder under the route's state) is the
+# one exported: guard z 0 publishes the first update.
+"$bench" online "${args[@]}" --replays target static online --guard-z 0 --min-new-records 8 \
+  --online-state "$dir/state-saved" --export-drafts "$dir/export-saved" >"$dir/out.txt" 2>"$dir/err.txt" \
+  || { cat "$dir/err.txt"; exit 1; }
+python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); assert m["online_drafts"]["default"]["saved"], m' \
+  "$dir/export-saved/manifest.json" || exit 1
 # The saved state records the prompts it distilled on: serving them again as evaluation prompts
 # fails before anything runs; later prompts (--skip 3) pass the check.
 [ "$(wc -l < "$dir/state/distilled_prompts.txt")" = 6 ] || { cat "$dir/state/distilled_prompts.txt"; exit 1; }
