@@ -26,6 +26,8 @@ grep -q "static acc" "$dir/out.txt" || { cat "$dir/out.txt"; exit 1; }
 grep -q "osd-bench online sweep" "$dir/out.txt" || { cat "$dir/out.txt"; exit 1; }
 grep -q "greedy_mismatches: .*static 0/12" "$dir/out.txt" || { grep greedy "$dir/out.txt"; exit 1; }
 grep -q "prompt_overlap: 0" "$dir/out.txt" || { cat "$dir/out.txt"; exit 1; }
+# Adaptation speed per domain (the tiny draft equals the target: no gain, so no half-gain point).
+grep -q "requests_to_half_gain: alpha - (no gain)" "$dir/out.txt" || { grep half "$dir/out.txt"; exit 1; }
 tail -1 "$dir/out.txt" | python3 -c '
 import json, sys
 n = json.loads(sys.stdin.read())["notes"]

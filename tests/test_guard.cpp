@@ -9,6 +9,7 @@
 #include <set>
 
 #include "models/distillation/distill_buffer.hpp"
+#include "models/distillation/adaptation_speed.hpp"
 #include "models/distillation/online_distiller.hpp"
 #include "models/distillation/sequential_guard.hpp"
 #include "tests/spec_fixtures.hpp"
@@ -159,4 +160,30 @@ TEST_CASE("online distiller with the sequential guard: shuffled targets publish 
   CHECK(run(*close, shuffled) < 0);
   INFO(last.decision);
   CHECK(last.acceptance_candidate < last.acceptance_current);
+}
+
+TEST_CASE("adaptation speed: requests until half of the final gain, none without a gain",
+          "[distill][adaptation]") {
+  // Static acceptance 0.25 throughout; online climbs from 0.25 by 1/16 a request to 0.75
+  // (request 9) and stays (values exact in binary): the final gain is 0.5; the trailing mean of 5
+  // gains, (i - 2) / 16 at request i + 1, first reaches 0.25 at request 7.
+  std::vector<double> st(40, 0.25), on(40, 0.75);
+  for (int i = 0; i <= 8; ++i) on[i] = 0.25 + i / 16.0;
+  auto a = osd::adaptation_speed(st, on, 20, 5);
+  CHECK(a.tail == 20);
+  CHECK(a.final_gain == Approx(0.5));
+  CHECK(a.requests_to_half == 7);
+  // Smoothing over one request: the first request whose own gain reaches 0.25 (request 5).
+  CHECK(osd::adaptation_speed(st, on, 20, 1).requests_to_half == 5);
+  // Control: the online draft no better than the static one has no half-gain point.
+  auto none = osd::adaptation_speed(st, st, 20, 5);
+  CHECK(none.final_gain == Approx(0.0));
+  CHECK(none.requests_to_half == -1);
+  // A draft that got worse neither.
+  std::vector<double> worse(40, 0.1);
+  CHECK(osd::adaptation_speed(st, worse).requests_to_half == -1);
+  // Fewer requests than the tail: the tail is all of them.
+  CHECK(osd::adaptation_speed({0.1, 0.1}, {0.1, 0.5}).tail == 2);
+  CHECK_THROWS_WITH(osd::adaptation_speed({0.1}, {0.1, 0.2}),
+                    Catch::Matchers::Contains("1 static and 2 online"));
 }

@@ -457,6 +457,18 @@ void run_online_bench(const OnlineBenchOptions& o, bool json) {
   Report rep("online", {"requests", "domain", "static acc", "online acc", "gain"});
   add_window_rows(rep, levels.front(), w, o);
   add_first_level_notes(rep, levels.front(), lj.front());
+  // Per domain: the online draft's final gain over static and the requests until half of it.
+  const auto adaptation = adaptation_summary(levels.front(), w);
+  if (!adaptation.is_null()) {
+    std::string line;
+    for (const auto& [d, a] : adaptation.items())
+      line += (line.empty() ? "" : ", ") + d + " " +
+              (a["requests_to_half_gain"].is_null() ? std::string("- (no gain)")
+                                                    : a["requests_to_half_gain"].dump()) +
+              " (gain " + std::to_string(a["final_gain"].get<double>()).substr(0, 6) + ")";
+    rep.note("requests_to_half_gain", line);
+    rep.note("adaptation", adaptation);
+  }
   rep.note("levels", lj);
   rep.note("decode_step_ms",
            {{"target", target_ms}, {"draft", draft_ms}, {"c", ctx.c},

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <tuple>
 
+#include "models/distillation/adaptation_speed.hpp"
 #include "runtime/cli/bench_stats.hpp"
 
 namespace osd::bench {
@@ -181,6 +182,25 @@ nlohmann::json window_acceptance(const Level& level, const std::string& name, si
   std::vector<double> v;
   for (const auto& x : runs) v.push_back(x.mean(&RequestOutcome::acceptance, from, to));
   return median_of(v);
+}
+
+nlohmann::json adaptation_summary(const Level& level, const Workload& w) {
+  if (!level.has("static") || !level.has("online")) return nullptr;
+  const auto& fixed = level.runs.at("static").front();
+  const auto& online = level.runs.at("online").front();
+  nlohmann::json out = nlohmann::json::object();
+  for (size_t i = 0; i < w.size(); ++i) {
+    const auto& d = w.domain[i];
+    if (out.contains(d)) continue;
+    const auto [from, to] = w.segment(d);
+    const auto a = adaptation_speed(fixed.by_position(&RequestOutcome::acceptance, from, to),
+                                    online.by_position(&RequestOutcome::acceptance, from, to));
+    out[d] = {{"final_gain", a.final_gain},
+              {"tail_requests", a.tail},
+              {"requests_to_half_gain",
+               a.requests_to_half < 0 ? nlohmann::json() : nlohmann::json(a.requests_to_half)}};
+  }
+  return out;
 }
 
 nlohmann::json median_tokens_per_s(const Level& level, const std::string& name) {

@@ -63,6 +63,12 @@ nlohmann::json per_domain_summary(const Level& level, const SummaryContext& ctx)
 nlohmann::json window_acceptance(const Level& level, const std::string& name, size_t from,
                                  size_t to);
 
+// Per domain, how fast the online draft adapted after the shift into it: the gain over the static
+// draft on the domain's last 20 requests and the requests until half of it was reached
+// (adaptation_speed), from the first repeat (served in workload order); null without both
+// replays.
+nlohmann::json adaptation_summary(const Level& level, const Workload& w);
+
 // Median tokens/s of a replay over repeats; null where it did not run.
 nlohmann::json median_tokens_per_s(const Level& level, const std::string& name);
 
