@@ -106,6 +106,27 @@ def acceptance(results):
     return sum(r["accepted"] for r in results) / d if d else float("nan")
 
 
+def requests_to_half_gain(static_acc, online_acc, tail=20, smooth=5):
+    """The online draft's gain over static on the domain's last `tail` requests, and the requests
+    after the shift until the gain (a trailing mean of `smooth` requests) first reached half of
+    it (None without a positive gain); osd-bench online computes the same (adaptation_speed)."""
+    gain = [o - s for s, o in zip(static_acc, online_acc)]
+    if not gain:
+        return float("nan"), None
+    final = sum(gain[-tail:]) / len(gain[-tail:])
+    if final <= 0:
+        return final, None
+    for i in range(len(gain)):
+        window = gain[max(0, i - smooth + 1):i + 1]
+        if sum(window) / len(window) >= final / 2:
+            return final, i + 1
+    return final, None
+
+
+def per_request_acceptance(results):
+    return [r["accepted"] / r["drafted"] if r["drafted"] else 0.0 for r in sorted(results, key=lambda r: r["index"])]
+
+
 def fmt(x, spec="{:.2f}"):
     return "  -  " if x != x else spec.format(x)
 
@@ -348,7 +369,7 @@ def finish(a, domains, workload, summary, serve_seconds, online_stats, out, serv
     plot_msg = plot(tsv, png, domains, per, w)
     print()
     print(f"{'domain':10s} {'static acc':>10s} {'online acc':>10s} {'static end':>10s} {'online end':>10s} "
-          f"{'gain':>6s} {'target tok/s':>12s} {'static x':>9s} {'online x':>9s}")
+          f"{'gain':>6s} {'to half':>7s} {'target tok/s':>12s} {'static x':>9s} {'online x':>9s}")
     for i, d in enumerate(domains):
         s = [r for r in serve_results["static"] if r["domain"] == d]
         o = sorted((r for r in serve_results["online"] if r["domain"] == d), key=lambda r: r["index"])
@@ -358,11 +379,14 @@ def finish(a, domains, workload, summary, serve_seconds, online_stats, out, serv
         row["online_acceptance_last_window"] = acceptance(o[-w:])
         row["static_acceptance_last_window"] = acceptance(sorted(s, key=lambda r: r["index"])[-w:])
         row["gain_last_window"] = row["online_acceptance_last_window"] - row["static_acceptance_last_window"]
+        final_gain, to_half = requests_to_half_gain(per_request_acceptance(s), per_request_acceptance(o))
+        row["final_gain"] = final_gain
+        row["requests_to_half_gain"] = to_half
         row["static_speedup"] = row["static_tokens_per_s"] / row["target_tokens_per_s"]
         row["online_speedup"] = row["online_tokens_per_s"] / row["target_tokens_per_s"]
         print(f"{d:10s} {row['static_acceptance']:10.3f} {row['online_acceptance']:10.3f} "
               f"{row['static_acceptance_last_window']:10.3f} {row['online_acceptance_last_window']:10.3f} "
-              f"{row['gain_last_window']:+6.3f} "
+              f"{row['gain_last_window']:+6.3f} {str(to_half) if to_half else '-':>7s} "
               f"{row['target_tokens_per_s']:12.1f} {row['static_speedup']:8.2f}x {row['online_speedup']:8.2f}x")
     summary["serve_seconds"] = serve_seconds
     summary["online_draft_version"] = draft_version(online_stats)
@@ -370,6 +394,8 @@ def finish(a, domains, workload, summary, serve_seconds, online_stats, out, serv
     summary["png"] = png if not plot_msg else None
     mode = "greedy" if a.temperature == 0 else f"temperature {a.temperature}"
     print(f"\nacceptance = accepted / drafted tokens ({mode}, k = {a.k}); 'end' = the domain's last {w} requests; "
+          "'to half' = requests after the shift until the online draft's gain over static (a trailing mean of 5 "
+          "requests) first reached half of its gain over the last 20; "
           "speedups = tokens/s at batch 1 over target-only, the learned draft frozen.")
     print(f"serving throughput: static pass {summary['static_pass_tokens_per_s']:.1f} tokens/s, online pass "
           f"{summary['online_pass_tokens_per_s']:.1f} tokens/s (the distiller trains on the same cores); "
