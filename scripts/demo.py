@@ -323,11 +323,12 @@ def main():
         online_results = list(online.results)
         online_stats = online.stats
         online.stop()  # saves the learned draft(s) to the state folder
+        # The server saves each route's draft in STATE/route-NAME/draft (an HF checkpoint folder).
         if a.routes:
-            drafts = ",".join(os.path.join(state, f"route-{d}") for d in domains)
+            drafts = ",".join(os.path.join(state, f"route-{d}", "draft") for d in domains)
             learned_args = route_arg + [f"--osd.route-drafts={drafts}"]
         else:
-            learned_args = [f"--osd.draft={os.path.join(state, 'route-default')}"]
+            learned_args = [f"--osd.draft={os.path.join(state, 'route-default', 'draft')}"]
         learned = Server("learned", binary, common + ["--osd.online=false"] + learned_args, work)
         print(f"\ndemo: timing each domain at batch 1 ({a.timing_requests} requests x {a.max_new_tokens} tokens per "
               "server, one server at a time; the learned draft frozen)", flush=True)
