@@ -20,6 +20,7 @@
 
 #include "models/core/tensor_util.hpp"
 #include "models/core/transformer.hpp"
+#include "runtime/config_doc.hpp"
 #include "runtime/model_source.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/serve_config.hpp"
@@ -27,6 +28,47 @@
 #ifdef OSD_WITH_HTTP
 #include "runtime/serve_http.hpp"
 #endif
+
+namespace {
+
+// "" when osd-serve can run models on `device` (option `option` set it), else why not and the
+// fix, in one line: asked before loading, so libtorch's list of backends never reaches the user.
+std::string device_problem(const std::string& device, const std::string& option) {
+  if (device.rfind("cuda", 0) != 0) return "";
+  if (!torch::cuda::is_available()) {
+#ifndef OSD_WITH_CUDA
+    return "this build has no CUDA (libtorch CPU); use --" + option + "=cpu";
+#else
+    return "no CUDA device is visible (torch::cuda::is_available() is false); use --" + option +
+           "=cpu, or check the driver and CUDA_VISIBLE_DEVICES";
+#endif
+  }
+  const int64_t index = device.size() > 5 ? std::stoll(device.substr(5)) : 0;
+  const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+  if (index >= count)
+    return "--" + option + "=" + device + ", but this machine has " + std::to_string(count) +
+           " CUDA device(s): use cuda:0" + (count > 1 ? " to cuda:" + std::to_string(count - 1) : "");
+  return "";
+}
+
+// "" when a draft `spec` can serve `target`, else the sizes and the fix. A target of another
+// vocabulary with osd.draft left at `default` gets the bundled default pair's draft, which cannot
+// match it: say so.
+std::string vocabulary_mismatch(const osd::Transformer& draft, const std::string& spec, const osd::Transformer& target,
+                                const std::string& target_spec, const std::string& option) {
+  const int64_t dv = draft.config().vocab_size, tv = target.config().vocab_size;
+  if (dv == tv) return "";
+  const std::string sizes = "the target " + target_spec + " has a vocabulary of " + std::to_string(tv) +
+                            " tokens, the draft " + spec + " one of " + std::to_string(dv);
+  const std::string fix = "; pass --osd.draft=none (target-only decoding) or --" + option +
+                          "=DIR with a draft of the target's " + std::to_string(tv) + " tokens";
+  if (spec == "default")
+    return sizes + ": " + option + " defaulted to the bundled default pair's draft (" + osd::default_models_dir() +
+           "/draft)" + fix;
+  return sizes + fix;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // Block the stop signals in every thread; main waits for them with sigwait.
@@ -36,14 +78,27 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  osd::ServeConfig cfg;
-  osd::ServeSettings s;
-  bool help = false;
-  if (auto err = cfg.load(argc, argv, s, help); !err.empty()) {
+  osd::ServeConfigLoad loaded;
+  if (auto err = osd::load_serve_config(argc, argv, &loaded); !err.empty()) {
     std::cerr << "osd-serve: " << err << "\n";
     return 2;
   }
-  if (help) return 0;
+  if (loaded.action == osd::ServeAction::print_help) {
+    std::cout << osd::serve_help_text();
+    return 0;
+  }
+  if (loaded.action == osd::ServeAction::print_config_doc) {
+    std::cout << osd::config_markdown();
+    return 0;
+  }
+  const osd::ServeSettings& s = loaded.settings;
+  for (const auto& [device, option] : {std::pair{s.device, std::string("osd.device")},
+                                       std::pair{s.draft_device, std::string("osd.draft-device")}}) {
+    if (auto why = device_problem(device, option); !why.empty()) {
+      std::cerr << "osd-serve: " << why << "\n";
+      return 2;
+    }
+  }
   if (s.torch_threads > 0) at::set_num_threads(static_cast<int>(s.torch_threads));
   else osd::init_torch_threads();
 
@@ -64,6 +119,10 @@ int main(int argc, char** argv) {
       std::cerr << "osd-serve: " << error << "\n";
       return 2;
     }
+    if (auto why = vocabulary_mismatch(*ro.draft, s.draft, *ro.target, s.target, "osd.draft"); !why.empty()) {
+      std::cerr << "osd-serve: " << why << "\n";
+      return 2;
+    }
   }
   ro.max_batch = s.max_batch;
   ro.max_len = s.max_len;
@@ -78,8 +137,8 @@ int main(int argc, char** argv) {
   ro.max_new_tokens_limit = s.max_new_tokens;
   ro.max_id_bytes = s.max_id_bytes;
   ro.max_restarts = s.max_restarts;
-  ro.threads = static_cast<int>(caf::get_or(cfg, "scheduler.max-threads", size_t{0}));
-  ro.scheduler = caf::to_string(caf::get_or(cfg, "scheduler.policy", caf::atom("sharing")));
+  ro.threads = static_cast<int>(s.scheduler_threads);
+  ro.scheduler = s.scheduler_policy;
   auto split = [](const std::string& list) {
     std::vector<std::string> out;
     std::string cur;
@@ -105,9 +164,15 @@ int main(int argc, char** argv) {
   }
   for (size_t r = 0; r < route_names.size(); ++r) {
     // Every route owns its own copy of the weights (its distiller trains it alone).
-    auto d = osd::load_model(source(route_specs.empty() ? s.draft : route_specs[r], true), osd::ModelRole::draft, &error);
+    const std::string spec = route_specs.empty() ? s.draft : route_specs[r];
+    auto d = osd::load_model(source(spec, true), osd::ModelRole::draft, &error);
     if (!d) {
       std::cerr << "osd-serve: route " << route_names[r] << ": " << error << "\n";
+      return 2;
+    }
+    const std::string option = route_specs.empty() ? "osd.draft" : "osd.route-drafts";
+    if (auto why = vocabulary_mismatch(*d, spec, *ro.target, s.target, option); !why.empty()) {
+      std::cerr << "osd-serve: route " << route_names[r] << ": " << why << "\n";
       return 2;
     }
     ro.routes.push_back({route_names[r], d});
