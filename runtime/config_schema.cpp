@@ -342,7 +342,9 @@ std::string nearest_option_name(const std::string& name) {
     const size_t d = std::min(edit_distance(name, o.name), edit_distance(name, o.key()));
     if (d < best_distance) best_distance = d, best = o.name;
   }
-  const size_t allowed = std::max<size_t>(2, name.size() / 3);
+  if (name.empty()) return "";
+  // Short names are close to many: one edit for up to 3 characters, then about a third.
+  const size_t allowed = name.size() <= 3 ? 1 : std::max<size_t>(2, name.size() / 3);
   return best_distance <= allowed ? best : "";
 }
 

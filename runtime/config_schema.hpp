@@ -45,7 +45,8 @@ struct OptionSpec {
 const std::vector<OptionSpec>& serve_options();
 // The option called `name` ("osd.k"), or null.
 const OptionSpec* find_option(const std::string& name);
-// The declared name closest to `name` (edit distance at most about a third of its length), or "".
+// The declared name closest to `name` (edit distance 1 for names of up to 3 characters, else at
+// most about a third of its length), or "".
 std::string nearest_option_name(const std::string& name);
 
 // The option's value in `s`, as written in a config file or on the command line ("4", "true",

@@ -61,6 +61,10 @@ TEST_CASE("config: an unknown option names the nearest one", "[config]") {
   // Nothing near: the list is in --help.
   CHECK(load({"--osd.completely-different=1"}, &s) ==
         "unknown option --osd.completely-different (osd-serve --help lists the options)");
+  CHECK(load({"--=5"}, &s) == "unknown option -- (osd-serve --help lists the options)");
+  CHECK(load({"--osd.xyz=5"}, &s) == "unknown option --osd.xyz (osd-serve --help lists the options)");
+  CHECK(nearest_option_name("osd.draft-devise") == "osd.draft-device");
+  CHECK(nearest_option_name("") == "");
   // The same in a config file, with its line.
   const auto file = write("osd {\n  k = 3\n  max-bach = 4\n}\n");
   CHECK(load({"--config-file=" + file}, &s) == file + ":3: unknown option osd.max-bach (did you mean osd.max-batch?)");
