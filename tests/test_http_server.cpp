@@ -56,6 +56,7 @@ std::unique_ptr<Served> serve(int64_t max_in_flight = 256, size_t max_body = 1 <
   o.draft = s->draft;
   o.max_batch = 16;
   o.max_len = max_len;
+  o.max_new_tokens_limit = max_len;  // a request may use the whole context
   o.max_in_flight = max_in_flight;
   o.threads = 2;
   o.tokenizer = load_text_tokenizer("bytes");
