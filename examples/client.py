@@ -47,7 +47,9 @@ def main() -> int:
             return 1
     sock.send_string(json.dumps({"op": "stats"}))
     stats = json.loads(sock.recv_string())["stats"]["metrics"]
-    print(f"server: {stats['requests_finished']} acceptance={stats['acceptance_rate']:.3f}")
+    finished = stats["requests_finished"]  # {finish reason: requests}
+    print(f"server: {sum(finished.values())} requests finished {finished}, "
+          f"acceptance={stats['acceptance_rate']:.3f}")
     return 0
 
 
