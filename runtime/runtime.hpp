@@ -301,8 +301,10 @@ class Runtime {
   // is no such actor.
   bool inject_failure(const std::string& actor);
 
- private:
+  // The actor system and actor handles (runtime/runtime_impl.hpp, private to runtime/).
   struct Impl;
+
+ private:
   explicit Runtime(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
