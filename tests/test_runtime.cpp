@@ -107,6 +107,46 @@ TEST_CASE("runtime: 16 client threads x 8 requests, greedy equals target-only, e
   }
 }
 
+TEST_CASE("runtime: at k = 0 the target's distributions still reach the distiller's buffer",
+          "[runtime][adaptive][online]") {
+  // Every round plain (k_override 0): no message reaches the drafter, yet every
+  // online.record_plain_every-th token of a sequence is recorded for the distiller, so a draft
+  // keeps learning while speculation is off. Control: with record_plain_every = 0 nothing is.
+  auto [prompts, refs] = greedy_cases(*models().target, 3, 8, 40, 12);
+  for (int64_t every : {int64_t{4}, int64_t{0}}) {
+    RuntimeOptions o;
+    o.target = models().target;
+    o.draft = models().draft;
+    o.max_batch = 4;
+    o.max_len = 128;
+    o.threads = 2;
+    o.k_override = [](int64_t, int64_t, int64_t) { return int64_t{0}; };
+    o.online.enabled = true;
+    o.online.record_plain_every = every;
+    o.online.min_new_records = 1 << 20;  // no update: the buffer only collects
+    std::string err;
+    auto rt = Runtime::create(o, &err);
+    REQUIRE(rt != nullptr);
+    int wrong = 0;
+    for (size_t i = 0; i < prompts.size(); ++i)
+      wrong += rt->submit(greedy(prompts[i], 40))->get().tokens != refs[i];
+    CHECK(wrong == 0);
+    auto stats = nlohmann::json::parse(rt->stats_json());
+    INFO(stats["verifier"].dump() << " " << stats["buffer"].dump());
+    CHECK(stats["verifier"]["drafter_messages"] == 0);
+    const int64_t added = stats["buffer"]["added"].get<int64_t>();
+    if (every > 0) {
+      // 3 sequences of 40 tokens, one record every 4 tokens: about 30 (prompt records are off;
+      // the buffer may set some aside as held out).
+      CHECK(added >= 3 * (40 / 4) / 2);
+      CHECK(added <= 3 * 40);
+    } else {
+      CHECK(added == 0);
+    }
+    rt->shutdown();
+  }
+}
+
 TEST_CASE(
     "runtime: with a draft that never agrees, the scheduler falls back to plain rounds that never "
     "reach the drafter",

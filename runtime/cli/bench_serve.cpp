@@ -96,6 +96,7 @@ void add_serve_bench(CLI::App& app, bool& json) {
     int64_t requests = 64, prompt_len = 16, new_tokens = 32, max_batch = 64, repeats = 1;
     double temperature = 0;
     std::string trace_path;
+    bool control = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--concurrency", o->concurrency, "client threads per level")->capture_default_str();
@@ -111,6 +112,9 @@ void add_serve_bench(CLI::App& app, bool& json) {
                   "seeds (figures stated as results: >= 3); the table shows medians")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
+  cmd->add_flag("--control", o->control,
+                "also serve every level a second time without speculation (row 'off-b'): the "
+                "noise floor of the on/off ratio");
   cmd->callback([o, &json] {
     auto tcfg = shape(o->shape, o->shape.layers), dcfg = shape(o->shape, o->shape.draft_layers);
     auto target = std::make_shared<Transformer>(tcfg, 1);
@@ -143,9 +147,11 @@ void add_serve_bench(CLI::App& app, bool& json) {
       return ro;
     };
     const size_t L = o->concurrency.size();
-    std::vector<std::vector<Level>> runs[2];  // [spec][level] -> per repeat
-    runs[0].resize(L);
-    runs[1].resize(L);
+    // Sides: 0 target-only, 1 speculation, 2 target-only again (--control).
+    const int sides = o->control ? 3 : 2;
+    const char* const side_name[] = {"off", "on", "off-b"};
+    std::vector<std::vector<Level>> runs[3];  // [side][level] -> per repeat
+    for (auto& r : runs) r.resize(L);
     std::vector<GreedyCheck> equal(L, GreedyCheck(greedy ? "each repeat's timed greedy outputs "
                                                            "with speculation against those "
                                                            "without, same prompts"
@@ -153,8 +159,9 @@ void add_serve_bench(CLI::App& app, bool& json) {
                                                            "prompts at its concurrency, "
                                                            "speculation on against off (untimed)"));
     for (int64_t r = 0; r < o->repeats; ++r)
-      for (int spec = 0; spec < 2; ++spec)
+      for (int side = 0; side < sides; ++side)
         for (size_t l = 0; l < L; ++l) {
+          const bool spec = side == 1;
           auto& reqs = prompts[l];
           std::vector<size_t> order(reqs.size());
           for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -162,7 +169,7 @@ void add_serve_bench(CLI::App& app, bool& json) {
           for (size_t i = 0; i < reqs.size(); ++i)
             reqs[i].seed = static_cast<uint64_t>(r) * reqs.size() + i;
           const bool last = spec && l + 1 == L && r + 1 == o->repeats;
-          runs[spec][l].push_back(serve_level(options(spec), reqs, order, o->concurrency[l],
+          runs[side][l].push_back(serve_level(options(spec), reqs, order, o->concurrency[l],
                                               last ? o->trace_path : ""));
           if (spec && greedy)
             for (size_t i = 0; i < reqs.size(); ++i)
@@ -186,9 +193,10 @@ void add_serve_bench(CLI::App& app, bool& json) {
                          "acceptance", "verifier idle", "draft||verify", "k0 rounds",
                          "greedy mismatches"});
     nlohmann::json levels = nlohmann::json::array();
-    for (int spec = 0; spec < 2; ++spec)
+    for (int side = 0; side < sides; ++side)
       for (size_t l = 0; l < L; ++l) {
-        const auto& rs = runs[spec][l];
+        const bool spec = side == 1;
+        const auto& rs = runs[side][l];
         auto field = [&](double Level::*m) {
           std::vector<double> v;
           for (const auto& x : rs) v.push_back(x.*m);
@@ -202,7 +210,7 @@ void add_serve_bench(CLI::App& app, bool& json) {
         for (size_t i = 1; i < rs.size(); ++i) counts = counts.plus(rs[i].scheduler);
         const auto sched = counts.to_json();
         if (spec) equal[l].explain(*target);
-        rep.add({spec ? "on" : "off", o->concurrency[l], static_cast<int64_t>(prompts[l].size()),
+        rep.add({side_name[side], o->concurrency[l], static_cast<int64_t>(prompts[l].size()),
                  median_of(field(&Level::req_s)), tok["median"], std::string(range),
                  median_of(field(&Level::lat_p50)), median_of(field(&Level::lat_p90)),
                  median_of(field(&Level::lat_p99)), median_of(field(&Level::ttft_p50)),
@@ -218,7 +226,7 @@ void add_serve_bench(CLI::App& app, bool& json) {
         // greedy_equal: speculative against target-only outputs on the same prompts.
         nlohmann::json sched_per_repeat = nlohmann::json::array();
         for (const auto& x : rs) sched_per_repeat.push_back(x.scheduler.to_json());
-        nlohmann::json level = {{"spec", spec ? "on" : "off"},
+        nlohmann::json level = {{"spec", side_name[side]},
                                 {"concurrency", o->concurrency[l]},
                                 {"requests", prompts[l].size()},
                                 {"tokens_per_s", tok},
