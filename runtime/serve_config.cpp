@@ -139,6 +139,42 @@ std::string load_serve_config(int argc, const char* const* argv, ServeConfigLoad
   return "";
 }
 
+RuntimeOptions runtime_options(const ServeSettings& s) {
+  RuntimeOptions ro;
+  ro.max_batch = s.max_batch;
+  ro.max_len = s.max_len;
+  ro.warm_attention_plans = s.warm_attention_plans;
+  ro.k = s.k;
+  ro.adaptive_k = s.adaptive_k;
+  ro.prefill_chunk = s.prefill_chunk;
+  ro.sampling = s.sampling == "rejection" ? SpecSampling::rejection : SpecSampling::coupled;
+  ro.k_max = s.k_max;
+  ro.groups = s.groups;
+  ro.max_in_flight = s.max_in_flight;
+  ro.max_new_tokens_limit = s.max_new_tokens;
+  ro.max_id_bytes = s.max_id_bytes;
+  ro.max_restarts = s.max_restarts;
+  ro.threads = static_cast<int>(s.scheduler_threads);
+  ro.scheduler = s.scheduler_policy;
+  ro.online = s.online;
+  return ro;
+}
+
+ZmqServerOptions zmq_server_options(const ServeSettings& s) {
+  ZmqServerOptions zo;
+  zo.endpoint = s.endpoint;
+  zo.metrics_endpoint = s.metrics_endpoint;
+  zo.max_frame_bytes = static_cast<size_t>(s.max_frame_bytes);
+  zo.max_id_bytes = static_cast<size_t>(s.max_id_bytes);
+  zo.max_clients = s.max_clients;
+  zo.client_send_hwm = s.client_send_hwm;
+  zo.heartbeat_ms = s.heartbeat_ms;
+  zo.max_metrics_connections = s.max_metrics_connections;
+  zo.metrics_idle_ms = s.metrics_idle_ms;
+  zo.max_pending_stats = s.max_pending_stats;
+  return zo;
+}
+
 std::string serve_help_text() {
   std::string out =
       "osd-serve: serves speculative decoding over ZeroMQ (and OpenAI's HTTP API with --osd.http).\n\n"

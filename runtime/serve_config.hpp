@@ -29,6 +29,12 @@ std::string load_serve_config(int argc, const char* const* argv, ServeConfigLoad
 // The same for a config file's text (`source` names it in errors), applied on top of `out`.
 std::string apply_config_text(const std::string& text, const std::string& source, ServeSettings* out);
 
+// The embedding API's options the settings give: every field but the models, routes and
+// tokenizer, which osd-serve loads (online.enabled as set; osd-serve turns it off without a draft).
+RuntimeOptions runtime_options(const ServeSettings& s);
+// The ZeroMQ front end's: every field but the tokenizer's encode and default eos.
+ZmqServerOptions zmq_server_options(const ServeSettings& s);
+
 // What `osd-serve --help` prints: usage, then every option with its default and range.
 std::string serve_help_text();
 

@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
   else osd::init_torch_threads();
 
   std::string error;
-  osd::RuntimeOptions ro;
+  osd::RuntimeOptions ro = osd::runtime_options(s);  // models, routes and tokenizer below
   const auto source = [&](const std::string& spec, bool draft = false) {
     const std::string device = draft && !s.draft_device.empty() ? s.draft_device : s.device;
     return osd::ModelSource{spec, device, s.dtype, static_cast<uint64_t>(s.weights_seed)};
@@ -124,21 +124,6 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  ro.max_batch = s.max_batch;
-  ro.max_len = s.max_len;
-  ro.warm_attention_plans = s.warm_attention_plans;
-  ro.k = s.k;
-  ro.adaptive_k = s.adaptive_k;
-  ro.prefill_chunk = s.prefill_chunk;
-  ro.sampling = s.sampling == "rejection" ? osd::SpecSampling::rejection : osd::SpecSampling::coupled;
-  ro.k_max = s.k_max;
-  ro.groups = s.groups;
-  ro.max_in_flight = s.max_in_flight;
-  ro.max_new_tokens_limit = s.max_new_tokens;
-  ro.max_id_bytes = s.max_id_bytes;
-  ro.max_restarts = s.max_restarts;
-  ro.threads = static_cast<int>(s.scheduler_threads);
-  ro.scheduler = s.scheduler_policy;
   auto split = [](const std::string& list) {
     std::vector<std::string> out;
     std::string cur;
@@ -177,7 +162,6 @@ int main(int argc, char** argv) {
     }
     ro.routes.push_back({route_names[r], d});
   }
-  ro.online = s.online;
   ro.online.enabled = s.online.enabled && ro.draft != nullptr;
   // The tokenizer: the target folder's files, or bytes for byte-level models (presets, the
   // default pair: token t < 256 is the byte t), or what osd.tokenizer names.
@@ -194,17 +178,7 @@ int main(int argc, char** argv) {
     std::cerr << "osd-serve: " << error << "\n";
     return 2;
   }
-  osd::ZmqServerOptions zo;
-  zo.endpoint = s.endpoint;
-  zo.metrics_endpoint = s.metrics_endpoint;
-  zo.max_frame_bytes = static_cast<size_t>(s.max_frame_bytes);
-  zo.max_id_bytes = static_cast<size_t>(s.max_id_bytes);
-  zo.max_clients = s.max_clients;
-  zo.client_send_hwm = s.client_send_hwm;
-  zo.heartbeat_ms = s.heartbeat_ms;
-  zo.max_metrics_connections = s.max_metrics_connections;
-  zo.metrics_idle_ms = s.metrics_idle_ms;
-  zo.max_pending_stats = s.max_pending_stats;
+  osd::ZmqServerOptions zo = osd::zmq_server_options(s);  // the tokenizer below
   if (tokenizer) {
     zo.encode = [tokenizer](const std::string& text) { return tokenizer->encode_prompt(text); };
     if (tokenizer->special_tokens().eos) zo.default_eos = {*tokenizer->special_tokens().eos};

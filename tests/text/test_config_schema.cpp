@@ -235,6 +235,50 @@ TEST_CASE("config: the defaults are the embedding API's", "[config]") {
   }
 }
 
+TEST_CASE("config: the settings reach the runtime's and the front end's options", "[config]") {
+  ServeSettings s;
+  REQUIRE(load({"--osd.k=7", "--osd.adaptive-k=false", "--osd.k-max=9", "--osd.groups=3", "--osd.max-batch=5",
+                "--osd.max-len=300", "--osd.prefill-chunk=64", "--osd.sampling=rejection", "--osd.max-in-flight=9",
+                "--osd.max-new-tokens=100", "--osd.max-id-bytes=77", "--osd.max-restarts=6",
+                "--osd.warm-attention-plans=false", "--scheduler.max-threads=3", "--scheduler.policy=stealing",
+                "--osd.online-lr=0.01", "--osd.online-state-dir=/tmp/x", "--osd.endpoint=tcp://*:1",
+                "--osd.metrics-endpoint=tcp://*:2", "--osd.max-frame-bytes=4096", "--osd.max-clients=11",
+                "--osd.client-send-hwm=12", "--osd.heartbeat-ms=13", "--osd.max-metrics-connections=14",
+                "--osd.metrics-idle-ms=15", "--osd.max-pending-stats=16"},
+               &s) == "");
+  const RuntimeOptions r = runtime_options(s);
+  CHECK(r.k == 7);
+  CHECK_FALSE(r.adaptive_k);
+  CHECK(r.k_max == 9);
+  CHECK(r.groups == 3);
+  CHECK(r.max_batch == 5);
+  CHECK(r.max_len == 300);
+  CHECK(r.prefill_chunk == 64);
+  CHECK(r.sampling == SpecSampling::rejection);
+  CHECK(r.max_in_flight == 9);
+  CHECK(r.max_new_tokens_limit == 100);
+  CHECK(r.max_id_bytes == 77);
+  CHECK(r.max_restarts == 6);
+  CHECK_FALSE(r.warm_attention_plans);
+  CHECK(r.threads == 3);
+  CHECK(r.scheduler == "stealing");
+  CHECK(r.online.enabled);
+  CHECK(r.online.lr == 0.01);
+  CHECK(r.online.state_dir == "/tmp/x");
+  const ZmqServerOptions z = zmq_server_options(s);
+  CHECK(z.endpoint == "tcp://*:1");
+  CHECK(z.metrics_endpoint == "tcp://*:2");
+  CHECK(z.max_frame_bytes == 4096);
+  CHECK(z.max_id_bytes == 77);
+  CHECK(z.max_clients == 11);
+  CHECK(z.client_send_hwm == 12);
+  CHECK(z.heartbeat_ms == 13);
+  CHECK(z.max_metrics_connections == 14);
+  CHECK(z.metrics_idle_ms == 15);
+  CHECK(z.max_pending_stats == 16);
+  CHECK(runtime_options(ServeSettings{}).sampling == SpecSampling::coupled);
+}
+
 TEST_CASE("config: every option is declared once and documented", "[config]") {
   std::set<std::string> names;
   for (const auto& o : serve_options()) {
