@@ -22,6 +22,10 @@ SpecDecoder::SpecDecoder(std::shared_ptr<Transformer> target, std::shared_ptr<Tr
                   " vs " + std::to_string(target->config().vocab_size) + ")");
     draft_.emplace(draft, options.max_batch, options.max_len);
   }
+  // On the CPU the target's passes are timed at every batch bucket first (as the verifier does),
+  // so the planner's first prices are measured, not guessed; on a GPU the first rounds measure them.
+  if (opt_.adaptive_k && opt_.cost_ratio < 0 && !target->device().is_cuda())
+    for (const auto& t : scorer_.calibrate(opt_.k_max, 2000.0)) costs_.observe_verify(t.batch, t.k, t.ms);
   if (opt_.cost_ratio >= 0) {
     cost_ratio_ = opt_.cost_ratio, cost_measured_ = true;
     for (int64_t K = 0; K <= opt_.k_max; ++K) costs_.observe_verify(opt_.max_batch, K, 1.0);
@@ -114,11 +118,16 @@ RoundResult SpecDecoder::step() {
   const int64_t K = prop.tokens.defined() && prop.tokens.dim() == 2 ? prop.tokens.size(1) : 0;
   if (opt_.cost_ratio < 0 && !round.captured_graph) {
     costs_.observe_verify(B, K, r.target_seconds * 1e3);
-    if (prop.draft_steps > 0) {
+    // A catch-up prefill (rows the drafter had not seen, or not for a while) is priced per token,
+    // apart from the steps, as the verifier does.
+    const int64_t steps = prop.draft_steps - (prop.catch_up_tokens > 0 ? 1 : 0);
+    if (prop.catch_up_tokens > 0) costs_.observe_catch_up(prop.catch_up_tokens, prop.catch_up_seconds * 1e3);
+    if (steps > 0) {
       const int64_t drafting = std::count_if(ks.begin(), ks.end(), [](int64_t k) { return k > 0; });
-      costs_.observe_draft_step(drafting, r.draft_seconds * 1e3 / prop.draft_steps);
+      const double step_seconds = std::max(0.0, r.draft_seconds - prop.catch_up_seconds) / steps;
+      costs_.observe_draft_step(drafting, step_seconds * 1e3);
       // c = one draft step / one target pass, smoothed over rounds.
-      const double c = (r.draft_seconds / prop.draft_steps) / std::max(r.target_seconds, 1e-9);
+      const double c = step_seconds / std::max(r.target_seconds, 1e-9);
       cost_ratio_ = cost_measured_ ? 0.9 * cost_ratio_ + 0.1 * c : c;
       cost_measured_ = true;
     }

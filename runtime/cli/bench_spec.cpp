@@ -25,6 +25,7 @@ struct Mode {
   std::string name;
   std::shared_ptr<Transformer> draft;
   bool adaptive;
+  SamplingMode sampling = SamplingMode::coupled;  // sampled requests: how draft tokens are drawn
 };
 
 // One timed pass of a mode over the requests, in the given order.
@@ -126,6 +127,11 @@ void add_spec_bench(CLI::App& app, bool& json) {
                                {"truncated copy, adaptive", copy, true},
                                {"unrelated, k=" + std::to_string(o->k), unrelated, false},
                                {"unrelated, adaptive", unrelated, true}};
+    // Sampled requests: the p/q rejection rule beside the coupled draw (the default), same draft
+    // and k, so their acceptance compares.
+    if (o->temperature > 0)
+      modes.push_back({"truncated copy, k=" + std::to_string(o->k) + ", rejection", copy, false,
+                       SamplingMode::rejection});
     auto options = [&](const Mode& m) {
       SpecOptions so;
       so.max_batch = o->batch;
@@ -157,6 +163,7 @@ void add_spec_bench(CLI::App& app, bool& json) {
       std::vector<std::vector<int64_t>> target_outputs;
       double base_tps = 0;
       for (size_t m = 0; m < modes.size(); ++m) {
+        for (auto& q : reqs) q.sampling.mode = modes[m].sampling;
         const auto pass = timed_pass(target, modes[m], options(modes[m]), reqs, order);
         auto& f = fig[m];
         if (!modes[m].draft) {
